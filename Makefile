@@ -1,0 +1,50 @@
+# fae — make run: faed on its embedded default config; make test: the whole suite.
+GO       ?= go
+VERSION  ?= 0.1.0
+BUILD_ID ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -X main.version=$(VERSION) -X main.buildID=$(BUILD_ID)
+# Where make idl writes (the tests regenerate into a temp dir to compare).
+IDL_OUT  ?= .
+
+.PHONY: all build run test deps vet idl bench clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/faed ./cmd/faed
+
+# faed on its embedded default config: RPC 127.0.0.1:9001, HTTP 127.0.0.1:9101.
+run: build
+	./bin/faed -lockfile ""
+
+# Everything: installs what the tests need (apt packages, Go modules), checks
+# formatting and vet, then runs every test with the race detector.
+test: deps vet
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+deps:
+	bash contrib/install-deps
+	$(GO) mod download
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+# Regenerate the Go, PHP and Python stubs from idl/servant.thrift with Debian's
+# thrift-compiler 0.17.0 (the Go code is then gofmt'ed; never edit it by hand).
+idl:
+	@test "$$(thrift --version)" = "Thrift version 0.17.0" || { echo "need thrift-compiler 0.17.0 (make deps)"; exit 1; }
+	rm -rf $(IDL_OUT)/idl/fun $(IDL_OUT)/contrib/php/gen-php $(IDL_OUT)/contrib/python/gen-py
+	mkdir -p $(IDL_OUT)/idl $(IDL_OUT)/contrib/php/gen-php $(IDL_OUT)/contrib/python/gen-py
+	thrift --gen go:package_prefix=github.com/fae-go/fae/idl/,skip_remote -out $(IDL_OUT)/idl idl/servant.thrift
+	gofmt -w $(IDL_OUT)/idl/fun
+	thrift --gen php -out $(IDL_OUT)/contrib/php/gen-php idl/servant.thrift
+	thrift --gen py -out $(IDL_OUT)/contrib/python/gen-py idl/servant.thrift
+	rm -f $(IDL_OUT)/contrib/python/gen-py/fun/rpc/FunServant-remote
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3s ./bench/...
+
+clean:
+	rm -rf bin

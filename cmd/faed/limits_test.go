@@ -1,0 +1,178 @@
+package main_test
+
+import (
+	"encoding/binary"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSessionTimeout: a session idle longer than rpc.session_timeout is closed;
+// io_timeout does not cut an idle session.
+func TestSessionTimeout(t *testing.T) {
+	m := allModes[0]
+	dir := t.TempDir()
+	f := startFaedIn(t, dir, m.config(dir, `session_timeout: "300ms"`+"\n"+`io_timeout: "100ms"`, ""))
+	c := f.dial(t, m)
+	if _, err := c.Ping(bg, ctx()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // idle past io_timeout, within session_timeout
+	if _, err := c.Ping(bg, ctx()); err != nil {
+		t.Fatalf("call after 200ms idle (io_timeout 100ms, session_timeout 300ms): %v", err)
+	}
+	time.Sleep(600 * time.Millisecond)
+	if _, err := c.Ping(bg, ctx()); err == nil {
+		t.Fatal("call after 600ms idle succeeded; want the session closed by session_timeout 300ms")
+	}
+	eventually(t, 5*time.Second, "the idle timeout in the log", func() bool {
+		return strings.Contains(f.out.String(), "session idle timeout")
+	})
+}
+
+// TestIOTimeout: a request that starts but does not finish within rpc.io_timeout
+// ends its session; other sessions go on.
+func TestIOTimeout(t *testing.T) {
+	m := allModes[0]
+	dir := t.TempDir()
+	f := startFaedIn(t, dir, m.config(dir, `session_timeout: "0s"`+"\n"+`io_timeout: "300ms"`, ""))
+	conn := f.dialRaw(t)
+	// The start of a binary-protocol call to ping, then silence.
+	if _, err := conn.Write([]byte{0x80, 0x01, 0x00, 0x01, 0, 0, 0, 4, 'p', 'i'}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadAll(conn); err != nil {
+		t.Fatalf("read: %v (want EOF from faed closing the session)", err)
+	}
+	if el := time.Since(start); el < 250*time.Millisecond || el > 3*time.Second {
+		t.Errorf("session closed after %s, want about io_timeout 300ms", el)
+	}
+	eventually(t, 5*time.Second, "the io timeout in the log", func() bool {
+		return strings.Contains(f.out.String(), `reason="io timeout"`)
+	})
+	if _, err := f.dial(t, m).Ping(bg, ctx()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMessageSizeCap: lengths over rpc.max_message_bytes end the session before
+// anything that large is allocated; the daemon goes on serving.
+func TestMessageSizeCap(t *testing.T) {
+	for _, m := range []mode{allModes[0], allModes[2]} { // binary buffered, binary framed
+		t.Run(m.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			f := startFaedIn(t, dir, m.config(dir, `max_message_bytes: 1048576`, ""))
+
+			// A real client sending a value over the cap fails; one under it works.
+			c := f.dial(t, m)
+			if _, err := c.LcSet(bg, ctx(), "big", make([]byte, 2<<20)); err == nil {
+				t.Error("lc_set of 2 MiB with max_message_bytes 1 MiB succeeded")
+			}
+			if ok, err := f.dial(t, m).LcSet(bg, ctx(), "ok", make([]byte, 512<<10)); err != nil || !ok {
+				t.Errorf("lc_set of 512 KiB: %v", err)
+			}
+
+			// Raw garbage length prefixes: 4 GiB frames, 4 GiB and 2 GiB strings.
+			var payloads [][]byte
+			if m.framed {
+				payloads = append(payloads, []byte{0xff, 0xff, 0xff, 0xff, 0x80, 0x01}, []byte{0x7f, 0xff, 0xff, 0xff, 0x80, 0x01})
+			} else {
+				for _, n := range []uint32{0xffffffff, 0x7fffffff} {
+					p := []byte{0x80, 0x01, 0x00, 0x01}
+					payloads = append(payloads, binary.BigEndian.AppendUint32(p, n)) // method name length
+					// lc_set with a huge binary value (field 3, type string)
+					q := []byte{0x80, 0x01, 0x00, 0x01, 0, 0, 0, 6}
+					q = append(q, "lc_set"...)
+					q = append(q, 0, 0, 0, 1, 11, 0, 3)
+					payloads = append(payloads, binary.BigEndian.AppendUint32(q, n))
+				}
+			}
+			for _, p := range payloads {
+				conn := f.dialRaw(t)
+				conn.Write(p)
+				conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				io.ReadAll(conn) // faed ends the session
+			}
+			if rss := rssBytes(t, f.cmd.Process.Pid); rss > 300<<20 {
+				t.Errorf("faed RSS %d MiB after huge length prefixes: it allocated them", rss>>20)
+			}
+			if _, err := f.dial(t, m).Ping(bg, ctx()); err != nil {
+				t.Fatalf("ping after bad frames: %v", err)
+			}
+			eventually(t, 5*time.Second, "the oversize reason in the log", func() bool {
+				return strings.Contains(f.out.String(), `reason=oversize`)
+			})
+		})
+	}
+}
+
+// TestMalformedInput: garbage ends only its own session.
+func TestMalformedInput(t *testing.T) {
+	m := allModes[0]
+	dir := t.TempDir()
+	f := startFaedIn(t, dir, m.config(dir, "", ""))
+	good := f.dial(t, m)
+	for _, junk := range [][]byte{
+		[]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+		{0x80, 0x01, 0x00, 0x01, 0, 0, 0, 4, 'p', 'i', 'n', 'g', 0, 0, 0, 1, 0x42, 0x42, 0x42},
+		{0x80, 0x01, 0x00, 0x01, 0, 0, 0, 7, 'n', 'o', 's', 'u', 'c', 'h', 'm', 0, 0, 0, 1, 0},
+	} {
+		conn := f.dialRaw(t)
+		conn.Write(junk)
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		io.ReadAll(conn)
+	}
+	if _, err := good.Ping(bg, ctx()); err != nil {
+		t.Fatalf("a good session after junk on others: %v", err)
+	}
+}
+
+// TestMaxSessions: past rpc.max_outstanding_sessions a new session waits (in the
+// listen backlog) until a live one ends; then it is served.
+func TestMaxSessions(t *testing.T) {
+	m := allModes[0]
+	dir := t.TempDir()
+	f := startFaedIn(t, dir, m.config(dir, "max_outstanding_sessions: 2", ""))
+	a, b := f.dial(t, m), f.dial(t, m)
+	for _, c := range []*client{a, b} {
+		if _, err := c.Ping(bg, ctx()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	third := f.dial(t, m) // the TCP connect completes in the kernel's backlog
+	done := make(chan error, 1)
+	go func() { _, err := third.Ping(bg, ctx()); done <- err }()
+	select {
+	case err := <-done:
+		t.Fatalf("third session served while two are live (err %v)", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	a.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("third session after one ended: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("third session not served after one ended")
+	}
+}
+
+func rssBytes(t *testing.T, pid int) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}

@@ -1,0 +1,229 @@
+// Command faed is the fae daemon: it serves FunServant over Thrift.
+//
+//	faed [-conf FILE] [-t] [-level LEVEL] [-log FILE] [-lockfile FILE] [-version]
+//
+// Without -conf it runs on the embedded default config (RPC 127.0.0.1:9001, HTTP
+// API 127.0.0.1:9101, no backends). SIGTERM or SIGINT drains it: it stops
+// accepting, lets calls in flight finish (at most rpc.shutdown_timeout) and exits 0.
+// A bad config makes it exit 2 with a message naming the file and the key.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fae-go/fae/config"
+	"github.com/fae-go/fae/engine"
+	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/servant"
+)
+
+// Set at link time by the Makefile (-ldflags -X).
+var (
+	version = "dev"
+	buildID = "unknown"
+)
+
+// faultHook, when set (only by the faetest build tag), adds fault injection to the servant options.
+var faultHook func(*servant.Options)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+type flags struct {
+	conf, level, logFile, lockFile string
+	check, version                 bool
+}
+
+func parseFlags(args []string, stderr io.Writer) (*flags, error) {
+	f := new(flags)
+	fs := flag.NewFlagSet("faed", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.conf, "conf", "", "config file (loose JSON); empty = the embedded default config")
+	fs.BoolVar(&f.check, "t", false, "check the config and exit: 0 if it is good, 2 if not")
+	fs.StringVar(&f.level, "level", "info", "log level: trace, debug, info, warn, error, alarm")
+	fs.StringVar(&f.logFile, "log", "stdout", "log to stdout or to this file (appended)")
+	fs.StringVar(&f.lockFile, "lockfile", "faed.lock", "pid file, locked while faed runs; empty = none")
+	fs.BoolVar(&f.version, "version", false, "print the version and build id and exit")
+	return f, fs.Parse(args)
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	f, err := parseFlags(args, stderr)
+	if err != nil {
+		return 2
+	}
+	if f.version {
+		fmt.Fprintf(stdout, "faed %s (build: %s) built with %s for %s/%s\n", version, buildID,
+			runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	}
+	cfg, name, err := loadConfig(f.conf)
+	if err != nil {
+		fmt.Fprintf(stderr, "faed: %v\n", err)
+		return 2
+	}
+	if f.check {
+		fmt.Fprintf(stdout, "faed: config %s is good\n", name)
+		return 0
+	}
+	logger, closeLog, err := newLogger(f.level, f.logFile, stdout)
+	if err != nil {
+		fmt.Fprintf(stderr, "faed: %v\n", err)
+		return 2
+	}
+	defer closeLog()
+	slog.SetDefault(logger)
+
+	if f.lockFile != "" {
+		unlock, err := lockPIDFile(f.lockFile)
+		if err != nil {
+			logger.Error("cannot start", "err", err)
+			return 1
+		}
+		defer unlock()
+	}
+	if err := serve(cfg, name, logger); err != nil {
+		logger.Error("faed stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func loadConfig(path string) (*config.Config, string, error) {
+	if path == "" {
+		c, err := config.Parse(config.DefaultName, config.Default)
+		return c, config.DefaultName, err
+	}
+	c, err := config.Load(path)
+	return c, path, err
+}
+
+// serve runs faed until SIGTERM or SIGINT, then drains it.
+func serve(cfg *config.Config, confName string, logger *slog.Logger) error {
+	runtime.GOMAXPROCS(cfg.GoMaxProcs(runtime.NumCPU()))
+	warnUnserved(cfg, logger)
+
+	opts := servant.Options{Version: version, BuildID: buildID, Logger: logger, ZooKeeper: len(cfg.EtcdServers) > 0}
+	if faultHook != nil {
+		faultHook(&opts)
+	}
+	svt := servant.New(cfg.Servants, opts)
+	srv := engine.NewServer(cfg.RPC, rpc.NewFunServantProcessor(svt), logger)
+	ln, err := engine.Listen(cfg.RPC)
+	if err != nil {
+		return err
+	}
+	var api *engine.API
+	httpAddr := ""
+	if cfg.HTTPListenAddr != "" {
+		hl, err := net.Listen("tcp", cfg.HTTPListenAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("http_listen_addr %s: %w", cfg.HTTPListenAddr, err)
+		}
+		httpAddr = hl.Addr().String()
+		api = engine.NewAPI(logger)
+		go api.Serve(hl)
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	signal.Ignore(syscall.SIGHUP)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	logger.Info("faed started", "version", version, "build", buildID, "config", confName,
+		"rpc", ln.Addr().String(), "protocol", cfg.RPC.Protocol, "framed", cfg.RPC.Framed,
+		"http", httpAddr, "gomaxprocs", runtime.GOMAXPROCS(0))
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("rpc listener: %w", err)
+	case sig := <-sigs:
+		logger.Info("draining", "signal", sig.String(), "sessions", srv.Sessions(), "shutdown_timeout", cfg.RPC.ShutdownTimeout)
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.RPC.ShutdownTimeout)
+	defer cancel()
+	err = srv.Shutdown(ctx)
+	if api != nil {
+		api.Shutdown(ctx)
+	}
+	if err != nil {
+		logger.Warn("drain timed out; remaining sessions closed", "err", err)
+	}
+	logger.Info("faed stopped", "drain", time.Since(start).Round(time.Millisecond),
+		"sessions", srv.Stats.Sessions.Load(), "calls", srv.Stats.Calls.Load())
+	return nil
+}
+
+// warnUnserved says which keys of cfg this build accepts but does not act on yet.
+func warnUnserved(cfg *config.Config, logger *slog.Logger) {
+	var keys []string
+	if len(cfg.EtcdServers) > 0 {
+		keys = append(keys, "etcd_servers (cluster)")
+	}
+	for key, on := range map[string]bool{"servants.mysql": cfg.Servants.Mysql != nil,
+		"servants.mongodb": cfg.Servants.Mongodb != nil, "servants.redis": cfg.Servants.Redis != nil,
+		"servants.memcache": cfg.Servants.Memcache != nil, "servants.couchbase": cfg.Servants.Couchbase != nil,
+		"dashboard_listen_addr": cfg.DashboardListenAddr != "", "pprof_listen_addr": cfg.PprofListenAddr != ""} {
+		if on {
+			keys = append(keys, key)
+		}
+	}
+	if len(keys) > 0 {
+		logger.Warn("config sections accepted but not served by this version", "keys", strings.Join(keys, ", "))
+	}
+}
+
+// newLogger builds the slog logger for -level and -log.
+func newLogger(level, file string, stdout io.Writer) (*slog.Logger, func(), error) {
+	lv, ok := map[string]slog.Level{"trace": slog.LevelDebug - 4, "debug": slog.LevelDebug, "info": slog.LevelInfo,
+		"warn": slog.LevelWarn, "error": slog.LevelError, "alarm": slog.LevelError + 4}[strings.ToLower(level)]
+	if !ok {
+		return nil, nil, fmt.Errorf("-level %q: want trace, debug, info, warn, error or alarm", level)
+	}
+	w, closeFn := stdout, func() {}
+	if file != "" && file != "stdout" {
+		fh, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, nil, fmt.Errorf("-log: %w", err)
+		}
+		w, closeFn = fh, func() { fh.Close() }
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lv})), closeFn, nil
+}
+
+// lockPIDFile writes our pid into path and holds an exclusive flock on it while
+// faed runs. The lock dies with the process, so a file left by a crash does not
+// block a restart (the original refused to start whenever the file existed).
+func lockPIDFile(path string) (func(), error) {
+	fh, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("-lockfile: %w", err)
+	}
+	if err := syscall.Flock(int(fh.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		pid, _ := io.ReadAll(fh)
+		fh.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("-lockfile %s: another faed is running (pid %s)", path, strings.TrimSpace(string(pid)))
+		}
+		return nil, fmt.Errorf("-lockfile %s: %w", path, err)
+	}
+	fh.Truncate(0)
+	fh.WriteAt([]byte(fmt.Sprintf("%d\n", os.Getpid())), 0)
+	return func() {
+		os.Remove(path)
+		fh.Close()
+	}, nil
+}

@@ -1,0 +1,274 @@
+// Package config loads faed.cf: the original fae's "loose JSON" (HJSON) file.
+//
+// Load = parse (hjson-go) → apply defaults (each section's SetDefaults, before its
+// keys are decoded, so an absent key keeps its default and a present one wins) →
+// decode with mapstructure, refusing unknown keys and wrong types → validate every
+// section → only then use. Every error names the file and the key path.
+package config
+
+import (
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	hjson "github.com/hjson/hjson-go/v4"
+
+	"github.com/fae-go/fae/engine"
+	"github.com/fae-go/fae/pool"
+	"github.com/fae-go/fae/servant"
+)
+
+// Default is the embedded config faed runs on when no -conf is given: RPC on
+// 127.0.0.1:9001, HTTP on 127.0.0.1:9101, no ZooKeeper, no backends.
+//
+//go:embed default.cf
+var Default []byte
+
+// DefaultName is the name Default is reported under in messages.
+const DefaultName = "(embedded default config)"
+
+// Config mirrors faed.cf. Sections live beside the code they configure.
+type Config struct {
+	// EtcdServers (etcd_servers) are ZooKeeper host:port addresses (the original's
+	// name). Empty = no cluster: this node owns every key.
+	EtcdServers []string `cf:"etcd_servers"`
+	// HTTPListenAddr (http_listen_addr) is the JSON/HTTP API address; "" = off.
+	HTTPListenAddr string `cf:"http_listen_addr"`
+	// DashboardListenAddr (dashboard_listen_addr) is the dashboard address; "" = off.
+	DashboardListenAddr string `cf:"dashboard_listen_addr"`
+	// PprofListenAddr (pprof_listen_addr) is the net/http/pprof address; "" = off.
+	PprofListenAddr string `cf:"pprof_listen_addr"`
+	// ReloadWatchdogInterval (reload_watchdog_interval) is how often the file is checked
+	// for changes. Default 1s.
+	ReloadWatchdogInterval time.Duration `cf:"reload_watchdog_interval"`
+	// ServerMode (server_mode): false = proxy only, never registers in ZooKeeper. Default true.
+	ServerMode bool `cf:"server_mode"`
+	// CPUNum (cpu_num) sets GOMAXPROCS: "auto" (CPUs/2+1, default), "max" (all CPUs) or a number.
+	CPUNum CPUNum `cf:"cpu_num"`
+	// MaxCPU (max_cpu) is accepted for compatibility; cpu_num decides.
+	MaxCPU int `cf:"max_cpu"`
+	// MetricsLogfile (metrics_logfile) is where metrics are dumped. Default metrics.log.
+	MetricsLogfile string `cf:"metrics_logfile"`
+	// Plugin (plugin) is accepted for compatibility: the original's only plugin,
+	// RateLimiter, did nothing, and neither does it here.
+	Plugin PluginConfig `cf:"plugin"`
+
+	RPC      engine.Config  `cf:"rpc"`
+	Servants servant.Config `cf:"servants"`
+}
+
+// CPUNum is the cpu_num key: "auto", "max" or a number, written as a string or a number.
+type CPUNum string
+
+// PluginConfig is the plugin section.
+type PluginConfig struct {
+	Plugins []struct {
+		Name  string `cf:"name"`
+		Limit int    `cf:"limit"`
+	} `cf:"plugins"`
+}
+
+// SetDefaults fills in the top-level defaults.
+func (c *Config) SetDefaults() {
+	*c = Config{ReloadWatchdogInterval: time.Second, ServerMode: true, CPUNum: "auto", MetricsLogfile: "metrics.log"}
+}
+
+// GoMaxProcs is the GOMAXPROCS that cpu_num asks for, given ncpu CPUs.
+func (c *Config) GoMaxProcs(ncpu int) int {
+	switch c.CPUNum {
+	case "auto":
+		return ncpu/2 + 1
+	case "max":
+		return ncpu
+	}
+	n, _ := strconv.Atoi(string(c.CPUNum))
+	return n
+}
+
+// Load reads and checks the config file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return Parse(path, data)
+}
+
+// Parse checks data, the contents of the file name, and returns its config.
+func Parse(name string, data []byte) (*Config, error) {
+	c, err := parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	return c, nil
+}
+
+func parse(data []byte) (*Config, error) {
+	var raw map[string]any
+	opts := hjson.DecoderOptions{UseJSONNumber: true, DisallowDuplicateKeys: true}
+	if err := hjson.UnmarshalWithOptions(data, &raw, opts); err != nil {
+		return nil, fmt.Errorf("syntax: %s", syntaxMessage(err))
+	}
+	if raw == nil {
+		return nil, errors.New("empty file: the rpc section is required")
+	}
+	dropOffline(raw)
+	if sv, ok := raw["servants"].(map[string]any); ok {
+		dropOffline(sv)
+	}
+	if _, ok := raw["rpc"]; !ok {
+		return nil, errors.New("rpc: required section is missing")
+	}
+	if _, ok := raw["servants"]; !ok {
+		raw["servants"] = map[string]any{}
+	}
+	c := new(Config)
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		TagName:     "cf",
+		ErrorUnused: true,
+		DecodeHook:  hook,
+		Result:      c,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := dec.Decode(raw); err != nil {
+		return nil, cleanDecodeError(err)
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) validate() error {
+	switch c.CPUNum {
+	case "auto", "max":
+	default:
+		if n, err := strconv.Atoi(string(c.CPUNum)); err != nil || n < 1 {
+			return fmt.Errorf("cpu_num: must be \"auto\", \"max\" or a number ≥ 1, got %q", c.CPUNum)
+		}
+	}
+	if c.ReloadWatchdogInterval < 0 {
+		return fmt.Errorf("reload_watchdog_interval: must not be negative, got %s", c.ReloadWatchdogInterval)
+	}
+	for i, p := range c.Plugin.Plugins {
+		if p.Name != "RateLimiter" {
+			return fmt.Errorf("plugin.plugins[%d].name: unknown plugin %q (only RateLimiter is known)", i, p.Name)
+		}
+	}
+	if err := c.RPC.Validate("rpc"); err != nil {
+		return err
+	}
+	return c.Servants.Validate("servants")
+}
+
+// dropOffline removes the sections whose name ends in "_offline": the original
+// sample switches sections off that way (mongodb_offline, couchbase_offline).
+func dropOffline(m map[string]any) {
+	for k := range m {
+		if strings.HasSuffix(k, "_offline") {
+			delete(m, k)
+		}
+	}
+}
+
+type defaulter interface{ SetDefaults() }
+
+var (
+	durationType = reflect.TypeOf(time.Duration(0))
+	numberType   = reflect.TypeOf(json.Number(""))
+	portType     = reflect.TypeOf(pool.Port(0))
+	cpuNumType   = reflect.TypeOf(CPUNum(""))
+)
+
+// hook runs before mapstructure decodes a value into to. It fills in a section's
+// defaults before its keys are decoded, and converts durations, numbers and ports
+// strictly: "4s" is a duration, 4 is not; 1.5 is not an int.
+func hook(from, to reflect.Value) (any, error) {
+	data := from.Interface()
+	if to.CanAddr() {
+		if d, ok := to.Addr().Interface().(defaulter); ok {
+			if _, isMap := data.(map[string]any); isMap {
+				d.SetDefaults()
+			}
+		}
+	}
+	t := to.Type()
+	switch {
+	case t == durationType:
+		s, ok := data.(string)
+		if !ok {
+			return nil, fmt.Errorf("want a duration string like \"4s\", got %v", data)
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return nil, fmt.Errorf("bad duration %q (want like \"500ms\", \"4s\", \"1m\")", s)
+		}
+		return d, nil
+	case t == portType:
+		// The original sample writes memcache ports as strings, mysql ports as numbers.
+		switch v := data.(type) {
+		case json.Number:
+			p, err := strconv.Atoi(v.String())
+			if err != nil {
+				return nil, fmt.Errorf("want a port number, got %s", v)
+			}
+			return p, nil
+		case string:
+			p, err := strconv.Atoi(v)
+			if err != nil {
+				return nil, fmt.Errorf("want a port number, got %q", v)
+			}
+			return p, nil
+		}
+	case t == cpuNumType:
+		if n, ok := data.(json.Number); ok {
+			return n.String(), nil
+		}
+	case from.Type() == numberType:
+		n := data.(json.Number)
+		switch to.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			i, err := strconv.ParseInt(n.String(), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("want a whole number, got %s", n)
+			}
+			return i, nil
+		case reflect.Float32, reflect.Float64:
+			return n.Float64()
+		}
+	}
+	return data, nil
+}
+
+// cleanDecodeError turns mapstructure's multi-line report into one line that
+// starts with the key path.
+func cleanDecodeError(err error) error {
+	msg := err.Error()
+	if i := strings.Index(msg, "\n\n"); i >= 0 {
+		msg = msg[i+2:]
+	}
+	msg = strings.ReplaceAll(msg, "\n", "; ")
+	msg = strings.TrimPrefix(msg, "* ")
+	msg = strings.ReplaceAll(msg, "; * ", "; ")
+	return errors.New(msg)
+}
+
+var duplicateRE = regexp.MustCompile(`Found duplicate values .* for key '([^']*)' at line (\d+),(\d+)`)
+
+// syntaxMessage shortens hjson's duplicate-key report, which prints whole values.
+func syntaxMessage(err error) string {
+	if m := duplicateRE.FindStringSubmatch(err.Error()); m != nil {
+		return fmt.Sprintf("duplicate key %q at line %s, column %s", m[1], m[2], m[3])
+	}
+	return err.Error()
+}

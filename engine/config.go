@@ -1,0 +1,122 @@
+package engine
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults of the rpc section. Where the original fae had the key, the default is the original's.
+const (
+	DefaultProtocol               = "binary"
+	DefaultBufferSize             = 4096             // bytes
+	DefaultSessionTimeout         = 30 * time.Second // original fae
+	DefaultIOTimeout              = 2 * time.Second  // original fae
+	DefaultMaxOutstandingSessions = 20000            // original fae
+	DefaultMaxMessageBytes        = 16 << 20         // new in this fae: 16 MiB
+	DefaultShutdownTimeout        = 10 * time.Second // new in this fae
+	DefaultStatsOutputInterval    = 10 * time.Second // original fae
+	DefaultUnixSocketMode         = "0666"
+)
+
+// Config is the rpc section of faed.cf: the Thrift listener and its sessions.
+type Config struct {
+	// ListenAddr (listen_addr) is "host:port", ":port" (all interfaces) or, when it
+	// contains a "/", the path of a unix socket. Required.
+	ListenAddr string `cf:"listen_addr"`
+	// Protocol (protocol) is the Thrift protocol: "binary" (default) or "compact".
+	Protocol string `cf:"protocol"`
+	// Framed (framed) selects the framed transport (4-byte length before each message),
+	// as Java clients use; false = buffered/unframed, what PHP's TBufferedTransport and
+	// Python's TSocket speak.
+	Framed bool `cf:"framed"`
+	// BufferSize (buffer_size) is the size in bytes of each session's read and write buffer. Default 4096.
+	BufferSize int `cf:"buffer_size"`
+	// SessionTimeout (session_timeout) is the longest idle wait for the next call of a
+	// session; an idle session is closed after it. 0 = no limit. Default 30s.
+	SessionTimeout time.Duration `cf:"session_timeout"`
+	// IOTimeout (io_timeout) is the longest time to read one request, once its first
+	// byte arrived, and to write its reply. 0 = no limit. Default 2s.
+	IOTimeout time.Duration `cf:"io_timeout"`
+	// MaxOutstandingSessions (max_outstanding_sessions) bounds concurrent sessions. Past
+	// it, the accept loop waits for a session to end, so new connections wait in the
+	// kernel's listen backlog (as in the original). Default 20000.
+	MaxOutstandingSessions int `cf:"max_outstanding_sessions"`
+	// MaxMessageBytes (max_message_bytes) bounds one request: its frame, every string and
+	// container, and the bytes read for it. A longer one ends the session with a logged
+	// reason, before anything that large is allocated. Default 16 MiB.
+	MaxMessageBytes int `cf:"max_message_bytes"`
+	// ShutdownTimeout (shutdown_timeout) bounds the drain on SIGTERM/SIGINT: calls in
+	// flight get this long to finish. Default 10s.
+	ShutdownTimeout time.Duration `cf:"shutdown_timeout"`
+	// UnixSocketMode (unix_socket_mode) is the octal file mode of a unix socket. Default "0666".
+	UnixSocketMode string `cf:"unix_socket_mode"`
+	// StatsOutputInterval (stats_output_interval) is the interval of the rpc stats log line. 0 = off. Default 10s.
+	StatsOutputInterval time.Duration `cf:"stats_output_interval"`
+	// PreforkMode (prefork_mode) is accepted for compatibility. It has no effect: a
+	// goroutine per session bounded by max_outstanding_sessions behaves the same.
+	PreforkMode bool `cf:"prefork_mode"`
+	// HostMaxCallPerMinute (host_max_call_per_minute) is accepted for compatibility; it was
+	// never enforced by the original and is not here.
+	HostMaxCallPerMinute int `cf:"host_max_call_per_minute"`
+}
+
+// SetDefaults fills in the defaults above.
+func (c *Config) SetDefaults() {
+	*c = Config{
+		Protocol:               DefaultProtocol,
+		BufferSize:             DefaultBufferSize,
+		SessionTimeout:         DefaultSessionTimeout,
+		IOTimeout:              DefaultIOTimeout,
+		MaxOutstandingSessions: DefaultMaxOutstandingSessions,
+		MaxMessageBytes:        DefaultMaxMessageBytes,
+		ShutdownTimeout:        DefaultShutdownTimeout,
+		UnixSocketMode:         DefaultUnixSocketMode,
+		StatsOutputInterval:    DefaultStatsOutputInterval,
+		HostMaxCallPerMinute:   6000,
+	}
+}
+
+// Validate checks every key; prefix is the key path of the section ("rpc").
+func (c *Config) Validate(prefix string) error {
+	switch {
+	case c.ListenAddr == "":
+		return fmt.Errorf("%s.listen_addr: required", prefix)
+	case c.Protocol != "binary" && c.Protocol != "compact":
+		return fmt.Errorf("%s.protocol: must be \"binary\" or \"compact\", got %q", prefix, c.Protocol)
+	case c.BufferSize < 64 || c.BufferSize > 16<<20:
+		return fmt.Errorf("%s.buffer_size: must be 64..16777216 bytes, got %d", prefix, c.BufferSize)
+	case c.SessionTimeout < 0:
+		return fmt.Errorf("%s.session_timeout: must not be negative, got %s", prefix, c.SessionTimeout)
+	case c.IOTimeout < 0:
+		return fmt.Errorf("%s.io_timeout: must not be negative, got %s", prefix, c.IOTimeout)
+	case c.MaxOutstandingSessions < 1:
+		return fmt.Errorf("%s.max_outstanding_sessions: must be at least 1, got %d", prefix, c.MaxOutstandingSessions)
+	case c.MaxMessageBytes < 1024 || c.MaxMessageBytes > 1<<30:
+		return fmt.Errorf("%s.max_message_bytes: must be 1024..1073741824 bytes, got %d", prefix, c.MaxMessageBytes)
+	case c.ShutdownTimeout < 0:
+		return fmt.Errorf("%s.shutdown_timeout: must not be negative, got %s", prefix, c.ShutdownTimeout)
+	case c.StatsOutputInterval < 0:
+		return fmt.Errorf("%s.stats_output_interval: must not be negative, got %s", prefix, c.StatsOutputInterval)
+	}
+	if _, err := c.SocketMode(); err != nil {
+		return fmt.Errorf("%s.unix_socket_mode: %v", prefix, err)
+	}
+	if !c.IsUnix() && !strings.Contains(c.ListenAddr, ":") {
+		return fmt.Errorf("%s.listen_addr: %q is neither host:port, :port nor a socket path", prefix, c.ListenAddr)
+	}
+	return nil
+}
+
+// IsUnix reports whether ListenAddr names a unix socket (it contains a "/").
+func (c *Config) IsUnix() bool { return strings.Contains(c.ListenAddr, "/") }
+
+// SocketMode parses UnixSocketMode as an octal file mode.
+func (c *Config) SocketMode() (uint32, error) {
+	m, err := strconv.ParseUint(c.UnixSocketMode, 8, 32)
+	if err != nil || m > 0o777 {
+		return 0, fmt.Errorf("must be an octal mode like \"0660\", got %q", c.UnixSocketMode)
+	}
+	return uint32(m), nil
+}

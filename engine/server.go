@@ -1,0 +1,205 @@
+// Package engine serves a Thrift processor over TCP and unix sockets: listeners,
+// the accept loop, sessions with their limits and timeouts, graceful drain.
+package engine
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/thrift/lib/go/thrift"
+)
+
+func init() {
+	// The generated processors start a goroutine and a ticker per call to watch the
+	// connection when this is > 0. Sessions here end on their own deadlines, so the
+	// watch is pure overhead: turn it off.
+	thrift.ServerConnectivityCheckInterval = 0
+}
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("engine: server closed")
+
+// DrainIdleGrace is how long, during Shutdown, an idle session may wait for its
+// next call before it is closed. Clients such as php-fpm workers that make a few
+// calls in a row keep their session to its end; a session idle past the grace
+// is closed between calls, never in the middle of one.
+const DrainIdleGrace = 250 * time.Millisecond
+
+// Server serves one thrift.TProcessor. Its exported fields are the configuration;
+// set them before Serve and do not change them after. Safe for concurrent use.
+type Server struct {
+	// Processor runs one call: the generated processor of the service.
+	Processor thrift.TProcessor
+	// Config holds the limits: protocol, transport, buffer size, timeouts, max
+	// sessions, max message size (see Config for units and zero values).
+	Config Config
+	// Logger receives session and error logs. Nil = slog.Default().
+	Logger *slog.Logger
+
+	Stats Stats
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	sem       chan struct{} // one token per live session
+	done      chan struct{} // closed by Shutdown/Close
+	closeOnce sync.Once
+	shutdown  atomic.Bool
+	protocol  thrift.TProtocolFactory
+	tconf     *thrift.TConfiguration
+}
+
+// NewServer returns a Server for processor with cfg, which must have passed Validate.
+func NewServer(cfg Config, processor thrift.TProcessor, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &Server{Processor: processor, Config: cfg, Logger: logger}
+	s.init()
+	return s
+}
+
+func (s *Server) init() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sem != nil {
+		return
+	}
+	s.listeners = map[net.Listener]struct{}{}
+	s.sessions = map[*session]struct{}{}
+	s.sem = make(chan struct{}, s.Config.MaxOutstandingSessions)
+	s.done = make(chan struct{})
+	s.tconf = &thrift.TConfiguration{
+		MaxMessageSize:     int32(s.Config.MaxMessageBytes),
+		MaxFrameSize:       int32(s.Config.MaxMessageBytes),
+		TBinaryStrictRead:  thrift.BoolPtr(false), // accept messages with or without a version header, as the original
+		TBinaryStrictWrite: thrift.BoolPtr(true),
+	}
+	if s.Config.Protocol == "compact" {
+		s.protocol = thrift.NewTCompactProtocolFactoryConf(s.tconf)
+	} else {
+		s.protocol = thrift.NewTBinaryProtocolFactoryConf(s.tconf)
+	}
+}
+
+// Serve accepts sessions on l until Shutdown or Close, and then returns
+// ErrServerClosed. A temporary accept error (such as too many open files) is
+// logged and retried after 5 ms, doubling up to 1 s. While max_outstanding_sessions
+// sessions are live, Serve waits before accepting the next one.
+func (s *Server) Serve(l net.Listener) error {
+	s.init()
+	s.mu.Lock()
+	if s.shutdown.Load() {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		select {
+		case s.sem <- struct{}{}:
+		case <-s.done:
+			return ErrServerClosed
+		}
+		conn, err := l.Accept()
+		if err != nil {
+			<-s.sem
+			if s.shutdown.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.Stats.AcceptErrors.Add(1)
+				s.Logger.Warn("accept failed; retrying", "err", err, "in", backoff)
+				select {
+				case <-time.After(backoff):
+				case <-s.done:
+					return ErrServerClosed
+				}
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		sess := s.newSession(conn)
+		if sess == nil { // shutting down
+			<-s.sem
+			continue
+		}
+		go s.serveSession(sess)
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// Shutdown drains the server: it closes the listeners, lets every call in flight
+// finish and its reply be written, closes each session once it has been idle for
+// DrainIdleGrace, and returns when no session is left. If ctx ends first, the
+// remaining sessions are closed at once and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.beginShutdown()
+	s.mu.Lock()
+	for sess := range s.sessions {
+		sess.drain()
+	}
+	s.mu.Unlock()
+
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if s.Stats.SessionsActive.Load() == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			s.Close()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// Close closes the listeners and every session at once, calls in flight included.
+func (s *Server) Close() error {
+	s.init()
+	s.beginShutdown()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sess := range s.sessions {
+		sess.conn.Close()
+	}
+	return nil
+}
+
+func (s *Server) beginShutdown() {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.shutdown.Store(true)
+		close(s.done)
+		for l := range s.listeners {
+			l.Close()
+		}
+		s.mu.Unlock()
+	})
+}
+
+// Sessions is the number of live sessions.
+func (s *Server) Sessions() int { return int(s.Stats.SessionsActive.Load()) }

@@ -1,0 +1,23 @@
+package engine
+
+import "sync/atomic"
+
+// Stats are the engine's counters, each read and written atomically.
+// The operations issue exports them over the HTTP API and /metrics.
+type Stats struct {
+	SessionsActive atomic.Int64 // sessions live now
+	Sessions       atomic.Int64 // sessions accepted since start
+	Calls          atomic.Int64 // calls processed
+	CallErrors     atomic.Int64 // calls answered with a TApplicationException (declared exceptions not counted)
+	AcceptErrors   atomic.Int64 // temporary accept failures, retried
+
+	// Why sessions ended, one counter per reason.
+	EndEOF         atomic.Int64 // the client closed the session between calls: the normal end
+	EndIdleTimeout atomic.Int64 // no call within session_timeout
+	EndIOTimeout   atomic.Int64 // a request or reply took longer than io_timeout
+	EndOversize    atomic.Int64 // a request longer than max_message_bytes
+	EndProtocol    atomic.Int64 // a malformed request (bad frame, bad message, bad lengths)
+	EndTransport   atomic.Int64 // a connection error mid-call (reset, broken pipe, EOF inside a request)
+	EndDrained     atomic.Int64 // closed idle by Shutdown
+	EndPanic       atomic.Int64 // a panic outside the servant's own recovery
+}

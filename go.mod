@@ -1,0 +1,10 @@
+module github.com/fae-go/fae
+
+go 1.26
+
+require (
+	github.com/apache/thrift v0.17.0
+	github.com/go-viper/mapstructure/v2 v2.5.0
+	github.com/hashicorp/golang-lru/v2 v2.0.7
+	github.com/hjson/hjson-go/v4 v4.6.0
+)

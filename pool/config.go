@@ -1,0 +1,338 @@
+// Package pool holds fae's backend connection pools, server selection and breakers.
+//
+// This file holds the configuration sections of the backends (servants.mysql,
+// servants.mongodb, servants.redis, servants.memcache) with the original fae's
+// keys and defaults. The pools themselves come with their own issues.
+package pool
+
+import (
+	"fmt"
+	"time"
+)
+
+// BreakerConfig is a `breaker` section: a circuit breaker in front of one server.
+type BreakerConfig struct {
+	// FailureAllowance (failure_allowance) is the number of consecutive connection or
+	// server failures that open the breaker. Default 5 (original fae).
+	FailureAllowance int `cf:"failure_allowance"`
+	// RetryInterval (retry_interval) is how long an open breaker stays open before it
+	// lets one probe call through. Default 10s (original fae).
+	RetryInterval time.Duration `cf:"retry_interval"`
+}
+
+// SetDefaults fills in the original fae's breaker defaults (5 failures, 10s).
+func (c *BreakerConfig) SetDefaults() {
+	*c = BreakerConfig{FailureAllowance: 5, RetryInterval: 10 * time.Second}
+}
+
+// Validate checks ranges; prefix is the key path of the section, for messages.
+func (c *BreakerConfig) Validate(prefix string) error {
+	if c.FailureAllowance < 1 {
+		return fmt.Errorf("%s.failure_allowance: must be at least 1, got %d", prefix, c.FailureAllowance)
+	}
+	if c.RetryInterval <= 0 {
+		return fmt.Errorf("%s.retry_interval: must be positive, got %s", prefix, c.RetryInterval)
+	}
+	return nil
+}
+
+// MysqlServer is one entry of servants.mysql.servers: one MySQL server named by its pool.
+type MysqlServer struct {
+	Pool     string `cf:"pool"`     // server name: a global pool or <sharded pool><shard id>; required
+	Host     string `cf:"host"`     // required
+	Port     Port   `cf:"port"`     // default 3306
+	DB       string `cf:"db"`       // database name; required
+	Username string `cf:"username"` // login user
+	Password string `cf:"password"` // login password
+	Charset  string `cf:"charset"`  // connection charset; default utf8
+}
+
+// SetDefaults fills in port 3306 and charset utf8 (original fae).
+func (s *MysqlServer) SetDefaults() { *s = MysqlServer{Port: 3306, Charset: "utf8"} }
+
+// MysqlConfig is the servants.mysql section. Absent = MySQL off.
+type MysqlConfig struct {
+	Servers                      []MysqlServer     `cf:"servers"`
+	ShardStrategy                string            `cf:"shard_strategy"`                   // standard | vbucket; default standard
+	GlobalPools                  []string          `cf:"global_pools"`                     // pools that are not sharded
+	LookupPool                   string            `cf:"lookup_pool"`                      // server holding the lookup tables; default ShardLookup
+	LookupTables                 map[string]string `cf:"lookup_tables"`                    // sharded pool → lookup table
+	DefaultLookupTable           string            `cf:"default_lookup_table"`             // lookup table of a sharded pool missing above
+	LookupCacheMaxItems          int               `cf:"lookup_cache_max_items"`           // items; default 1048576
+	Timeout                      time.Duration     `cf:"timeout"`                          // connect timeout; default 10s
+	MaxIdleTime                  time.Duration     `cf:"max_idle_time"`                    // keep-alive ping interval; 0 = none
+	MaxIdleConnsPerServer        int               `cf:"max_idle_conns_per_server"`        // default 2
+	MaxConnsPerServer            int               `cf:"max_conns_per_server"`             // 0 = 5 × max_idle_conns_per_server
+	CachePrepareStmtMaxItems     int               `cf:"cache_prepare_stmt_max_items"`     // per server; 0 = off
+	AllowNullableColumns         bool              `cf:"allow_nullable_columns"`           // NULL → "NULL"; default true
+	CacheStore                   string            `cf:"cache_store"`                      // mem | redis; default mem
+	CacheStoreMemMaxItems        int               `cf:"cache_store_mem_max_items"`        // items; default 10485760
+	CacheStoreRedisPool          string            `cf:"cache_store_redis_pool"`           // default db_cache
+	CacheKeyHash                 bool              `cf:"cache_key_hash"`                   // store a hash of the cache key
+	JSONMergeMaxOutstandingItems int               `cf:"json_merge_max_outstanding_items"` // default 8388608
+	HeartbeatInterval            int               `cf:"heartbeat_interval"`               // seconds; accepted, unused as in the original
+	Breaker                      BreakerConfig     `cf:"breaker"`
+}
+
+// SetDefaults fills in the original fae's defaults.
+func (c *MysqlConfig) SetDefaults() {
+	*c = MysqlConfig{
+		ShardStrategy:                "standard",
+		LookupPool:                   "ShardLookup",
+		LookupCacheMaxItems:          1 << 20,
+		Timeout:                      10 * time.Second,
+		MaxIdleConnsPerServer:        2,
+		AllowNullableColumns:         true,
+		CacheStore:                   "mem",
+		CacheStoreMemMaxItems:        10485760,
+		CacheStoreRedisPool:          "db_cache",
+		JSONMergeMaxOutstandingItems: 8388608,
+		HeartbeatInterval:            120,
+	}
+	c.Breaker.SetDefaults()
+}
+
+// Validate checks the section and fills in derived defaults; prefix is its key path.
+func (c *MysqlConfig) Validate(prefix string) error {
+	if c.MaxConnsPerServer == 0 {
+		c.MaxConnsPerServer = 5 * c.MaxIdleConnsPerServer
+	}
+	if err := oneOf(prefix+".shard_strategy", c.ShardStrategy, "standard", "vbucket"); err != nil {
+		return err
+	}
+	if err := oneOf(prefix+".cache_store", c.CacheStore, "mem", "redis"); err != nil {
+		return err
+	}
+	for _, n := range []struct {
+		key string
+		v   int
+	}{
+		{"lookup_cache_max_items", c.LookupCacheMaxItems},
+		{"max_idle_conns_per_server", c.MaxIdleConnsPerServer},
+		{"max_conns_per_server", c.MaxConnsPerServer},
+		{"cache_prepare_stmt_max_items", c.CachePrepareStmtMaxItems},
+		{"cache_store_mem_max_items", c.CacheStoreMemMaxItems},
+		{"json_merge_max_outstanding_items", c.JSONMergeMaxOutstandingItems},
+		{"heartbeat_interval", c.HeartbeatInterval},
+	} {
+		if n.v < 0 {
+			return fmt.Errorf("%s.%s: must not be negative, got %d", prefix, n.key, n.v)
+		}
+	}
+	if c.Timeout < 0 || c.MaxIdleTime < 0 {
+		return fmt.Errorf("%s.timeout/max_idle_time: must not be negative", prefix)
+	}
+	seen := map[string]bool{}
+	for i, s := range c.Servers {
+		p := fmt.Sprintf("%s.servers[%d]", prefix, i)
+		if err := required(p, "pool", s.Pool, "host", s.Host, "db", s.DB); err != nil {
+			return err
+		}
+		if err := s.Port.Validate(p + ".port"); err != nil {
+			return err
+		}
+		if seen[s.Pool] {
+			return fmt.Errorf("%s.pool: %q is listed twice", p, s.Pool)
+		}
+		seen[s.Pool] = true
+	}
+	return c.Breaker.Validate(prefix + ".breaker")
+}
+
+// MongoServer is one entry of servants.mongodb.servers.
+type MongoServer struct {
+	Pool         string `cf:"pool"` // required
+	Host         string `cf:"host"` // required
+	Port         Port   `cf:"port"` // default 27017
+	DB           string `cf:"db"`   // required
+	User         string `cf:"user"`
+	Pass         string `cf:"pass"`
+	ReplicaSet   string `cf:"replicaSet"`
+	ShardBaseNum int    `cf:"shard_base_num"` // accepted for compatibility; the section's key is used
+}
+
+// SetDefaults fills in port 27017 (original fae).
+func (s *MongoServer) SetDefaults() { *s = MongoServer{Port: 27017} }
+
+// MongoConfig is the servants.mongodb section. Absent = MongoDB off.
+type MongoConfig struct {
+	Servers               []MongoServer `cf:"servers"`
+	ShardBaseNum          int           `cf:"shard_base_num"`            // default 100000
+	ShardStrategy         string        `cf:"shard_strategy"`            // legacy | standard; default legacy
+	ConnectTimeout        time.Duration `cf:"connect_timeout"`           // default 4s
+	IOTimeout             time.Duration `cf:"io_timeout"`                // default 30s
+	MaxIdleConnsPerServer int           `cf:"max_idle_conns_per_server"` // default 2
+	MaxConnsPerServer     int           `cf:"max_conns_per_server"`      // 0 = 5 × max_idle_conns_per_server
+	HeartbeatInterval     int           `cf:"heartbeat_interval"`        // seconds; default 120; 0 = off
+	DebugProtocol         bool          `cf:"debug_protocol"`
+	DebugHeartbeat        bool          `cf:"debug_heartbeat"`
+	Breaker               BreakerConfig `cf:"breaker"`
+}
+
+// SetDefaults fills in the original fae's defaults.
+func (c *MongoConfig) SetDefaults() {
+	*c = MongoConfig{ShardBaseNum: 100000, ShardStrategy: "legacy", ConnectTimeout: 4 * time.Second,
+		IOTimeout: 30 * time.Second, MaxIdleConnsPerServer: 2, HeartbeatInterval: 120}
+	c.Breaker.SetDefaults()
+}
+
+// Validate checks the section and fills in derived defaults; prefix is its key path.
+func (c *MongoConfig) Validate(prefix string) error {
+	if c.MaxConnsPerServer == 0 {
+		c.MaxConnsPerServer = 5 * c.MaxIdleConnsPerServer
+	}
+	if err := oneOf(prefix+".shard_strategy", c.ShardStrategy, "legacy", "standard"); err != nil {
+		return err
+	}
+	if c.ShardBaseNum < 1 {
+		return fmt.Errorf("%s.shard_base_num: must be at least 1, got %d", prefix, c.ShardBaseNum)
+	}
+	if c.MaxIdleConnsPerServer < 0 || c.MaxConnsPerServer < 0 || c.HeartbeatInterval < 0 {
+		return fmt.Errorf("%s: connection counts and heartbeat_interval must not be negative", prefix)
+	}
+	for i, s := range c.Servers {
+		p := fmt.Sprintf("%s.servers[%d]", prefix, i)
+		if err := required(p, "pool", s.Pool, "host", s.Host, "db", s.DB); err != nil {
+			return err
+		}
+		if err := s.Port.Validate(p + ".port"); err != nil {
+			return err
+		}
+	}
+	return c.Breaker.Validate(prefix + ".breaker")
+}
+
+// RedisServer is one server of a Redis pool.
+type RedisServer struct {
+	Addr        string        `cf:"addr"`         // host:port; required
+	MaxIdle     int           `cf:"max_idle"`     // idle connections kept; default 10
+	MaxActive   int           `cf:"max_active"`   // open connections at most; 0 = 2 × max_idle
+	IdleTimeout time.Duration `cf:"idle_timeout"` // idle connections older than this are closed; default 10m; 0 = never
+}
+
+// SetDefaults fills in the original fae's defaults.
+func (s *RedisServer) SetDefaults() { *s = RedisServer{MaxIdle: 10, IdleTimeout: 10 * time.Minute} }
+
+// RedisPool is one entry of servants.redis.pools.
+type RedisPool struct {
+	Name    string        `cf:"name"` // required
+	Servers []RedisServer `cf:"servers"`
+}
+
+// RedisConfig is the servants.redis section. Absent = Redis off.
+type RedisConfig struct {
+	Pools   []RedisPool   `cf:"pools"`
+	Breaker BreakerConfig `cf:"breaker"`
+}
+
+// SetDefaults fills in the breaker defaults.
+func (c *RedisConfig) SetDefaults() { *c = RedisConfig{}; c.Breaker.SetDefaults() }
+
+// Validate checks the section and fills in derived defaults; prefix is its key path.
+func (c *RedisConfig) Validate(prefix string) error {
+	for i := range c.Pools {
+		p := &c.Pools[i]
+		pp := fmt.Sprintf("%s.pools[%d]", prefix, i)
+		if p.Name == "" {
+			return fmt.Errorf("%s.name: required", pp)
+		}
+		for j := range p.Servers {
+			s := &p.Servers[j]
+			sp := fmt.Sprintf("%s.servers[%d]", pp, j)
+			if s.Addr == "" {
+				return fmt.Errorf("%s.addr: required", sp)
+			}
+			if s.MaxActive == 0 {
+				s.MaxActive = 2 * s.MaxIdle
+			}
+			if s.MaxIdle < 0 || s.MaxActive < 0 || s.IdleTimeout < 0 {
+				return fmt.Errorf("%s: max_idle, max_active and idle_timeout must not be negative", sp)
+			}
+		}
+	}
+	return c.Breaker.Validate(prefix + ".breaker")
+}
+
+// MemcacheServer is one entry of servants.memcache.servers.
+type MemcacheServer struct {
+	Host string `cf:"host"` // required
+	Port Port   `cf:"port"` // required; a number or a numeric string, as in the original sample
+	Pool string `cf:"pool"` // default "default"
+}
+
+// SetDefaults fills in pool "default" (original fae).
+func (s *MemcacheServer) SetDefaults() { *s = MemcacheServer{Pool: "default"} }
+
+// MemcacheConfig is the servants.memcache section. Absent = memcache off.
+type MemcacheConfig struct {
+	Servers               []MemcacheServer `cf:"servers"`
+	HashStrategy          string           `cf:"hash_strategy"`             // standard | consistent; default standard
+	Timeout               time.Duration    `cf:"timeout"`                   // dial and per-operation timeout; default 4s
+	MaxIdleConnsPerServer int              `cf:"max_idle_conns_per_server"` // default 3
+	MaxConnsPerServer     int              `cf:"max_conns_per_server"`      // 0 = 10 × max_idle_conns_per_server
+	ReplicaNum            int              `cf:"replica_num"`               // servers written per key; default 1
+	Breaker               BreakerConfig    `cf:"breaker"`
+}
+
+// SetDefaults fills in the original fae's defaults.
+func (c *MemcacheConfig) SetDefaults() {
+	*c = MemcacheConfig{HashStrategy: "standard", Timeout: 4 * time.Second, MaxIdleConnsPerServer: 3, ReplicaNum: 1}
+	c.Breaker.SetDefaults()
+}
+
+// Validate checks the section and fills in derived defaults; prefix is its key path.
+func (c *MemcacheConfig) Validate(prefix string) error {
+	if c.MaxConnsPerServer == 0 {
+		c.MaxConnsPerServer = 10 * c.MaxIdleConnsPerServer
+	}
+	if err := oneOf(prefix+".hash_strategy", c.HashStrategy, "standard", "consistent"); err != nil {
+		return err
+	}
+	if c.ReplicaNum < 1 {
+		return fmt.Errorf("%s.replica_num: must be at least 1, got %d", prefix, c.ReplicaNum)
+	}
+	if c.Timeout <= 0 {
+		return fmt.Errorf("%s.timeout: must be positive, got %s", prefix, c.Timeout)
+	}
+	for i, s := range c.Servers {
+		p := fmt.Sprintf("%s.servers[%d]", prefix, i)
+		if err := required(p, "host", s.Host, "pool", s.Pool); err != nil {
+			return err
+		}
+		if err := s.Port.Validate(p + ".port"); err != nil {
+			return err
+		}
+	}
+	return c.Breaker.Validate(prefix + ".breaker")
+}
+
+// Port is a TCP port, 1..65535. The config accepts a number or a numeric string
+// (the original sample writes memcache ports as strings).
+type Port int
+
+// Validate checks the range; key is the key path, for messages.
+func (p Port) Validate(key string) error {
+	if p < 1 || p > 65535 {
+		return fmt.Errorf("%s: must be a port 1..65535, got %d", key, p)
+	}
+	return nil
+}
+
+func oneOf(key, v string, allowed ...string) error {
+	for _, a := range allowed {
+		if v == a {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: must be one of %q, got %q", key, allowed, v)
+}
+
+// required checks name/value pairs for empty values.
+func required(prefix string, kv ...string) error {
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] == "" {
+			return fmt.Errorf("%s.%s: required", prefix, kv[i])
+		}
+	}
+	return nil
+}

@@ -1,0 +1,95 @@
+package servant
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/fae-go/fae/pool"
+	"github.com/fae-go/fae/proxy"
+)
+
+// Config is the servants section of faed.cf. A nil backend section means that
+// backend is off; its methods then fail with "<name> is not configured (servants.<key>)".
+type Config struct {
+	IdgenWorkerID       int           `cf:"idgen_worker_id"`        // worker id in every id, 0..31; default 1
+	SessionMaxItems     int           `cf:"session_max_items"`      // rid sessions tracked; default 20480
+	CallSlowThreshold   time.Duration `cf:"call_slow_threshold"`    // calls slower are logged and counted; default 2s; 0 = off
+	StatsOutputInterval time.Duration `cf:"stats_output_interval"`  // servant stats log line; default 10m; 0 = off
+	ProfilerRate        int           `cf:"profiler_rate"`          // rids traced per 10000; default 1
+	ProfilerMaxBodySize int           `cf:"profiler_max_body_size"` // bytes of call details logged; default 1024
+
+	Proxy    *proxy.Config        `cf:"proxy"`
+	Lcache   *LcacheConfig        `cf:"lcache"`
+	Lock     *LockConfig          `cf:"lock"`
+	Mysql    *pool.MysqlConfig    `cf:"mysql"`
+	Mongodb  *pool.MongoConfig    `cf:"mongodb"`
+	Redis    *pool.RedisConfig    `cf:"redis"`
+	Memcache *pool.MemcacheConfig `cf:"memcache"`
+	// Couchbase is accepted so that original configs load; couchbase is not served.
+	Couchbase map[string]any `cf:"couchbase"`
+}
+
+// SetDefaults fills in the original fae's defaults.
+func (c *Config) SetDefaults() {
+	*c = Config{IdgenWorkerID: 1, SessionMaxItems: 20480, CallSlowThreshold: 2 * time.Second,
+		StatsOutputInterval: 10 * time.Minute, ProfilerRate: 1, ProfilerMaxBodySize: 1024}
+}
+
+// LcacheConfig is the servants.lcache section: the node-local cache of lc_*.
+type LcacheConfig struct {
+	MaxItems int `cf:"max_items"` // items kept at most (LRU); default 1073741824 (original fae)
+}
+
+// SetDefaults fills in the original fae's default.
+func (c *LcacheConfig) SetDefaults() { c.MaxItems = 1 << 30 }
+
+// LockConfig is the servants.lock section: the lock table of lock/unlock.
+type LockConfig struct {
+	MaxItems int           `cf:"max_items"` // locks kept at most (LRU); default 1048576
+	Expires  time.Duration `cf:"expires"`   // a lock older than this is taken over; default 10s; 0 = never
+}
+
+// SetDefaults fills in the original fae's defaults.
+func (c *LockConfig) SetDefaults() { *c = LockConfig{MaxItems: 1 << 20, Expires: 10 * time.Second} }
+
+// Validate checks every key and backend section; prefix is "servants".
+func (c *Config) Validate(prefix string) error {
+	switch {
+	case c.IdgenWorkerID < 0 || c.IdgenWorkerID > maxWorkerID:
+		return fmt.Errorf("%s.idgen_worker_id: must be 0..%d, got %d", prefix, maxWorkerID, c.IdgenWorkerID)
+	case c.SessionMaxItems < 1:
+		return fmt.Errorf("%s.session_max_items: must be at least 1, got %d", prefix, c.SessionMaxItems)
+	case c.CallSlowThreshold < 0:
+		return fmt.Errorf("%s.call_slow_threshold: must not be negative, got %s", prefix, c.CallSlowThreshold)
+	case c.StatsOutputInterval < 0:
+		return fmt.Errorf("%s.stats_output_interval: must not be negative, got %s", prefix, c.StatsOutputInterval)
+	case c.ProfilerRate < 0 || c.ProfilerRate > 10000:
+		return fmt.Errorf("%s.profiler_rate: must be 0..10000 (per 10000 rids), got %d", prefix, c.ProfilerRate)
+	case c.ProfilerMaxBodySize < 0:
+		return fmt.Errorf("%s.profiler_max_body_size: must not be negative, got %d", prefix, c.ProfilerMaxBodySize)
+	}
+	if c.Lcache != nil && c.Lcache.MaxItems < 1 {
+		return fmt.Errorf("%s.lcache.max_items: must be at least 1, got %d", prefix, c.Lcache.MaxItems)
+	}
+	if c.Lock != nil && (c.Lock.MaxItems < 1 || c.Lock.Expires < 0) {
+		return fmt.Errorf("%s.lock: max_items must be at least 1 and expires not negative", prefix)
+	}
+	for _, sec := range []struct {
+		key     string
+		present bool
+		check   func(string) error
+	}{
+		{"proxy", c.Proxy != nil, func(p string) error { return c.Proxy.Validate(p) }},
+		{"mysql", c.Mysql != nil, func(p string) error { return c.Mysql.Validate(p) }},
+		{"mongodb", c.Mongodb != nil, func(p string) error { return c.Mongodb.Validate(p) }},
+		{"redis", c.Redis != nil, func(p string) error { return c.Redis.Validate(p) }},
+		{"memcache", c.Memcache != nil, func(p string) error { return c.Memcache.Validate(p) }},
+	} {
+		if sec.present {
+			if err := sec.check(prefix + "." + sec.key); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

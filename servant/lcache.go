@@ -1,0 +1,46 @@
+package servant
+
+import (
+	"context"
+
+	"github.com/fae-go/fae/idl/fun/rpc"
+)
+
+var errLcacheOff = &NotConfiguredError{Name: "lcache", Key: "servants.lcache"}
+
+// LcSet stores value under key in this node's LRU. Always true.
+func (s *FunServant) LcSet(_ context.Context, c *rpc.Context, key string, value []byte) (bool, error) {
+	return run(s, "lc.set", c, true, func() (bool, error) {
+		if s.lcache == nil {
+			return false, errLcacheOff
+		}
+		s.lcache.Set(key, value)
+		return true, nil
+	})
+}
+
+// LcGet returns the value under key; TCacheMissed "lcache missed: <key>" when absent.
+func (s *FunServant) LcGet(_ context.Context, c *rpc.Context, key string) ([]byte, error) {
+	return run(s, "lc.get", c, true, func() ([]byte, error) {
+		if s.lcache == nil {
+			return nil, errLcacheOff
+		}
+		if v, ok := s.lcache.Get(key); ok {
+			return v, nil
+		}
+		msg := "lcache missed: " + key
+		return nil, &rpc.TCacheMissed{Message: &msg}
+	})
+}
+
+// LcDel removes key.
+func (s *FunServant) LcDel(_ context.Context, c *rpc.Context, key string) error {
+	_, err := run(s, "lc.del", c, true, func() (struct{}, error) {
+		if s.lcache == nil {
+			return struct{}{}, errLcacheOff
+		}
+		s.lcache.Del(key)
+		return struct{}{}, nil
+	})
+	return err
+}

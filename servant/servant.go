@@ -1,0 +1,192 @@
+// Package servant implements FunServant, the one Thrift service of faed.
+package servant
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	"github.com/fae-go/fae/cache"
+	"github.com/fae-go/fae/idl/fun/rpc"
+)
+
+// Options are what a FunServant needs besides its config.
+type Options struct {
+	Version string       // release version, shown by ping
+	BuildID string       // build id (git commit), shown by ping
+	Logger  *slog.Logger // nil = slog.Default()
+	// ZooKeeper reports whether etcd_servers is set; zk_* methods need it.
+	ZooKeeper bool
+	// Fault, when set, is called at the start of every call's work, inside the
+	// call pipeline. Tests use it to cause faults they cannot cause for real (a
+	// panic); production leaves it nil.
+	Fault func(method string, c *rpc.Context)
+}
+
+// FunServant implements rpc.FunServant. Every method but noop goes through one
+// call pipeline (enter/leave): context check, counters, panic recovery, slow-call
+// log. Safe for concurrent use.
+type FunServant struct {
+	cfg     Config
+	opts    Options
+	log     *slog.Logger
+	started time.Time
+	stats   map[string]*MethodStats // fixed at New; read-only after
+
+	idgen  *IDGen
+	lcache *cache.LRU[[]byte]
+	locks  *cache.LRU[time.Time]
+}
+
+var _ rpc.FunServant = (*FunServant)(nil)
+
+// MethodStats are the counters of one method, read and written atomically.
+type MethodStats struct {
+	Calls  atomic.Int64 // calls started
+	Errors atomic.Int64 // calls that failed (declared exceptions such as a cache miss not counted)
+	Misses atomic.Int64 // calls answered with a declared exception (TCacheMissed, TMongoNotFound)
+	Panics atomic.Int64 // calls that panicked
+	Slow   atomic.Int64 // calls slower than call_slow_threshold
+	Nanos  atomic.Int64 // total time in the method, ns
+}
+
+// New returns a FunServant for cfg, which must have passed Validate.
+func New(cfg Config, opts Options) *FunServant {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &FunServant{cfg: cfg, opts: opts, log: opts.Logger, started: time.Now(), stats: map[string]*MethodStats{}}
+	for _, m := range methodNames {
+		s.stats[m] = new(MethodStats)
+	}
+	s.idgen = NewIDGen(int64(cfg.IdgenWorkerID))
+	if cfg.Lcache != nil {
+		s.lcache = cache.New[[]byte](cfg.Lcache.MaxItems)
+	}
+	if cfg.Lock != nil {
+		s.locks = cache.New[time.Time](cfg.Lock.MaxItems)
+	}
+	return s
+}
+
+// methodNames are the call names used in stats and logs (the original's names).
+var methodNames = []string{
+	"ping", "zk.create", "zk.children", "zk.del", "lock", "unlock",
+	"id.next", "id.nextag", "id.decode", "lc.set", "lc.get", "lc.del", "rd.call",
+	"mc.set", "mc.get", "mc.add", "mc.del", "mc.inc",
+	"mg.findOne", "mg.findAll", "mg.findId", "mg.count", "mg.update", "mg.updateId", "mg.upsert",
+	"mg.upsertId", "mg.insert", "mg.inserts", "mg.del", "mg.findAndModify",
+	"my.bexec", "my.query", "my.qshards", "my.merge", "my.evict",
+}
+
+// Stats returns the counters of the method called name (e.g. "lc.get"), nil if unknown.
+func (s *FunServant) Stats(name string) *MethodStats { return s.stats[name] }
+
+// run is the call pipeline of every method but noop: enter (count, check the
+// Context unless checkCtx is false), body, leave (recover a panic, count the
+// outcome and latency, log a slow call). body does not escape, so the closure
+// costs no allocation.
+func run[T any](s *FunServant, name string, c *rpc.Context, checkCtx bool, body func() (T, error)) (r T, err error) {
+	cl, err := s.enter(name, c, checkCtx)
+	if err != nil {
+		return r, err
+	}
+	defer s.leave(cl, &err)
+	if s.opts.Fault != nil {
+		s.opts.Fault(name, c)
+	}
+	return body()
+}
+
+// call is one call in flight, between enter and leave.
+type call struct {
+	name  string
+	c     *rpc.Context
+	start time.Time
+	stats *MethodStats
+}
+
+// enter starts a call: it counts it and checks its Context (unless checkCtx is false).
+func (s *FunServant) enter(name string, c *rpc.Context, checkCtx bool) (call, error) {
+	cl := call{name: name, c: c, start: time.Now(), stats: s.stats[name]}
+	cl.stats.Calls.Add(1)
+	if checkCtx {
+		if err := checkContext(c); err != nil {
+			cl.stats.Errors.Add(1)
+			return cl, err
+		}
+	}
+	return cl, nil
+}
+
+func checkContext(c *rpc.Context) error {
+	switch {
+	case c == nil:
+		return fmt.Errorf("%w: no Context given", ErrInvalidContext)
+	case c.Rid == 0:
+		return fmt.Errorf("%w: rid is 0", ErrInvalidContext)
+	case c.Reason == "":
+		return fmt.Errorf("%w: reason is empty", ErrInvalidContext)
+	}
+	return nil
+}
+
+// leave ends a call; it must be deferred directly, as `defer s.leave(cl, &err)`,
+// so that it recovers a panic of the method: the panic is logged with its stack,
+// counted, and the call fails with ErrPanic while the session goes on.
+func (s *FunServant) leave(cl call, err *error) {
+	if r := recover(); r != nil {
+		cl.stats.Panics.Add(1)
+		s.log.Error("call panicked", "method", cl.name, "panic", r, "rid", rid(cl.c), "stack", string(debug.Stack()))
+		*err = fmt.Errorf("%w: %s", ErrPanic, cl.name)
+	}
+	elapsed := time.Since(cl.start)
+	cl.stats.Nanos.Add(int64(elapsed))
+	if *err != nil {
+		if isDeclared(*err) {
+			cl.stats.Misses.Add(1)
+		} else {
+			cl.stats.Errors.Add(1)
+		}
+	}
+	if t := s.cfg.CallSlowThreshold; t > 0 && elapsed > t {
+		cl.stats.Slow.Add(1)
+		s.log.Warn("slow call", "method", cl.name, "elapsed", elapsed, "rid", rid(cl.c), "reason", reason(cl.c))
+	}
+}
+
+func isDeclared(err error) bool {
+	switch err.(type) {
+	case *rpc.TCacheMissed, *rpc.TMongoNotFound, *rpc.TMongoDegrade, *rpc.TMongoReadOnly:
+		return true
+	}
+	return false
+}
+
+func rid(c *rpc.Context) int64 {
+	if c == nil {
+		return 0
+	}
+	return c.Rid
+}
+
+func reason(c *rpc.Context) string {
+	if c == nil {
+		return ""
+	}
+	return c.Reason
+}
+
+// Noop returns x: no Context, no stats, for raw throughput tests (original fae).
+func (s *FunServant) Noop(_ context.Context, x int32) (int32, error) { return x, nil }
+
+// Ping returns "ver:<version>, build:<build id>, myid:<worker id>, uptime:<duration>".
+func (s *FunServant) Ping(_ context.Context, c *rpc.Context) (string, error) {
+	return run(s, "ping", c, true, func() (string, error) {
+		return fmt.Sprintf("ver:%s, build:%s, myid:%d, uptime:%s", s.opts.Version, s.opts.BuildID,
+			s.cfg.IdgenWorkerID, time.Since(s.started).Round(time.Millisecond)), nil
+	})
+}
