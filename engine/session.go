@@ -115,6 +115,12 @@ func (s *Server) serveSession(sess *session) {
 			return
 		}
 		t.beginCall()
+		if !cfg.Framed && cfg.Protocol == "binary" {
+			if err := t.checkUnversionedHead(); err != nil {
+				reason = s.endCall(sess, err)
+				return
+			}
+		}
 		ok, err := s.Processor.Process(ctx, proto, proto)
 		if !ok {
 			if isUnknownMethod(err) { // answered with UNKNOWN_METHOD; the session goes on

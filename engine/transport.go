@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"encoding/binary"
 	"context"
 	"fmt"
 	"net"
@@ -49,6 +50,21 @@ func (t *connTransport) beginCall() {
 	if t.ioTimeout > 0 {
 		t.conn.SetReadDeadline(time.Now().Add(t.ioTimeout))
 	}
+}
+
+// checkUnversionedHead rejects at once an unframed binary-protocol request that
+// starts with an unversioned method-name length over maxBytes (such as an HTTP
+// request sent to the RPC port: "GET " reads as 1.2 GB), instead of waiting for
+// those bytes until io_timeout. Versioned heads (top bit set) pass.
+func (t *connTransport) checkUnversionedHead() error {
+	head, err := t.br.Peek(4)
+	if err != nil {
+		return nil // the protocol reports it
+	}
+	if n := int32(binary.BigEndian.Uint32(head)); n >= 0 && int(n) > t.maxBytes {
+		return thrift.NewTTransportExceptionFromError(errMessageTooLarge{t.maxBytes})
+	}
+	return nil
 }
 
 func (t *connTransport) Read(p []byte) (int, error) {

@@ -111,24 +111,49 @@ func TestMessageSizeCap(t *testing.T) {
 	}
 }
 
-// TestMalformedInput: garbage ends only its own session.
+// TestMalformedInput: garbage ends only its own session; an unknown method is
+// answered with UNKNOWN_METHOD and its session goes on.
 func TestMalformedInput(t *testing.T) {
 	m := allModes[0]
 	dir := t.TempDir()
-	f := startFaedIn(t, dir, m.config(dir, "", ""))
+	f := startFaedIn(t, dir, m.config(dir, `io_timeout: "300ms"`, ""))
 	good := f.dial(t, m)
 	for _, junk := range [][]byte{
-		[]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
-		{0x80, 0x01, 0x00, 0x01, 0, 0, 0, 4, 'p', 'i', 'n', 'g', 0, 0, 0, 1, 0x42, 0x42, 0x42},
-		{0x80, 0x01, 0x00, 0x01, 0, 0, 0, 7, 'n', 'o', 's', 'u', 'c', 'h', 'm', 0, 0, 0, 1, 0},
+		[]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), // "GET " read as a 1.2 GB name length
+		{0x80, 0x01, 0x00, 0x01, 0, 0, 0, 4, 'p', 'i', 'n', 'g', 0, 0, 0, 1, 0x42, 0x42, 0x42}, // bad field type
+		{0x80, 0x01, 0x00, 0x01, 0, 0, 0, 4, 'p', 'i', 'n', 'g', 0, 0, 0}, // truncated: io_timeout ends it
 	} {
 		conn := f.dialRaw(t)
 		conn.Write(junk)
+		start := time.Now()
 		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		io.ReadAll(conn)
+		if _, err := io.ReadAll(conn); err != nil {
+			t.Errorf("junk %q: %v, want the session closed by faed", junk, err)
+		}
+		if el := time.Since(start); el > 3*time.Second {
+			t.Errorf("junk %q: session closed after %s", junk, el)
+		}
 	}
+
+	conn := f.dialRaw(t)
+	unknown := []byte{0x80, 0x01, 0x00, 0x01, 0, 0, 0, 7, 'n', 'o', 's', 'u', 'c', 'h', 'm', 0, 0, 0, 1, 0}
+	conn.Write(unknown)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 512)
+	n, err := conn.Read(buf)
+	if err != nil || !strings.Contains(string(buf[:n]), "Unknown function nosuchm") {
+		t.Fatalf("unknown method: read %q, %v; want an UNKNOWN_METHOD exception", buf[:n], err)
+	}
+	conn.Write(unknown) // the session is still open
+	if n, err := conn.Read(buf); err != nil || !strings.Contains(string(buf[:n]), "Unknown function") {
+		t.Fatalf("second call on the same session: %q, %v", buf[:n], err)
+	}
+
 	if _, err := good.Ping(bg, ctx()); err != nil {
 		t.Fatalf("a good session after junk on others: %v", err)
+	}
+	for _, reason := range []string{`reason=oversize`, `reason="protocol error"`, `reason="io timeout"`} {
+		eventually(t, 5*time.Second, reason+" in the log", func() bool { return strings.Contains(f.out.String(), reason) })
 	}
 }
 
