@@ -2,8 +2,8 @@ package engine
 
 import (
 	"bufio"
-	"encoding/binary"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"time"

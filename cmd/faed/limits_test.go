@@ -119,9 +119,9 @@ func TestMalformedInput(t *testing.T) {
 	f := startFaedIn(t, dir, m.config(dir, `io_timeout: "300ms"`, ""))
 	good := f.dial(t, m)
 	for _, junk := range [][]byte{
-		[]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), // "GET " read as a 1.2 GB name length
+		[]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),                                            // "GET " read as a 1.2 GB name length
 		{0x80, 0x01, 0x00, 0x01, 0, 0, 0, 4, 'p', 'i', 'n', 'g', 0, 0, 0, 1, 0x42, 0x42, 0x42}, // bad field type
-		{0x80, 0x01, 0x00, 0x01, 0, 0, 0, 4, 'p', 'i', 'n', 'g', 0, 0, 0}, // truncated: io_timeout ends it
+		{0x80, 0x01, 0x00, 0x01, 0, 0, 0, 4, 'p', 'i', 'n', 'g', 0, 0, 0},                      // truncated: io_timeout ends it
 	} {
 		conn := f.dialRaw(t)
 		conn.Write(junk)

@@ -259,3 +259,18 @@ func TestVersionFlag(t *testing.T) {
 		t.Errorf("faed -version = %d %q", code, out)
 	}
 }
+
+// TestSlowCallLogged: a call slower than servants.call_slow_threshold is logged
+// with its method, elapsed time, rid and reason.
+func TestSlowCallLogged(t *testing.T) {
+	m := allModes[0]
+	dir := t.TempDir()
+	f := startFaedIn(t, dir, m.config(dir, "", `call_slow_threshold: "1ns"`))
+	c := f.dial(t, m)
+	if _, err := c.Ping(bg, &rpc.Context{Rid: 987654321, Reason: "slow.page"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the slow call in the log", func() bool {
+		return regexp.MustCompile(`msg="slow call" method=ping elapsed=\S+ rid=987654321 reason=slow.page`).MatchString(f.out.String())
+	})
+}
