@@ -6,7 +6,7 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.buildID=$(BUILD_ID)
 # Where make idl writes (the tests regenerate into a temp dir to compare).
 IDL_OUT  ?= .
 
-.PHONY: all build run test deps vet idl bench clean
+.PHONY: all build run test deps vet idl bench clean services-stop
 
 all: build
 
@@ -25,6 +25,7 @@ test: deps vet
 deps:
 	bash contrib/install-deps
 	$(GO) mod download
+	bash contrib/test-services start
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -48,3 +49,7 @@ bench:
 
 clean:
 	rm -rf bin
+
+# Stops the backend servers that make test started (contrib/test-services).
+services-stop:
+	bash contrib/test-services stop

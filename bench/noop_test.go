@@ -23,7 +23,11 @@ import (
 // fae's engine and, as the baseline in the same run, through the Apache Thrift
 // library's own TSimpleServer serving the same processor.
 func BenchmarkNoop(b *testing.B) {
-	proc := rpc.NewFunServantProcessor(servant.New(servant.Config{IdgenWorkerID: 1}, servant.Options{}))
+	svt, err := servant.New(servant.Config{IdgenWorkerID: 1}, servant.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	proc := rpc.NewFunServantProcessor(svt)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	b.Run("server=fae/sessions=16", func(b *testing.B) {

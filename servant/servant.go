@@ -39,6 +39,13 @@ type FunServant struct {
 	idgen  *IDGen
 	lcache *cache.LRU[[]byte]
 	locks  *cache.LRU[time.Time]
+
+	// One servant per backend family, each defined in its own file; nil when
+	// its config section is absent.
+	my *mysqlServant
+	mc *memcacheServant
+	rd *redisServant
+	mg *mongoServant
 }
 
 var _ rpc.FunServant = (*FunServant)(nil)
@@ -53,8 +60,10 @@ type MethodStats struct {
 	Nanos  atomic.Int64 // total time in the method, ns
 }
 
-// New returns a FunServant for cfg, which must have passed Validate.
-func New(cfg Config, opts Options) *FunServant {
+// New returns a FunServant for cfg, which must have passed Validate. It builds
+// the pools of every configured backend (connections are opened lazily); an
+// error names the section that could not be built. Close releases them.
+func New(cfg Config, opts Options) (*FunServant, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -69,7 +78,22 @@ func New(cfg Config, opts Options) *FunServant {
 	if cfg.Lock != nil {
 		s.locks = cache.New[time.Time](cfg.Lock.MaxItems)
 	}
-	return s
+	// Redis first: the MySQL query cache may store in a Redis pool.
+	for _, init := range []func() error{s.initRedis, s.initMemcache, s.initMongo, s.initMysql} {
+		if err := init(); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Close closes the backend pools. Calls after Close fail.
+func (s *FunServant) Close() {
+	s.closeMysql()
+	s.closeMongo()
+	s.closeMemcache()
+	s.closeRedis()
 }
 
 // methodNames are the call names used in stats and logs (the original's names).

@@ -118,7 +118,11 @@ func serve(cfg *config.Config, confName string, logger *slog.Logger) error {
 	if faultHook != nil {
 		faultHook(&opts)
 	}
-	svt := servant.New(cfg.Servants, opts)
+	svt, err := servant.New(cfg.Servants, opts)
+	if err != nil {
+		return err
+	}
+	defer svt.Close()
 	srv := engine.NewServer(cfg.RPC, rpc.NewFunServantProcessor(svt), logger)
 	ln, err := engine.Listen(cfg.RPC)
 	if err != nil {
