@@ -2,44 +2,316 @@ package servant
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
 
+	"github.com/apache/thrift/lib/go/thrift"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/fae-go/fae/cache"
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/pool"
 )
 
-// mysqlServant serves the mysql methods; built by initMysql when its section is present.
-type mysqlServant struct{}
+// shardsInFlight bounds the shards my_query_shards queries at once.
+const shardsInFlight = 8
 
-// initMysql builds the mysql servant when its config section is present.
-func (s *FunServant) initMysql() error { return nil }
+// mysqlServant serves the my_* methods over pool.MySQL with the query cache.
+type mysqlServant struct {
+	cluster  *pool.MySQL
+	store    cache.Store
+	keyHash  bool
+	ttl      time.Duration
+	nullable bool
+	flight   singleflight.Group
+	log      *slog.Logger
+	Stats    QueryCacheStats
+}
 
-// closeMysql releases its pools.
-func (s *FunServant) closeMysql() {}
+// QueryCacheStats count the query cache's outcomes.
+type QueryCacheStats struct {
+	Hits    atomic.Int64 // SELECTs answered from the store
+	Misses  atomic.Int64 // SELECTs that ran (one per singleflight group)
+	Shared  atomic.Int64 // SELECTs that waited for an identical miss in flight
+	Kicks   atomic.Int64 // keys deleted after a write or by my_evict
+	Errors  atomic.Int64 // store failures (the call goes on without the cache)
+	Refused atomic.Int64 // statements refused (transactions, locks, session state)
+}
+
+// initMysql builds the MySQL servant when servants.mysql is present.
+func (s *FunServant) initMysql() error {
+	cfg := s.cfg.Mysql
+	if cfg == nil {
+		return nil
+	}
+	cl, err := pool.NewMySQL(*cfg)
+	if err != nil {
+		return err
+	}
+	m := &mysqlServant{cluster: cl, keyHash: cfg.CacheKeyHash, ttl: cfg.CacheTTL,
+		nullable: cfg.AllowNullableColumns, log: s.log}
+	switch cfg.CacheStore {
+	case "redis":
+		store, err := s.redisQueryStore(cfg.CacheStoreRedisPool)
+		if err != nil {
+			cl.Close()
+			return err
+		}
+		m.store = store
+	default:
+		m.store = cache.NewMemStore(cfg.CacheStoreMemMaxItems)
+	}
+	s.my = m
+	return nil
+}
+
+// closeMysql closes the MySQL pools.
+func (s *FunServant) closeMysql() {
+	if s.my != nil {
+		s.my.cluster.Close()
+	}
+}
 
 func (s *FunServant) mysql() backend {
 	return s.backend("mysql", "servants.mysql", s.cfg.Mysql != nil)
 }
 
-// MyBulkExec runs several my_query statements in order; served from the MySQL issue on.
-func (s *FunServant) MyBulkExec(_ context.Context, c *rpc.Context, pool, table []string, hintID []int64, sql []string, argv [][]string, cacheKey []string) (int64, error) {
-	return 0, s.unserved("my.bexec", c, s.mysql())
+// mysqlOn returns the MySQL servant or the "not configured" error.
+func (s *FunServant) mysqlOn() (*mysqlServant, error) {
+	if s.my == nil {
+		return nil, s.mysql().err()
+	}
+	return s.my, nil
 }
 
-// MyQuery runs one statement on the server of (pool, table, hintID).
-func (s *FunServant) MyQuery(_ context.Context, c *rpc.Context, pool, table string, hintID int64, sql string, argv []string, cacheKey string) (*rpc.MysqlResult_, error) {
-	return nil, s.unserved("my.query", c, s.mysql())
+// MyQuery runs one statement on the server of (pool, table, hintID); see the IDL.
+func (s *FunServant) MyQuery(ctx context.Context, c *rpc.Context, pool, table string, hintID int64, sql string, argv []string, cacheKey string) (*rpc.MysqlResult_, error) {
+	return run(s, "my.query", c, true, func() (*rpc.MysqlResult_, error) {
+		m, err := s.mysqlOn()
+		if err != nil {
+			return nil, err
+		}
+		return m.query(ctx, pool, table, hintID, sql, argv, cacheKey)
+	})
 }
 
-// MyQueryShards runs a SELECT on every shard of pool.
-func (s *FunServant) MyQueryShards(_ context.Context, c *rpc.Context, pool, table, sql string, argv []string) (*rpc.MysqlResult_, error) {
-	return nil, s.unserved("my.qshards", c, s.mysql())
+// MyBulkExec runs my_query for each index in order; not atomic. It returns
+// the sum of rowsAffected, or the first error naming its index.
+func (s *FunServant) MyBulkExec(ctx context.Context, c *rpc.Context, pools, tables []string, hintIDs []int64, sqls []string, argvs [][]string, cacheKeys []string) (int64, error) {
+	return run(s, "my.bexec", c, true, func() (int64, error) {
+		m, err := s.mysqlOn()
+		if err != nil {
+			return 0, err
+		}
+		n := len(sqls)
+		if len(pools) != n || len(tables) != n || len(hintIDs) != n || len(argvs) != n || len(cacheKeys) != n {
+			return 0, fmt.Errorf("my_bulk_exec: lists of unequal length: pool %d, table %d, hintId %d, sql %d, argv %d, cacheKey %d",
+				len(pools), len(tables), len(hintIDs), n, len(argvs), len(cacheKeys))
+		}
+		var sum int64
+		for i := range sqls {
+			r, err := m.query(ctx, pools[i], tables[i], hintIDs[i], sqls[i], argvs[i], cacheKeys[i])
+			if err != nil {
+				return sum, fmt.Errorf("my_bulk_exec[%d] (%d statements before it ran): %w", i, i, err)
+			}
+			sum += r.RowsAffected
+		}
+		return sum, nil
+	})
 }
 
-// MyMerge deep-merges a JSON object into one column of one row.
-func (s *FunServant) MyMerge(_ context.Context, c *rpc.Context, pool, table string, hintID int64, where, key, column, jsonValue string) (*rpc.MysqlMergeResult_, error) {
-	return nil, s.unserved("my.merge", c, s.mysql())
+// MyQueryShards runs a SELECT on every shard server of pool, rows concatenated in shard order.
+func (s *FunServant) MyQueryShards(ctx context.Context, c *rpc.Context, pool, table, sql string, argv []string) (*rpc.MysqlResult_, error) {
+	return run(s, "my.qshards", c, true, func() (*rpc.MysqlResult_, error) {
+		m, err := s.mysqlOn()
+		if err != nil {
+			return nil, err
+		}
+		return m.queryShards(ctx, pool, sql, argv)
+	})
 }
 
-// MyEvict deletes a key from the query cache.
-func (s *FunServant) MyEvict(_ context.Context, c *rpc.Context, cacheKey string) error {
-	return s.unserved("my.evict", c, s.mysql())
+// MyMerge deep-merges a JSON object into one column of one row, atomically; see merge.
+func (s *FunServant) MyMerge(ctx context.Context, c *rpc.Context, pool, table string, hintID int64, where, key, column, jsonValue string) (*rpc.MysqlMergeResult_, error) {
+	return run(s, "my.merge", c, true, func() (*rpc.MysqlMergeResult_, error) {
+		m, err := s.mysqlOn()
+		if err != nil {
+			return nil, err
+		}
+		return m.merge(ctx, pool, table, hintID, where, column, jsonValue)
+	})
+}
+
+// MyEvict deletes cacheKey from the query cache (hashed like every other use
+// when cache_key_hash is on; the original could not evict in that mode).
+func (s *FunServant) MyEvict(ctx context.Context, c *rpc.Context, cacheKey string) error {
+	_, err := run(s, "my.evict", c, true, func() (struct{}, error) {
+		m, err := s.mysqlOn()
+		if err != nil {
+			return struct{}{}, err
+		}
+		m.Stats.Kicks.Add(1)
+		return struct{}{}, m.store.Del(ctx, m.key(cacheKey))
+	})
+	return err
+}
+
+// key is the store key of a cache key: its SHA-1 in hex when cache_key_hash is on.
+func (m *mysqlServant) key(cacheKey string) string {
+	if !m.keyHash {
+		return cacheKey
+	}
+	sum := sha1.Sum([]byte(cacheKey))
+	return hex.EncodeToString(sum[:])
+}
+
+func toArgs(argv []string) []any {
+	args := make([]any, len(argv))
+	for i, a := range argv {
+		args[i] = a
+	}
+	return args
+}
+
+// query is my_query: classify, then exec, cached read, or plain read.
+func (m *mysqlServant) query(ctx context.Context, poolName, table string, hintID int64, sql string, argv []string, cacheKey string) (*rpc.MysqlResult_, error) {
+	kind, err := classify(sql)
+	if err != nil {
+		m.Stats.Refused.Add(1)
+		return nil, err
+	}
+	if kind == kindExec {
+		return m.exec(ctx, poolName, table, hintID, sql, argv, cacheKey)
+	}
+	if cacheKey == "" {
+		return m.read(ctx, poolName, hintID, sql, argv)
+	}
+	key := m.key(cacheKey)
+	if b, ok, err := m.store.Get(ctx, key); err != nil {
+		m.Stats.Errors.Add(1)
+		m.log.Warn("query cache get failed; reading MySQL", "key", cacheKey, "err", err)
+	} else if ok {
+		if r, err := decodeResult(b); err == nil {
+			m.Stats.Hits.Add(1)
+			return r, nil
+		}
+		m.Stats.Errors.Add(1)
+	}
+	// Identical concurrent misses run one query; the others share its result.
+	v, err, shared := m.flight.Do(key, func() (any, error) {
+		m.Stats.Misses.Add(1)
+		r, err := m.read(ctx, poolName, hintID, sql, argv)
+		if err != nil {
+			return nil, err
+		}
+		if b, err := encodeResult(r); err == nil {
+			if err := m.store.Set(ctx, key, b, m.ttl); err != nil {
+				m.Stats.Errors.Add(1)
+				m.log.Warn("query cache set failed", "key", cacheKey, "err", err)
+			}
+		}
+		return r, nil
+	})
+	if shared {
+		m.Stats.Shared.Add(1)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return v.(*rpc.MysqlResult_), nil
+}
+
+func (m *mysqlServant) read(ctx context.Context, poolName string, hintID int64, sql string, argv []string) (*rpc.MysqlResult_, error) {
+	srv, err := m.cluster.Pick(ctx, poolName, hintID)
+	if err != nil {
+		return nil, err
+	}
+	cols, rows, err := srv.Query(ctx, sql, toArgs(argv), m.nullable)
+	if err != nil {
+		return nil, err
+	}
+	return &rpc.MysqlResult_{Cols: cols, Rows: rows}, nil
+}
+
+// exec runs a write; on success it drops the cache key and any shard lookups the write may have changed.
+func (m *mysqlServant) exec(ctx context.Context, poolName, table string, hintID int64, sql string, argv []string, cacheKey string) (*rpc.MysqlResult_, error) {
+	srv, err := m.cluster.Pick(ctx, poolName, hintID)
+	if err != nil {
+		return nil, err
+	}
+	affected, lastID, err := srv.Exec(ctx, sql, toArgs(argv))
+	if err != nil {
+		return nil, err
+	}
+	if m.cluster.IsLookupPool(poolName) {
+		m.cluster.WroteLookupPool(table, sql, hintID)
+	}
+	if cacheKey != "" {
+		m.Stats.Kicks.Add(1)
+		// The write is done and acknowledged; a failed kick is logged and counted, not
+		// turned into an error that would make the caller retry the write.
+		if err := m.store.Del(ctx, m.key(cacheKey)); err != nil {
+			m.Stats.Errors.Add(1)
+			m.log.Error("query cache kick failed after a write; the key may be stale until cache_ttl", "key", cacheKey, "err", err)
+		}
+	}
+	return &rpc.MysqlResult_{RowsAffected: affected, LastInsertId: lastID, Cols: []string{}, Rows: [][]string{}}, nil
+}
+
+// queryShards runs a SELECT on every shard of poolName, at most shardsInFlight at once.
+func (m *mysqlServant) queryShards(ctx context.Context, poolName, sql string, argv []string) (*rpc.MysqlResult_, error) {
+	if kind, err := classify(sql); err != nil || kind != kindRows {
+		m.Stats.Refused.Add(1)
+		return nil, fmt.Errorf("%w: my_query_shards runs statements that return rows only", ErrRefusedStatement)
+	}
+	shards, err := m.cluster.Shards(poolName)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]*rpc.MysqlResult_, len(shards))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(shardsInFlight)
+	args := toArgs(argv)
+	for i, srv := range shards {
+		g.Go(func() error {
+			cols, rows, err := srv.Query(gctx, sql, args, m.nullable)
+			if err != nil {
+				return fmt.Errorf("my_query_shards: shard %s: %w", srv.Name, err)
+			}
+			results[i] = &rpc.MysqlResult_{Cols: cols, Rows: rows}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	out := &rpc.MysqlResult_{Cols: results[0].Cols, Rows: [][]string{}}
+	for _, r := range results {
+		out.Rows = append(out.Rows, r.Rows...)
+	}
+	return out, nil
+}
+
+// encodeResult and decodeResult store a result in the query cache as Thrift
+// binary: exact bytes both ways.
+func encodeResult(r *rpc.MysqlResult_) ([]byte, error) {
+	return thrift.NewTSerializer().Write(context.Background(), r)
+}
+
+func decodeResult(b []byte) (*rpc.MysqlResult_, error) {
+	r := rpc.NewMysqlResult_()
+	if err := thrift.NewTDeserializer().Read(context.Background(), r, b); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// redisQueryStore is the query cache in the Redis pool named pool (cache_store: redis).
+func (s *FunServant) redisQueryStore(poolName string) (cache.Store, error) {
+	return nil, fmt.Errorf("servants.mysql.cache_store: redis needs the Redis servant (servants.redis), not in this build yet")
 }
