@@ -116,25 +116,35 @@ func (s *MysqlServer) do(ctx context.Context, fn func(ctx context.Context) error
 // the call fails with ErrNullColumn naming the column.
 func (s *MysqlServer) Query(ctx context.Context, query string, args []any, nullable bool) (cols []string, rows [][]string, err error) {
 	err = s.do(ctx, func(ctx context.Context) error {
-		var r *sql.Rows
-		var err error
-		if s.stmts != nil {
-			e, perr := s.stmts.acquire(ctx, s.db, query)
-			if perr != nil {
-				return perr
+		return s.withStmt(ctx, query, func(st *sql.Stmt) (err error) {
+			var r *sql.Rows
+			if st != nil {
+				r, err = st.QueryContext(ctx, args...)
+			} else {
+				r, err = s.db.QueryContext(ctx, query, args...)
 			}
-			defer s.stmts.release(e)
-			r, err = e.stmt.QueryContext(ctx, args...)
-		} else {
-			r, err = s.db.QueryContext(ctx, query, args...)
-		}
-		if err != nil {
+			if err != nil {
+				return err
+			}
+			cols, rows, err = scanRows(r, nullable)
 			return err
-		}
-		cols, rows, err = scanRows(r, nullable)
-		return err
+		})
 	})
 	return cols, rows, err
+}
+
+// withStmt runs fn with the cached prepared statement of query, or with nil
+// when the statement cache is off (fn then runs the text on the pool).
+func (s *MysqlServer) withStmt(ctx context.Context, query string, fn func(*sql.Stmt) error) error {
+	if s.stmts == nil {
+		return fn(nil)
+	}
+	e, err := s.stmts.acquire(ctx, s.db, query)
+	if err != nil {
+		return err
+	}
+	defer s.stmts.release(e)
+	return fn(e.stmt)
 }
 
 // scanRows reads every row as strings; each row is its own slice.
@@ -173,24 +183,20 @@ func scanRows(r *sql.Rows, nullable bool) ([]string, [][]string, error) {
 // Exec runs a statement that returns no rows; it returns rows affected and the last insert id.
 func (s *MysqlServer) Exec(ctx context.Context, query string, args []any) (affected, lastID int64, err error) {
 	err = s.do(ctx, func(ctx context.Context) error {
-		var res sql.Result
-		var err error
-		if s.stmts != nil {
-			e, perr := s.stmts.acquire(ctx, s.db, query)
-			if perr != nil {
-				return perr
+		return s.withStmt(ctx, query, func(st *sql.Stmt) (err error) {
+			var res sql.Result
+			if st != nil {
+				res, err = st.ExecContext(ctx, args...)
+			} else {
+				res, err = s.db.ExecContext(ctx, query, args...)
 			}
-			defer s.stmts.release(e)
-			res, err = e.stmt.ExecContext(ctx, args...)
-		} else {
-			res, err = s.db.ExecContext(ctx, query, args...)
-		}
-		if err != nil {
-			return err
-		}
-		affected, _ = res.RowsAffected()
-		lastID, _ = res.LastInsertId()
-		return nil
+			if err != nil {
+				return err
+			}
+			affected, _ = res.RowsAffected()
+			lastID, _ = res.LastInsertId()
+			return nil
+		})
 	})
 	return affected, lastID, err
 }
