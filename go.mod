@@ -10,3 +10,10 @@ require (
 	github.com/hjson/hjson-go/v4 v4.6.0
 	github.com/sony/gobreaker/v2 v2.4.0
 )
+
+require (
+	github.com/golang/groupcache v0.0.0-20241129210726-2c02b8208cf8 // indirect
+	github.com/golang/protobuf v1.5.4 // indirect
+	github.com/gomodule/redigo v1.9.3 // indirect
+	google.golang.org/protobuf v1.33.0 // indirect
+)
