@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"regexp"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -229,4 +231,27 @@ func (l *load) openErrors() int {
 		}
 	}
 	return n
+}
+
+// originalRedisRing is the original fae's Redis ring (funkygao/golib
+// hash.Map), written out here as reference: crc32 of "<i><addr>" for i < 32,
+// the first point ≥ crc32(key) by linear scan, else the first point.
+func originalRedisRing(addrs []string, key string) string {
+	var points []int
+	owner := map[int]string{}
+	for _, a := range addrs {
+		for i := 0; i < 32; i++ {
+			h := int(crc32.ChecksumIEEE([]byte(strconv.Itoa(i) + a)))
+			points = append(points, h)
+			owner[h] = a
+		}
+	}
+	sort.Ints(points)
+	h := int(crc32.ChecksumIEEE([]byte(key)))
+	for _, p := range points {
+		if p >= h {
+			return owner[p]
+		}
+	}
+	return owner[points[0]]
 }
