@@ -244,3 +244,36 @@ func TestMemcacheServerRestart(t *testing.T) {
 		return err
 	})
 }
+
+// TestMemcacheQuickRestart: a server restarted between two calls resets every
+// pooled connection. The first call finds that out; faed then drops the other
+// idle connections of that server instead of failing once per connection, so
+// the breaker (failure_allowance 3, fewer than the idle connections) stays
+// closed and the server is used again at once.
+func TestMemcacheQuickRestart(t *testing.T) {
+	srv := newMemcachedServer(t)
+	f, c := startKV(t, mcSection("standard", 1, `max_idle_conns_per_server: 16
+            breaker: { failure_allowance: 3, retry_interval: "1m" }`, mcSrv{"p", srv.Addr()}))
+	sessions := make([]*client, 16)
+	for i := range sessions {
+		sessions[i] = f.dial(t, allModes[0])
+	}
+	l := startLoad(sessions, func(c *client, w, i int) error {
+		_, err := c.McSet(bg, ctx(), "p", kvKey(t, "warm"), mcData("v", 0), 60)
+		return err
+	})
+	time.Sleep(300 * time.Millisecond) // several connections open at once, idle afterwards
+	l.halt()
+	srv.Stop()
+	srv.Start()
+	failed := 0
+	for i := 0; i < 20; i++ {
+		if _, err := c.McSet(bg, ctx(), "p", kvKey(t, "x"), mcData("v", 0), 60); err != nil {
+			failed++
+			t.Logf("call %d after the restart: %v", i, err)
+		}
+	}
+	if failed > 1 {
+		t.Errorf("%d of 20 calls failed after a restart; want at most the first", failed)
+	}
+}

@@ -172,3 +172,32 @@ func TestRedisServerRestart(t *testing.T) {
 		return err
 	})
 }
+
+// TestRedisQuickRestart: a server restarted between two calls resets every
+// pooled connection. The first call finds that out; faed then drops the other
+// idle connections of that server instead of failing once per connection, so
+// the breaker (failure_allowance 3, fewer than the 10 idle connections) stays
+// closed and the server is used again at once.
+func TestRedisQuickRestart(t *testing.T) {
+	srv := newRedisServer(t)
+	f, c := startKV(t, rdSection(`breaker: { failure_allowance: 3, retry_interval: "1m" }`, rdPool{"p", []string{srv.Addr()}}))
+	k := kvKey(t, "list")
+	var wg sync.WaitGroup
+	for range 10 { // 10 connections at once, all idle afterwards
+		s := f.dial(t, allModes[0])
+		wg.Go(func() { s.RdCall(bg, ctx(), "BLPOP", "p", []string{k, "0.3"}) })
+	}
+	wg.Wait()
+	srv.Stop()
+	srv.Start()
+	failed := 0
+	for i := 0; i < 20; i++ {
+		if _, err := c.RdCall(bg, ctx(), "SET", "p", []string{k + ".x", "v", "EX", "60"}); err != nil {
+			failed++
+			t.Logf("call %d after the restart: %v", i, err)
+		}
+	}
+	if failed > 1 {
+		t.Errorf("%d of 20 calls failed after a restart; want at most the first", failed)
+	}
+}
