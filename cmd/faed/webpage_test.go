@@ -40,6 +40,7 @@ func TestPHPWebPage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("php webpage.php: %v\n%s", err, out)
 	}
+	t.Logf("webpage.php:\n%s", out)
 	for _, re := range webpageLines {
 		if !re.Match(out) {
 			t.Errorf("output lacks a line matching %s:\n%s", re, out)
