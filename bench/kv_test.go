@@ -58,6 +58,26 @@ func requireServers(b *testing.B, name string, addrs []string) {
 // 16 callers. Both sides keep up to 16 idle connections per server.
 func BenchmarkMemcache(b *testing.B) {
 	requireServers(b, "memcached", memcacheAddrs)
+	mc, keys, owner := memcacheBenchSetup(b)
+	b.Run("via=faed/sessions=16", func(b *testing.B) {
+		addr := serveFaed(b, servant.Config{IdgenWorkerID: 1, Memcache: &mc})
+		runConcurrent(b, func(w int) (func() error, func()) {
+			c, closeFn := dialFaed(b, addr)
+			cx := &rpc.Context{Rid: 1, Reason: "bench"}
+			return func() error { _, err := c.McGet(context.Background(), cx, "default", keys[w]); return err }, closeFn
+		})
+	})
+	b.Run("via=gomemcache/callers=16", func(b *testing.B) {
+		runConcurrent(b, func(w int) (func() error, func()) {
+			return func() error { _, err := owner[w].Get(keys[w]); return err }, func() {}
+		})
+	})
+}
+
+// memcacheBenchSetup makes the memcache section of the benchmark (the shared
+// pair, 16 idle connections per server), stores one 100-byte item per caller
+// through faed's pool, and returns the direct client of each item's server.
+func memcacheBenchSetup(b *testing.B) (pool.MemcacheConfig, []string, []*memcache.Client) {
 	var mc pool.MemcacheConfig
 	mc.SetDefaults()
 	mc.MaxIdleConnsPerServer = kvConcurrency
@@ -74,7 +94,7 @@ func BenchmarkMemcache(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer cluster.Close()
+	b.Cleanup(func() { cluster.Close() })
 	direct := map[string]*memcache.Client{}
 	for _, a := range memcacheAddrs {
 		direct[a] = memcache.New(a)
@@ -89,19 +109,7 @@ func BenchmarkMemcache(b *testing.B) {
 		a, _ := cluster.ServerOf("default", k)
 		owner[i] = direct[a] // the direct callers ask the server that holds the key
 	}
-	b.Run("via=faed/sessions=16", func(b *testing.B) {
-		addr := serveFaed(b, servant.Config{IdgenWorkerID: 1, Memcache: &mc})
-		runConcurrent(b, func(w int) (func() error, func()) {
-			c, closeFn := dialFaed(b, addr)
-			cx := &rpc.Context{Rid: 1, Reason: "bench"}
-			return func() error { _, err := c.McGet(context.Background(), cx, "default", keys[w]); return err }, closeFn
-		})
-	})
-	b.Run("via=gomemcache/callers=16", func(b *testing.B) {
-		runConcurrent(b, func(w int) (func() error, func()) {
-			return func() error { _, err := owner[w].Get(keys[w]); return err }, func() {}
-		})
-	})
+	return mc, keys, owner
 }
 
 // BenchmarkRedis measures rd_call GET calls/s of a 100-byte value through faed
@@ -110,34 +118,7 @@ func BenchmarkMemcache(b *testing.B) {
 // connections per server.
 func BenchmarkRedis(b *testing.B) {
 	requireServers(b, "redis", redisAddrs)
-	var rc pool.RedisConfig
-	rc.SetDefaults()
-	rp := pool.RedisPool{Name: "default"}
-	direct := map[string]*redis.Pool{}
-	for _, a := range redisAddrs {
-		rp.Servers = append(rp.Servers, pool.RedisServer{Addr: a, MaxIdle: kvConcurrency, MaxActive: 2 * kvConcurrency, IdleTimeout: time.Minute})
-		direct[a] = &redis.Pool{MaxIdle: kvConcurrency, MaxActive: 2 * kvConcurrency, Wait: true,
-			Dial: func() (redis.Conn, error) { return redis.Dial("tcp", a) }}
-		defer direct[a].Close()
-	}
-	rc.Pools = []pool.RedisPool{rp}
-	if err := rc.Validate("servants.redis"); err != nil {
-		b.Fatal(err)
-	}
-	cluster, err := pool.NewRedis(rc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cluster.Close()
-	keys := kvKeys("rd")
-	owner := make([]*redis.Pool, len(keys))
-	for i, k := range keys {
-		if _, err := cluster.Do(context.Background(), "default", "SET", k, make([]byte, 100), "EX", 600); err != nil {
-			b.Fatal(err)
-		}
-		a, _ := cluster.ServerOf("default", k)
-		owner[i] = direct[a] // the direct callers ask the server that holds the key
-	}
+	rc, keys, owner := redisBenchSetup(b)
 	b.Run("via=faed/sessions=16", func(b *testing.B) {
 		addr := serveFaed(b, servant.Config{IdgenWorkerID: 1, Redis: &rc})
 		runConcurrent(b, func(w int) (func() error, func()) {
@@ -157,6 +138,41 @@ func BenchmarkRedis(b *testing.B) {
 			}, func() {}
 		})
 	})
+}
+
+// redisBenchSetup makes the redis section of the benchmark (the shared pair,
+// 16 idle connections per server), stores one 100-byte value per caller through
+// faed's pool, and returns a direct redigo pool of each value's server.
+func redisBenchSetup(b *testing.B) (pool.RedisConfig, []string, []*redis.Pool) {
+	var rc pool.RedisConfig
+	rc.SetDefaults()
+	rp := pool.RedisPool{Name: "default"}
+	direct := map[string]*redis.Pool{}
+	for _, a := range redisAddrs {
+		rp.Servers = append(rp.Servers, pool.RedisServer{Addr: a, MaxIdle: kvConcurrency, MaxActive: 2 * kvConcurrency, IdleTimeout: time.Minute})
+		direct[a] = &redis.Pool{MaxIdle: kvConcurrency, MaxActive: 2 * kvConcurrency, Wait: true,
+			Dial: func() (redis.Conn, error) { return redis.Dial("tcp", a) }}
+		b.Cleanup(func() { direct[a].Close() })
+	}
+	rc.Pools = []pool.RedisPool{rp}
+	if err := rc.Validate("servants.redis"); err != nil {
+		b.Fatal(err)
+	}
+	cluster, err := pool.NewRedis(rc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cluster.Close() })
+	keys := kvKeys("rd")
+	owner := make([]*redis.Pool, len(keys))
+	for i, k := range keys {
+		if _, err := cluster.Do(context.Background(), "default", "SET", k, make([]byte, 100), "EX", 600); err != nil {
+			b.Fatal(err)
+		}
+		a, _ := cluster.ServerOf("default", k)
+		owner[i] = direct[a] // the direct callers ask the server that holds the key
+	}
+	return rc, keys, owner
 }
 
 // kvKeys are one key per caller, under the kvtest: prefix shared servers need.

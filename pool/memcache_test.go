@@ -90,6 +90,15 @@ func TestMemcacheOperations(t *testing.T) {
 	if !errors.Is(err, ErrMemcacheMiss) || !strings.Contains(err.Error(), k) {
 		t.Fatalf("get of an absent key: %v", err)
 	}
+	testMemcacheIncrement(t, m, k)
+	st := m.Stats("p")
+	if st.Misses.Load() != 3 || st.NotStored.Load() != 1 || st.NotNumeric.Load() != 1 || st.Hits.Load() != 1 || st.ServerFailures.Load() != 0 {
+		t.Errorf("stats: misses %d not-stored %d not-numeric %d hits %d failures %d", st.Misses.Load(), st.NotStored.Load(),
+			st.NotNumeric.Load(), st.Hits.Load(), st.ServerFailures.Load())
+	}
+}
+
+func testMemcacheIncrement(t *testing.T, m *Memcache, k string) {
 	if _, err := m.Increment("p", k, 1); !errors.Is(err, ErrMemcacheMiss) {
 		t.Fatalf("incr of an absent key: %v", err)
 	}
@@ -104,11 +113,6 @@ func TestMemcacheOperations(t *testing.T) {
 	m.Set("p", k, []byte("ten"), 0, 60)
 	if _, err := m.Increment("p", k, 1); !errors.Is(err, ErrMemcacheNotNumeric) {
 		t.Fatalf("incr of a non-numeric value: %v", err)
-	}
-	st := m.Stats("p")
-	if st.Misses.Load() != 3 || st.NotStored.Load() != 1 || st.NotNumeric.Load() != 1 || st.Hits.Load() != 1 || st.ServerFailures.Load() != 0 {
-		t.Errorf("stats: misses %d not-stored %d not-numeric %d hits %d failures %d", st.Misses.Load(), st.NotStored.Load(),
-			st.NotNumeric.Load(), st.Hits.Load(), st.ServerFailures.Load())
 	}
 }
 

@@ -188,7 +188,24 @@ func restartUnderLoad(t *testing.T, f *faed, srv *backendServer, retry time.Dura
 	eventually(t, 5*time.Second, "the breaker to open", func() bool { return l.openErrors() > 0 })
 	l.reset()
 	time.Sleep(retry + 200*time.Millisecond) // a whole open period and a failed probe
-	down := l.reset()
+	checkDown(t, l.reset(), retry+200*time.Millisecond, errRE)
+
+	srv.Start()
+	up := time.Now()
+	eventually(t, retry+time.Second, "calls succeeding after the restart", func() bool { return l.ok.Load() > 0 })
+	t.Logf("first success %s after the restart (retry_interval %s)", time.Since(up).Round(time.Millisecond), retry)
+	time.Sleep(100 * time.Millisecond)
+	l.reset()
+	time.Sleep(300 * time.Millisecond)
+	if s := l.reset(); s.failed > 0 || s.ok == 0 {
+		t.Errorf("after recovery: %d successes, %d failures %v", s.ok, s.failed, s.errs)
+	}
+}
+
+// checkDown checks what a load saw while its server was down for d: only
+// failures, all fast, all with a message matching errRE.
+func checkDown(t *testing.T, down loadSnapshot, d time.Duration, errRE string) {
+	t.Helper()
 	typed := regexp.MustCompile(errRE)
 	for msg := range down.errs {
 		if !typed.MatchString(msg) {
@@ -200,23 +217,12 @@ func restartUnderLoad(t *testing.T, f *faed, srv *backendServer, retry time.Dura
 		break
 	}
 	t.Logf("while down for %s: %d calls answered, %d failed, the slowest failure in %s",
-		retry+200*time.Millisecond, down.ok, down.failed, down.maxFail.Round(time.Microsecond))
+		d, down.ok, down.failed, down.maxFail.Round(time.Microsecond))
 	if down.failed == 0 || down.ok > 0 {
 		t.Errorf("while the server was down: %d calls answered, %d failed", down.ok, down.failed)
 	}
 	if down.maxFail > 250*time.Millisecond {
 		t.Errorf("a failed call took %s while the server was down; want fast failures", down.maxFail)
-	}
-
-	srv.Start()
-	up := time.Now()
-	eventually(t, retry+time.Second, "calls succeeding after the restart", func() bool { return l.ok.Load() > 0 })
-	t.Logf("first success %s after the restart (retry_interval %s)", time.Since(up).Round(time.Millisecond), retry)
-	time.Sleep(100 * time.Millisecond)
-	l.reset()
-	time.Sleep(300 * time.Millisecond)
-	if s := l.reset(); s.failed > 0 || s.ok == 0 {
-		t.Errorf("after recovery: %d successes, %d failures %v", s.ok, s.failed, s.errs)
 	}
 }
 

@@ -49,9 +49,16 @@ func TestMemcacheMethods(t *testing.T) {
 	if !errors.As(err, &miss) || miss.GetMessage() != "memcache: cache miss: "+k {
 		t.Errorf("mc_get of a missing key: %v; want TCacheMissed", err)
 	}
-	_, err = c.McIncrement(bg, ctx(), "default", k, 1)
-	wantErr(t, "mc_increment of a missing key", err, `memcache incr ".*": pool "default", server 127.0.0.1:\d+: cache miss`)
+	testMemcacheIncrement(t, c, k)
+	testMemcacheExpiration(t, c)
+	testMemcacheMistakes(t, c)
+}
 
+// testMemcacheIncrement: incr, decr clamped at 0, and the errors of a missing
+// key and of a non-numeric value.
+func testMemcacheIncrement(t *testing.T, c *client, k string) {
+	_, err := c.McIncrement(bg, ctx(), "default", k, 1)
+	wantErr(t, "mc_increment of a missing key", err, `memcache incr ".*": pool "default", server 127.0.0.1:\d+: cache miss`)
 	if ok, err := c.McAdd(bg, ctx(), "default", k, mcData("10", 0), 60); !ok || err != nil {
 		t.Fatalf("mc_add of a missing key = %v, %v", ok, err)
 	}
@@ -63,8 +70,6 @@ func TestMemcacheMethods(t *testing.T) {
 	c.McSet(bg, ctx(), "default", k, mcData("seven", 0), 60)
 	_, err = c.McIncrement(bg, ctx(), "default", k, 1)
 	wantErr(t, "mc_increment of a non-numeric value", err, `memcache incr ".*": pool "default", server .*: value is not a decimal number: client error: cannot increment or decrement non-numeric value`)
-	testMemcacheExpiration(t, c)
-	testMemcacheMistakes(t, c)
 }
 
 // testMemcacheExpiration: seconds up to 30 days are relative, beyond that a Unix time.
