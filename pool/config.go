@@ -7,6 +7,7 @@ package pool
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -275,27 +276,65 @@ type RedisPool struct {
 
 // RedisConfig is the servants.redis section. Absent = Redis off.
 type RedisConfig struct {
-	Pools   []RedisPool   `cf:"pools"`
-	Breaker BreakerConfig `cf:"breaker"`
+	Pools []RedisPool `cf:"pools"`
+	// DenyCommands (deny_commands) are the commands refused before any server is
+	// asked, case-insensitive. Default DefaultRedisDenyCommands; [] = allow all.
+	DenyCommands []string `cf:"deny_commands"`
+	// ConnectTimeout (connect_timeout) bounds dialling one server. Default 2s.
+	ConnectTimeout time.Duration `cf:"connect_timeout"`
+	// IOTimeout (io_timeout) bounds writing one command and reading its reply. Default 4s.
+	IOTimeout time.Duration `cf:"io_timeout"`
+	// BorrowTimeout (borrow_timeout) is how long a call waits for a connection when
+	// max_active of its server are busy; then it fails (without tripping the breaker). Default 2s.
+	BorrowTimeout time.Duration `cf:"borrow_timeout"`
+	Breaker       BreakerConfig `cf:"breaker"`
 }
 
-// SetDefaults fills in the breaker defaults.
-func (c *RedisConfig) SetDefaults() { *c = RedisConfig{}; c.Breaker.SetDefaults() }
+// DefaultRedisDenyCommands is the default of servants.redis.deny_commands: commands
+// that wipe, reconfigure, stop or scan a whole server, or hold a connection forever.
+var DefaultRedisDenyCommands = []string{"FLUSHALL", "FLUSHDB", "CONFIG", "SHUTDOWN", "DEBUG", "KEYS",
+	"SCRIPT", "MONITOR", "SLAVEOF", "REPLICAOF", "MIGRATE", "CLIENT", "BGSAVE", "SAVE"}
+
+// SetDefaults fills in the breaker defaults (original fae) and the defaults of the
+// keys this version adds (deny_commands, connect_timeout 2s, io_timeout 4s, borrow_timeout 2s).
+func (c *RedisConfig) SetDefaults() {
+	*c = RedisConfig{DenyCommands: append([]string(nil), DefaultRedisDenyCommands...),
+		ConnectTimeout: 2 * time.Second, IOTimeout: 4 * time.Second, BorrowTimeout: 2 * time.Second}
+	c.Breaker.SetDefaults()
+}
 
 // Validate checks the section and fills in derived defaults; prefix is its key path.
 func (c *RedisConfig) Validate(prefix string) error {
+	if c.ConnectTimeout <= 0 || c.IOTimeout <= 0 || c.BorrowTimeout <= 0 {
+		return fmt.Errorf("%s: connect_timeout, io_timeout and borrow_timeout must be positive", prefix)
+	}
+	for i, cmd := range c.DenyCommands {
+		if strings.TrimSpace(cmd) == "" {
+			return fmt.Errorf("%s.deny_commands[%d]: empty command name", prefix, i)
+		}
+	}
+	names := map[string]bool{}
 	for i := range c.Pools {
 		p := &c.Pools[i]
 		pp := fmt.Sprintf("%s.pools[%d]", prefix, i)
 		if p.Name == "" {
 			return fmt.Errorf("%s.name: required", pp)
 		}
+		if names[p.Name] {
+			return fmt.Errorf("%s.name: pool %q is listed twice", pp, p.Name)
+		}
+		names[p.Name] = true
+		addrs := map[string]bool{}
 		for j := range p.Servers {
 			s := &p.Servers[j]
 			sp := fmt.Sprintf("%s.servers[%d]", pp, j)
 			if s.Addr == "" {
 				return fmt.Errorf("%s.addr: required", sp)
 			}
+			if addrs[s.Addr] {
+				return fmt.Errorf("%s.addr: %s is listed twice in pool %q", sp, s.Addr, p.Name)
+			}
+			addrs[s.Addr] = true
 			if s.MaxActive == 0 {
 				s.MaxActive = 2 * s.MaxIdle
 			}
@@ -319,13 +358,22 @@ func (s *MemcacheServer) SetDefaults() { *s = MemcacheServer{Pool: "default"} }
 
 // MemcacheConfig is the servants.memcache section. Absent = memcache off.
 type MemcacheConfig struct {
-	Servers               []MemcacheServer `cf:"servers"`
-	HashStrategy          string           `cf:"hash_strategy"`             // standard | consistent; default standard
-	Timeout               time.Duration    `cf:"timeout"`                   // dial and per-operation timeout; default 4s
-	MaxIdleConnsPerServer int              `cf:"max_idle_conns_per_server"` // default 3
-	MaxConnsPerServer     int              `cf:"max_conns_per_server"`      // 0 = 10 × max_idle_conns_per_server
-	ReplicaNum            int              `cf:"replica_num"`               // servers written per key; default 1
-	Breaker               BreakerConfig    `cf:"breaker"`
+	Servers      []MemcacheServer `cf:"servers"`
+	HashStrategy string           `cf:"hash_strategy"` // standard | consistent; default standard
+	// Timeout (timeout) bounds dialling a server, each read and write of one
+	// operation, and the wait for a free connection slot. Default 4s.
+	Timeout time.Duration `cf:"timeout"`
+	// MaxIdleConnsPerServer (max_idle_conns_per_server) are the idle connections
+	// kept per server. Default 3; 0 = gomemcache's default, 2.
+	MaxIdleConnsPerServer int `cf:"max_idle_conns_per_server"`
+	// MaxConnsPerServer (max_conns_per_server) caps the connections open to one
+	// server; a call waits up to timeout for one. 0 = 10 × max_idle_conns_per_server.
+	MaxConnsPerServer int `cf:"max_conns_per_server"`
+	// ReplicaNum (replica_num) is the number of servers of its pool a key is
+	// written to: its own server and the next ones in config order (at most the
+	// pool's servers). Reads take the first of them that answers. Default 1.
+	ReplicaNum int           `cf:"replica_num"`
+	Breaker    BreakerConfig `cf:"breaker"`
 }
 
 // SetDefaults fills in the original fae's defaults.
@@ -348,6 +396,11 @@ func (c *MemcacheConfig) Validate(prefix string) error {
 	if c.Timeout <= 0 {
 		return fmt.Errorf("%s.timeout: must be positive, got %s", prefix, c.Timeout)
 	}
+	if c.MaxIdleConnsPerServer < 0 || c.MaxConnsPerServer < 1 {
+		return fmt.Errorf("%s: max_idle_conns_per_server must not be negative and max_conns_per_server must be at least 1, got %d and %d",
+			prefix, c.MaxIdleConnsPerServer, c.MaxConnsPerServer)
+	}
+	seen := map[string]bool{}
 	for i, s := range c.Servers {
 		p := fmt.Sprintf("%s.servers[%d]", prefix, i)
 		if err := required(p, "host", s.Host, "pool", s.Pool); err != nil {
@@ -356,6 +409,11 @@ func (c *MemcacheConfig) Validate(prefix string) error {
 		if err := s.Port.Validate(p + ".port"); err != nil {
 			return err
 		}
+		id := fmt.Sprintf("%s %s:%d", s.Pool, s.Host, s.Port)
+		if seen[id] {
+			return fmt.Errorf("%s: %s:%d is listed twice in pool %q", p, s.Host, s.Port, s.Pool)
+		}
+		seen[id] = true
 	}
 	return c.Breaker.Validate(prefix + ".breaker")
 }

@@ -2,44 +2,130 @@ package servant
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/pool"
 )
 
-// memcacheServant serves the memcache methods; built by initMemcache when its section is present.
-type memcacheServant struct{}
-
-// initMemcache builds the memcache servant when its config section is present.
-func (s *FunServant) initMemcache() error { return nil }
-
-// closeMemcache releases its pools.
-func (s *FunServant) closeMemcache() {}
-
-func (s *FunServant) memcache() backend {
-	return s.backend("memcache", "servants.memcache", s.cfg.Memcache != nil)
+// memcacheServant serves the memcache methods over the pools of servants.memcache.
+type memcacheServant struct {
+	cluster *pool.Memcache
 }
 
-// McSet is memcached's set; served from the memcache issue on.
-func (s *FunServant) McSet(_ context.Context, c *rpc.Context, pool, key string, value *rpc.TMemcacheData, expiration int32) (bool, error) {
-	return false, s.unserved("mc.set", c, s.memcache())
+var errMemcacheOff = &NotConfiguredError{Name: "memcache", Key: "servants.memcache"}
+
+// initMemcache builds the memcache pools when servants.memcache is present.
+func (s *FunServant) initMemcache() error {
+	if s.cfg.Memcache == nil {
+		return nil
+	}
+	m, err := pool.NewMemcache(*s.cfg.Memcache)
+	if err != nil {
+		return fmt.Errorf("servants.memcache: %w", err)
+	}
+	s.mc = &memcacheServant{cluster: m}
+	return nil
 }
 
-// McGet is memcached's get.
-func (s *FunServant) McGet(_ context.Context, c *rpc.Context, pool, key string) (*rpc.TMemcacheData, error) {
-	return nil, s.unserved("mc.get", c, s.memcache())
+// closeMemcache closes the idle connections of the memcache pools.
+func (s *FunServant) closeMemcache() {
+	if s.mc != nil {
+		s.mc.cluster.Close()
+	}
 }
 
-// McAdd is memcached's add.
-func (s *FunServant) McAdd(_ context.Context, c *rpc.Context, pool, key string, value *rpc.TMemcacheData, expiration int32) (bool, error) {
-	return false, s.unserved("mc.add", c, s.memcache())
+// mcCluster is the memcache cluster, or the "not configured" error.
+func (s *FunServant) mcCluster() (*pool.Memcache, error) {
+	if s.mc == nil {
+		return nil, errMemcacheOff
+	}
+	return s.mc.cluster, nil
 }
 
-// McDelete is memcached's delete.
-func (s *FunServant) McDelete(_ context.Context, c *rpc.Context, pool, key string) (bool, error) {
-	return false, s.unserved("mc.del", c, s.memcache())
+// mcItem is the bytes and client flags of a TMemcacheData (nil = empty, flags 0).
+// The flags are memcached's 32-bit client flags, carried bit for bit in the i32.
+func mcItem(v *rpc.TMemcacheData) ([]byte, uint32) {
+	if v == nil {
+		return nil, 0
+	}
+	return v.Data, uint32(v.Flags)
 }
 
-// McIncrement is memcached's incr/decr.
-func (s *FunServant) McIncrement(_ context.Context, c *rpc.Context, pool, key string, delta int64) (int64, error) {
-	return 0, s.unserved("mc.inc", c, s.memcache())
+// McSet stores value (its bytes and client flags) under key in pool, on each of
+// the key's replica_num servers. expiration is in seconds: 0 = never, up to 30
+// days relative, beyond that a Unix time. Always true when it returns no error.
+// Errors: memcache not configured, unknown pool, invalid key, and the failures of
+// pool.MemcacheError (server failure, circuit open, all connections busy, rejected).
+func (s *FunServant) McSet(_ context.Context, c *rpc.Context, poolName, key string, value *rpc.TMemcacheData, expiration int32) (bool, error) {
+	return run(s, "mc.set", c, true, func() (bool, error) {
+		m, err := s.mcCluster()
+		if err != nil {
+			return false, err
+		}
+		data, flags := mcItem(value)
+		if err := m.Set(poolName, key, data, flags, expiration); err != nil {
+			return false, err
+		}
+		return true, nil
+	})
+}
+
+// McGet returns the value and client flags under key in pool, from the first of
+// the key's servers that answers. Throws TCacheMissed "memcache: cache miss: <key>"
+// when absent; errors as McSet.
+func (s *FunServant) McGet(_ context.Context, c *rpc.Context, poolName, key string) (*rpc.TMemcacheData, error) {
+	return run(s, "mc.get", c, true, func() (*rpc.TMemcacheData, error) {
+		m, err := s.mcCluster()
+		if err != nil {
+			return nil, err
+		}
+		data, flags, err := m.Get(poolName, key)
+		if errors.Is(err, pool.ErrMemcacheMiss) {
+			msg := "memcache: cache miss: " + key
+			return nil, &rpc.TCacheMissed{Message: &msg}
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &rpc.TMemcacheData{Data: data, Flags: int32(flags)}, nil
+	})
+}
+
+// McAdd is McSet only when key is absent: false, and no error, when it exists.
+func (s *FunServant) McAdd(_ context.Context, c *rpc.Context, poolName, key string, value *rpc.TMemcacheData, expiration int32) (bool, error) {
+	return run(s, "mc.add", c, true, func() (bool, error) {
+		m, err := s.mcCluster()
+		if err != nil {
+			return false, err
+		}
+		data, flags := mcItem(value)
+		return m.Add(poolName, key, data, flags, expiration)
+	})
+}
+
+// McDelete removes key from pool: false, and no error, when it was absent.
+func (s *FunServant) McDelete(_ context.Context, c *rpc.Context, poolName, key string) (bool, error) {
+	return run(s, "mc.del", c, true, func() (bool, error) {
+		m, err := s.mcCluster()
+		if err != nil {
+			return false, err
+		}
+		return m.Delete(poolName, key)
+	})
+}
+
+// McIncrement adds delta to the decimal value under key (memcached incr), or
+// subtracts -delta when delta < 0 (decr, clamped at 0 by memcached), and returns
+// the new value. Errors: a missing key ("cache miss"), a value that is not a
+// decimal number, and those of McSet.
+func (s *FunServant) McIncrement(_ context.Context, c *rpc.Context, poolName, key string, delta int64) (int64, error) {
+	return run(s, "mc.inc", c, true, func() (int64, error) {
+		m, err := s.mcCluster()
+		if err != nil {
+			return 0, err
+		}
+		return m.Increment(poolName, key, delta)
+	})
 }

@@ -1,25 +1,113 @@
 package servant
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/pool"
 )
 
-// redisServant serves the redis methods; built by initRedis when its section is present.
-type redisServant struct{}
-
-// initRedis builds the redis servant when its config section is present.
-func (s *FunServant) initRedis() error { return nil }
-
-// closeRedis releases its pools.
-func (s *FunServant) closeRedis() {}
-
-func (s *FunServant) redis() backend {
-	return s.backend("redis", "servants.redis", s.cfg.Redis != nil)
+// redisServant serves rd_call over the pools of servants.redis. cluster is also
+// what the MySQL query cache stores in (cache_store: redis).
+type redisServant struct {
+	cluster *pool.Redis
 }
 
-// RdCall runs one Redis command; served from the Redis issue on.
-func (s *FunServant) RdCall(_ context.Context, c *rpc.Context, cmd, pool string, keysAndArgs []string) (string, error) {
-	return "", s.unserved("rd.call", c, s.redis())
+var errRedisOff = &NotConfiguredError{Name: "redis", Key: "servants.redis"}
+
+// ErrKeyNotExists: rd_call GET of a missing key (the original's "key not exists").
+var ErrKeyNotExists = errors.New("key not exists")
+
+// initRedis builds the Redis pools when servants.redis is present.
+func (s *FunServant) initRedis() error {
+	if s.cfg.Redis == nil {
+		return nil
+	}
+	r, err := pool.NewRedis(*s.cfg.Redis)
+	if err != nil {
+		return fmt.Errorf("servants.redis: %w", err)
+	}
+	s.rd = &redisServant{cluster: r}
+	return nil
+}
+
+// closeRedis closes the Redis pools.
+func (s *FunServant) closeRedis() {
+	if s.rd != nil {
+		s.rd.cluster.Close()
+	}
+}
+
+// RdCall runs Redis command cmd with keysAndArgs on the server of pool that
+// keysAndArgs[0] hashes to, and returns the reply as a string: bulk → its bytes,
+// status → its text, integer → decimal, nil → "", array → a JSON array of
+// strings (nested arrays as nested JSON arrays, integers as decimal strings, nil
+// elements as ""). Errors: redis not configured, unknown pool, empty
+// keysAndArgs, a command in deny_commands, GET of a missing key ("key not
+// exists"), a Redis error reply (its text), and the failures of pool.RedisError
+// (server failure, circuit open, all connections busy).
+func (s *FunServant) RdCall(ctx context.Context, c *rpc.Context, cmd, poolName string, keysAndArgs []string) (string, error) {
+	return run(s, "rd.call", c, true, func() (string, error) {
+		if s.rd == nil {
+			return "", errRedisOff
+		}
+		args := make([]any, len(keysAndArgs))
+		for i, a := range keysAndArgs {
+			args[i] = a
+		}
+		reply, err := s.rd.cluster.Do(ctx, poolName, cmd, args...)
+		if err != nil {
+			return "", err
+		}
+		if reply == nil && strings.EqualFold(cmd, "GET") {
+			return "", fmt.Errorf("redis GET %q: pool %q: %w", keysAndArgs[0], poolName, ErrKeyNotExists)
+		}
+		return redisReplyString(reply)
+	})
+}
+
+// redisReplyString renders a redigo reply as rd_call returns it.
+func redisReplyString(reply any) (string, error) {
+	switch v := reply.(type) {
+	case nil:
+		return "", nil
+	case []byte:
+		return string(v), nil
+	case string:
+		return v, nil
+	case int64:
+		return strconv.FormatInt(v, 10), nil
+	case []any:
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false) // the values' own bytes, not \u003c for <
+		if err := enc.Encode(redisJSON(v)); err != nil {
+			return "", fmt.Errorf("redis: rendering an array reply as JSON: %w", err)
+		}
+		return strings.TrimSuffix(b.String(), "\n"), nil
+	}
+	return fmt.Sprint(reply), nil
+}
+
+// redisJSON turns an array reply into JSON values: strings, and arrays of them.
+// Bytes that are not UTF-8 become U+FFFD, as JSON strings must be UTF-8.
+func redisJSON(a []any) []any {
+	out := make([]any, len(a))
+	for i, e := range a {
+		switch e := e.(type) {
+		case []any:
+			out[i] = redisJSON(e)
+		case error: // an error reply inside an array (EXEC)
+			out[i] = e.Error()
+		default:
+			out[i], _ = redisReplyString(e)
+		}
+	}
+	return out
 }

@@ -1,0 +1,263 @@
+package main_test
+
+import (
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/apache/thrift/lib/go/thrift"
+
+	"github.com/fae-go/fae/idl/fun/rpc"
+)
+
+// Helpers of the memcache and Redis tests. Keys start with "kvtest:" and are
+// unique per run: other tests use the same shared servers at the same time.
+
+var kvSeq atomic.Int64
+
+// kvKey is a fresh key for test t.
+func kvKey(t testing.TB, name string) string {
+	return fmt.Sprintf("kvtest:%s:%s:%d.%d", strings.ReplaceAll(t.Name(), "/", "."), name, time.Now().UnixNano(), kvSeq.Add(1))
+}
+
+// mcSrv is one server line of a memcache section.
+type mcSrv struct{ pool, addr string }
+
+// mcSection is a servants.memcache section; extra is added inside it.
+func mcSection(strategy string, replicas int, extra string, servers ...mcSrv) string {
+	var b strings.Builder
+	for _, s := range servers {
+		host, port, _ := strings.Cut(s.addr, ":")
+		fmt.Fprintf(&b, "{ host: %q, port: %s, pool: %q }\n", host, port, s.pool)
+	}
+	return fmt.Sprintf(`memcache: {
+            servers: [ %s ]
+            hash_strategy: %q
+            replica_num: %d
+            %s
+        }`, b.String(), strategy, replicas, extra)
+}
+
+// rdPool is one pool of a redis section.
+type rdPool struct {
+	name  string
+	addrs []string
+}
+
+// rdSection is a servants.redis section; extra is added inside it.
+func rdSection(extra string, pools ...rdPool) string {
+	var b strings.Builder
+	for _, p := range pools {
+		var s []string
+		for _, a := range p.addrs {
+			s = append(s, fmt.Sprintf("{ addr: %q }", a))
+		}
+		fmt.Fprintf(&b, "{ name: %q, servers: [ %s ] }\n", p.name, strings.Join(s, ", "))
+	}
+	return fmt.Sprintf(`redis: {
+            pools: [ %s ]
+            %s
+        }`, b.String(), extra)
+}
+
+// startKV starts faed (binary, buffered, TCP) with servantsExtra and opens a session.
+func startKV(t *testing.T, servantsExtra string) (*faed, *client) {
+	t.Helper()
+	m := allModes[0]
+	dir := t.TempDir()
+	f := startFaedIn(t, dir, m.config(dir, "", servantsExtra))
+	return f, f.dial(t, m)
+}
+
+// wantErr fails unless err is a TApplicationException whose message matches re.
+func wantErr(t testing.TB, what string, err error, re string) {
+	t.Helper()
+	var ae thrift.TApplicationException
+	if !errors.As(err, &ae) || !regexp.MustCompile(re).MatchString(err.Error()) {
+		t.Errorf("%s: error %v (%T), want a TApplicationException matching %s", what, err, err, re)
+	}
+}
+
+// phpStandardIndex is PHP memcache's standard strategy, written out here: bits
+// 16..30 of crc32(key), 0 taken as 1, modulo the number of servers.
+func phpStandardIndex(key string, n int) int {
+	h := (crc32.ChecksumIEEE([]byte(key)) >> 16) & 0x7fff
+	if h == 0 {
+		h = 1
+	}
+	return int(h % uint32(n))
+}
+
+// load is callers sessions calling op in a loop, recording every outcome, while
+// a test stops and restarts a backend.
+type load struct {
+	ok, failed atomic.Int64
+	maxFail    atomic.Int64 // longest failed call since reset, ns
+	mu         sync.Mutex
+	errs       map[string]int // error texts since reset
+	stop       chan struct{}
+	wg         sync.WaitGroup
+}
+
+// startLoad runs op on each of the sessions until l.halt. op returns a call's
+// error; a declared exception (a cache miss) counts as an answer.
+func startLoad(sessions []*client, op func(c *client, worker, i int) error) *load {
+	l := &load{errs: map[string]int{}, stop: make(chan struct{})}
+	for w, c := range sessions {
+		l.wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				start := time.Now()
+				err := op(c, w, i)
+				var miss *rpc.TCacheMissed
+				if err == nil || errors.As(err, &miss) {
+					l.ok.Add(1)
+					continue
+				}
+				l.record(err, time.Since(start))
+			}
+		})
+	}
+	return l
+}
+
+func (l *load) record(err error, d time.Duration) {
+	l.failed.Add(1)
+	for {
+		m := l.maxFail.Load()
+		if int64(d) <= m || l.maxFail.CompareAndSwap(m, int64(d)) {
+			break
+		}
+	}
+	l.mu.Lock()
+	l.errs[err.Error()]++
+	l.mu.Unlock()
+}
+
+// loadSnapshot is what a load saw between two resets.
+type loadSnapshot struct {
+	ok, failed int64
+	maxFail    time.Duration  // the slowest failed call
+	errs       map[string]int // error texts
+}
+
+// reset zeroes the counters and returns what they held.
+func (l *load) reset() loadSnapshot {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := loadSnapshot{ok: l.ok.Swap(0), failed: l.failed.Swap(0), maxFail: time.Duration(l.maxFail.Swap(0)), errs: l.errs}
+	l.errs = map[string]int{}
+	return s
+}
+
+func (l *load) halt() {
+	close(l.stop)
+	l.wg.Wait()
+}
+
+// restartUnderLoad stops srv while 16 sessions call op, and checks that: the
+// calls fail fast with typed errors (every error text matches errRE) and the
+// breaker opens ("circuit open") after failure_allowance; and that within
+// retry (the breaker's retry_interval) and a second of slack after srv is back
+// every call succeeds again.
+func restartUnderLoad(t *testing.T, f *faed, srv *backendServer, retry time.Duration, errRE string, op func(c *client, worker, i int) error) {
+	sessions := make([]*client, 16)
+	for i := range sessions {
+		sessions[i] = f.dial(t, allModes[0])
+	}
+	l := startLoad(sessions, op)
+	defer l.halt()
+	eventually(t, 5*time.Second, "calls succeeding before the stop", func() bool { return l.ok.Load() > 200 })
+	if s := l.reset(); len(s.errs) > 0 {
+		t.Fatalf("errors before the stop: %v", s.errs)
+	}
+
+	srv.Stop()
+	eventually(t, 5*time.Second, "the breaker to open", func() bool { return l.openErrors() > 0 })
+	l.reset()
+	time.Sleep(retry + 200*time.Millisecond) // a whole open period and a failed probe
+	checkDown(t, l.reset(), retry+200*time.Millisecond, errRE)
+
+	srv.Start()
+	up := time.Now()
+	eventually(t, retry+time.Second, "calls succeeding after the restart", func() bool { return l.ok.Load() > 0 })
+	t.Logf("first success %s after the restart (retry_interval %s)", time.Since(up).Round(time.Millisecond), retry)
+	time.Sleep(100 * time.Millisecond)
+	l.reset()
+	time.Sleep(300 * time.Millisecond)
+	if s := l.reset(); s.failed > 0 || s.ok == 0 {
+		t.Errorf("after recovery: %d successes, %d failures %v", s.ok, s.failed, s.errs)
+	}
+}
+
+// checkDown checks what a load saw while its server was down for d: only
+// failures, all fast, all with a message matching errRE.
+func checkDown(t *testing.T, down loadSnapshot, d time.Duration, errRE string) {
+	t.Helper()
+	typed := regexp.MustCompile(errRE)
+	for msg := range down.errs {
+		if !typed.MatchString(msg) {
+			t.Errorf("while down, untyped error %q (want %s)", msg, errRE)
+		}
+	}
+	for msg := range down.errs {
+		t.Logf("while down, e.g.: %s", msg)
+		break
+	}
+	t.Logf("while down for %s: %d calls answered, %d failed, the slowest failure in %s",
+		d, down.ok, down.failed, down.maxFail.Round(time.Microsecond))
+	if down.failed == 0 || down.ok > 0 {
+		t.Errorf("while the server was down: %d calls answered, %d failed", down.ok, down.failed)
+	}
+	if down.maxFail > 250*time.Millisecond {
+		t.Errorf("a failed call took %s while the server was down; want fast failures", down.maxFail)
+	}
+}
+
+// openErrors counts "circuit open" errors since the last reset.
+func (l *load) openErrors() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for msg, c := range l.errs {
+		if strings.Contains(msg, "circuit open") {
+			n += c
+		}
+	}
+	return n
+}
+
+// originalRedisRing is the original fae's Redis ring (funkygao/golib
+// hash.Map), written out here as reference: crc32 of "<i><addr>" for i < 32,
+// the first point ≥ crc32(key) by linear scan, else the first point.
+func originalRedisRing(addrs []string, key string) string {
+	var points []int
+	owner := map[int]string{}
+	for _, a := range addrs {
+		for i := 0; i < 32; i++ {
+			h := int(crc32.ChecksumIEEE([]byte(strconv.Itoa(i) + a)))
+			points = append(points, h)
+			owner[h] = a
+		}
+	}
+	sort.Ints(points)
+	h := int(crc32.ChecksumIEEE([]byte(key)))
+	for _, p := range points {
+		if p >= h {
+			return owner[p]
+		}
+	}
+	return owner[points[0]]
+}
