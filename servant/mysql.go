@@ -311,7 +311,14 @@ func decodeResult(b []byte) (*rpc.MysqlResult_, error) {
 	return r, nil
 }
 
-// redisQueryStore is the query cache in the Redis pool named pool (cache_store: redis).
+// redisQueryStore is the query cache in the Redis pool poolName
+// (cache_store: redis), keys prefixed "fae:qc:".
 func (s *FunServant) redisQueryStore(poolName string) (cache.Store, error) {
-	return nil, fmt.Errorf("servants.mysql.cache_store: redis needs the Redis servant (servants.redis), not in this build yet")
+	if s.rd == nil {
+		return nil, fmt.Errorf("servants.mysql.cache_store is redis but servants.redis is not configured")
+	}
+	if s.rd.cluster.Stats(poolName) == nil {
+		return nil, fmt.Errorf("servants.mysql.cache_store_redis_pool: no Redis pool %q in servants.redis.pools", poolName)
+	}
+	return &cache.RedisStore{Redis: s.rd.cluster, Pool: poolName, Prefix: "fae:qc:"}, nil
 }

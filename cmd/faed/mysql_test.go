@@ -421,3 +421,35 @@ begin: refused: Internal error processing my_query: mysql: statement refused: BE
 		t.Errorf("php output:\n%s\nwant it to start with:\n%s", out, want)
 	}
 }
+
+// TestMyQueryCacheRedis: the query cache in a Redis pool; values read back exactly.
+func TestMyQueryCacheRedis(t *testing.T) {
+	requireServer(t, "Redis", redisAddr)
+	requireServer(t, "MariaDB", mysqlAddr)
+	db := setupMysqlSchema(t, mysqlAddr)
+	m := allModes[0]
+	dir := t.TempDir()
+	redis := fmt.Sprintf(`redis: { pools: [ { name: "db_cache", servers: [ { addr: %q } ] } ] }`, redisAddr)
+	f := startFaedIn(t, dir, m.config(dir, "", mysqlSection(mysqlAddr, `cache_store: "redis"
+            cache_store_redis_pool: "db_cache"`)+"\n"+redis))
+	c := f.dial(t, m)
+	key := fmt.Sprintf("user:2:redis:%d", time.Now().UnixNano())
+	testQueryCache(t, c, db, key)
+	// The stored value is in Redis under the prefixed key, and faed reads it back exactly.
+	raw, err := c.RdCall(bg, ctx(), "GET", "db_cache", []string{"fae:qc:" + key})
+	if err != nil || len(raw) == 0 {
+		t.Fatalf("the cached result is not in Redis: %q, %v", raw, err)
+	}
+	r, err := c.MyQuery(bg, ctx(), "UserShard", "UserInfo", 2, "SELECT uid, name, nick FROM UserInfo WHERE uid = ?", []string{"2"}, key+":row")
+	r2, err2 := c.MyQuery(bg, ctx(), "UserShard", "UserInfo", 2, "SELECT uid, name, nick FROM UserInfo WHERE uid = ?", []string{"2"}, key+":row")
+	if err != nil || err2 != nil || fmt.Sprint(r) != fmt.Sprint(r2) || fmt.Sprint(r2.Rows) != "[[2 user2 NULL]]" {
+		t.Errorf("miss %v %v, hit %v %v", r, err, r2, err2)
+	}
+
+	// cache_store redis without a Redis pool of that name: faed does not start, and says why.
+	bad := writeConf(t, m.config(dir, "", mysqlSection(mysqlAddr, `cache_store: "redis"`)))
+	out, code := runFaed(t, "-conf", bad, "-lockfile", "")
+	if code == 0 || !strings.Contains(out, "servants.redis is not configured") {
+		t.Errorf("faed with cache_store redis and no redis section: %d %s", code, out)
+	}
+}
