@@ -118,4 +118,3 @@ func (s *RedisStore) Del(ctx context.Context, key string) error {
 	}
 	return nil
 }
-
