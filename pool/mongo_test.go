@@ -118,7 +118,7 @@ func TestMongoConfigValidate(t *testing.T) {
 			c.Servers = []MongoServer{server("a", "x", 1), server("a", "y", 1)}
 		},
 		"servants.mongodb.connect_timeout: must be positive, got 0s": func(c *MongoConfig) { c.ConnectTimeout = 0 },
-		"servants.mongodb.io_timeout: must not be negative, got -1s":  func(c *MongoConfig) { c.IOTimeout = -time.Second },
+		"servants.mongodb.io_timeout: must not be negative, got -1s": func(c *MongoConfig) { c.IOTimeout = -time.Second },
 	} {
 		var c MongoConfig
 		c.SetDefaults()
