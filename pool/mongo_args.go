@@ -96,20 +96,18 @@ func (c *MongoCluster) changeArg(b []byte) (doc bson.Raw, replace bool, err erro
 
 // idArg is the filter of find_id: id is either a BSON document whose only key
 // is _id ({_id: <any value>}, e.g. PHP bson_encode(['_id' => $id])), used as
-// the filter, or the 12 raw bytes of an ObjectId (any other 12 bytes). The two
-// cannot be confused: no document {_id: …} is 12 bytes long.
+// the filter, or the 12 raw bytes of an ObjectId. Bytes that form a valid BSON
+// document are taken as a document; no ObjectId made after 1976 does (its
+// first 4 bytes, the big-endian timestamp, would have to read as length 12).
 func (c *MongoCluster) idArg(b []byte) (any, error) {
-	isDoc := bson.Raw(b).Validate() == nil && int(binary.LittleEndian.Uint32(b)) == len(b)
-	if isDoc {
+	if bson.Raw(b).Validate() == nil && int(binary.LittleEndian.Uint32(b)) == len(b) {
 		if elems, err := bson.Raw(b).Elements(); err == nil && len(elems) == 1 && elems[0].Key() == "_id" {
 			return bson.Raw(b), nil
 		}
-	}
-	switch {
-	case len(b) == 12:
-		return bson.D{{Key: "_id", Value: bson.ObjectID(b)}}, nil
-	case isDoc:
 		return nil, c.badArg(nil, "id is a BSON document but not {_id: <value>}")
+	}
+	if len(b) == 12 {
+		return bson.D{{Key: "_id", Value: bson.ObjectID(b)}}, nil
 	}
 	return nil, c.badArg(nil, "id is neither a BSON document {_id: <value>} nor a 12-byte ObjectId (got %d bytes)", len(b))
 }

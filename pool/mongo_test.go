@@ -191,6 +191,8 @@ func TestMongoIDAndSortArgs(t *testing.T) {
 	}
 	for in, want := range map[string]string{
 		string(mustBSON(t, bson.D{{Key: "x", Value: "abc"}})): "mongodb: id is a BSON document but not {_id: <value>}",
+		// 12 bytes, but a valid document: taken as a document, not as an ObjectId
+		string(mustBSON(t, bson.D{{Key: "a", Value: int32(1)}})): "mongodb: id is a BSON document but not {_id: <value>}",
 		"short": "mongodb: id is neither a BSON document {_id: <value>} nor a 12-byte ObjectId (got 5 bytes)",
 	} {
 		if _, err := c.idArg([]byte(in)); err == nil || err.Error() != want || !errors.Is(err, ErrMongoBadArgument) {
