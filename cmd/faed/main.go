@@ -178,7 +178,7 @@ func warnUnserved(cfg *config.Config, logger *slog.Logger) {
 		keys = append(keys, "etcd_servers (cluster)")
 	}
 	for key, on := range map[string]bool{"servants.mysql": cfg.Servants.Mysql != nil,
-		"servants.mongodb": cfg.Servants.Mongodb != nil, "servants.redis": cfg.Servants.Redis != nil,
+		"servants.redis":    cfg.Servants.Redis != nil,
 		"servants.memcache": cfg.Servants.Memcache != nil, "servants.couchbase": cfg.Servants.Couchbase != nil,
 		"dashboard_listen_addr": cfg.DashboardListenAddr != "", "pprof_listen_addr": cfg.PprofListenAddr != ""} {
 		if on {
