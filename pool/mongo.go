@@ -10,6 +10,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/auth"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
 )
@@ -30,6 +31,10 @@ var (
 	ErrMongoUnreachable = errors.New("server unreachable")
 	// ErrMongoNetwork: the connection failed during the operation. Counts for the breaker.
 	ErrMongoNetwork = errors.New("network error")
+	// ErrMongoPoolCleared: the driver dropped the server's connections because
+	// another operation's connection failed, and refused this one (the driver
+	// does not say why beyond the text). Counts for the breaker.
+	ErrMongoPoolCleared = errors.New("connections dropped after another call failed")
 	// ErrMongoTimeout: the operation did not finish within io_timeout. Counts for the breaker.
 	ErrMongoTimeout = errors.New("timed out")
 	// ErrMongoAuth: the server refused the configured user/pass.
@@ -57,6 +62,7 @@ type MongoStats struct {
 	BreakerOpen  atomic.Int64 // refused by an open breaker (ErrBreakerOpen)
 	Unreachable  atomic.Int64 // ErrMongoUnreachable
 	Network      atomic.Int64 // ErrMongoNetwork
+	PoolCleared  atomic.Int64 // ErrMongoPoolCleared
 	Timeout      atomic.Int64 // ErrMongoTimeout
 	Auth         atomic.Int64 // ErrMongoAuth
 	DuplicateKey atomic.Int64 // ErrMongoDuplicateKey
@@ -230,7 +236,12 @@ func (c *MongoCluster) do(ctx context.Context, t MongoTarget, op string, fn func
 
 // isMongoServerFailure tells the breaker which errors mean the server is in trouble.
 func isMongoServerFailure(err error) bool {
-	return errors.Is(err, ErrMongoUnreachable) || errors.Is(err, ErrMongoNetwork) || errors.Is(err, ErrMongoTimeout)
+	for _, e := range []error{ErrMongoUnreachable, ErrMongoNetwork, ErrMongoPoolCleared, ErrMongoTimeout} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // classify turns a driver error of op on s into a cluster error and counts it.
@@ -250,6 +261,9 @@ func (c *MongoCluster) classify(s *mongoServer, op, table string, err error) err
 	case errors.As(err, new(topology.ServerSelectionError)):
 		c.Stats.Unreachable.Add(1)
 		return fmt.Errorf("%s: %w (no connection within connect_timeout %s): %w", at, ErrMongoUnreachable, c.cfg.ConnectTimeout, err)
+	case errors.As(err, new(driver.RetryablePoolError)): // only the pool-cleared error implements it
+		c.Stats.PoolCleared.Add(1)
+		return fmt.Errorf("%s: %w: %w", at, ErrMongoPoolCleared, err)
 	case errors.Is(err, context.Canceled):
 		c.Stats.Canceled.Add(1)
 		return fmt.Errorf("%s: %w by the caller: %w", at, ErrMongoCanceled, err)

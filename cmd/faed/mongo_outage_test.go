@@ -1,0 +1,187 @@
+package main_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// mgOutcome is one call of the outage test.
+type mgOutcome struct {
+	caller     int
+	start, end time.Time
+	err        error
+}
+
+// mgLoad runs callers sessions, each calling mg_upsert_id in a loop, and records every outcome.
+type mgLoad struct {
+	mu   sync.Mutex
+	outs []mgOutcome
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+func startMgLoad(t *testing.T, f *faed, callers int) *mgLoad {
+	l := &mgLoad{stop: make(chan struct{})}
+	change := bs(t, bson.D{{Key: "$inc", Value: bson.D{{Key: "n", Value: 1}}}})
+	for i := 0; i < callers; i++ {
+		c := f.dial(t, allModes[0])
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				case <-time.After(2 * time.Millisecond): // gentle on a shared machine
+				}
+				start := time.Now()
+				_, err := c.MgUpsertID(bg, ctx(), "default", "load", 0, int32(i), change)
+				l.mu.Lock()
+				l.outs = append(l.outs, mgOutcome{i, start, time.Now(), err})
+				l.mu.Unlock()
+			}
+		}()
+	}
+	t.Cleanup(l.end)
+	return l
+}
+
+func (l *mgLoad) end() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	l.wg.Wait()
+}
+
+// since returns the outcomes of the calls that started at or after t0 (and before t1 unless zero).
+func (l *mgLoad) since(t0, t1 time.Time) []mgOutcome {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []mgOutcome
+	for _, o := range l.outs {
+		if !o.start.Before(t0) && (t1.IsZero() || o.end.Before(t1)) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// TestMongoServerKilledUnderLoad: 16 callers against a FerretDB the test owns.
+// While it is down, calls fail fast with errors naming the server, and after
+// failure_allowance failures the breaker opens and refuses calls at once; after
+// the restart every caller succeeds again within retry_interval + a few seconds.
+func TestMongoServerKilledUnderLoad(t *testing.T) {
+	const allowance, retry, callers = 3, 2 * time.Second, 16
+	fdb := newFerretDBServer(t)
+	f, _ := startMongoFaed(t, mgSection(fmt.Sprintf(`connect_timeout: "300ms"
+ io_timeout: "2s"
+ heartbeat_interval: 1
+ breaker: { failure_allowance: %d, retry_interval: %q }`, allowance, retry), mgServer("default", fdb.Addr(), "fae_outage")))
+	load := startMgLoad(t, f, callers)
+
+	t0 := time.Now()
+	time.Sleep(time.Second)
+	up := load.since(t0, time.Time{})
+	for _, o := range up {
+		if o.err != nil {
+			t.Fatalf("caller %d while the server is up: %v", o.caller, o.err)
+		}
+	}
+
+	stopping := time.Now() // the server stops answering during Stop, which waits for its exit
+	fdb.Stop()
+	stopped := time.Now()
+	open := "mongodb: circuit open for default (" + fdb.Addr() + ")"
+	eventually(t, 10*time.Second, "the breaker to open", func() bool {
+		return slices.ContainsFunc(load.since(stopping, time.Time{}), func(o mgOutcome) bool { return o.err != nil && o.err.Error() == errText(open) })
+	})
+	time.Sleep(retry + 500*time.Millisecond) // at least one half-open probe while still down
+	restart := time.Now()
+	checkMgOutage(t, load.since(stopping, restart), stopped, fdb.Addr(), allowance)
+
+	fdb.Start()
+	back := time.Now()
+	eventually(t, retry+5*time.Second, "every caller to succeed after the restart", func() bool {
+		ok := map[int]bool{}
+		for _, o := range load.since(back, time.Time{}) {
+			ok[o.caller] = ok[o.caller] || o.err == nil
+		}
+		return len(ok) == callers && !slices.Contains(mapValues(ok), false)
+	})
+	t.Logf("up: %d calls; Stop took %s; down %s: %d calls; all %d callers back %s after the restart",
+		len(up), stopped.Sub(stopping).Round(time.Millisecond), restart.Sub(stopping).Round(time.Millisecond),
+		len(load.since(stopping, restart)), callers, time.Since(back).Round(time.Millisecond))
+	load.end()
+}
+
+// errText is how a faed error reaches a Thrift client.
+func errText(s string) string { return "Internal error processing mg_upsert_id: " + s }
+
+// checkMgOutage checks the calls made from the server's stop on; it was gone at stopped.
+func checkMgOutage(t *testing.T, down []mgOutcome, stopped time.Time, addr string, allowance int) {
+	t.Helper()
+	at := "mongodb: upsert on default (" + addr + "): "
+	open := errText("mongodb: circuit open for default (" + addr + ")")
+	var firstOpen time.Time
+	var openTimes []time.Duration
+	kinds := map[string]int{}
+	for _, o := range down {
+		if o.err != nil {
+			kind, _, _ := strings.Cut(strings.TrimPrefix(o.err.Error(), errText(at)), ":")
+			if o.err.Error() == open {
+				kind = "circuit open"
+			}
+			kinds[kind]++
+		}
+		switch {
+		case o.err == nil && o.start.Before(stopped): // answered while stopping
+		case o.err == nil:
+			t.Errorf("caller %d succeeded while the server was down", o.caller)
+		case o.err.Error() == open:
+			openTimes = append(openTimes, o.end.Sub(o.start))
+			if firstOpen.IsZero() || o.end.Before(firstOpen) {
+				firstOpen = o.end
+			}
+		case strings.HasPrefix(o.err.Error(), errText(at+"server unreachable (no connection within connect_timeout 300ms): ")),
+			strings.HasPrefix(o.err.Error(), errText(at+"network error: ")),
+			strings.HasPrefix(o.err.Error(), errText(at+"connections dropped after another call failed: ")):
+			if d := o.end.Sub(o.start); d > 1500*time.Millisecond {
+				t.Errorf("caller %d failed after %s, want about connect_timeout (300ms): %v", o.caller, d, o.err)
+			}
+		default:
+			t.Errorf("caller %d: unexpected error while down: %v", o.caller, o.err)
+		}
+	}
+	// The failures that opened the breaker started before the first refusal
+	// was answered (their replies may arrive later).
+	failedBefore := 0
+	for _, o := range down {
+		if o.err != nil && o.err.Error() != open && o.start.Before(firstOpen) {
+			failedBefore++
+		}
+	}
+	if failedBefore < allowance {
+		t.Errorf("breaker opened after %d failures, want at least failure_allowance %d", failedBefore, allowance)
+	}
+	t.Logf("while down: %v", kinds)
+	slices.Sort(openTimes)
+	if n := len(openTimes); n < len(down)/2 || openTimes[n/2] > 20*time.Millisecond || openTimes[n-1] > 300*time.Millisecond {
+		t.Errorf("%d of %d calls refused by the open breaker, median %s, max %s; want most, fast", n, len(down), openTimes[n/2], openTimes[n-1])
+	}
+}
+
+func mapValues(m map[int]bool) []bool {
+	var v []bool
+	for _, b := range m {
+		v = append(v, b)
+	}
+	return v
+}
