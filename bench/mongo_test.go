@@ -29,16 +29,7 @@ import (
 // the driver's default options and with those faed sets. All use at most 16
 // connections to FerretDB. Fails when FerretDB is not running.
 func BenchmarkMongoFindOne(b *testing.B) {
-	port := os.Getenv("FAE_MONGO_PORT")
-	if port == "" {
-		port = "17017"
-	}
-	addr := "127.0.0.1:" + port
-	if c, err := net.DialTimeout("tcp", addr, 2*time.Second); err != nil {
-		b.Fatalf("FerretDB at %s is not running (contrib/test-services start): %v", addr, err)
-	} else {
-		c.Close()
-	}
+	addr := requireFerretDB(b)
 	const db, sessions = "fae_bench", 16
 	coll := "mgbench_" + strconv.FormatInt(time.Now().UnixNano(), 10)
 	direct, err := mongo.Connect(options.Client().SetHosts([]string{addr}).SetDirect(true).SetMaxPoolSize(sessions))
@@ -95,6 +86,22 @@ func runDriverFindOne(b *testing.B, c *mongo.Collection, sessions int, query []b
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+}
+
+// requireFerretDB returns the address of the FerretDB of contrib/test-services
+// and fails the benchmark when it does not accept connections.
+func requireFerretDB(b *testing.B) string {
+	port := os.Getenv("FAE_MONGO_PORT")
+	if port == "" {
+		port = "17017"
+	}
+	addr := "127.0.0.1:" + port
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		b.Fatalf("FerretDB at %s is not running (contrib/test-services start): %v", addr, err)
+	}
+	c.Close()
+	return addr
 }
 
 // startMongoFae serves a servant with servants.mongodb (one server entry,

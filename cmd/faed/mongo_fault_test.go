@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
 // TestMongoServerSelection: with two or three server entries on different
@@ -22,18 +23,13 @@ func TestMongoServerSelection(t *testing.T) {
 		dbs[n] = uniqueName("fae_sel_" + n)
 		dropLater(t, mc, dbs[n], coll)
 	}
-	type landing struct {
-		pool  string
-		shard int32
-		entry string // server entry whose database gets the document
-	}
 	for _, tc := range []struct {
 		strategy string
 		entries  []string
-		calls    []landing
+		calls    []mgLanding
 	}{
-		{"legacy", []string{"a", "b"}, []landing{{"a", 0, "a"}, {"database.b", 5, "b"}, {"b", 300000, "b"}}},
-		{"standard", []string{"a", "db1", "db2"}, []landing{{"db", 5, "db1"}, {"db", 99999, "db1"}, {"db", 100000, "db2"},
+		{"legacy", []string{"a", "b"}, []mgLanding{{"a", 0, "a"}, {"database.b", 5, "b"}, {"b", 300000, "b"}}},
+		{"standard", []string{"a", "db1", "db2"}, []mgLanding{{"db", 5, "db1"}, {"db", 99999, "db1"}, {"db", 100000, "db2"},
 			{"dbUser", 150000, "db2"}, {"a", 250000, "a"}}},
 	} {
 		var servers []string
@@ -42,21 +38,34 @@ func TestMongoServerSelection(t *testing.T) {
 		}
 		_, c := startMongoFaed(t, mgSection(fmt.Sprintf("shard_strategy: %q", tc.strategy), servers...))
 		for i, l := range tc.calls {
-			key := fmt.Sprintf("%s-%d", tc.strategy, i)
-			if ok, err := c.MgInsert(bg, ctx(), l.pool, coll, l.shard, bs(t, bson.D{{Key: "k", Value: key}})); err != nil || !ok {
-				t.Fatalf("%s: insert = %v, %v", key, ok, err)
-			}
-			for _, e := range tc.entries {
-				found := directFind(t, mc, dbs[e], coll, bson.D{{Key: "k", Value: key}}) != nil
-				if found != (e == l.entry) {
-					t.Errorf("%s pool %q shard %d: document in entry %s's database = %v; want it only in %s's",
-						tc.strategy, l.pool, l.shard, e, found, l.entry)
-				}
-			}
+			checkLanding(t, c, mc, fmt.Sprintf("%s-%d", tc.strategy, i), coll, l, tc.entries, dbs)
 		}
 		if tc.strategy == "standard" {
 			_, err := c.MgCount(bg, ctx(), "db", coll, 200000, nil)
 			wantErr(t, "standard shard beyond the entries", err, `mongodb: unknown pool "db" (no server entry "db3" for shard 200000, shard_strategy standard)`)
+		}
+	}
+}
+
+// mgLanding is a call's pool and shard and the server entry that must serve it.
+type mgLanding struct {
+	pool  string
+	shard int32
+	entry string
+}
+
+// checkLanding inserts a document {k: key} through c and checks that it is in
+// the database of l.entry and of no other entry.
+func checkLanding(t *testing.T, c *client, mc *mongo.Client, key, coll string, l mgLanding, entries []string, dbs map[string]string) {
+	t.Helper()
+	if ok, err := c.MgInsert(bg, ctx(), l.pool, coll, l.shard, bs(t, bson.D{{Key: "k", Value: key}})); err != nil || !ok {
+		t.Fatalf("%s: insert = %v, %v", key, ok, err)
+	}
+	for _, e := range entries {
+		found := directFind(t, mc, dbs[e], coll, bson.D{{Key: "k", Value: key}}) != nil
+		if found != (e == l.entry) {
+			t.Errorf("%s: pool %q shard %d: document in entry %s's database = %v; want it only in %s's",
+				key, l.pool, l.shard, e, found, l.entry)
 		}
 	}
 }

@@ -74,6 +74,17 @@ func (l *mgLoad) since(t0, t1 time.Time) []mgOutcome {
 	return out
 }
 
+// succeeded is the number of callers with a successful call started at or after t0.
+func (l *mgLoad) succeeded(t0 time.Time) int {
+	ok := map[int]bool{}
+	for _, o := range l.since(t0, time.Time{}) {
+		if o.err == nil {
+			ok[o.caller] = true
+		}
+	}
+	return len(ok)
+}
+
 // TestMongoServerKilledUnderLoad: 16 callers against a FerretDB the test owns.
 // While it is down, calls fail fast with errors naming the server, and after
 // failure_allowance failures the breaker opens and refuses calls at once; after
@@ -110,11 +121,7 @@ func TestMongoServerKilledUnderLoad(t *testing.T) {
 	fdb.Start()
 	back := time.Now()
 	eventually(t, retry+5*time.Second, "every caller to succeed after the restart", func() bool {
-		ok := map[int]bool{}
-		for _, o := range load.since(back, time.Time{}) {
-			ok[o.caller] = ok[o.caller] || o.err == nil
-		}
-		return len(ok) == callers && !slices.Contains(mapValues(ok), false)
+		return load.succeeded(back) == callers
 	})
 	t.Logf("up: %d calls; Stop took %s; down %s: %d calls; all %d callers back %s after the restart",
 		len(up), stopped.Sub(stopping).Round(time.Millisecond), restart.Sub(stopping).Round(time.Millisecond),
@@ -128,60 +135,68 @@ func errText(s string) string { return "Internal error processing mg_upsert_id: 
 // checkMgOutage checks the calls made from the server's stop on; it was gone at stopped.
 func checkMgOutage(t *testing.T, down []mgOutcome, stopped time.Time, addr string, allowance int) {
 	t.Helper()
-	at := "mongodb: upsert on default (" + addr + "): "
-	open := errText("mongodb: circuit open for default (" + addr + ")")
-	var firstOpen time.Time
+	var firstOpen time.Time // when the first refusal of the open breaker was answered
 	var openTimes []time.Duration
 	kinds := map[string]int{}
 	for _, o := range down {
-		if o.err != nil {
-			kind, _, _ := strings.Cut(strings.TrimPrefix(o.err.Error(), errText(at)), ":")
-			if o.err.Error() == open {
-				kind = "circuit open"
-			}
-			kinds[kind]++
-		}
+		kind := mgOutageKind(o.err, addr)
+		kinds[kind]++
 		switch {
-		case o.err == nil && o.start.Before(stopped): // answered while stopping
-		case o.err == nil:
+		case kind == "ok" && o.start.Before(stopped): // answered while stopping
+		case kind == "ok":
 			t.Errorf("caller %d succeeded while the server was down", o.caller)
-		case o.err.Error() == open:
+		case kind == "circuit open":
 			openTimes = append(openTimes, o.end.Sub(o.start))
 			if firstOpen.IsZero() || o.end.Before(firstOpen) {
 				firstOpen = o.end
 			}
-		case strings.HasPrefix(o.err.Error(), errText(at+"server unreachable (no connection within connect_timeout 300ms): ")),
-			strings.HasPrefix(o.err.Error(), errText(at+"network error: ")),
-			strings.HasPrefix(o.err.Error(), errText(at+"connections dropped after another call failed: ")):
-			if d := o.end.Sub(o.start); d > 1500*time.Millisecond {
-				t.Errorf("caller %d failed after %s, want about connect_timeout (300ms): %v", o.caller, d, o.err)
-			}
-		default:
+		case kind == "unexpected":
 			t.Errorf("caller %d: unexpected error while down: %v", o.caller, o.err)
+		case o.end.Sub(o.start) > 1500*time.Millisecond:
+			t.Errorf("caller %d failed after %s, want about connect_timeout (300ms): %v", o.caller, o.end.Sub(o.start), o.err)
 		}
-	}
-	// The failures that opened the breaker started before the first refusal
-	// was answered (their replies may arrive later).
-	failedBefore := 0
-	for _, o := range down {
-		if o.err != nil && o.err.Error() != open && o.start.Before(firstOpen) {
-			failedBefore++
-		}
-	}
-	if failedBefore < allowance {
-		t.Errorf("breaker opened after %d failures, want at least failure_allowance %d", failedBefore, allowance)
 	}
 	t.Logf("while down: %v", kinds)
+	// The failures that opened the breaker started before the first refusal was answered.
+	if failedBefore := countMg(down, func(o mgOutcome) bool {
+		k := mgOutageKind(o.err, addr)
+		return k != "ok" && k != "circuit open" && o.start.Before(firstOpen)
+	}); failedBefore < allowance {
+		t.Errorf("breaker opened after %d failures, want at least failure_allowance %d", failedBefore, allowance)
+	}
 	slices.Sort(openTimes)
-	if n := len(openTimes); n < len(down)/2 || openTimes[n/2] > 20*time.Millisecond || openTimes[n-1] > 300*time.Millisecond {
+	n := len(openTimes)
+	if n == 0 {
+		t.Fatal("no call was refused by the open breaker")
+	}
+	if n < len(down)/2 || openTimes[n/2] > 20*time.Millisecond || openTimes[n-1] > 300*time.Millisecond {
 		t.Errorf("%d of %d calls refused by the open breaker, median %s, max %s; want most, fast", n, len(down), openTimes[n/2], openTimes[n-1])
 	}
 }
 
-func mapValues(m map[int]bool) []bool {
-	var v []bool
-	for _, b := range m {
-		v = append(v, b)
+// mgOutageKind is "ok", "circuit open", the kind of a server failure, or "unexpected".
+func mgOutageKind(err error, addr string) string {
+	if err == nil {
+		return "ok"
 	}
-	return v
+	if err.Error() == errText("mongodb: circuit open for default ("+addr+")") {
+		return "circuit open"
+	}
+	at := errText("mongodb: upsert on default (" + addr + "): ")
+	for _, kind := range []string{"server unreachable (no connection within connect_timeout 300ms)",
+		"network error", "connections dropped after another call failed"} {
+		if strings.HasPrefix(err.Error(), at+kind+": ") {
+			return kind
+		}
+	}
+	return "unexpected"
+}
+
+func countMg(outs []mgOutcome, match func(mgOutcome) bool) (n int) {
+	for _, o := range outs {
+		if match(o) {
+			n++
+		}
+	}
+	return n
 }

@@ -69,12 +69,7 @@ func testMgFindAll(t *testing.T, c *client, coll string) {
 	if ok, err := c.MgInserts(bg, ctx(), "default", coll, 0, docs); err != nil || !ok {
 		t.Fatalf("inserts = %v, %v", ok, err)
 	}
-	ids := func(docs [][]byte) (out []int64) {
-		for _, d := range docs {
-			out = append(out, field(t, d, "_id").(int64))
-		}
-		return out
-	}
+	ids := func(docs [][]byte) []int64 { return mgIDs(t, docs) }
 	for _, tc := range []struct {
 		query       []byte
 		limit, skip int32
@@ -101,6 +96,14 @@ func testMgFindAll(t *testing.T, c *client, coll string) {
 			t.Errorf("count = %d, %v; want %d", n, err, want)
 		}
 	}
+}
+
+// mgIDs are the integer _id of docs.
+func mgIDs(t *testing.T, docs [][]byte) (out []int64) {
+	for _, d := range docs {
+		out = append(out, field(t, d, "_id").(int64))
+	}
+	return out
 }
 
 func testMgUpdate(t *testing.T, c *client, coll string) {
@@ -240,6 +243,15 @@ func TestMongoErrors(t *testing.T) {
 	mc := directMongo(t, mongoAddr)
 	coll := uniqueName("mgtest_errors")
 	dropLater(t, mc, mgDB, coll)
+	testMgMalformed(t, c, coll)
+	testMgCallerErrors(t, c, coll)
+	if x, err := c.Noop(bg, 7); err != nil || x != 7 {
+		t.Fatalf("noop after errors = %d, %v", x, err)
+	}
+}
+
+// testMgMalformed: each document argument of each method refuses malformed BSON by name.
+func testMgMalformed(t *testing.T, c *client, coll string) {
 	good, bad := bs(t, bson.D{{Key: "a", Value: 1}}), []byte("\x10\x00\x00\x00garbage")
 	set := bs(t, bson.D{{Key: "$set", Value: bson.D{{Key: "a", Value: 2}}}})
 	p, tb := "default", coll
@@ -277,10 +289,6 @@ func TestMongoErrors(t *testing.T) {
 		}},
 	} {
 		wantErr(t, tc.arg, tc.call(), "mongodb: "+tc.arg+" is not a valid BSON document: ")
-	}
-	testMgCallerErrors(t, c, coll)
-	if x, err := c.Noop(bg, 7); err != nil || x != 7 {
-		t.Fatalf("noop after errors = %d, %v", x, err)
 	}
 }
 
