@@ -172,11 +172,14 @@ func (c *MongoCluster) pick(pool string, shardID int32) (*mongoServer, error) {
 		return s, nil
 	}
 	c.Stats.UnknownPool.Add(1)
-	if name != pool {
-		return nil, fmt.Errorf("mongodb: %w %q (no server entry %q for shard %d, shard_strategy %s)",
-			ErrMongoUnknownPool, pool, name, shardID, c.cfg.ShardStrategy)
+	switch {
+	case name == pool:
+		return nil, fmt.Errorf("mongodb: %w %q", ErrMongoUnknownPool, pool)
+	case c.cfg.ShardStrategy == "standard":
+		return nil, fmt.Errorf("mongodb: %w %q (no server entry %q for shard %d, shard_strategy standard)",
+			ErrMongoUnknownPool, pool, name, shardID)
 	}
-	return nil, fmt.Errorf("mongodb: %w %q", ErrMongoUnknownPool, pool)
+	return nil, fmt.Errorf("mongodb: %w %q (no server entry %q)", ErrMongoUnknownPool, pool, name)
 }
 
 // ServerOf is the pool name of the server entry that serves pool and shardID,

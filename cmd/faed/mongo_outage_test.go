@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -199,4 +200,42 @@ func countMg(outs []mgOutcome, match func(mgOutcome) bool) (n int) {
 		}
 	}
 	return n
+}
+
+// TestMongoServerHangs: a FerretDB the test owns is frozen with SIGSTOP (a real
+// hung server: connections stay open, nothing answers). Calls fail after
+// io_timeout, naming the server, the breaker opens after failure_allowance of
+// them, and after SIGCONT calls succeed again within retry_interval + a few seconds.
+func TestMongoServerHangs(t *testing.T) {
+	fdb := newFerretDBServer(t)
+	t.Cleanup(func() { fdb.cmd.Process.Signal(syscall.SIGCONT) }) // runs before fdb's own Stop
+	_, c := startMongoFaed(t, mgSection(`connect_timeout: "300ms"
+ io_timeout: "500ms"
+ breaker: { failure_allowance: 2, retry_interval: "1s" }`, mgServer("default", fdb.Addr(), "fae_hang")))
+	count := func() (time.Duration, error) {
+		start := time.Now()
+		_, err := c.MgCount(bg, ctx(), "default", "t", 0, nil)
+		return time.Since(start), err
+	}
+	if _, err := count(); err != nil {
+		t.Fatal(err)
+	}
+	fdb.cmd.Process.Signal(syscall.SIGSTOP)
+	at := fmt.Sprintf("mongodb: count on default (%s): ", fdb.Addr())
+	for i := 0; i < 2; i++ {
+		d, err := count()
+		wantErr(t, "count on a hung server", err, at+"timed out (io_timeout 500ms): ")
+		if d > 2*time.Second {
+			t.Errorf("call %d failed after %s, want about io_timeout (500ms)", i, d)
+		}
+	}
+	d, err := count()
+	wantErr(t, "count with the breaker open", err, "mongodb: circuit open for default ("+fdb.Addr()+")")
+	if d > 100*time.Millisecond {
+		t.Errorf("refusal took %s, want it at once", d)
+	}
+	fdb.cmd.Process.Signal(syscall.SIGCONT)
+	resumed := time.Now()
+	eventually(t, 6*time.Second, "calls to succeed after SIGCONT", func() bool { _, err := count(); return err == nil })
+	t.Logf("back %s after SIGCONT", time.Since(resumed).Round(time.Millisecond))
 }
