@@ -25,11 +25,14 @@ import (
 // fields: the whole new document, as the original (mgo) did with such a
 // change. A change mixing both, or {}, is refused as a bad argument.
 //
-// Errors name the pool, and the server once one is chosen: unknown pool, a
-// server unreachable within connect_timeout, a network error, io_timeout
-// exceeded, an open circuit breaker, an authentication failure, a duplicate
-// key, the server's refusal of a command. None of them is answered as false:
-// false only means "matched nothing".
+// Errors (TApplicationException INTERNAL_ERROR) name the pool, and the server
+// once one is chosen, each kind with its own text and pool.MongoStats counter:
+// unknown pool, bad argument, server unreachable within connect_timeout,
+// network error, connections dropped after another call failed, io_timeout
+// exceeded, circuit open, authentication failed, duplicate key, refused by the
+// server (bad query or operator, unsupported feature). Only the server
+// failures (unreachable, network, dropped, timed out) count for the breaker of
+// the server. No error is answered as false: false only means "matched nothing".
 
 // mongoServant serves the mongo methods; built by initMongo when its section is present.
 type mongoServant struct {
