@@ -194,15 +194,16 @@ func IsIdentifier(s string) bool {
 	return true
 }
 
-// MongoServer is one entry of servants.mongodb.servers.
+// MongoServer is one entry of servants.mongodb.servers: one MongoDB server
+// (or replica set) named by its pool; faed keeps one driver client per entry.
 type MongoServer struct {
-	Pool         string `cf:"pool"` // required
-	Host         string `cf:"host"` // required
-	Port         Port   `cf:"port"` // default 27017
-	DB           string `cf:"db"`   // required
-	User         string `cf:"user"`
-	Pass         string `cf:"pass"`
-	ReplicaSet   string `cf:"replicaSet"`
+	Pool         string `cf:"pool"`           // server name (see shard_strategy); required, unique
+	Host         string `cf:"host"`           // required
+	Port         Port   `cf:"port"`           // default 27017
+	DB           string `cf:"db"`             // database of every collection (table) of the pool; required
+	User         string `cf:"user"`           // when set, authenticate as user (source: db); the original ignored it
+	Pass         string `cf:"pass"`           // password of user
+	ReplicaSet   string `cf:"replicaSet"`     // replica set name; empty = connect directly to host:port
 	ShardBaseNum int    `cf:"shard_base_num"` // accepted for compatibility; the section's key is used
 }
 
@@ -211,17 +212,35 @@ func (s *MongoServer) SetDefaults() { *s = MongoServer{Port: 27017} }
 
 // MongoConfig is the servants.mongodb section. Absent = MongoDB off.
 type MongoConfig struct {
-	Servers               []MongoServer `cf:"servers"`
-	ShardBaseNum          int           `cf:"shard_base_num"`            // default 100000
-	ShardStrategy         string        `cf:"shard_strategy"`            // legacy | standard; default legacy
-	ConnectTimeout        time.Duration `cf:"connect_timeout"`           // default 4s
-	IOTimeout             time.Duration `cf:"io_timeout"`                // default 30s
-	MaxIdleConnsPerServer int           `cf:"max_idle_conns_per_server"` // default 2
-	MaxConnsPerServer     int           `cf:"max_conns_per_server"`      // 0 = 5 × max_idle_conns_per_server
-	HeartbeatInterval     int           `cf:"heartbeat_interval"`        // seconds; default 120; 0 = off
-	DebugProtocol         bool          `cf:"debug_protocol"`
-	DebugHeartbeat        bool          `cf:"debug_heartbeat"`
-	Breaker               BreakerConfig `cf:"breaker"`
+	Servers []MongoServer `cf:"servers"`
+	// ShardBaseNum (shard_base_num): with shard_strategy standard, shard ids
+	// per "db<n>" server. Default 100000.
+	ShardBaseNum int `cf:"shard_base_num"`
+	// ShardStrategy (shard_strategy) picks the server entry of a call:
+	// legacy = the entry named like the pool (a leading "database." dropped);
+	// standard = "db<shardId/shard_base_num+1>" for pools starting with "db",
+	// else the entry named like the pool. Default legacy.
+	ShardStrategy string `cf:"shard_strategy"`
+	// ConnectTimeout (connect_timeout) bounds a TCP connect and the wait for a
+	// usable server: a call to a dead server fails after it. Default 4s; must be positive.
+	ConnectTimeout time.Duration `cf:"connect_timeout"`
+	// IOTimeout (io_timeout) bounds each operation as a whole. Default 30s; 0 = none.
+	IOTimeout time.Duration `cf:"io_timeout"`
+	// MaxIdleConnsPerServer (max_idle_conns_per_server): default 2. Only feeds
+	// the default of max_conns_per_server; the driver keeps idle connections itself.
+	MaxIdleConnsPerServer int `cf:"max_idle_conns_per_server"`
+	// MaxConnsPerServer (max_conns_per_server): open connections per server at
+	// most (the driver's MaxPoolSize); more calls wait. 0 = 5 × max_idle_conns_per_server
+	// (if that is 0 too: no limit).
+	MaxConnsPerServer int `cf:"max_conns_per_server"`
+	// HeartbeatInterval (heartbeat_interval): seconds between the driver's
+	// checks of an idle server. Default 120; 0 = the driver's default (10 s).
+	HeartbeatInterval int `cf:"heartbeat_interval"`
+	// DebugProtocol, DebugHeartbeat (debug_protocol, debug_heartbeat) are
+	// accepted for compatibility and unused.
+	DebugProtocol  bool          `cf:"debug_protocol"`
+	DebugHeartbeat bool          `cf:"debug_heartbeat"`
+	Breaker        BreakerConfig `cf:"breaker"`
 }
 
 // SetDefaults fills in the original fae's defaults.
@@ -245,6 +264,13 @@ func (c *MongoConfig) Validate(prefix string) error {
 	if c.MaxIdleConnsPerServer < 0 || c.MaxConnsPerServer < 0 || c.HeartbeatInterval < 0 {
 		return fmt.Errorf("%s: connection counts and heartbeat_interval must not be negative", prefix)
 	}
+	if c.ConnectTimeout <= 0 {
+		return fmt.Errorf("%s.connect_timeout: must be positive, got %s", prefix, c.ConnectTimeout)
+	}
+	if c.IOTimeout < 0 {
+		return fmt.Errorf("%s.io_timeout: must not be negative, got %s", prefix, c.IOTimeout)
+	}
+	seen := map[string]bool{}
 	for i, s := range c.Servers {
 		p := fmt.Sprintf("%s.servers[%d]", prefix, i)
 		if err := required(p, "pool", s.Pool, "host", s.Host, "db", s.DB); err != nil {
@@ -253,6 +279,10 @@ func (c *MongoConfig) Validate(prefix string) error {
 		if err := s.Port.Validate(p + ".port"); err != nil {
 			return err
 		}
+		if seen[s.Pool] {
+			return fmt.Errorf("%s.pool: %q is listed twice", p, s.Pool)
+		}
+		seen[s.Pool] = true
 	}
 	return c.Breaker.Validate(prefix + ".breaker")
 }

@@ -2,79 +2,190 @@ package servant
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"math"
 
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/pool"
 )
 
-// mongoServant serves the mongo methods; built by initMongo when its section is present.
-type mongoServant struct{}
+// The mg_* methods: MongoDB through pool.MongoCluster (servants.mongodb).
+//
+// Documents travel as raw BSON both ways (PHP bson_encode /
+// MongoDB\BSON\fromPHP): query, fields, change, doc and docs[i] must each be
+// exactly one valid BSON document, else the call fails with
+// "mongodb: <argument> is not a valid BSON document: …" before any server is
+// contacted. Empty query bytes match every document; empty fields bytes or the
+// empty document {} mean no projection. A returned document is BSON bytes.
+//
+// change (mg_update, mg_update_id, mg_upsert, mg_upsert_id,
+// mg_find_and_modify) is either an update document whose keys are all
+// operators ({$set: …, $inc: …}) or a replacement whose keys are all plain
+// fields: the whole new document, as the original (mgo) did with such a
+// change. A change mixing both, or {}, is refused as a bad argument.
+//
+// Errors (TApplicationException INTERNAL_ERROR) name the pool, and the server
+// once one is chosen, each kind with its own text and pool.MongoStats counter:
+// unknown pool, bad argument, server unreachable within connect_timeout,
+// network error, connections dropped after another call failed, io_timeout
+// exceeded, circuit open, authentication failed, duplicate key, refused by the
+// server (bad query or operator, unsupported feature). Only the server
+// failures (unreachable, network, dropped, timed out) count for the breaker of
+// the server. No error is answered as false: false only means "matched nothing".
 
-// initMongo builds the mongo servant when its config section is present.
-func (s *FunServant) initMongo() error { return nil }
+// mongoServant serves the mongo methods; built by initMongo when its section is present.
+type mongoServant struct {
+	cluster *pool.MongoCluster
+}
+
+// initMongo builds the mongo servant when its config section is present; no
+// connection is made, so faed starts while MongoDB is down.
+func (s *FunServant) initMongo() error {
+	if s.cfg.Mongodb == nil {
+		return nil
+	}
+	cl, err := pool.NewMongoCluster(*s.cfg.Mongodb)
+	if err != nil {
+		return fmt.Errorf("servants.mongodb: %w", err)
+	}
+	s.mg = &mongoServant{cluster: cl}
+	return nil
+}
 
 // closeMongo releases its pools.
-func (s *FunServant) closeMongo() {}
-
-func (s *FunServant) mongo() backend {
-	return s.backend("mongodb", "servants.mongodb", s.cfg.Mongodb != nil)
+func (s *FunServant) closeMongo() {
+	if s.mg != nil {
+		s.mg.cluster.Close()
+	}
 }
 
-// MgFindOne finds one document; served from the MongoDB issue on.
-func (s *FunServant) MgFindOne(_ context.Context, c *rpc.Context, pool, table string, shardID int32, query, fields []byte) ([]byte, error) {
-	return nil, s.unserved("mg.findOne", c, s.mongo())
+// MongoStats are the counters of the MongoDB cluster; nil when servants.mongodb is absent.
+func (s *FunServant) MongoStats() *pool.MongoStats {
+	if s.mg == nil {
+		return nil
+	}
+	return &s.mg.cluster.Stats
 }
 
-// MgFindAll finds documents.
-func (s *FunServant) MgFindAll(_ context.Context, c *rpc.Context, pool, table string, shardID int32, query, fields []byte, limit, skip int32, orderBy []string) ([][]byte, error) {
-	return nil, s.unserved("mg.findAll", c, s.mongo())
+// mg runs the call pipeline for the mongo method name: body gets the cluster,
+// or the call fails with "mongodb is not configured (servants.mongodb)".
+func mg[T any](s *FunServant, name string, c *rpc.Context, body func(*pool.MongoCluster) (T, error)) (T, error) {
+	return run(s, name, c, true, func() (T, error) {
+		if s.mg == nil {
+			var zero T
+			return zero, &NotConfiguredError{Name: "mongodb", Key: "servants.mongodb"}
+		}
+		return body(s.mg.cluster)
+	})
 }
 
-// MgFindID finds a document by _id.
-func (s *FunServant) MgFindID(_ context.Context, c *rpc.Context, pool, table string, shardID int32, id []byte) ([]byte, error) {
-	return nil, s.unserved("mg.findId", c, s.mongo())
+// MgFindOne returns the first document matching query, projected by fields.
+// Throws TMongoNotFound ("not found") when none matches.
+func (s *FunServant) MgFindOne(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query, fields []byte) ([]byte, error) {
+	return mg(s, "mg.findOne", c, func(m *pool.MongoCluster) ([]byte, error) {
+		doc, err := m.FindOne(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query, fields)
+		if errors.Is(err, pool.ErrMongoNotFound) {
+			msg := "not found"
+			return nil, &rpc.TMongoNotFound{Message: &msg}
+		}
+		return doc, err
+	})
 }
 
-// MgCount counts documents.
-func (s *FunServant) MgCount(_ context.Context, c *rpc.Context, pool, table string, shardID int32, query []byte) (int32, error) {
-	return 0, s.unserved("mg.count", c, s.mongo())
+// MgFindAll returns the documents matching query, projected by fields, sorted
+// by orderBy ("-key" descending, "key" or "+key" ascending, in order), skipping
+// skip and at most limit of them (each only when > 0).
+func (s *FunServant) MgFindAll(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query, fields []byte, limit, skip int32, orderBy []string) ([][]byte, error) {
+	return mg(s, "mg.findAll", c, func(m *pool.MongoCluster) ([][]byte, error) {
+		return m.FindAll(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query, fields, int64(limit), int64(skip), orderBy)
+	})
 }
 
-// MgUpdate updates one document.
-func (s *FunServant) MgUpdate(_ context.Context, c *rpc.Context, pool, table string, shardID int32, query, change []byte) (bool, error) {
-	return false, s.unserved("mg.update", c, s.mongo())
+// MgFindID returns the document whose _id is id, or the empty document {}
+// when there is none. id is either a BSON document with the single key _id,
+// {_id: <any BSON value>} (PHP: bson_encode(['_id' => $id])), or the 12 raw
+// bytes of an ObjectId; anything else is a bad argument.
+func (s *FunServant) MgFindID(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, id []byte) ([]byte, error) {
+	return mg(s, "mg.findId", c, func(m *pool.MongoCluster) ([]byte, error) {
+		return m.FindID(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, id)
+	})
 }
 
-// MgUpdateID updates a document by _id.
-func (s *FunServant) MgUpdateID(_ context.Context, c *rpc.Context, pool, table string, shardID int32, id int32, change []byte) (bool, error) {
-	return false, s.unserved("mg.updateId", c, s.mongo())
+// MgCount returns the number of documents matching query (empty: all). A
+// count beyond the IDL's i32 is an error.
+func (s *FunServant) MgCount(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query []byte) (int32, error) {
+	return mg(s, "mg.count", c, func(m *pool.MongoCluster) (int32, error) {
+		n, err := m.Count(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query)
+		if err == nil && n > math.MaxInt32 {
+			return 0, fmt.Errorf("mongodb: count of pool %q collection %q is %d, beyond i32", poolName, table, n)
+		}
+		return int32(n), err
+	})
 }
 
-// MgUpsert updates or inserts one document.
-func (s *FunServant) MgUpsert(_ context.Context, c *rpc.Context, pool, table string, shardID int32, query, change []byte) (bool, error) {
-	return false, s.unserved("mg.upsert", c, s.mongo())
+// MgUpdate applies change to one document matching query; false when none matched.
+func (s *FunServant) MgUpdate(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query, change []byte) (bool, error) {
+	return mg(s, "mg.update", c, func(m *pool.MongoCluster) (bool, error) {
+		return m.Update(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query, change, false)
+	})
 }
 
-// MgUpsertID updates or inserts a document by _id.
-func (s *FunServant) MgUpsertID(_ context.Context, c *rpc.Context, pool, table string, shardID int32, id int32, change []byte) (bool, error) {
-	return false, s.unserved("mg.upsertId", c, s.mongo())
+// MgUpdateID applies change to the document whose _id is the integer id; false when there is none.
+func (s *FunServant) MgUpdateID(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, id int32, change []byte) (bool, error) {
+	return mg(s, "mg.updateId", c, func(m *pool.MongoCluster) (bool, error) {
+		return m.UpdateID(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, id, change, false)
+	})
 }
 
-// MgInsert inserts a document.
-func (s *FunServant) MgInsert(_ context.Context, c *rpc.Context, pool, table string, shardID int32, doc []byte) (bool, error) {
-	return false, s.unserved("mg.insert", c, s.mongo())
+// MgUpsert applies change to one document matching query, inserting one when
+// none matches; true on success.
+func (s *FunServant) MgUpsert(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query, change []byte) (bool, error) {
+	return mg(s, "mg.upsert", c, func(m *pool.MongoCluster) (bool, error) {
+		return m.Update(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query, change, true)
+	})
 }
 
-// MgInserts inserts documents.
-func (s *FunServant) MgInserts(_ context.Context, c *rpc.Context, pool, table string, shardID int32, docs [][]byte) (bool, error) {
-	return false, s.unserved("mg.inserts", c, s.mongo())
+// MgUpsertID applies change to the document whose _id is the integer id,
+// inserting it when absent; true on success.
+func (s *FunServant) MgUpsertID(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, id int32, change []byte) (bool, error) {
+	return mg(s, "mg.upsertId", c, func(m *pool.MongoCluster) (bool, error) {
+		return m.UpdateID(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, id, change, true)
+	})
 }
 
-// MgDelete deletes one document.
-func (s *FunServant) MgDelete(_ context.Context, c *rpc.Context, pool, table string, shardID int32, query []byte) (bool, error) {
-	return false, s.unserved("mg.del", c, s.mongo())
+// MgInsert inserts doc (an _id is added when it has none); true on success. A
+// duplicate _id is an error.
+func (s *FunServant) MgInsert(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, doc []byte) (bool, error) {
+	return mg(s, "mg.insert", c, func(m *pool.MongoCluster) (bool, error) {
+		err := m.Insert(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, [][]byte{doc}, false)
+		return err == nil, err
+	})
 }
 
-// MgFindAndModify finds and updates or removes one document.
-func (s *FunServant) MgFindAndModify(_ context.Context, c *rpc.Context, pool, table string, shardID int32, query, change []byte, upsert, remove, returnNew bool) ([]byte, error) {
-	return nil, s.unserved("mg.findAndModify", c, s.mongo())
+// MgInserts inserts docs in order; true on success. An empty docs is an error;
+// on a failure the documents before the failing one stay inserted.
+func (s *FunServant) MgInserts(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, docs [][]byte) (bool, error) {
+	return mg(s, "mg.inserts", c, func(m *pool.MongoCluster) (bool, error) {
+		err := m.Insert(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, docs, true)
+		return err == nil, err
+	})
+}
+
+// MgDelete deletes one document matching query; false when none matched.
+func (s *FunServant) MgDelete(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query []byte) (bool, error) {
+	return mg(s, "mg.del", c, func(m *pool.MongoCluster) (bool, error) {
+		return m.Delete(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query)
+	})
+}
+
+// MgFindAndModify finds one document matching query and deletes it (remove;
+// change and upsert ignored) or applies change to it (inserting one when none
+// matches and upsert is set). It returns the document before the change, or
+// after it with returnNew (not with remove); the empty document {} when there
+// is none.
+func (s *FunServant) MgFindAndModify(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query, change []byte, upsert, remove, returnNew bool) ([]byte, error) {
+	return mg(s, "mg.findAndModify", c, func(m *pool.MongoCluster) ([]byte, error) {
+		return m.FindAndModify(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query, change, upsert, remove, returnNew)
+	})
 }

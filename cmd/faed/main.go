@@ -177,8 +177,7 @@ func warnUnserved(cfg *config.Config, logger *slog.Logger) {
 	if len(cfg.EtcdServers) > 0 {
 		keys = append(keys, "etcd_servers (cluster)")
 	}
-	for key, on := range map[string]bool{
-		"servants.mongodb": cfg.Servants.Mongodb != nil, "servants.couchbase": cfg.Servants.Couchbase != nil,
+	for key, on := range map[string]bool{"servants.couchbase": cfg.Servants.Couchbase != nil,
 		"dashboard_listen_addr": cfg.DashboardListenAddr != "", "pprof_listen_addr": cfg.PprofListenAddr != ""} {
 		if on {
 			keys = append(keys, key)

@@ -106,13 +106,6 @@ func whichDB(t *testing.T, c *client, pool string, hint int64) string {
 	return r.Rows[0][0]
 }
 
-func wantErrText(t *testing.T, err error, want string) {
-	t.Helper()
-	if err == nil || !strings.Contains(err.Error(), want) {
-		t.Errorf("error = %v, want one containing %q", err, want)
-	}
-}
-
 func TestMyQuery(t *testing.T) {
 	_, c, _ := startMysqlFaed(t, "")
 
@@ -158,28 +151,28 @@ func TestMyQuery(t *testing.T) {
 	// refused statements
 	for _, q := range []string{"BEGIN", "start transaction", "COMMIT", "rollback", "SET autocommit=0", "LOCK TABLES Setting READ"} {
 		_, err := c.MyQuery(bg, ctx(), "Global", "Setting", 0, q, nil, "")
-		wantErrText(t, err, "cannot work over a connection pool")
+		wantErrContains(t, "", err, "cannot work over a connection pool")
 	}
 
 	// selection errors
 	_, err = c.MyQuery(bg, ctx(), "NoSuchPool", "t", 1, "SELECT 1", nil, "")
-	wantErrText(t, err, `pool "NoSuchPool" is not global and has no lookup table`)
+	wantErrContains(t, "", err, `pool "NoSuchPool" is not global and has no lookup table`)
 	_, err = c.MyQuery(bg, ctx(), "UserShard", "UserInfo", 0, "SELECT 1", nil, "")
-	wantErrText(t, err, "sharded pool needs hintId > 0")
+	wantErrContains(t, "", err, "sharded pool needs hintId > 0")
 	_, err = c.MyQuery(bg, ctx(), "UserShard", "UserInfo", 999, "SELECT 1", nil, "")
-	wantErrText(t, err, "shard lookup: no entity 999 in UserLookup")
+	wantErrContains(t, "", err, "shard lookup: no entity 999 in UserLookup")
 	_, err = c.MyQuery(bg, ctx(), "UserShard", "UserInfo", 4, "SELECT 1", nil, "")
-	wantErrText(t, err, "entity 4 is locked")
+	wantErrContains(t, "", err, "entity 4 is locked")
 	_, err = c.MyQuery(bg, ctx(), "UserShard", "UserInfo", 9, "SELECT 1", nil, "")
-	wantErrText(t, err, `mysql: no such server "UserShard9"`)
+	wantErrContains(t, "", err, `mysql: no such server "UserShard9"`)
 
 	// a statement error names the server and does not trip the breaker (allowance 3)
 	for i := 0; i < 6; i++ {
 		_, err = c.MyQuery(bg, ctx(), "Global", "Setting", 0, "SELEC broken", nil, "")
-		wantErrText(t, err, "mysql Global (")
-		wantErrText(t, err, "1064")
+		wantErrContains(t, "", err, "mysql Global (")
+		wantErrContains(t, "", err, "1064")
 		_, err = c.MyQuery(bg, ctx(), "Global", "Setting", 0, "SELECT nosuchcolumn FROM Setting", nil, "")
-		wantErrText(t, err, "1054")
+		wantErrContains(t, "", err, "1054")
 	}
 	if db := whichDB(t, c, "Global", 0); db != "faet_Global" {
 		t.Errorf("after statement errors: %s", db)
@@ -193,7 +186,7 @@ func TestMyQueryNotNullable(t *testing.T) {
 		t.Errorf("rows without NULL = %v, %v (each row its own, not copies of the last)", r.GetRows(), err)
 	}
 	_, err = c.MyQuery(bg, ctx(), "Global", "Setting", 0, "SELECT k, v FROM Setting WHERE k = 'b'", nil, "")
-	wantErrText(t, err, `NULL value in column "v"`)
+	wantErrContains(t, "", err, `NULL value in column "v"`)
 }
 
 func TestMyVbucket(t *testing.T) {
@@ -329,14 +322,14 @@ func TestMyBulkExec(t *testing.T) {
 	}
 	_, err = c.MyBulkExec(bg, ctx(), []string{"Global", "Global"}, []string{"t", "t"}, []int64{0, 0},
 		[]string{"UPDATE Setting SET v = 'z' WHERE k = 'c'", "UPDATE nosuchtable SET x = 1"}, [][]string{{}, {}}, []string{"", ""})
-	wantErrText(t, err, "my_bulk_exec[1]")
+	wantErrContains(t, "", err, "my_bulk_exec[1]")
 	var v string
 	db.QueryRow("SELECT v FROM faet_Global.Setting WHERE k = 'c'").Scan(&v)
 	if v != "z" {
 		t.Errorf("statement 0 before the failing one: v = %q, want it committed (not atomic)", v)
 	}
 	_, err = c.MyBulkExec(bg, ctx(), []string{"Global"}, []string{"t", "t"}, []int64{0}, []string{"SELECT 1"}, [][]string{{}}, []string{""})
-	wantErrText(t, err, "lists of unequal length")
+	wantErrContains(t, "", err, "lists of unequal length")
 }
 
 func TestMyQueryShards(t *testing.T) {
@@ -349,11 +342,11 @@ func TestMyQueryShards(t *testing.T) {
 		t.Errorf("shards = %v %v (want shard order, UserShardLookup excluded)", r.Cols, r.Rows)
 	}
 	_, err = c.MyQueryShards(bg, ctx(), "UserShard", "UserInfo", "SELECT nosuch FROM UserInfo", nil)
-	wantErrText(t, err, "my_query_shards: shard UserShard")
+	wantErrContains(t, "", err, "my_query_shards: shard UserShard")
 	_, err = c.MyQueryShards(bg, ctx(), "NoShard", "t", "SELECT 1", nil)
-	wantErrText(t, err, "no shard servers NoShard<n>")
+	wantErrContains(t, "", err, "no shard servers NoShard<n>")
 	_, err = c.MyQueryShards(bg, ctx(), "UserShard", "t", "DELETE FROM UserInfo", nil)
-	wantErrText(t, err, "return rows only")
+	wantErrContains(t, "", err, "return rows only")
 }
 
 // TestMyMerge: 50 concurrent merges of different keys into one row lose none.
@@ -399,11 +392,11 @@ func TestMyMerge(t *testing.T) {
 		t.Errorf("merge with a quote = %+v, %v", r, err)
 	}
 	_, err = c.MyMerge(bg, ctx(), "Global", "Setting", 0, "k LIKE '%'", "c", "data", `{"y":1}`)
-	wantErrText(t, err, "want exactly 1")
+	wantErrContains(t, "", err, "want exactly 1")
 	_, err = c.MyMerge(bg, ctx(), "Global", "Setting; DROP", 0, "k = 'c'", "c", "data", `{"y":1}`)
-	wantErrText(t, err, "plain identifiers")
+	wantErrContains(t, "", err, "plain identifiers")
 	_, err = c.MyMerge(bg, ctx(), "Global", "Setting", 0, "k = 'c'", "c", "data", `[1]`)
-	wantErrText(t, err, "not a JSON object")
+	wantErrContains(t, "", err, "not a JSON object")
 }
 
 // TestPHPMysqlPage: php-cli runs contrib/php/mysql_page.php against faed, as a web page would.

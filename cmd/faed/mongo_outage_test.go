@@ -1,0 +1,249 @@
+package main_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// mgOutcome is one call of the outage test.
+type mgOutcome struct {
+	caller     int
+	start, end time.Time
+	err        error
+}
+
+// mgLoad runs callers sessions, each calling mg_upsert_id in a loop, and records every outcome.
+type mgLoad struct {
+	mu   sync.Mutex
+	outs []mgOutcome
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+func startMgLoad(t *testing.T, f *faed, callers int) *mgLoad {
+	l := &mgLoad{stop: make(chan struct{})}
+	change := bs(t, bson.D{{Key: "$inc", Value: bson.D{{Key: "n", Value: 1}}}})
+	for i := 0; i < callers; i++ {
+		c := f.dial(t, allModes[0])
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				case <-time.After(2 * time.Millisecond): // gentle on a shared machine
+				}
+				start := time.Now()
+				_, err := c.MgUpsertID(bg, ctx(), "default", "load", 0, int32(i), change)
+				l.mu.Lock()
+				l.outs = append(l.outs, mgOutcome{i, start, time.Now(), err})
+				l.mu.Unlock()
+			}
+		}()
+	}
+	t.Cleanup(l.end)
+	return l
+}
+
+func (l *mgLoad) end() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	l.wg.Wait()
+}
+
+// since returns the outcomes of the calls that started at or after t0 (and before t1 unless zero).
+func (l *mgLoad) since(t0, t1 time.Time) []mgOutcome {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []mgOutcome
+	for _, o := range l.outs {
+		if !o.start.Before(t0) && (t1.IsZero() || o.end.Before(t1)) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// succeeded is the number of callers with a successful call started at or after t0.
+func (l *mgLoad) succeeded(t0 time.Time) int {
+	ok := map[int]bool{}
+	for _, o := range l.since(t0, time.Time{}) {
+		if o.err == nil {
+			ok[o.caller] = true
+		}
+	}
+	return len(ok)
+}
+
+// TestMongoServerKilledUnderLoad: 16 callers against a FerretDB the test owns.
+// While it is down, calls fail fast with errors naming the server, and after
+// failure_allowance failures the breaker opens and refuses calls at once; after
+// the restart every caller succeeds again within retry_interval + a few seconds.
+func TestMongoServerKilledUnderLoad(t *testing.T) {
+	const allowance, retry, callers = 3, 2 * time.Second, 16
+	fdb := newFerretDBServer(t)
+	f, _ := startMongoFaed(t, mgSection(fmt.Sprintf(`connect_timeout: "300ms"
+ io_timeout: "2s"
+ heartbeat_interval: 1
+ breaker: { failure_allowance: %d, retry_interval: %q }`, allowance, retry), mgServer("default", fdb.Addr(), "fae_outage")))
+	load := startMgLoad(t, f, callers)
+
+	t0 := time.Now()
+	time.Sleep(time.Second)
+	up := load.since(t0, time.Time{})
+	for _, o := range up {
+		if o.err != nil {
+			t.Fatalf("caller %d while the server is up: %v", o.caller, o.err)
+		}
+	}
+
+	stopping := time.Now() // the server stops answering during Stop, which waits for its exit
+	fdb.Stop()
+	stopped := time.Now()
+	open := "mongodb: circuit open for default (" + fdb.Addr() + ")"
+	eventually(t, 10*time.Second, "the breaker to open", func() bool {
+		return slices.ContainsFunc(load.since(stopping, time.Time{}), func(o mgOutcome) bool { return o.err != nil && o.err.Error() == errText(open) })
+	})
+	time.Sleep(retry + 500*time.Millisecond) // at least one half-open probe while still down
+	restart := time.Now()
+	checkMgOutage(t, load.since(stopping, restart), stopped, fdb.Addr(), allowance)
+
+	fdb.Start()
+	back := time.Now()
+	eventually(t, retry+5*time.Second, "every caller to succeed after the restart", func() bool {
+		return load.succeeded(back) == callers
+	})
+	t.Logf("up: %d calls; Stop took %s; down %s: %d calls; all %d callers back %s after the restart",
+		len(up), stopped.Sub(stopping).Round(time.Millisecond), restart.Sub(stopping).Round(time.Millisecond),
+		len(load.since(stopping, restart)), callers, time.Since(back).Round(time.Millisecond))
+	load.end()
+}
+
+// errText is how a faed error reaches a Thrift client.
+func errText(s string) string { return "Internal error processing mg_upsert_id: " + s }
+
+// checkMgOutage checks the calls made from the server's stop on; it was gone at stopped.
+func checkMgOutage(t *testing.T, down []mgOutcome, stopped time.Time, addr string, allowance int) {
+	t.Helper()
+	var firstOpen time.Time // when the first refusal of the open breaker was answered
+	var openTimes []time.Duration
+	kinds := map[string]int{}
+	for _, o := range down {
+		kind := mgOutageKind(o.err, addr)
+		kinds[kind]++
+		switch {
+		case o.start.Before(stopped): // sent while FerretDB was shutting down: any answer
+		case kind == "ok":
+			t.Errorf("caller %d succeeded while the server was down", o.caller)
+		case kind == "circuit open":
+			openTimes = append(openTimes, o.end.Sub(o.start))
+			if firstOpen.IsZero() || o.end.Before(firstOpen) {
+				firstOpen = o.end
+			}
+		case kind == "unexpected":
+			t.Errorf("caller %d: unexpected error while down: %v", o.caller, o.err)
+		case o.end.Sub(o.start) > 1500*time.Millisecond:
+			t.Errorf("caller %d failed after %s, want about connect_timeout (300ms): %v", o.caller, o.end.Sub(o.start), o.err)
+		}
+	}
+	t.Logf("while down: %v", kinds)
+	// The failures that opened the breaker started before the first refusal was answered.
+	if failedBefore := countMg(down, func(o mgOutcome) bool {
+		k := mgOutageKind(o.err, addr)
+		return k != "ok" && k != "circuit open" && o.start.Before(firstOpen)
+	}); failedBefore < allowance {
+		t.Errorf("breaker opened after %d failures, want at least failure_allowance %d", failedBefore, allowance)
+	}
+	slices.Sort(openTimes)
+	n := len(openTimes)
+	if n == 0 {
+		t.Fatal("no call was refused by the open breaker")
+	}
+	if n < len(down)/2 || openTimes[n/2] > 20*time.Millisecond || openTimes[n-1] > 300*time.Millisecond {
+		t.Errorf("%d of %d calls refused by the open breaker, median %s, max %s; want most, fast", n, len(down), openTimes[n/2], openTimes[n-1])
+	}
+}
+
+// mgOutageKind is "ok", "circuit open", the kind of a server failure, or "unexpected".
+func mgOutageKind(err error, addr string) string {
+	if err == nil {
+		return "ok"
+	}
+	if err.Error() == errText("mongodb: circuit open for default ("+addr+")") {
+		return "circuit open"
+	}
+	at := errText("mongodb: upsert on default (" + addr + "): ")
+	for _, kind := range []string{"server unreachable (no connection within connect_timeout 300ms)",
+		"network error", "connections dropped after another call failed"} {
+		if strings.HasPrefix(err.Error(), at+kind+": ") {
+			return kind
+		}
+	}
+	return "unexpected"
+}
+
+func countMg(outs []mgOutcome, match func(mgOutcome) bool) (n int) {
+	for _, o := range outs {
+		if match(o) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestMongoServerHangs: a FerretDB the test owns is frozen with SIGSTOP (a real
+// hung server: connections stay open, nothing answers). Calls fail after
+// io_timeout, naming the server, the breaker opens after failure_allowance of
+// them, and after SIGCONT calls succeed again within retry_interval + a few seconds.
+func TestMongoServerHangs(t *testing.T) {
+	fdb := newFerretDBServer(t)
+	t.Cleanup(func() { fdb.cmd.Process.Signal(syscall.SIGCONT) }) // runs before fdb's own Stop
+	_, c := startMongoFaed(t, mgSection(`connect_timeout: "300ms"
+ io_timeout: "500ms"
+ breaker: { failure_allowance: 2, retry_interval: "1s" }`, mgServer("default", fdb.Addr(), "fae_hang")))
+	count := func() (time.Duration, error) {
+		start := time.Now()
+		_, err := c.MgCount(bg, ctx(), "default", "t", 0, nil)
+		return time.Since(start), err
+	}
+	if _, err := count(); err != nil {
+		t.Fatal(err)
+	}
+	fdb.cmd.Process.Signal(syscall.SIGSTOP)
+	at := fmt.Sprintf("mongodb: count on default (%s): ", fdb.Addr())
+	for i := 0; i < 2; i++ {
+		d, err := count()
+		wantErrContains(t, "count on a hung server", err, at+"timed out (io_timeout 500ms): ")
+		if d > 2*time.Second {
+			t.Errorf("call %d failed after %s, want about io_timeout (500ms)", i, d)
+		}
+	}
+	d, err := count()
+	wantErrContains(t, "count with the breaker open", err, "mongodb: circuit open for default ("+fdb.Addr()+")")
+	if d > 100*time.Millisecond {
+		t.Errorf("refusal took %s, want it at once", d)
+	}
+	fdb.cmd.Process.Signal(syscall.SIGCONT)
+	resumed := time.Now()
+	var last error // the last failure other than the open breaker's, for the report
+	eventually(t, 8*time.Second, "calls to succeed after SIGCONT", func() bool {
+		_, err := count()
+		if err != nil && !strings.Contains(err.Error(), "circuit open") {
+			last = err
+			t.Logf("%s after SIGCONT: %v", time.Since(resumed).Round(time.Millisecond), err)
+		}
+		return err == nil
+	})
+	t.Logf("back %s after SIGCONT (last failure: %v)", time.Since(resumed).Round(time.Millisecond), last)
+}
