@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
@@ -13,8 +14,10 @@ import (
 // an evicted statement is closed only when no call uses it any more (the
 // original closed statements in use). Safe for concurrent use.
 type stmtCache struct {
-	mu  sync.Mutex
-	lru *simplelru.LRU[string, *stmtEntry]
+	mu       sync.Mutex
+	lru      *simplelru.LRU[string, *stmtEntry]
+	prepares atomic.Int64 // statements prepared on the server
+	closes   atomic.Int64 // statements closed after eviction
 }
 
 type stmtEntry struct {
@@ -37,6 +40,7 @@ func newStmtCache(size int) *stmtCache {
 // closeIfUnused closes e's statement when it is evicted, prepared and unused; c.mu held.
 func (c *stmtCache) closeIfUnused(e *stmtEntry) {
 	if e.evicted && e.refs == 0 && e.stmt != nil {
+		c.closes.Add(1)
 		e.stmt.Close()
 		e.stmt = nil
 	}
@@ -60,6 +64,7 @@ func (c *stmtCache) acquire(ctx context.Context, db *sql.DB, query string) (*stm
 	c.lru.Add(query, e)
 	c.mu.Unlock()
 
+	c.prepares.Add(1)
 	e.stmt, e.err = db.PrepareContext(ctx, query)
 	close(e.ready)
 	if e.err != nil {
