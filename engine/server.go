@@ -52,6 +52,8 @@ type Server struct {
 	shutdown  atomic.Bool
 	protocol  thrift.TProtocolFactory
 	tconf     *thrift.TConfiguration
+	callLog   *logThrottle // "call failed" lines
+	endLog    *logThrottle // "session ended by a bad call" lines
 }
 
 // NewServer returns a Server for processor with cfg, which must have passed Validate.
@@ -74,6 +76,7 @@ func (s *Server) init() {
 	s.sessions = map[*session]struct{}{}
 	s.sem = make(chan struct{}, s.Config.MaxOutstandingSessions)
 	s.done = make(chan struct{})
+	s.callLog, s.endLog = newLogThrottle(), newLogThrottle()
 	s.tconf = &thrift.TConfiguration{
 		MaxMessageSize:     int32(s.Config.MaxMessageBytes),
 		MaxFrameSize:       int32(s.Config.MaxMessageBytes),

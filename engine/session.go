@@ -127,7 +127,7 @@ func (s *Server) serveSession(sess *session) {
 				s.Stats.Calls.Add(1)
 				s.Stats.CallErrors.Add(1)
 				sess.calls++
-				log.Warn("unknown method", "remote", sess.remote, "err", err)
+				s.callLog.log(log, slog.LevelWarn, "unknown method", "remote", sess.remote, "err", err)
 				continue
 			}
 			reason = s.endCall(sess, err)
@@ -137,7 +137,7 @@ func (s *Server) serveSession(sess *session) {
 		sess.calls++
 		if err != nil && !isDeclared(err) {
 			s.Stats.CallErrors.Add(1)
-			log.Warn("call failed", "remote", sess.remote, "err", err)
+			s.callLog.log(log, slog.LevelWarn, "call failed", "remote", sess.remote, "err", err)
 		}
 	}
 }
@@ -179,8 +179,8 @@ func (s *Server) endCall(sess *session, err error) string {
 		s.Stats.EndTransport.Add(1)
 		reason = "transport error"
 	}
-	s.Logger.Warn("session ended by a bad call", "remote", sess.remote, "reason", reason, "err", err,
-		slog.Int("max_message_bytes", s.Config.MaxMessageBytes), "io_timeout", s.Config.IOTimeout)
+	s.endLog.log(s.Logger, slog.LevelWarn, "session ended by a bad call", "remote", sess.remote, "reason", reason,
+		"err", err, "max_message_bytes", s.Config.MaxMessageBytes, "io_timeout", s.Config.IOTimeout)
 	return reason
 }
 
