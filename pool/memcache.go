@@ -19,7 +19,7 @@ import (
 // max_conns_per_server open connections and a breaker that counts only its
 // connection failures. Safe for concurrent use.
 //
-// Every error is a *MemcacheError naming the operation, key, pool and server,
+// Every error is a *BackendError naming the operation, key, pool and server,
 // with one of the ErrMemcache* kinds (or ErrBreakerOpen) that errors.Is matches.
 type Memcache struct {
 	pools       map[string]*mcPool // read-only after NewMemcache
@@ -96,7 +96,7 @@ func (m *Memcache) ServerOf(pool, key string) (string, error) {
 
 // Get returns the value and client flags of key in pool, from the first of the
 // key's servers that answers. Errors: ErrMemcacheMiss when absent, and the
-// kinds of MemcacheError (unknown pool, bad key, server failure, open breaker,
+// kinds of BackendError (unknown pool, bad key, server failure, open breaker,
 // busy connections) when no server answered.
 func (m *Memcache) Get(pool, key string) (value []byte, flags uint32, err error) {
 	p, err := m.pool("get", pool, key)
@@ -175,7 +175,7 @@ func (m *Memcache) Delete(pool, key string) (bool, error) {
 // subtracts -delta when delta < 0 (decr, which memcached clamps at 0), and
 // returns the new value (memcached's unsigned 64-bit counter, as int64). Errors:
 // ErrMemcacheMiss for an absent key, ErrMemcacheNotNumeric for a value that is
-// not a decimal number, and the other kinds of MemcacheError.
+// not a decimal number, and the other kinds of BackendError.
 func (m *Memcache) Increment(pool, key string, delta int64) (int64, error) {
 	op, mag := "incr", uint64(delta)
 	if delta < 0 {
@@ -205,13 +205,13 @@ func (m *Memcache) pool(op, pool, key string) (*mcPool, error) {
 	p := m.pools[pool]
 	if p == nil {
 		m.unknownPool.Add(1)
-		return nil, &MemcacheError{Op: op, Pool: pool, Key: key, Kind: ErrMemcacheUnknownPool,
+		return nil, &BackendError{Backend: "memcache", Op: op, Pool: pool, Key: key, Kind: ErrMemcacheUnknownPool,
 			Err: errors.New("not in servants.memcache.servers")}
 	}
 	p.stats.Calls.Add(1)
 	if err := mcCheckKey(key); err != nil {
 		p.stats.BadKeys.Add(1)
-		return nil, &MemcacheError{Op: op, Pool: pool, Key: key, Kind: ErrMemcacheBadKey, Err: err}
+		return nil, &BackendError{Backend: "memcache", Op: op, Pool: pool, Key: key, Kind: ErrMemcacheBadKey, Err: err}
 	}
 	return p, nil
 }
@@ -279,5 +279,5 @@ func (p *mcPool) err(op, key string, i int, kind, cause error) error {
 	if kind == nil {
 		return nil
 	}
-	return &MemcacheError{Op: op, Pool: p.name, Server: p.servers[i].addr, Key: key, Kind: kind, Err: cause}
+	return &BackendError{Backend: "memcache", Op: op, Pool: p.name, Server: p.servers[i].addr, Key: key, Kind: kind, Err: cause}
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/bradfitz/gomemcache/memcache"
 )
 
-// Kinds of memcache failure. Every error of Memcache is a *MemcacheError whose
+// Kinds of memcache failure. Every error of Memcache is a *BackendError (Backend "memcache") whose
 // Kind is one of these (or ErrBreakerOpen); errors.Is matches them.
 var (
 	// ErrMemcacheMiss: the key is absent (get, increment).
@@ -35,36 +35,6 @@ var (
 	// errMemcacheNotStored: add of a key that exists (Add answers false, no error).
 	errMemcacheNotStored = errors.New("not stored")
 )
-
-// MemcacheError is a failed memcache operation: Op ("get", "set", "add",
-// "delete", "incr", "decr") of Key in Pool, on Server ("" when no server was
-// asked). Kind is one of the ErrMemcache* kinds or ErrBreakerOpen; Err is the
-// underlying cause, if any.
-type MemcacheError struct {
-	Op, Pool, Server, Key string
-	Kind                  error
-	Err                   error
-}
-
-func (e *MemcacheError) Error() string {
-	var b strings.Builder
-	key := e.Key
-	if len(key) > 80 {
-		key = key[:80] + "…"
-	}
-	fmt.Fprintf(&b, "memcache %s %q: pool %q", e.Op, key, e.Pool)
-	if e.Server != "" {
-		b.WriteString(", server " + e.Server)
-	}
-	b.WriteString(": " + e.Kind.Error())
-	if e.Err != nil {
-		b.WriteString(": " + e.Err.Error())
-	}
-	return b.String()
-}
-
-// Unwrap gives errors.Is and errors.As both the kind and the cause.
-func (e *MemcacheError) Unwrap() []error { return []error{e.Kind, e.Err} }
 
 // MemcacheStats are the counters of one memcache pool, updated atomically.
 // Each failure kind has its own counter.

@@ -23,7 +23,7 @@ const rdVnodes = 32
 // only its connection failures, never an error reply. Safe for concurrent use;
 // many commands run at once on each server.
 //
-// Every error is a *RedisError naming the command, key, pool and server, with
+// Every error is a *BackendError naming the command, key, pool and server, with
 // one of the ErrRedis* kinds (or ErrBreakerOpen) that errors.Is matches.
 type Redis struct {
 	pools       map[string]*rdPool // read-only after NewRedis
@@ -69,7 +69,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 // returns redigo's reply: []byte (bulk), string (status), int64, []any, or nil.
 // It waits up to borrow_timeout for a connection and io_timeout for the reply;
 // ctx ending stops the wait for a connection, and a ctx deadline also bounds the
-// command. Errors (*RedisError): unknown pool, empty
+// command. Errors (*BackendError): unknown pool, empty
 // command, denied command, no args, an error reply (Redis's text), every
 // connection busy, a server failure, an open breaker, ctx ended.
 func (r *Redis) Do(ctx context.Context, pool, cmd string, args ...any) (any, error) {
@@ -81,7 +81,7 @@ func (r *Redis) Do(ctx context.Context, pool, cmd string, args ...any) (any, err
 	reply, kind, cause := s.do(ctx, r.cfg.BorrowTimeout, cmd, args)
 	if kind != nil {
 		p.stats.count(kind)
-		return nil, &RedisError{Cmd: cmd, Pool: pool, Server: s.addr, Key: key, Kind: kind, Err: cause}
+		return nil, &BackendError{Backend: "redis", Op: strings.ToUpper(cmd), Pool: pool, Server: s.addr, Key: key, Kind: kind, Err: cause}
 	}
 	if reply == nil {
 		p.stats.NilReplies.Add(1)
@@ -94,7 +94,7 @@ func (r *Redis) check(pool, cmd string, args []any) (*rdPool, string, error) {
 	p := r.pools[pool]
 	if p == nil {
 		r.unknownPool.Add(1)
-		return nil, "", &RedisError{Cmd: cmd, Pool: pool, Kind: ErrRedisUnknownPool,
+		return nil, "", &BackendError{Backend: "redis", Op: strings.ToUpper(cmd), Pool: pool, Kind: ErrRedisUnknownPool,
 			Err: errors.New("not in servants.redis.pools")}
 	}
 	p.stats.Calls.Add(1)
@@ -104,7 +104,7 @@ func (r *Redis) check(pool, cmd string, args []any) (*rdPool, string, error) {
 	}
 	fail := func(kind, cause error) (*rdPool, string, error) {
 		p.stats.count(kind)
-		return nil, "", &RedisError{Cmd: cmd, Pool: pool, Key: key, Kind: kind, Err: cause}
+		return nil, "", &BackendError{Backend: "redis", Op: strings.ToUpper(cmd), Pool: pool, Key: key, Kind: kind, Err: cause}
 	}
 	switch {
 	case r.closed.Load():

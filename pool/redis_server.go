@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
 )
 
-// Kinds of Redis failure. Every error of Redis.Do is a *RedisError whose Kind is
+// Kinds of Redis failure. Every error of Redis.Do is a *BackendError (Backend "redis") whose Kind is
 // one of these (or ErrBreakerOpen); errors.Is matches them.
 var (
 	// ErrRedisUnknownPool: the pool is not in servants.redis.pools.
@@ -35,39 +34,6 @@ var (
 	// ErrRedisClosed: the cluster was closed.
 	ErrRedisClosed = errors.New("closed")
 )
-
-// RedisError is a failed Redis call: command Cmd with first argument Key in
-// Pool, on Server ("" when no server was asked). Kind is one of the ErrRedis*
-// kinds or ErrBreakerOpen; Err is the underlying cause, if any.
-type RedisError struct {
-	Cmd, Pool, Server, Key string
-	Kind                   error
-	Err                    error
-}
-
-func (e *RedisError) Error() string {
-	var b strings.Builder
-	b.WriteString("redis " + strings.ToUpper(e.Cmd))
-	if e.Key != "" {
-		key := e.Key
-		if len(key) > 80 {
-			key = key[:80] + "…"
-		}
-		fmt.Fprintf(&b, " %q", key)
-	}
-	fmt.Fprintf(&b, ": pool %q", e.Pool)
-	if e.Server != "" {
-		b.WriteString(", server " + e.Server)
-	}
-	b.WriteString(": " + e.Kind.Error())
-	if e.Err != nil {
-		b.WriteString(": " + e.Err.Error())
-	}
-	return b.String()
-}
-
-// Unwrap gives errors.Is and errors.As both the kind and the cause.
-func (e *RedisError) Unwrap() []error { return []error{e.Kind, e.Err} }
 
 // RedisStats are the counters of one Redis pool, updated atomically. Each
 // failure kind has its own counter.

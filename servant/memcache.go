@@ -57,7 +57,7 @@ func mcItem(v *rpc.TMemcacheData) ([]byte, uint32) {
 // the key's replica_num servers. expiration is in seconds: 0 = never, up to 30
 // days relative, beyond that a Unix time. Always true when it returns no error.
 // Errors: memcache not configured, unknown pool, invalid key, and the failures of
-// pool.MemcacheError (server failure, circuit open, all connections busy, rejected).
+// pool.BackendError (server failure, circuit open, all connections busy, rejected).
 func (s *FunServant) McSet(_ context.Context, c *rpc.Context, poolName, key string, value *rpc.TMemcacheData, expiration int32) (bool, error) {
 	return run(s, "mc.set", c, true, func() (bool, error) {
 		m, err := s.mcCluster()

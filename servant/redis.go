@@ -50,7 +50,7 @@ func (s *FunServant) closeRedis() {
 // strings (nested arrays as nested JSON arrays, integers as decimal strings, nil
 // elements as ""). Errors: redis not configured, unknown pool, empty
 // keysAndArgs, a command in deny_commands, GET of a missing key ("key not
-// exists"), a Redis error reply (its text), and the failures of pool.RedisError
+// exists"), a Redis error reply (its text), and the failures of pool.BackendError
 // (server failure, circuit open, all connections busy).
 func (s *FunServant) RdCall(ctx context.Context, c *rpc.Context, cmd, poolName string, keysAndArgs []string) (string, error) {
 	return run(s, "rd.call", c, true, func() (string, error) {
