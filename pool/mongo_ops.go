@@ -22,11 +22,7 @@ import (
 // projected by fields (empty bytes or {}: all fields). No document: an
 // ErrMongoNotFound error.
 func (c *MongoCluster) FindOne(ctx context.Context, t MongoTarget, query, fields []byte) ([]byte, error) {
-	q, err := c.queryArg(query)
-	if err != nil {
-		return nil, err
-	}
-	p, err := c.fieldsArg(fields)
+	q, p, err := c.queryFieldsArgs(query, fields)
 	if err != nil {
 		return nil, err
 	}
@@ -68,11 +64,7 @@ func (c *MongoCluster) findOne(ctx context.Context, t MongoTarget, op string, fi
 // sorted by orderBy ("-key" descending, in order), skipping skip and at most
 // limit documents (each only when > 0). None: an empty list.
 func (c *MongoCluster) FindAll(ctx context.Context, t MongoTarget, query, fields []byte, limit, skip int64, orderBy []string) ([][]byte, error) {
-	q, err := c.queryArg(query)
-	if err != nil {
-		return nil, err
-	}
-	p, err := c.fieldsArg(fields)
+	q, p, err := c.queryFieldsArgs(query, fields)
 	if err != nil {
 		return nil, err
 	}
@@ -166,4 +158,15 @@ func (c *MongoCluster) Delete(ctx context.Context, t MongoTarget, query []byte) 
 		return err
 	})
 	return n > 0, err
+}
+
+// queryFieldsArgs checks the query and fields arguments of a find.
+func (c *MongoCluster) queryFieldsArgs(query, fields []byte) (q any, p bson.Raw, err error) {
+	if q, err = c.queryArg(query); err != nil {
+		return nil, nil, err
+	}
+	if p, err = c.fieldsArg(fields); err != nil {
+		return nil, nil, err
+	}
+	return q, p, nil
 }
