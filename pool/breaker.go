@@ -1,55 +1,190 @@
 package pool
 
 import (
+	"context"
 	"errors"
-	"fmt"
+	"net"
+	"sync/atomic"
+	"time"
 
 	"github.com/sony/gobreaker/v2"
+	"golang.org/x/sync/singleflight"
 )
 
-// ErrBreakerOpen is wrapped by every error a Breaker returns when it refuses a call.
-var ErrBreakerOpen = errors.New("circuit open")
+// HealthCheckTimeout bounds one health check of a server (issue 7: at most 1 s).
+const HealthCheckTimeout = time.Second
 
-// Breaker is the circuit breaker in front of one server, glue over
-// sony/gobreaker: it opens after BreakerConfig.FailureAllowance consecutive
-// failures, refuses calls for RetryInterval, then lets one probe call through
-// (half-open): success closes it, failure opens it again. Only errors the caller
-// classifies as server failures count; any other outcome (a success, a miss, a
-// caller's mistake) proves the server answered and resets the count.
+// HealthCheck asks a server a trivial question on a connection of its own
+// (PING, SELECT 1, memcache version, mongo hello) and returns nil when it
+// answered before ctx ended.
+type HealthCheck func(ctx context.Context) error
+
+// DialError marks a failed connect, so that the breaker counts it on its dial
+// side only. Backends wrap their dial errors in it; a *net.OpError whose Op is
+// "dial" counts as one too.
+type DialError struct{ Err error }
+
+func (e *DialError) Error() string { return "dial: " + e.Err.Error() }
+func (e *DialError) Unwrap() error { return e.Err }
+
+// errCounted is what a failure is reported to gobreaker as; errNeutral an
+// outcome that counts neither way (excluded).
+var (
+	errCounted = errors.New("server failure")
+	errNeutral = errors.New("not the server's doing")
+)
+
+// Breaker is the circuit breaker in front of one server: glue over
+// sony/gobreaker, two of them, one counting dials and one counting commands,
+// so that a server that accepts connections but never answers (frozen, the
+// kernel still completing handshakes) is seen: a successful dial never resets
+// the count of failed commands.
+//
+// Either side opens after BreakerConfig.FailureAllowance consecutive failures
+// of its own; while one is open every operation is refused (KindBreakerOpen)
+// for RetryInterval, then one probe goes through (half-open): success closes
+// it, failure opens it again.
+//
+// What counts (decided by the operation's Kind, here only):
+//   - a failed dial (*DialError) counts on the dial side, nothing else;
+//   - KindServerFailure counts on the command side;
+//   - KindTimeout counts only when the server also fails a health check
+//     (at most HealthCheckTimeout; one check per server at a time, shared by
+//     the operations that wait for it), so a frozen server opens the breaker
+//     after failure_allowance operations while one client's slow statement or
+//     blocking command never opens it for everyone;
+//   - an answer (KindOK, KindMiss, KindRefused, KindTooLarge) is a success;
+//   - anything the server was not asked about (busy, canceled, bad argument…) counts neither way.
+//
 // Safe for concurrent use.
 type Breaker struct {
-	kind, name string
-	cb         *gobreaker.TwoStepCircuitBreaker[struct{}]
+	backend, name string
+	dial, cmd     *gobreaker.TwoStepCircuitBreaker[struct{}]
+	check         HealthCheck
+	checks        singleflight.Group
+
+	Checks        atomic.Int64 // health checks run after a timeout
+	CheckFailures atomic.Int64 // health checks the server failed
 }
 
-// NewBreaker returns a closed breaker for the server name of backend kind
-// ("mysql", "redis", …); both appear in its errors.
-func NewBreaker(kind, name string, cfg BreakerConfig) *Breaker {
+// NewBreaker returns a closed breaker for server name of backend ("mysql",
+// "redis", …). check, which may be nil (then every timeout counts), is run
+// after a timeout.
+func NewBreaker(backend, name string, cfg BreakerConfig, check HealthCheck) *Breaker {
 	allowance := uint32(max(cfg.FailureAllowance, 1))
-	return &Breaker{kind: kind, name: name, cb: gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
-		Name:        name,
-		MaxRequests: 1,
-		Timeout:     cfg.RetryInterval,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= allowance },
-	})}
+	settings := func(side string) gobreaker.Settings {
+		return gobreaker.Settings{
+			Name:        name + " " + side,
+			MaxRequests: 1,
+			Timeout:     cfg.RetryInterval,
+			ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= allowance },
+			IsExcluded:  func(err error) bool { return err == errNeutral },
+		}
+	}
+	return &Breaker{backend: backend, name: name, check: check,
+		dial: gobreaker.NewTwoStepCircuitBreaker[struct{}](settings("dial")),
+		cmd:  gobreaker.NewTwoStepCircuitBreaker[struct{}](settings("command"))}
 }
 
-// Do runs fn unless the breaker is open, in which case it returns an error
-// "<kind>: circuit open for <name>" wrapping ErrBreakerOpen without calling fn.
-// isFailure tells which errors of fn count as server failures.
-func (b *Breaker) Do(fn func() error, isFailure func(error) bool) error {
-	done, err := b.cb.Allow()
+// Do runs op unless the breaker is open, in which case it returns
+// KindBreakerOpen without running op. op returns its outcome's kind and
+// error; Do counts it as the type comment says and returns it unchanged.
+func (b *Breaker) Do(op func() (Kind, error)) (Kind, error) {
+	if b.dial.State() == gobreaker.StateOpen {
+		return KindBreakerOpen, nil
+	}
+	done, err := b.cmd.Allow()
 	if err != nil {
-		return fmt.Errorf("%s: %w for %s", b.kind, ErrBreakerOpen, b.name)
+		return KindBreakerOpen, nil
 	}
-	err = fn()
-	if err != nil && isFailure(err) {
-		done(err)
-	} else {
+	kind, opErr := op()
+	switch {
+	case isDialError(opErr):
+		b.report(b.dial, errCounted)
+		done(errNeutral)
+	case kind == KindServerFailure:
+		done(errCounted)
+	case kind == KindTimeout:
+		if b.healthy() {
+			done(errNeutral)
+		} else {
+			done(errCounted)
+		}
+	case kind.Answered():
 		done(nil)
+		if b.dial.State() != gobreaker.StateClosed {
+			b.report(b.dial, nil) // the server answered: it can be dialled
+		}
+	default:
+		done(errNeutral)
 	}
-	return err
+	return kind, opErr
 }
 
-// State is "closed", "half-open" or "open".
-func (b *Breaker) State() string { return b.cb.State().String() }
+// Dial runs dial, a connect to the server, on the dial side: refused with an
+// error of KindBreakerOpen while that side is open; a failure is counted and
+// returned as a *DialError.
+func (b *Breaker) Dial(dial func() error) error {
+	done, err := b.dial.Allow()
+	if err != nil {
+		return KindBreakerOpen
+	}
+	if err := dial(); err != nil {
+		done(errCounted)
+		if isDialError(err) {
+			return err
+		}
+		return &DialError{Err: err}
+	}
+	done(nil)
+	return nil
+}
+
+func (b *Breaker) report(cb *gobreaker.TwoStepCircuitBreaker[struct{}], outcome error) {
+	if done, err := cb.Allow(); err == nil {
+		done(outcome)
+	}
+}
+
+// healthy runs the health check, or joins the one in flight.
+func (b *Breaker) healthy() bool {
+	if b.check == nil {
+		return false
+	}
+	v, _, _ := b.checks.Do("", func() (any, error) {
+		b.Checks.Add(1)
+		ctx, cancel := context.WithTimeout(context.Background(), HealthCheckTimeout)
+		defer cancel()
+		err := b.check(ctx)
+		if err != nil {
+			b.CheckFailures.Add(1)
+		}
+		return err == nil, nil
+	})
+	return v.(bool)
+}
+
+// State is "open" when either side is open, else "half-open" when either is
+// half-open, else "closed".
+func (b *Breaker) State() string {
+	d, c := b.dial.State(), b.cmd.State()
+	switch {
+	case d == gobreaker.StateOpen || c == gobreaker.StateOpen:
+		return "open"
+	case d == gobreaker.StateHalfOpen || c == gobreaker.StateHalfOpen:
+		return "half-open"
+	}
+	return "closed"
+}
+
+func isDialError(err error) bool {
+	if err == nil {
+		return false
+	}
+	var de *DialError
+	if errors.As(err, &de) {
+		return true
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
+}

@@ -80,7 +80,7 @@ type mcServer struct {
 	client  *memcache.Client
 	slots   chan struct{} // one token per open connection allowed
 	timeout time.Duration
-	breaker *Breaker
+	breaker *legacyBreaker
 }
 
 func newMcServer(addr string, cfg MemcacheConfig) *mcServer {
@@ -88,7 +88,7 @@ func newMcServer(addr string, cfg MemcacheConfig) *mcServer {
 	c.Timeout = cfg.Timeout
 	c.MaxIdleConns = cfg.MaxIdleConnsPerServer
 	return &mcServer{addr: addr, client: c, slots: make(chan struct{}, cfg.MaxConnsPerServer),
-		timeout: cfg.Timeout, breaker: NewBreaker("memcache", addr, cfg.Breaker)}
+		timeout: cfg.Timeout, breaker: newLegacyBreaker("memcache", addr, cfg.Breaker)}
 }
 
 // do runs op on the server: it takes a connection slot, waiting up to timeout

@@ -90,7 +90,7 @@ type mongoServer struct {
 	user    string
 	client  *mongo.Client
 	db      *mongo.Database
-	breaker *Breaker
+	breaker *legacyBreaker
 }
 
 // NewMongoCluster builds the clients of cfg, which must have passed Validate.
@@ -107,7 +107,7 @@ func NewMongoCluster(cfg MongoConfig) (*MongoCluster, error) {
 		}
 		label := fmt.Sprintf("%s (%s)", e.Pool, addr)
 		c.servers[e.Pool] = &mongoServer{pool: e.Pool, label: label, user: e.User, client: client,
-			db: client.Database(e.DB), breaker: NewBreaker("mongodb", label, cfg.Breaker)}
+			db: client.Database(e.DB), breaker: newLegacyBreaker("mongodb", label, cfg.Breaker)}
 	}
 	return c, nil
 }

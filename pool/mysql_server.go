@@ -21,7 +21,7 @@ type MysqlServer struct {
 	Name    string // the server entry's pool name, e.g. "UserShard3"
 	Addr    string // host:port
 	db      *sql.DB
-	breaker *Breaker
+	breaker *legacyBreaker
 	stmts   *stmtCache // nil = off
 	timeout time.Duration
 	stats   *MysqlStats
@@ -48,7 +48,7 @@ func newMysqlServer(s MysqlServerConfig, cfg *MysqlConfig, stats *MysqlStats) (*
 	db.SetMaxOpenConns(cfg.MaxConnsPerServer)
 	db.SetMaxIdleConns(cfg.MaxIdleConnsPerServer)
 	db.SetConnMaxLifetime(cfg.ConnMaxLifetime)
-	srv := &MysqlServer{Name: s.Pool, Addr: mc.Addr, db: db, breaker: NewBreaker("mysql", s.Pool, cfg.Breaker),
+	srv := &MysqlServer{Name: s.Pool, Addr: mc.Addr, db: db, breaker: newLegacyBreaker("mysql", s.Pool, cfg.Breaker),
 		timeout: cfg.QueryTimeout, stats: stats, stop: make(chan struct{})}
 	if cfg.CachePrepareStmtMaxItems > 0 {
 		srv.stmts = newStmtCache(cfg.CachePrepareStmtMaxItems)

@@ -70,7 +70,7 @@ func (st *RedisStats) count(kind error) {
 type rdServer struct {
 	addr    string
 	pool    *redis.Pool
-	breaker *Breaker
+	breaker *legacyBreaker
 	// epoch is bumped by every server failure. Connections remember the epoch
 	// they were dialled in, and an idle one from an older epoch is dropped when
 	// borrowed: after a failure (a server restart resets every connection) the
@@ -103,7 +103,7 @@ func (e *rdDialError) Unwrap() error { return e.err }
 var errRdStale = errors.New("connection from before a server failure")
 
 func newRdServer(sc RedisServer, cfg RedisConfig) *rdServer {
-	s := &rdServer{addr: sc.Addr, breaker: NewBreaker("redis", sc.Addr, cfg.Breaker)}
+	s := &rdServer{addr: sc.Addr, breaker: newLegacyBreaker("redis", sc.Addr, cfg.Breaker)}
 	opts := []redis.DialOption{redis.DialConnectTimeout(cfg.ConnectTimeout),
 		redis.DialReadTimeout(cfg.IOTimeout), redis.DialWriteTimeout(cfg.IOTimeout)}
 	s.pool = &redis.Pool{
