@@ -1,8 +1,7 @@
-// Package pool holds fae's backend connection pools, server selection and breakers.
-//
 // This file holds the configuration sections of the backends (servants.mysql,
 // servants.mongodb, servants.redis, servants.memcache) with the original fae's
-// keys and defaults. The pools themselves come with their own issues.
+// keys and defaults.
+
 package pool
 
 import (
