@@ -13,12 +13,12 @@ var errLockOff = &NotConfiguredError{Name: "lock", Key: "servants.lock"}
 // longer than servants.lock.expires (then it is taken over, as in the original),
 // false if it is held. Node-local here; the cluster issue routes it to the key's owner.
 func (s *FunServant) Lock(_ context.Context, c *rpc.Context, why string, key string) (bool, error) {
-	return run(s, "lock", c, true, func() (bool, error) {
+	return run(s, "lock", c, true, func(g *generation) (bool, error) {
 		if s.locks == nil {
 			return false, errLockOff
 		}
 		now := time.Now()
-		expires := s.cfg.Lock.Expires
+		expires := g.cfg.Lock.Expires
 		stale := false
 		_, got := s.locks.Update(key, func(at time.Time, held bool) (time.Time, bool) {
 			if !held {
@@ -39,7 +39,7 @@ func (s *FunServant) Lock(_ context.Context, c *rpc.Context, why string, key str
 
 // Unlock frees the lock named key, whoever holds it.
 func (s *FunServant) Unlock(_ context.Context, c *rpc.Context, why string, key string) error {
-	_, err := run(s, "unlock", c, true, func() (struct{}, error) {
+	_, err := run(s, "unlock", c, true, func(g *generation) (struct{}, error) {
 		if s.locks == nil {
 			return struct{}{}, errLockOff
 		}

@@ -10,39 +10,12 @@ import (
 	"strings"
 
 	"github.com/fae-go/fae/idl/fun/rpc"
-	"github.com/fae-go/fae/pool"
 )
-
-// redisServant serves rd_call over the pools of servants.redis. cluster is also
-// what the MySQL query cache stores in (cache_store: redis).
-type redisServant struct {
-	cluster *pool.Redis
-}
 
 var errRedisOff = &NotConfiguredError{Name: "redis", Key: "servants.redis"}
 
 // ErrKeyNotExists: rd_call GET of a missing key (the original's "key not exists").
 var ErrKeyNotExists = errors.New("key not exists")
-
-// initRedis builds the Redis pools when servants.redis is present.
-func (s *FunServant) initRedis() error {
-	if s.cfg.Redis == nil {
-		return nil
-	}
-	r, err := pool.NewRedis(*s.cfg.Redis)
-	if err != nil {
-		return fmt.Errorf("servants.redis: %w", err)
-	}
-	s.rd = &redisServant{cluster: r}
-	return nil
-}
-
-// closeRedis closes the Redis pools.
-func (s *FunServant) closeRedis() {
-	if s.rd != nil {
-		s.rd.cluster.Close()
-	}
-}
 
 // RdCall runs Redis command cmd with keysAndArgs on the server of pool that
 // keysAndArgs[0] hashes to, and returns the reply as a string: bulk → its bytes,
@@ -53,15 +26,15 @@ func (s *FunServant) closeRedis() {
 // exists"), a Redis error reply (its text), and the failures of pool.BackendError
 // (server failure, circuit open, all connections busy).
 func (s *FunServant) RdCall(ctx context.Context, c *rpc.Context, cmd, poolName string, keysAndArgs []string) (string, error) {
-	return run(s, "rd.call", c, true, func() (string, error) {
-		if s.rd == nil {
+	return run(s, "rd.call", c, true, func(g *generation) (string, error) {
+		if g.rd == nil {
 			return "", errRedisOff
 		}
 		args := make([]any, len(keysAndArgs))
 		for i, a := range keysAndArgs {
 			args[i] = a
 		}
-		reply, err := s.rd.cluster.Do(ctx, poolName, cmd, args...)
+		reply, err := g.rd.Do(ctx, poolName, cmd, args...)
 		if err != nil {
 			return "", err
 		}
