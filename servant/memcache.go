@@ -3,7 +3,7 @@ package servant
 import (
 	"context"
 	"errors"
-	
+
 	"github.com/fae-go/fae/idl/fun/rpc"
 	"github.com/fae-go/fae/pool"
 )
