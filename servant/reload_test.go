@@ -173,7 +173,7 @@ func TestReloadEveryBackendUnderLoad(t *testing.T) {
 		srv   *testenv.Server
 		limit int // what one generation's pools may keep open
 	}{
-		{"redis", b.redis, 20},        // max_active 2 × max_idle 10
+		{"redis", b.redis, 20},         // max_active 2 × max_idle 10
 		{"memcached", b.memcached, 30}, // max_conns_per_server 10 × 3
 		{"mariadb", b.mariadb, 10},     // max_conns_per_server 5 × 2
 		{"ferretdb", b.ferretdb, 14},   // driver pool 10 + monitoring + health check
