@@ -50,7 +50,7 @@ type reloadBackends struct {
 // each backend, so that every reload builds new pools.
 func (b *reloadBackends) config(i int) Config {
 	cfg := baseConfig()
-	cfg.Lcache = &LcacheConfig{MaxItems: 1000}
+	cfg.Lcache = lcacheConfig(1000)
 
 	var rd pool.RedisConfig
 	rd.SetDefaults()

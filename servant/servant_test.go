@@ -87,14 +87,14 @@ func TestMethodNamesCoverEveryMethod(t *testing.T) {
 
 func TestPipelineOutcomes(t *testing.T) {
 	cfg := baseConfig()
-	cfg.Lcache = &LcacheConfig{MaxItems: 10}
-	cfg.CallSlowThreshold = time.Millisecond
+	cfg.Lcache = lcacheConfig(10)
+	cfg.CallSlowThreshold = 200 * time.Millisecond
 	s := newTestServant(t, cfg, Options{Fault: func(method string, c *rpc.Context) {
 		switch c.Reason {
 		case "panic":
 			panic("injected")
 		case "slow":
-			time.Sleep(5 * time.Millisecond) // longer than the 1ms slow threshold
+			time.Sleep(250 * time.Millisecond) // longer than the 200ms slow threshold
 		}
 	}})
 	ctx := context.Background()
@@ -125,8 +125,8 @@ func TestPipelineOutcomes(t *testing.T) {
 			t.Errorf("%s: %d, want %d", c.what, c.got, c.want)
 		}
 	}
-	if set.Nanos.Load() < int64(5*time.Millisecond) {
-		t.Errorf("lc.set time %v, want ≥ 5ms", time.Duration(set.Nanos.Load()))
+	if set.Nanos.Load() < int64(250*time.Millisecond) {
+		t.Errorf("lc.set time %v, want ≥ 250ms", time.Duration(set.Nanos.Load()))
 	}
 }
 
@@ -188,12 +188,12 @@ func TestReloadClosesOldPoolsAfterLastCall(t *testing.T) {
 
 func TestReloadReportsRestartKeys(t *testing.T) {
 	cfg := baseConfig()
-	cfg.Lcache = &LcacheConfig{MaxItems: 10}
+	cfg.Lcache = lcacheConfig(10)
 	cfg.Lock = &LockConfig{MaxItems: 10, Expires: time.Second}
 	s := newTestServant(t, cfg, Options{})
 	cfg2 := baseConfig()
 	cfg2.IdgenWorkerID = 7
-	cfg2.Lcache = &LcacheConfig{MaxItems: 20}
+	cfg2.Lcache = lcacheConfig(20)
 	cfg2.Lock = &LockConfig{MaxItems: 20, Expires: 2 * time.Second}
 	cfg2.CallSlowThreshold = time.Hour
 	restart, err := s.Reload(cfg2)
@@ -249,7 +249,7 @@ func TestCloseFailsNewCalls(t *testing.T) {
 // every retired generation is closed once its calls are gone.
 func TestReloadUnderCalls(t *testing.T) {
 	cfg := baseConfig()
-	cfg.Lcache = &LcacheConfig{MaxItems: 100}
+	cfg.Lcache = lcacheConfig(100)
 	s := newTestServant(t, cfg, Options{})
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -292,4 +292,12 @@ func TestReloadUnderCalls(t *testing.T) {
 			t.Fatalf("generation %d never closed (%d refs)", i, g.refs.Load())
 		}
 	}
+}
+
+// lcacheConfig is a servants.lcache section of maxItems items and the default byte limits.
+func lcacheConfig(maxItems int) *LcacheConfig {
+	var c LcacheConfig
+	c.SetDefaults()
+	c.MaxItems = maxItems
+	return &c
 }
