@@ -301,3 +301,39 @@ func lcacheConfig(maxItems int) *LcacheConfig {
 	c.MaxItems = maxItems
 	return &c
 }
+
+// The id generator lives in the core: no id repeats across reloads.
+func TestIDsUniqueAcrossReloads(t *testing.T) {
+	s := newTestServant(t, baseConfig(), Options{})
+	var mu sync.Mutex
+	seen := map[int64]bool{}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 2000 {
+				id, err := s.IDNext(context.Background(), validCtx())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				if seen[id] {
+					t.Errorf("id %d repeated", id)
+				}
+				seen[id] = true
+				mu.Unlock()
+			}
+		})
+	}
+	for i := range 20 {
+		c := baseConfig()
+		c.Memcache = memcacheConfig(time.Duration(i+1) * time.Millisecond)
+		if _, err := s.Reload(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	if len(seen) != 8000 {
+		t.Fatalf("%d distinct ids, want 8000", len(seen))
+	}
+}
