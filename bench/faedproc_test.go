@@ -130,10 +130,10 @@ func tryStartFaedProc(tb testing.TB, bin, parent, servantsExtra string) (*faedPr
 		f.cmd.Process.Kill()
 		<-f.done
 		out := f.output()
-		if strings.Contains(out, "address already in use") {
-			return nil, fmt.Errorf("%w: %v", errPortTaken, err)
+		if strings.Contains(out, "address already in use") && !errors.Is(err, errPortTaken) {
+			err = fmt.Errorf("%w: %v", errPortTaken, err)
 		}
-		return nil, fmt.Errorf("%v\n%s", err, out)
+		return nil, fmt.Errorf("%w\n%s", err, out)
 	}
 	return f, nil
 }
