@@ -13,6 +13,7 @@ import (
 type scenarioRounds struct {
 	name   string
 	builds []*buildRounds
+	log    []string // one line per round, in the order run
 }
 
 // spread is the median, minimum and maximum of a few measurements.
@@ -55,9 +56,6 @@ func (bd *buildRounds) p99() spread {
 func (bd *buildRounds) rssMiB() spread {
 	return bd.series(func(r loadResult) float64 { return float64(r.rssKiB) / 1024 })
 }
-func (bd *buildRounds) othersCores() spread {
-	return bd.series(func(r loadResult) float64 { return r.others })
-}
 func (row scenarioRounds) current() *buildRounds { return row.builds[0] }
 
 // baseline is the baseline's rounds, or nil without a baseline.
@@ -70,7 +68,8 @@ func (row scenarioRounds) baseline() *buildRounds {
 
 // cpuTable lays out one line per scenario run: for each binary the median and
 // (min–max) over its rounds of CPU µs per call and calls/s, then the ratios
-// current/baseline of the medians (CPU per call first), then the medians of
+// current/baseline of the medians (CPU per call first) and the spread of the
+// ratio of CPU per call within each round, then the medians of
 // p50/p99 latency and RSS, and the other processes' CPU (median, max) over
 // all the rounds: the load that other users of the machine added.
 func cpuTable(rows []scenarioRounds) string {
@@ -80,7 +79,7 @@ func cpuTable(rows []scenarioRounds) string {
 	head := "scenario\tcurrent CPU µs/call\tcurrent calls/s"
 	both := ""
 	if withBase {
-		head += "\tbaseline CPU µs/call\tbaseline calls/s\tratio CPU/call\tratio calls/s"
+		head += "\tbaseline CPU µs/call\tbaseline calls/s\tratio CPU/call\tratio calls/s\tpaired CPU/call ratio"
 		both = " cur | base"
 	}
 	head += "\tp50/p99 µs" + both + "\tRSS MiB" + both + "\tothers' CPU cores med (max)"
@@ -104,13 +103,24 @@ func cpuTableLine(row scenarioRounds) string {
 		}
 	}
 	if base != nil {
-		line += fmt.Sprintf("\t%s\t%s\t%.3f\t%.3f", base.cpu().format("%.1f"), base.callsPerSec().format("%.0f"),
-			cur.cpu().med/base.cpu().med, cur.callsPerSec().med/base.callsPerSec().med)
+		line += fmt.Sprintf("\t%s\t%s\t%.3f\t%.3f\t%s", base.cpu().format("%.1f"), base.callsPerSec().format("%.0f"),
+			cur.cpu().med/base.cpu().med, cur.callsPerSec().med/base.callsPerSec().med, pairedCPURatio(cur, base).format("%.2f"))
 		lat += fmt.Sprintf(" | %.0f/%.0f", base.p50().med, base.p99().med)
 		rss += fmt.Sprintf(" | %.1f", base.rssMiB().med)
 	}
 	o := spreadOf(others)
 	return line + fmt.Sprintf("\t%s\t%s\t%.2f (%.2f)", lat, rss, o.med, o.max)
+}
+
+// pairedCPURatio is the spread of current/baseline CPU per call within each
+// round, where the two ran one after the other: a drift of the machine's load
+// between rounds cancels out of it.
+func pairedCPURatio(cur, base *buildRounds) spread {
+	xs := make([]float64, min(len(cur.results), len(base.results)))
+	for i := range xs {
+		xs[i] = cur.results[i].cpuPerCall() / base.results[i].cpuPerCall()
+	}
+	return spreadOf(xs)
 }
 
 // reportCPUMetrics reports the current binary's medians (and the ratios to

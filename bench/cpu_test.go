@@ -27,7 +27,8 @@ const warmup = 500 * time.Millisecond
 // Each round reports calls/s, client-side p50 and p99 latency, faed's CPU µs
 // per call (utime+stime from /proc/<pid>/stat over the window, divided by the
 // calls answered in it), faed's RSS (VmRSS) at the end, and the CPU of every
-// other process on the machine over the window, in cores (the noise).
+// other process on the machine over the window, in cores: the noise (for
+// mc_get it includes memcached's own work).
 // Scenarios: noop (Noop(7)) and mc_get (McGet of a 100-byte item set once
 // beforehand through faed, pool "default", memcached 127.0.0.1:11311).
 //
@@ -55,8 +56,13 @@ func BenchmarkServerCPU(b *testing.B) {
 		})
 	}
 	if len(rows) > 0 {
-		// To stdout: the testing package prints a parent benchmark's own log only when it fails.
-		fmt.Printf("%s\n%s", o, cpuTable(rows))
+		// To stdout: the testing package prints a parent benchmark's own log only
+		// when it fails, and cuts a benchmark's log after 10 lines.
+		fmt.Printf("%s\n", o)
+		for _, row := range rows {
+			fmt.Printf("%s\n", strings.Join(row.log, "\n"))
+		}
+		fmt.Print(cpuTable(rows))
 	}
 }
 
@@ -198,9 +204,9 @@ func runScenario(b *testing.B, o cpuOptions, sc cpuScenario) scenarioRounds {
 		for _, bd := range order {
 			res := runRound(b, dir, bd.bin, sc, o, r == 0 && bd == order[0])
 			bd.results = append(bd.results, res)
-			b.Logf("%s round %d/%d %-8s %8.0f calls/s %6.1f µs CPU/call  p50 %6.0f µs  p99 %6.0f µs  RSS %5.1f MiB  others %.2f cores",
+			row.log = append(row.log, fmt.Sprintf("%s round %d/%d %-8s %8.0f calls/s %6.1f µs CPU/call  p50 %6.0f µs  p99 %6.0f µs  RSS %5.1f MiB  others %.2f cores",
 				sc.name, r+1, o.rounds, bd.name, res.callsPerSec(), res.cpuPerCall(), us(res.p50), us(res.p99),
-				float64(res.rssKiB)/1024, res.others)
+				float64(res.rssKiB)/1024, res.others))
 		}
 	}
 	return row
