@@ -75,7 +75,7 @@ type cpuOptions struct {
 }
 
 func (o cpuOptions) String() string {
-	s := fmt.Sprintf("faed server CPU per call: %d sessions, %s window after %s warmup, %d rounds per binary",
+	s := fmt.Sprintf("faed server CPU per call: %d sessions, %s window after %s warmup, rounds per binary: %d",
 		o.sessions, o.window, warmup, o.rounds)
 	for _, bd := range o.builds {
 		s += fmt.Sprintf("\n  %-8s %s: %s", bd.name, bd.bin, bd.version)
