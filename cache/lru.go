@@ -107,8 +107,8 @@ func shardCount(maxItems int) int {
 // MaxEntryBytes is the byte budget of one shard of New(maxItems, maxBytes, …),
 // which is the largest entry (key, value and overhead) it accepts: maxBytes
 // divided by the number of shards; 0 when maxBytes ≤ 0 (no byte budget).
-// Source of the rule: the issue's "a result larger than the per-shard byte
-// budget is not stored"; evicting a whole shard for one entry would be worse.
+// Issue 7's rule: an entry over the per-shard budget is refused rather than
+// emptying a whole shard for it.
 func MaxEntryBytes(maxItems int, maxBytes int64) int64 {
 	if maxBytes <= 0 {
 		return 0

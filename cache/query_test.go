@@ -207,7 +207,7 @@ func TestMemStoreFillProtocol(t *testing.T) {
 }
 
 func TestMemStoreTTL(t *testing.T) {
-	s := NewMemStore(10, 1<<20)
+	s := NewMemStore(100, 1<<20) // 3 or 4 items a shard: two keys never evict each other
 	now := time.Unix(1000, 0)
 	s.now = func() time.Time { return now }
 	ctx := context.Background()

@@ -49,13 +49,15 @@ func newRedigoDoer(t *testing.T) *redigoDoer {
 	return d
 }
 
+var errUnknownPool = errors.New("unknown pool")
+
 func (d *redigoDoer) server(key string) int {
 	return int(crc32.ChecksumIEEE([]byte(key)) % uint32(len(d.pools)))
 }
 
 func (d *redigoDoer) DoKey(ctx context.Context, pool, key, cmd string, args ...any) (any, error) {
 	if pool != d.pool {
-		return nil, fmt.Errorf("unknown pool %q", pool)
+		return nil, errUnknownPool
 	}
 	i := d.server(key)
 	d.used[i].Add(1)
@@ -196,19 +198,21 @@ func TestRedisStoreConfig(t *testing.T) {
 	}
 }
 
+// TestRedisStoreErrors: the doer's errors come back wrapped, naming the pool,
+// from every method.
 func TestRedisStoreErrors(t *testing.T) {
 	d := newRedigoDoer(t)
 	s := newTestRedisStore(t, d, RedisStoreConfig{})
 	s.cfg.Pool = "nosuch"
-	_, err := s.Lease(context.Background(), "k")
-	if err == nil || !strings.Contains(err.Error(), `query cache redis nosuch: unknown pool "nosuch"`) {
-		t.Fatalf("Lease on a bad pool: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	s.cfg.Pool = d.pool
-	if _, _, err := s.Get(ctx, "k"); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Get with a cancelled ctx: %v", err)
+	ctx := context.Background()
+	_, _, errGet := s.Get(ctx, "k")
+	_, errLease := s.Lease(ctx, "k")
+	_, errFill := s.Fill(ctx, "k", []byte("v"), 0, Lease{id: 1})
+	errDel := s.Del(ctx, "k")
+	for _, err := range []error{errGet, errLease, errFill, errDel} {
+		if !errors.Is(err, errUnknownPool) || !strings.HasPrefix(err.Error(), "query cache redis nosuch: ") {
+			t.Errorf("error %v: want errUnknownPool, prefixed with the pool", err)
+		}
 	}
 }
 
