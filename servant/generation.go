@@ -161,13 +161,13 @@ func (s *FunServant) buildMysql(g, old *generation) (*mysqlServant, error) {
 		m.cluster = cl
 	}
 	sameStore := oldCfg != nil && oldCfg.CacheStore == cfg.CacheStore &&
-		oldCfg.CacheStoreMemMaxItems == cfg.CacheStoreMemMaxItems &&
+		oldCfg.CacheStoreMemMaxItems == cfg.CacheStoreMemMaxItems && oldCfg.CacheStoreMemMaxBytes == cfg.CacheStoreMemMaxBytes &&
 		(cfg.CacheStore != "redis" || oldCfg.CacheStoreRedisPool == cfg.CacheStoreRedisPool && old.rd == g.rd)
 	switch {
 	case sameStore:
 		m.store = old.my.store
 	case cfg.CacheStore == "redis":
-		store, err := redisQueryStore(g, cfg.CacheStoreRedisPool)
+		store, err := redisQueryStore(g, cfg.CacheStoreRedisPool, cache.MaxEntryBytes(cfg.CacheStoreMemMaxItems, cfg.CacheStoreMemMaxBytes))
 		if err != nil {
 			if m.cluster != old.myCluster() {
 				m.cluster.Close()
@@ -176,7 +176,7 @@ func (s *FunServant) buildMysql(g, old *generation) (*mysqlServant, error) {
 		}
 		m.store = store
 	default:
-		m.store = cache.NewMemStore(cfg.CacheStoreMemMaxItems)
+		m.store = cache.NewMemStore(cfg.CacheStoreMemMaxItems, cfg.CacheStoreMemMaxBytes)
 	}
 	return m, nil
 }
@@ -191,7 +191,7 @@ func (g *generation) myCluster() *pool.MySQL {
 // mysqlPoolKeys is cfg without the keys that only the servant reads (the
 // query cache's), so that changing those reuses the pools.
 func mysqlPoolKeys(cfg pool.MysqlConfig) pool.MysqlConfig {
-	cfg.CacheStore, cfg.CacheStoreMemMaxItems, cfg.CacheStoreRedisPool = "", 0, ""
+	cfg.CacheStore, cfg.CacheStoreMemMaxItems, cfg.CacheStoreMemMaxBytes, cfg.CacheStoreRedisPool = "", 0, 0, ""
 	cfg.CacheKeyHash, cfg.CacheTTL, cfg.AllowNullableColumns = false, 0, false
 	return cfg
 }

@@ -2,6 +2,7 @@ package servant
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/fae-go/fae/idl/fun/rpc"
 )
@@ -14,7 +15,12 @@ func (s *FunServant) LcSet(_ context.Context, c *rpc.Context, key string, value 
 		if s.lcache == nil {
 			return false, errLcacheOff
 		}
-		s.lcache.Set(key, value)
+		if max := s.boot.Lcache.MaxItemBytes; len(value) > max {
+			return false, fmt.Errorf("%w: lc_set of %d bytes, servants.lcache.max_item_bytes is %d", ErrValueTooLarge, len(value), max)
+		}
+		if err := s.lcache.Set(key, value); err != nil {
+			return false, fmt.Errorf("lcache: %w", err)
+		}
 		return true, nil
 	})
 }

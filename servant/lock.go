@@ -17,23 +17,11 @@ func (s *FunServant) Lock(_ context.Context, c *rpc.Context, why string, key str
 		if s.locks == nil {
 			return false, errLockOff
 		}
-		now := time.Now()
-		expires := g.cfg.Lock.Expires
-		stale := false
-		_, got := s.locks.Update(key, func(at time.Time, held bool) (time.Time, bool) {
-			if !held {
-				return now, true
-			}
-			if expires > 0 && now.Sub(at) > expires {
-				stale = true
-				return now, true
-			}
-			return at, false
-		})
-		if stale {
+		got, tookOver, err := s.locks.lock(key, time.Now(), g.cfg.Lock.Expires)
+		if tookOver {
 			s.log.Warn("lock expired, taken over", "key", key, "reason", why, "rid", c.Rid)
 		}
-		return got, nil
+		return got, err
 	})
 }
 
@@ -43,7 +31,7 @@ func (s *FunServant) Unlock(_ context.Context, c *rpc.Context, why string, key s
 		if s.locks == nil {
 			return struct{}{}, errLockOff
 		}
-		s.locks.Del(key)
+		s.locks.unlock(key)
 		return struct{}{}, nil
 	})
 	return err

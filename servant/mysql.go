@@ -170,14 +170,20 @@ func (m *mysqlServant) query(ctx context.Context, poolName, table string, hintID
 	// Identical concurrent misses run one query; the others share its result.
 	v, err, shared := m.flight.Do(key, func() (any, error) {
 		m.stats.Misses.Add(1)
+		// The lease is taken before the SELECT: a write's invalidation after it
+		// makes the fill a no-op, so a stale result is never stored.
+		lease, lerr := m.store.Lease(ctx, key)
 		r, err := m.read(ctx, poolName, hintID, sql, argv)
 		if err != nil {
 			return nil, err
 		}
-		if b, err := encodeResult(r); err == nil {
-			if err := m.store.Set(ctx, key, b, m.ttl); err != nil {
+		if lerr != nil {
+			m.stats.Errors.Add(1)
+			m.log.Warn("query cache lease failed; result not cached", "key", cacheKey, "err", lerr)
+		} else if b, err := encodeResult(r); err == nil {
+			if _, err := m.store.Fill(ctx, key, b, m.ttl, lease); err != nil {
 				m.stats.Errors.Add(1)
-				m.log.Warn("query cache set failed", "key", cacheKey, "err", err)
+				m.log.Warn("query cache fill failed", "key", cacheKey, "err", err)
 			}
 		}
 		return r, nil
@@ -277,13 +283,23 @@ func decodeResult(b []byte) (*rpc.MysqlResult_, error) {
 }
 
 // redisQueryStore is the query cache in the Redis pool poolName of g
-// (cache_store: redis), keys prefixed "fae:qc:".
-func redisQueryStore(g *generation, poolName string) (cache.Store, error) {
+// (cache_store: redis): values at "fae:qc:"+key, leases at "fae:ql:"+key,
+// entries over maxEntryBytes not stored.
+func redisQueryStore(g *generation, poolName string, maxEntryBytes int64) (cache.Store, error) {
 	if g.rd == nil {
 		return nil, fmt.Errorf("servants.mysql.cache_store is redis but servants.redis is not configured")
 	}
 	if g.rd.Stats(poolName) == nil {
 		return nil, fmt.Errorf("servants.mysql.cache_store_redis_pool: no Redis pool %q in servants.redis.pools", poolName)
 	}
-	return &cache.RedisStore{Redis: g.rd, Pool: poolName, Prefix: "fae:qc:"}, nil
+	return cache.NewRedisStore(redisKeyDoer{g.rd}, cache.RedisStoreConfig{Pool: poolName, Prefix: "fae:qc:",
+		LeasePrefix: "fae:ql:", MaxEntryBytes: maxEntryBytes})
+}
+
+// redisKeyDoer stands for pool.Redis.DoKey until the Redis pool has it.
+// TODO(issue 7): replace with g.rd once pool.Redis.DoKey lands.
+type redisKeyDoer struct{ r *pool.Redis }
+
+func (d redisKeyDoer) DoKey(ctx context.Context, pool, key, cmd string, args ...any) (any, error) {
+	return d.r.Do(ctx, pool, cmd, args...)
 }

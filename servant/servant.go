@@ -43,7 +43,7 @@ type FunServant struct {
 
 	idgen  *IDGen
 	lcache *cache.LRU[[]byte]
-	locks  *cache.LRU[time.Time]
+	locks  *lockTable
 	// Backends counts every backend operation (the pool.Observer of every
 	// generation's pools), so backend figures survive reloads.
 	Backends   *pool.Counters
@@ -81,10 +81,10 @@ func New(cfg Config, opts Options) (*FunServant, error) {
 	}
 	s.idgen = NewIDGen(int64(cfg.IdgenWorkerID))
 	if cfg.Lcache != nil {
-		s.lcache = cache.New[[]byte](cfg.Lcache.MaxItems)
+		s.lcache = cache.New(cfg.Lcache.MaxItems, cfg.Lcache.MaxBytes, func(_ string, v []byte) int64 { return int64(len(v)) })
 	}
 	if cfg.Lock != nil {
-		s.locks = cache.New[time.Time](cfg.Lock.MaxItems)
+		s.locks = newLockTable(cfg.Lock.MaxItems)
 	}
 	g, err := s.build(cfg, nil)
 	if err != nil {
