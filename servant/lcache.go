@@ -1,6 +1,7 @@
 package servant
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -17,6 +18,11 @@ func (s *FunServant) LcSet(_ context.Context, c *rpc.Context, key string, value 
 		}
 		if max := s.boot.Lcache.MaxItemBytes; len(value) > max {
 			return false, fmt.Errorf("%w: lc_set of %d bytes, servants.lcache.max_item_bytes is %d", ErrValueTooLarge, len(value), max)
+		}
+		// The Thrift library reads a binary into a growing buffer: up to twice
+		// its length in capacity. Keep only the bytes, so the budget is the truth.
+		if cap(value)-len(value) > len(value)/8 {
+			value = bytes.Clone(value)
 		}
 		if err := s.lcache.Set(key, value); err != nil {
 			return false, fmt.Errorf("lcache: %w", err)

@@ -81,7 +81,7 @@ func New(cfg Config, opts Options) (*FunServant, error) {
 	}
 	s.idgen = NewIDGen(int64(cfg.IdgenWorkerID))
 	if cfg.Lcache != nil {
-		s.lcache = cache.New(cfg.Lcache.MaxItems, cfg.Lcache.MaxBytes, func(_ string, v []byte) int64 { return int64(len(v)) })
+		s.lcache = cache.New(cfg.Lcache.MaxItems, cfg.Lcache.MaxBytes, func(_ string, v []byte) int64 { return int64(cap(v)) })
 	}
 	if cfg.Lock != nil {
 		s.locks = newLockTable(cfg.Lock.MaxItems)
