@@ -317,7 +317,7 @@ func (s *FunServant) redisQueryStore(poolName string) (cache.Store, error) {
 	if s.rd == nil {
 		return nil, fmt.Errorf("servants.mysql.cache_store is redis but servants.redis is not configured")
 	}
-	if s.rd.cluster.Stats(poolName) == nil {
+	if !s.rd.cluster.HasPool(poolName) {
 		return nil, fmt.Errorf("servants.mysql.cache_store_redis_pool: no Redis pool %q in servants.redis.pools", poolName)
 	}
 	return &cache.RedisStore{Redis: s.rd.cluster, Pool: poolName, Prefix: "fae:qc:"}, nil
