@@ -90,9 +90,9 @@ func NewRedis(cfg RedisConfig, obs Observer, limits Limits) (*Redis, error) {
 //     of the connection, which the next caller of the pooled connection would
 //     inherit: SELECT, HELLO, AUTH, RESET, QUIT, CLIENT, SUBSCRIBE,
 //     PSUBSCRIBE, SSUBSCRIBE, UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE, MONITOR,
-//     MULTI, EXEC, WATCH, UNWATCH, DISCARD, READONLY, READWRITE (redigo resets
-//     only MULTI, WATCH and SUBSCRIBE state, and transactions cannot span calls:
-//     each call may get another connection);
+//     MULTI, EXEC, WATCH, UNWATCH, DISCARD, READONLY, READWRITE, SYNC, PSYNC
+//     (redigo resets only MULTI, WATCH and SUBSCRIBE state, and transactions
+//     cannot span calls: each call may get another connection);
 //   - the blocking commands BLPOP, BRPOP, BRPOPLPUSH, BLMOVE, BLMPOP, BZPOPMIN,
 //     BZPOPMAX, BZMPOP (timeout in seconds, may be fractional), XREAD and
 //     XREADGROUP with BLOCK, WAIT, WAITAOF (milliseconds) whose timeout is 0
@@ -107,8 +107,10 @@ func NewRedis(cfg RedisConfig, obs Observer, limits Limits) (*Redis, error) {
 // (the refusals above, and Redis's error replies, whose text follows "error
 // reply:" and whose redis.Error errors.As finds), KindBusy (max_active
 // connections busy for borrow_timeout), KindServerFailure (dial, write or read
-// failed), KindTimeout, KindCanceled, KindBreakerOpen ("circuit open"),
-// KindTooLarge, KindClosed.
+// failed), KindTimeout (no reply within the read timeout), KindCanceled,
+// KindBreakerOpen ("circuit open"), KindTooLarge, KindClosed (after Close).
+// Refusals are reported to the Observer with Server "" (and Pool "" for an
+// unknown pool).
 func (r *Redis) Do(ctx context.Context, pool, cmd string, args ...any) (any, error) {
 	start := time.Now()
 	name := strings.ToUpper(strings.TrimSpace(cmd))

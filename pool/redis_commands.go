@@ -74,6 +74,8 @@ var rdStateCommands = map[string]string{
 	"PUNSUBSCRIBE": "acts on subscriber mode",
 	"SUNSUBSCRIBE": "acts on subscriber mode",
 	"MONITOR":      "turns it into a stream of every command the server runs",
+	"SYNC":         "turns it into a replication stream",
+	"PSYNC":        "turns it into a replication stream",
 	"MULTI":        "opens a transaction on it",
 	"EXEC":         "ends a transaction opened on it",
 	"DISCARD":      "ends a transaction opened on it",
@@ -99,7 +101,8 @@ type rdBlocking struct {
 	index int           // the timeout's argument: ≥ 0 from the start, -1 the last; unused with option
 	arity int           // the number of arguments the command takes: exactly when > 0, at least when < 0
 	// option: the timeout is the value of the BLOCK option, given before
-	// STREAMS; without it the command does not block (XREAD, XREADGROUP).
+	// STREAMS and after the first index arguments; without it the command
+	// does not block (XREAD, XREADGROUP).
 	option bool
 }
 
@@ -110,14 +113,14 @@ var rdBlockingCommands = map[string]rdBlocking{
 	"BRPOP":      {unit: time.Second, index: -1, arity: -2},
 	"BZPOPMIN":   {unit: time.Second, index: -1, arity: -2},
 	"BZPOPMAX":   {unit: time.Second, index: -1, arity: -2},
-	"BRPOPLPUSH": {unit: time.Second, index: 2, arity: 3},      // source destination timeout
-	"BLMOVE":     {unit: time.Second, index: 4, arity: 5},      // source destination LEFT|RIGHT LEFT|RIGHT timeout
-	"BLMPOP":     {unit: time.Second, index: 0, arity: -4},     // timeout numkeys key [key …] LEFT|RIGHT [COUNT n]
-	"BZMPOP":     {unit: time.Second, index: 0, arity: -4},     // timeout numkeys key [key …] MIN|MAX [COUNT n]
-	"WAIT":       {unit: time.Millisecond, index: 1, arity: 2}, // numreplicas timeout
-	"WAITAOF":    {unit: time.Millisecond, index: 2, arity: 3}, // numlocal numreplicas timeout
-	"XREAD":      {unit: time.Millisecond, option: true},       // [COUNT n] [BLOCK ms] STREAMS …
-	"XREADGROUP": {unit: time.Millisecond, option: true},       // GROUP g c [COUNT n] [BLOCK ms] [NOACK] STREAMS …
+	"BRPOPLPUSH": {unit: time.Second, index: 2, arity: 3},          // source destination timeout
+	"BLMOVE":     {unit: time.Second, index: 4, arity: 5},          // source destination LEFT|RIGHT LEFT|RIGHT timeout
+	"BLMPOP":     {unit: time.Second, index: 0, arity: -4},         // timeout numkeys key [key …] LEFT|RIGHT [COUNT n]
+	"BZMPOP":     {unit: time.Second, index: 0, arity: -4},         // timeout numkeys key [key …] MIN|MAX [COUNT n]
+	"WAIT":       {unit: time.Millisecond, index: 1, arity: 2},     // numreplicas timeout
+	"WAITAOF":    {unit: time.Millisecond, index: 2, arity: 3},     // numlocal numreplicas timeout
+	"XREAD":      {unit: time.Millisecond, option: true},           // [COUNT n] [BLOCK ms] STREAMS …
+	"XREADGROUP": {unit: time.Millisecond, option: true, index: 3}, // GROUP g c [COUNT n] [BLOCK ms] [NOACK] STREAMS …
 }
 
 // rdBlockTimeout checks the timeout of a blocking command against ioTimeout.
@@ -151,12 +154,14 @@ func rdBlockTimeout(cmd string, args []any, ioTimeout time.Duration) (time.Durat
 // block (no BLOCK option) or Redis will refuse its number of arguments.
 func (b rdBlocking) timeoutArg(args []any) (string, bool) {
 	if b.option {
-		for i := 0; i+1 < len(args); i++ {
+		for i := b.index; i+1 < len(args); i++ {
 			switch strings.ToUpper(rdString(args[i])) {
 			case "STREAMS":
 				return "", false
 			case "BLOCK":
 				return rdString(args[i+1]), true
+			case "COUNT":
+				i++ // its value, which may read BLOCK
 			}
 		}
 		return "", false

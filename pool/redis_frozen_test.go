@@ -104,6 +104,9 @@ func TestRedisFrozenServer(t *testing.T) {
 			t.Errorf("call %d failed after %s, want about io_timeout + the health check", i, d)
 		}
 	}
+	if st := s.pool.Stats(); st.ActiveCount != 0 { // never back to the pool after a timeout
+		t.Errorf("%d connections kept after timeouts, want them closed", st.ActiveCount)
+	}
 	if s.breaker.CheckFailures.Load() != 2 || s.breaker.State() != "open" {
 		t.Errorf("%d failed health checks, breaker %s; want 2, open", s.breaker.CheckFailures.Load(), s.breaker.State())
 	}

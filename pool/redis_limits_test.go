@@ -39,6 +39,8 @@ func TestRedisBlockTimeoutParsing(t *testing.T) {
 		{"XREAD", []any{"BLOCK", "4000", "STREAMS", "s", "$"}, 4 * time.Second, KindOK, ""},
 		{"XREAD", []any{"BLOCK", "1.5", "STREAMS", "s", "$"}, 0, KindBadArgument, "want a non-negative integer number of milliseconds"},
 		{"XREADGROUP", []any{"GROUP", "g", "c", "BLOCK", "5000", "NOACK", "STREAMS", "s", ">"}, 0, KindRefused, "XREADGROUP timeout 5s is longer"},
+		{"XREADGROUP", []any{"GROUP", "BLOCK", "c", "COUNT", "BLOCK", "STREAMS", "s", ">"}, 0, KindOK, ""}, // a group named BLOCK, a bad count
+		{"XREADGROUP", []any{"GROUP", "g", "BLOCK", "NOACK", "BLOCK", "10", "STREAMS", "s", ">"}, 10 * time.Millisecond, KindOK, ""},
 		{"WAIT", []any{"1", "0"}, 0, KindRefused, "WAIT timeout 0 (forever)"},
 		{"WAIT", []any{"1", "100"}, 100 * time.Millisecond, KindOK, ""},
 		{"WAITAOF", []any{"1", "0", "99999999999999999999"}, 0, KindRefused, "WAITAOF timeout"},
