@@ -19,6 +19,10 @@ type Config struct {
 	ProfilerRate        int           `cf:"profiler_rate"`          // rids traced per 10000; default 1
 	ProfilerMaxBodySize int           `cf:"profiler_max_body_size"` // bytes of call details logged; default 1024
 
+	// MaxReplyBytes is rpc.max_reply_bytes, set by the config package: the
+	// bytes one backend reply may hold (pool.Limits). 0 = no limit.
+	MaxReplyBytes int `cf:"-"`
+
 	Proxy    *proxy.Config        `cf:"proxy"`
 	Lcache   *LcacheConfig        `cf:"lcache"`
 	Lock     *LockConfig          `cf:"lock"`

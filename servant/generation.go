@@ -113,9 +113,9 @@ func (s *FunServant) build(cfg Config, old *generation) (*generation, error) {
 func (s *FunServant) buildPools(g, old *generation) (err error) {
 	cfg := g.cfg
 	if cfg.Redis != nil {
-		if old.rd != nil && reflect.DeepEqual(*old.cfg.Redis, *cfg.Redis) {
+		if old.rd != nil && reflect.DeepEqual(*old.cfg.Redis, *cfg.Redis) && old.cfg.MaxReplyBytes == cfg.MaxReplyBytes {
 			g.rd = old.rd
-		} else if g.rd, err = pool.NewRedis(*cfg.Redis); err != nil {
+		} else if g.rd, err = pool.NewRedis(*cfg.Redis, s.Backends, s.limits(cfg)); err != nil {
 			return fmt.Errorf("servants.redis: %w", err)
 		}
 	}
@@ -137,6 +137,11 @@ func (s *FunServant) buildPools(g, old *generation) (err error) {
 		g.my, err = s.buildMysql(g, old)
 	}
 	return err
+}
+
+// limits are the pool.Limits of cfg.
+func (s *FunServant) limits(cfg Config) pool.Limits {
+	return pool.Limits{MaxReplyBytes: cfg.MaxReplyBytes}
 }
 
 // buildMysql makes the MySQL servant of g, reusing old's pools when

@@ -289,17 +289,9 @@ func redisQueryStore(g *generation, poolName string, maxEntryBytes int64) (cache
 	if g.rd == nil {
 		return nil, fmt.Errorf("servants.mysql.cache_store is redis but servants.redis is not configured")
 	}
-	if g.rd.Stats(poolName) == nil {
+	if !g.rd.HasPool(poolName) {
 		return nil, fmt.Errorf("servants.mysql.cache_store_redis_pool: no Redis pool %q in servants.redis.pools", poolName)
 	}
-	return cache.NewRedisStore(redisKeyDoer{g.rd}, cache.RedisStoreConfig{Pool: poolName, Prefix: "fae:qc:",
+	return cache.NewRedisStore(g.rd, cache.RedisStoreConfig{Pool: poolName, Prefix: "fae:qc:",
 		LeasePrefix: "fae:ql:", MaxEntryBytes: maxEntryBytes})
-}
-
-// redisKeyDoer stands for pool.Redis.DoKey until the Redis pool has it.
-// TODO(issue 7): replace with g.rd once pool.Redis.DoKey lands.
-type redisKeyDoer struct{ r *pool.Redis }
-
-func (d redisKeyDoer) DoKey(ctx context.Context, pool, key, cmd string, args ...any) (any, error) {
-	return d.r.Do(ctx, pool, cmd, args...)
 }

@@ -4,27 +4,35 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/pool"
 )
 
 var errRedisOff = &NotConfiguredError{Name: "redis", Key: "servants.redis"}
 
-// ErrKeyNotExists: rd_call GET of a missing key (the original's "key not exists").
-var ErrKeyNotExists = errors.New("key not exists")
+// ErrKeyNotExists: rd_call GET of a missing key (the original's "key not
+// exists"). errors.Is(err, pool.KindMiss) holds for it too.
+var ErrKeyNotExists error = keyNotExists{}
+
+type keyNotExists struct{}
+
+func (keyNotExists) Error() string { return "key not exists" }
+func (keyNotExists) Unwrap() error { return pool.KindMiss }
 
 // RdCall runs Redis command cmd with keysAndArgs on the server of pool that
-// keysAndArgs[0] hashes to, and returns the reply as a string: bulk → its bytes,
-// status → its text, integer → decimal, nil → "", array → a JSON array of
-// strings (nested arrays as nested JSON arrays, integers as decimal strings, nil
-// elements as ""). Errors: redis not configured, unknown pool, empty
-// keysAndArgs, a command in deny_commands, GET of a missing key ("key not
-// exists"), a Redis error reply (its text), and the failures of pool.BackendError
-// (server failure, circuit open, all connections busy).
+// keysAndArgs[0] hashes to (pool.Redis.Do, which lists the commands it
+// refuses), and returns the reply as a string: bulk → its bytes, status → its
+// text, integer → decimal, nil → "", array → a JSON array of strings (nested
+// arrays as nested JSON arrays, integers as decimal strings, nil elements as
+// ""). Errors: redis not configured, GET of a missing key ("key not exists",
+// errors.Is ErrKeyNotExists and pool.KindMiss), and the *pool.Error of Do, its
+// kind matched with errors.Is (unknown pool, bad argument, refused — denied,
+// state-changing or blocking too long, or Redis's error reply —, busy, server
+// failure, timeout, canceled, circuit open, too large).
 func (s *FunServant) RdCall(ctx context.Context, c *rpc.Context, cmd, poolName string, keysAndArgs []string) (string, error) {
 	return run(s, "rd.call", c, true, func(g *generation) (string, error) {
 		if g.rd == nil {
