@@ -1,0 +1,241 @@
+package pool
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Faults of a real memcached of the test's own: frozen (SIGSTOP: the kernel
+// still completes TCP handshakes, nothing answers), killed and restarted.
+
+// mcProcess is a memcached the test owns, on a port of its own.
+type mcProcess struct {
+	t    testing.TB
+	addr string
+	cmd  *exec.Cmd
+}
+
+// startMcProcess starts a memcached on a free loopback port; the test's
+// cleanup kills it.
+func startMcProcess(t testing.TB) *mcProcess {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &mcProcess{t: t, addr: l.Addr().String()}
+	l.Close()
+	p.start()
+	t.Cleanup(p.kill)
+	return p
+}
+
+// start runs memcached and waits until it answers.
+func (p *mcProcess) start() {
+	p.t.Helper()
+	_, port, _ := net.SplitHostPort(p.addr)
+	p.cmd = exec.Command("/usr/bin/memcached", "-u", "memcache", "-l", "127.0.0.1", "-p", port, "-U", "0", "-m", "16")
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatalf("starting memcached: %v", err)
+	}
+	mcEventually(p.t, 10*time.Second, "memcached to listen on "+p.addr, func() bool {
+		_, err := mcStat(p.addr, "curr_connections")
+		return err == nil
+	})
+}
+
+// kill stops memcached (thawed first, in case it is frozen) and waits for it.
+func (p *mcProcess) kill() {
+	if p.cmd == nil || p.cmd.ProcessState != nil {
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGCONT)
+	p.cmd.Process.Kill()
+	p.cmd.Wait()
+}
+
+func (p *mcProcess) signal(sig syscall.Signal) {
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// mcStat is the value of memcached's "stats" line name, asked on a
+// connection of its own (counted in curr_connections).
+func mcStat(addr, name string) (int, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	fmt.Fprintf(c, "stats\r\n")
+	sc := bufio.NewScanner(c)
+	for sc.Scan() && sc.Text() != "END" {
+		if v, ok := strings.CutPrefix(sc.Text(), "STAT "+name+" "); ok {
+			return strconv.Atoi(v)
+		}
+	}
+	return 0, fmt.Errorf("no stat %s: %v", name, sc.Err())
+}
+
+// mcEventually polls cond every 10 ms until it holds, failing after timeout.
+func mcEventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestMemcacheFrozenServer: a frozen memcached times out each call; the
+// health check ("version" on a connection of its own) fails too, so the
+// breaker opens after failure_allowance calls and then refuses at once; after
+// SIGCONT the server is used again within retry_interval.
+func TestMemcacheFrozenServer(t *testing.T) {
+	srv := startMcProcess(t)
+	cfg := mcConfig(t, "standard", 1, srv.addr)
+	cfg.Timeout = 200 * time.Millisecond
+	cfg.Breaker = BreakerConfig{FailureAllowance: 2, RetryInterval: 500 * time.Millisecond}
+	m, obs := newTestMemcache(t, cfg, Limits{})
+	k := testKey(t, "k")
+	if err := m.Set("p", k, []byte("v"), 0, 60); err != nil {
+		t.Fatal(err)
+	}
+	srv.signal(syscall.SIGSTOP)
+	for i := 0; i < 2; i++ {
+		start := time.Now()
+		_, _, err := m.Get("p", k)
+		wantMcError(t, fmt.Sprint("get ", i, " of a frozen server"), err, KindTimeout, srv.addr, "i/o timeout")
+		// timeout, then the health check (at most HealthCheckTimeout).
+		if d := time.Since(start); d < cfg.Timeout || d > cfg.Timeout+HealthCheckTimeout+time.Second {
+			t.Errorf("get %d failed after %s, want timeout (%s) plus a health check", i, d, cfg.Timeout)
+		}
+	}
+	b := m.pools["p"].servers[0].breaker
+	if b.Checks.Load() != 2 || b.CheckFailures.Load() != 2 {
+		t.Errorf("%d health checks, %d failed; want 2 and 2", b.Checks.Load(), b.CheckFailures.Load())
+	}
+	start := time.Now()
+	_, _, err := m.Get("p", k)
+	wantMcError(t, "get with the breaker open", err, KindBreakerOpen, srv.addr, "circuit open")
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("refusal took %s, want it at once", d)
+	}
+	srv.signal(syscall.SIGCONT)
+	thawed := time.Now()
+	mcEventually(t, cfg.Breaker.RetryInterval+2*time.Second, "gets to succeed after SIGCONT", func() bool {
+		v, _, err := m.Get("p", k)
+		return err == nil && string(v) == "v"
+	})
+	t.Logf("back %s after SIGCONT (retry_interval %s)", time.Since(thawed).Round(time.Millisecond), cfg.Breaker.RetryInterval)
+	if n := mcCount(obs, srv.addr, "get", KindTimeout); n != 2 {
+		t.Errorf("%d timeouts observed, want 2", n)
+	}
+}
+
+// TestMemcacheNoReuseAfterTimeout: the connection of a call that timed out is
+// never reused. Its request is still in the socket; had the connection gone
+// back to the idle list, the next get on it would read that late reply (the
+// value of k1) as its own.
+func TestMemcacheNoReuseAfterTimeout(t *testing.T) {
+	srv := startMcProcess(t)
+	cfg := mcConfig(t, "standard", 1, srv.addr)
+	cfg.Timeout, cfg.MaxIdleConnsPerServer = 200*time.Millisecond, 1
+	cfg.Breaker.FailureAllowance = 100
+	m, _ := newTestMemcache(t, cfg, Limits{})
+	k1, k2 := testKey(t, "k1"), testKey(t, "k2")
+	for _, k := range []string{k1, k2} {
+		if err := m.Set("p", k, []byte(k), 0, 60); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.signal(syscall.SIGSTOP)
+	_, _, err := m.Get("p", k1)
+	wantMcError(t, "get of a frozen server", err, KindTimeout, srv.addr, "i/o timeout")
+	srv.signal(syscall.SIGCONT)
+	for i := 0; i < 5; i++ {
+		if v, _, err := m.Get("p", k2); err != nil || string(v) != k2 {
+			t.Fatalf("get %d of %q after SIGCONT = %q, %v; want its own value", i, k2, v, err)
+		}
+	}
+}
+
+// TestMemcacheRestartDropsIdle: a restarted server has reset every idle
+// connection. The first call finds that out (KindServerFailure, not a dial
+// failure); the server's other idle connections are dropped with it, so the
+// next calls dial afresh and succeed, and the breaker (failure_allowance 2,
+// fewer than the idle connections) stays closed.
+func TestMemcacheRestartDropsIdle(t *testing.T) {
+	srv := startMcProcess(t)
+	cfg := mcConfig(t, "standard", 1, srv.addr)
+	cfg.MaxIdleConnsPerServer = 8
+	cfg.Breaker = BreakerConfig{FailureAllowance: 2, RetryInterval: time.Minute}
+	m, obs := newTestMemcache(t, cfg, Limits{})
+	idle := warmMemcache(t, m, srv.addr, cfg.Breaker.FailureAllowance+1)
+	t.Logf("%d idle connections before the restart", idle)
+	srv.kill()
+	srv.start()
+	k := testKey(t, "after")
+	err := m.Set("p", k, []byte("x"), 0, 60)
+	wantMcError(t, "first set after the restart", err, KindServerFailure, srv.addr, "")
+	if de := (*DialError)(nil); errors.As(err, &de) {
+		t.Errorf("first set after the restart: %v is a dial failure, want one of the reset connection", err)
+	}
+	for i := 0; i < 10; i++ {
+		if err := m.Set("p", k, []byte("x"), 0, 60); err != nil {
+			t.Fatalf("set %d after the first failure: %v", i, err)
+		}
+	}
+	if n := mcCount(obs, srv.addr, "set", KindServerFailure); n != 1 {
+		t.Errorf("%d server failures observed, want 1", n)
+	}
+}
+
+// warmMemcache runs concurrent sets on m's pool "p" until the server at addr
+// holds at least want connections of m (memcached's curr_connections, less
+// the one asking), then stops them and returns how many stayed open, idle.
+func warmMemcache(t *testing.T, m *Memcache, addr string, want int) int {
+	t.Helper()
+	conns := func() int {
+		n, err := mcStat(addr, "curr_connections")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n - 1
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				m.Set("p", fmt.Sprintf("kvtest:pool:warm:%d:%d", w, i), []byte("v"), 0, 60)
+			}
+		})
+	}
+	mcEventually(t, 10*time.Second, fmt.Sprintf("%d connections to %s", want, addr), func() bool { return conns() >= want })
+	close(stop)
+	wg.Wait()
+	n := conns()
+	if n < want {
+		t.Fatalf("%d idle connections to %s after the warm-up, want at least %d", n, addr, want)
+	}
+	return n
+}
