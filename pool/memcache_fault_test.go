@@ -21,18 +21,19 @@ import (
 type mcProcess struct {
 	t    testing.TB
 	addr string
+	args []string // memcached options besides the address
 	cmd  *exec.Cmd
 }
 
-// startMcProcess starts a memcached on a free loopback port; the test's
-// cleanup kills it.
-func startMcProcess(t testing.TB) *mcProcess {
+// startMcProcess starts a memcached with options args on a free loopback
+// port; the test's cleanup kills it.
+func startMcProcess(t testing.TB, args ...string) *mcProcess {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &mcProcess{t: t, addr: l.Addr().String()}
+	p := &mcProcess{t: t, addr: l.Addr().String(), args: args}
 	l.Close()
 	p.start()
 	t.Cleanup(p.kill)
@@ -43,7 +44,7 @@ func startMcProcess(t testing.TB) *mcProcess {
 func (p *mcProcess) start() {
 	p.t.Helper()
 	_, port, _ := net.SplitHostPort(p.addr)
-	p.cmd = exec.Command("/usr/bin/memcached", "-u", "memcache", "-l", "127.0.0.1", "-p", port, "-U", "0", "-m", "16")
+	p.cmd = exec.Command("/usr/bin/memcached", append([]string{"-u", "memcache", "-l", "127.0.0.1", "-p", port, "-U", "0", "-m", "16"}, p.args...)...)
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatalf("starting memcached: %v", err)
 	}
@@ -143,6 +144,41 @@ func TestMemcacheFrozenServer(t *testing.T) {
 	t.Logf("back %s after SIGCONT (retry_interval %s)", time.Since(thawed).Round(time.Millisecond), cfg.Breaker.RetryInterval)
 	if n := mcCount(obs, srv.addr, "get", KindTimeout); n != 2 {
 		t.Errorf("%d timeouts observed, want 2", n)
+	}
+}
+
+// TestMemcacheConnectTimeout: a frozen memcached whose listen backlog (-b 1)
+// is full drops new SYNs, so a dial times out: KindTimeout with a *DialError
+// cause, counted on the breaker's dial side, which opens after
+// failure_allowance of them.
+func TestMemcacheConnectTimeout(t *testing.T) {
+	srv := startMcProcess(t, "-b", "1")
+	cfg := mcConfig(t, "standard", 1, srv.addr)
+	cfg.Timeout = 200 * time.Millisecond
+	cfg.Breaker = BreakerConfig{FailureAllowance: 2, RetryInterval: time.Hour}
+	m, _ := newTestMemcache(t, cfg, Limits{})
+	srv.signal(syscall.SIGSTOP)
+	// Fill the accept queue: connects succeed until it is full, then hang.
+	for filled := false; !filled; {
+		c, err := net.DialTimeout("tcp", srv.addr, 200*time.Millisecond)
+		if err != nil {
+			filled = true
+			continue
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	for i := 0; i < 2; i++ {
+		_, _, err := m.Get("p", "k")
+		wantMcError(t, fmt.Sprint("get ", i), err, KindTimeout, srv.addr, "timeout: dial: connect timeout to "+srv.addr)
+		if de := (*DialError)(nil); !errors.As(err, &de) {
+			t.Fatalf("get %d: %v is not a *DialError", i, err)
+		}
+	}
+	b := m.pools["p"].servers[0].breaker
+	_, _, err := m.Get("p", "k")
+	wantMcError(t, "get after 2 connect timeouts", err, KindBreakerOpen, srv.addr, "circuit open")
+	if b.Checks.Load() != 0 {
+		t.Errorf("%d health checks after failed dials, want none (a dial failure counts at once)", b.Checks.Load())
 	}
 }
 
