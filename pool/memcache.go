@@ -24,6 +24,7 @@ import (
 // "delete", "incr" or "decr", with the Key, the Pool and the Server asked)
 // of one of these kinds, which errors.Is matches:
 //   - KindMiss: get, incr or decr of an absent key (cause "cache miss");
+//     Delete answers false instead, Add of an existing key false;
 //   - KindBadArgument: the key is empty, over 250 bytes or has a control or
 //     space byte (cause "invalid key: …"); no server asked;
 //   - KindUnknownPool: the pool is not in servants.memcache.servers;
