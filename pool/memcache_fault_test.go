@@ -5,69 +5,25 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // Faults of a real memcached of the test's own: frozen (SIGSTOP: the kernel
 // still completes TCP handshakes, nothing answers), killed and restarted.
 
-// mcProcess is a memcached the test owns, on a port of its own.
-type mcProcess struct {
-	t    testing.TB
-	addr string
-	args []string // memcached options besides the address
-	cmd  *exec.Cmd
-}
-
-// startMcProcess starts a memcached with options args on a free loopback
-// port; the test's cleanup kills it.
-func startMcProcess(t testing.TB, args ...string) *mcProcess {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &mcProcess{t: t, addr: l.Addr().String(), args: args}
-	l.Close()
-	p.start()
-	t.Cleanup(p.kill)
-	return p
-}
-
-// start runs memcached and waits until it answers.
-func (p *mcProcess) start() {
-	p.t.Helper()
-	_, port, _ := net.SplitHostPort(p.addr)
-	p.cmd = exec.Command("/usr/bin/memcached", append([]string{"-u", "memcache", "-l", "127.0.0.1", "-p", port, "-U", "0", "-m", "16"}, p.args...)...)
-	if err := p.cmd.Start(); err != nil {
-		p.t.Fatalf("starting memcached: %v", err)
-	}
-	mcEventually(p.t, 10*time.Second, "memcached to listen on "+p.addr, func() bool {
-		_, err := mcStat(p.addr, "curr_connections")
-		return err == nil
+// startMemcachedBacklog1 starts a memcached of the test's own whose listen
+// backlog holds a single connection (-b 1).
+func startMemcachedBacklog1(t testing.TB) *testenv.Server {
+	return testenv.Start(t, "memcached", func(port int) []string {
+		return []string{"/usr/bin/memcached", "-u", "memcache", "-l", "127.0.0.1", "-p", strconv.Itoa(port),
+			"-U", "0", "-m", "16", "-b", "1"}
 	})
-}
-
-// kill stops memcached (thawed first, in case it is frozen) and waits for it.
-func (p *mcProcess) kill() {
-	if p.cmd == nil || p.cmd.ProcessState != nil {
-		return
-	}
-	p.cmd.Process.Signal(syscall.SIGCONT)
-	p.cmd.Process.Kill()
-	p.cmd.Wait()
-}
-
-func (p *mcProcess) signal(sig syscall.Signal) {
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		p.t.Fatal(err)
-	}
 }
 
 // mcStat is the value of memcached's "stats" line name, asked on a
@@ -89,25 +45,13 @@ func mcStat(addr, name string) (int, error) {
 	return 0, fmt.Errorf("no stat %s: %v", name, sc.Err())
 }
 
-// mcEventually polls cond every 10 ms until it holds, failing after timeout.
-func mcEventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestMemcacheFrozenServer: a frozen memcached times out each call; the
 // health check ("version" on a connection of its own) fails too, so the
 // breaker opens after failure_allowance calls and then refuses at once; after
 // SIGCONT the server is used again within retry_interval.
 func TestMemcacheFrozenServer(t *testing.T) {
-	srv := startMcProcess(t)
-	cfg := mcConfig(t, "standard", 1, srv.addr)
+	srv := testenv.StartMemcached(t)
+	cfg := mcConfig(t, "standard", 1, srv.Addr())
 	cfg.Timeout = 200 * time.Millisecond
 	cfg.Breaker = BreakerConfig{FailureAllowance: 2, RetryInterval: 500 * time.Millisecond}
 	m, obs := newTestMemcache(t, cfg, Limits{})
@@ -115,11 +59,11 @@ func TestMemcacheFrozenServer(t *testing.T) {
 	if err := m.Set("p", k, []byte("v"), 0, 60); err != nil {
 		t.Fatal(err)
 	}
-	srv.signal(syscall.SIGSTOP)
+	srv.Freeze()
 	for i := 0; i < 2; i++ {
 		start := time.Now()
 		_, _, err := m.Get("p", k)
-		wantMcError(t, fmt.Sprint("get ", i, " of a frozen server"), err, KindTimeout, srv.addr, "i/o timeout")
+		wantMcError(t, fmt.Sprint("get ", i, " of a frozen server"), err, KindTimeout, srv.Addr(), "i/o timeout")
 		// timeout, then the health check (at most HealthCheckTimeout).
 		if d := time.Since(start); d < cfg.Timeout || d > cfg.Timeout+HealthCheckTimeout+time.Second {
 			t.Errorf("get %d failed after %s, want timeout (%s) plus a health check", i, d, cfg.Timeout)
@@ -131,18 +75,18 @@ func TestMemcacheFrozenServer(t *testing.T) {
 	}
 	start := time.Now()
 	_, _, err := m.Get("p", k)
-	wantMcError(t, "get with the breaker open", err, KindBreakerOpen, srv.addr, "circuit open")
+	wantMcError(t, "get with the breaker open", err, KindBreakerOpen, srv.Addr(), "circuit open")
 	if d := time.Since(start); d > 100*time.Millisecond {
 		t.Errorf("refusal took %s, want it at once", d)
 	}
-	srv.signal(syscall.SIGCONT)
+	srv.Thaw()
 	thawed := time.Now()
-	mcEventually(t, cfg.Breaker.RetryInterval+2*time.Second, "gets to succeed after SIGCONT", func() bool {
+	testenv.Eventually(t, cfg.Breaker.RetryInterval+2*time.Second, "gets to succeed after SIGCONT", func() bool {
 		v, _, err := m.Get("p", k)
 		return err == nil && string(v) == "v"
 	})
 	t.Logf("back %s after SIGCONT (retry_interval %s)", time.Since(thawed).Round(time.Millisecond), cfg.Breaker.RetryInterval)
-	if n := mcCount(obs, srv.addr, "get", KindTimeout); n != 2 {
+	if n := mcCount(obs, srv.Addr(), "get", KindTimeout); n != 2 {
 		t.Errorf("%d timeouts observed, want 2", n)
 	}
 }
@@ -152,15 +96,15 @@ func TestMemcacheFrozenServer(t *testing.T) {
 // cause, counted on the breaker's dial side, which opens after
 // failure_allowance of them.
 func TestMemcacheConnectTimeout(t *testing.T) {
-	srv := startMcProcess(t, "-b", "1")
-	cfg := mcConfig(t, "standard", 1, srv.addr)
+	srv := startMemcachedBacklog1(t)
+	cfg := mcConfig(t, "standard", 1, srv.Addr())
 	cfg.Timeout = 200 * time.Millisecond
 	cfg.Breaker = BreakerConfig{FailureAllowance: 2, RetryInterval: time.Hour}
 	m, _ := newTestMemcache(t, cfg, Limits{})
-	srv.signal(syscall.SIGSTOP)
+	srv.Freeze()
 	// Fill the accept queue: connects succeed until it is full, then hang.
 	for filled := false; !filled; {
-		c, err := net.DialTimeout("tcp", srv.addr, 200*time.Millisecond)
+		c, err := net.DialTimeout("tcp", srv.Addr(), 200*time.Millisecond)
 		if err != nil {
 			filled = true
 			continue
@@ -169,14 +113,14 @@ func TestMemcacheConnectTimeout(t *testing.T) {
 	}
 	for i := 0; i < 2; i++ {
 		_, _, err := m.Get("p", "k")
-		wantMcError(t, fmt.Sprint("get ", i), err, KindTimeout, srv.addr, "timeout: dial: connect timeout to "+srv.addr)
+		wantMcError(t, fmt.Sprint("get ", i), err, KindTimeout, srv.Addr(), "timeout: dial: connect timeout to "+srv.Addr())
 		if de := (*DialError)(nil); !errors.As(err, &de) {
 			t.Fatalf("get %d: %v is not a *DialError", i, err)
 		}
 	}
 	b := m.pools["p"].servers[0].breaker
 	_, _, err := m.Get("p", "k")
-	wantMcError(t, "get after 2 connect timeouts", err, KindBreakerOpen, srv.addr, "circuit open")
+	wantMcError(t, "get after 2 connect timeouts", err, KindBreakerOpen, srv.Addr(), "circuit open")
 	if b.Checks.Load() != 0 {
 		t.Errorf("%d health checks after failed dials, want none (a dial failure counts at once)", b.Checks.Load())
 	}
@@ -187,8 +131,8 @@ func TestMemcacheConnectTimeout(t *testing.T) {
 // back to the idle list, the next get on it would read that late reply (the
 // value of k1) as its own.
 func TestMemcacheNoReuseAfterTimeout(t *testing.T) {
-	srv := startMcProcess(t)
-	cfg := mcConfig(t, "standard", 1, srv.addr)
+	srv := testenv.StartMemcached(t)
+	cfg := mcConfig(t, "standard", 1, srv.Addr())
 	cfg.Timeout, cfg.MaxIdleConnsPerServer = 200*time.Millisecond, 1
 	cfg.Breaker.FailureAllowance = 100
 	m, _ := newTestMemcache(t, cfg, Limits{})
@@ -198,10 +142,10 @@ func TestMemcacheNoReuseAfterTimeout(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	srv.signal(syscall.SIGSTOP)
+	srv.Freeze()
 	_, _, err := m.Get("p", k1)
-	wantMcError(t, "get of a frozen server", err, KindTimeout, srv.addr, "i/o timeout")
-	srv.signal(syscall.SIGCONT)
+	wantMcError(t, "get of a frozen server", err, KindTimeout, srv.Addr(), "i/o timeout")
+	srv.Thaw()
 	for i := 0; i < 5; i++ {
 		if v, _, err := m.Get("p", k2); err != nil || string(v) != k2 {
 			t.Fatalf("get %d of %q after SIGCONT = %q, %v; want its own value", i, k2, v, err)
@@ -215,18 +159,18 @@ func TestMemcacheNoReuseAfterTimeout(t *testing.T) {
 // next calls dial afresh and succeed, and the breaker (failure_allowance 2,
 // fewer than the idle connections) stays closed.
 func TestMemcacheRestartDropsIdle(t *testing.T) {
-	srv := startMcProcess(t)
-	cfg := mcConfig(t, "standard", 1, srv.addr)
+	srv := testenv.StartMemcached(t)
+	cfg := mcConfig(t, "standard", 1, srv.Addr())
 	cfg.MaxIdleConnsPerServer = 8
 	cfg.Breaker = BreakerConfig{FailureAllowance: 2, RetryInterval: time.Minute}
 	m, obs := newTestMemcache(t, cfg, Limits{})
-	idle := warmMemcache(t, m, srv.addr, cfg.Breaker.FailureAllowance+1)
+	idle := warmMemcache(t, m, srv.Addr(), cfg.Breaker.FailureAllowance+1)
 	t.Logf("%d idle connections before the restart", idle)
-	srv.kill()
-	srv.start()
+	srv.Stop()
+	srv.Start()
 	k := testKey(t, "after")
 	err := m.Set("p", k, []byte("x"), 0, 60)
-	wantMcError(t, "first set after the restart", err, KindServerFailure, srv.addr, "")
+	wantMcError(t, "first set after the restart", err, KindServerFailure, srv.Addr(), "")
 	if de := (*DialError)(nil); errors.As(err, &de) {
 		t.Errorf("first set after the restart: %v is a dial failure, want one of the reset connection", err)
 	}
@@ -235,7 +179,7 @@ func TestMemcacheRestartDropsIdle(t *testing.T) {
 			t.Fatalf("set %d after the first failure: %v", i, err)
 		}
 	}
-	if n := mcCount(obs, srv.addr, "set", KindServerFailure); n != 1 {
+	if n := mcCount(obs, srv.Addr(), "set", KindServerFailure); n != 1 {
 		t.Errorf("%d server failures observed, want 1", n)
 	}
 }
@@ -266,7 +210,7 @@ func warmMemcache(t *testing.T, m *Memcache, addr string, want int) int {
 			}
 		})
 	}
-	mcEventually(t, 10*time.Second, fmt.Sprintf("%d connections to %s", want, addr), func() bool { return conns() >= want })
+	testenv.Eventually(t, 10*time.Second, fmt.Sprintf("%d connections to %s", want, addr), func() bool { return conns() >= want })
 	close(stop)
 	wg.Wait()
 	n := conns()
