@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +26,57 @@ func startMemcachedBacklog1(t testing.TB) *testenv.Server {
 		return []string{"/usr/bin/memcached", "-u", "memcache", "-l", "127.0.0.1", "-p", strconv.Itoa(port),
 			"-U", "0", "-m", "16", "-b", "1"}
 	})
+}
+
+// freeze stops srv (SIGSTOP) and waits until every thread of it has stopped:
+// the signal takes effect asynchronously, and a worker thread already woken by
+// a request may still answer it. thaw resumes srv and waits until no thread is
+// stopped.
+func freeze(t testing.TB, srv *testenv.Server) {
+	t.Helper()
+	srv.Freeze()
+	waitThreads(t, srv, true)
+}
+
+func thaw(t testing.TB, srv *testenv.Server) {
+	t.Helper()
+	srv.Thaw()
+	waitThreads(t, srv, false)
+}
+
+// waitThreads polls the states of the threads of srv's process
+// (/proc/<pid>/task/*/stat) until all are stopped ("T"), or none is.
+func waitThreads(t testing.TB, srv *testenv.Server, stopped bool) {
+	t.Helper()
+	pid := memcachedPid(t, srv.Port)
+	testenv.Eventually(t, 5*time.Second, fmt.Sprintf("memcached %d stopped = %v", pid, stopped), func() bool {
+		stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		for _, f := range stats {
+			b, err := os.ReadFile(f)
+			i := strings.LastIndexByte(string(b), ')')
+			if err != nil || i < 0 || i+2 >= len(b) || (b[i+2] == 'T') != stopped {
+				return false
+			}
+		}
+		return len(stats) > 0
+	})
+}
+
+// memcachedPid is the process id of the memcached listening on port, found by
+// its command line (testenv.Server does not expose it).
+func memcachedPid(t testing.TB, port int) int {
+	t.Helper()
+	want := "\x00-p\x00" + strconv.Itoa(port) + "\x00"
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range cmdlines {
+		b, err := os.ReadFile(f)
+		if err == nil && strings.HasPrefix(string(b), "/usr/bin/memcached\x00") && strings.Contains(string(b), want) {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+			return pid
+		}
+	}
+	t.Fatalf("no memcached process with -p %d", port)
+	return 0
 }
 
 // mcStat is the value of memcached's "stats" line name, asked on a
@@ -59,7 +112,7 @@ func TestMemcacheFrozenServer(t *testing.T) {
 	if err := m.Set("p", k, []byte("v"), 0, 60); err != nil {
 		t.Fatal(err)
 	}
-	srv.Freeze()
+	freeze(t, srv)
 	for i := 0; i < 2; i++ {
 		start := time.Now()
 		_, _, err := m.Get("p", k)
@@ -79,7 +132,7 @@ func TestMemcacheFrozenServer(t *testing.T) {
 	if d := time.Since(start); d > 100*time.Millisecond {
 		t.Errorf("refusal took %s, want it at once", d)
 	}
-	srv.Thaw()
+	thaw(t, srv)
 	thawed := time.Now()
 	testenv.Eventually(t, cfg.Breaker.RetryInterval+2*time.Second, "gets to succeed after SIGCONT", func() bool {
 		v, _, err := m.Get("p", k)
@@ -101,7 +154,7 @@ func TestMemcacheConnectTimeout(t *testing.T) {
 	cfg.Timeout = 200 * time.Millisecond
 	cfg.Breaker = BreakerConfig{FailureAllowance: 2, RetryInterval: time.Hour}
 	m, _ := newTestMemcache(t, cfg, Limits{})
-	srv.Freeze()
+	freeze(t, srv)
 	// Fill the accept queue: connects succeed until it is full, then hang.
 	for filled := false; !filled; {
 		c, err := net.DialTimeout("tcp", srv.Addr(), 200*time.Millisecond)
@@ -142,10 +195,10 @@ func TestMemcacheNoReuseAfterTimeout(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	srv.Freeze()
+	freeze(t, srv)
 	_, _, err := m.Get("p", k1)
 	wantMcError(t, "get of a frozen server", err, KindTimeout, srv.Addr(), "i/o timeout")
-	srv.Thaw()
+	thaw(t, srv)
 	for i := 0; i < 5; i++ {
 		if v, _, err := m.Get("p", k2); err != nil || string(v) != k2 {
 			t.Fatalf("get %d of %q after SIGCONT = %q, %v; want its own value", i, k2, v, err)

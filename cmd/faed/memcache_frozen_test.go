@@ -1,6 +1,9 @@
 package main_test
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,6 +32,7 @@ func TestMemcacheServerFrozen(t *testing.T) {
 		return time.Since(start), err
 	}
 	srv.cmd.Process.Signal(syscall.SIGSTOP)
+	waitThreads(t, srv.cmd.Process.Pid, true)
 	at := `memcache get "` + k + `": pool "p", server ` + srv.Addr() + ": "
 	for i := 0; i < 2; i++ {
 		d, err := get()
@@ -44,6 +48,7 @@ func TestMemcacheServerFrozen(t *testing.T) {
 		t.Errorf("refusal took %s, want it at once", d)
 	}
 	srv.cmd.Process.Signal(syscall.SIGCONT)
+	waitThreads(t, srv.cmd.Process.Pid, false)
 	resumed := time.Now()
 	eventually(t, retry+time.Second, "calls to succeed after SIGCONT", func() bool {
 		_, err := get()
@@ -54,4 +59,23 @@ func TestMemcacheServerFrozen(t *testing.T) {
 		return err == nil
 	})
 	t.Logf("back %s after SIGCONT (retry_interval %s)", time.Since(resumed).Round(time.Millisecond), retry)
+}
+
+// waitThreads polls the states of the threads of process pid
+// (/proc/<pid>/task/*/stat) until all are stopped ("T"), or none is: SIGSTOP
+// and SIGCONT take effect asynchronously, and a memcached worker thread
+// already woken by a request may still answer it.
+func waitThreads(t testing.TB, pid int, stopped bool) {
+	t.Helper()
+	eventually(t, 5*time.Second, fmt.Sprintf("process %d stopped = %v", pid, stopped), func() bool {
+		stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		for _, f := range stats {
+			b, err := os.ReadFile(f)
+			i := strings.LastIndexByte(string(b), ')')
+			if err != nil || i < 0 || i+2 >= len(b) || (b[i+2] == 'T') != stopped {
+				return false
+			}
+		}
+		return len(stats) > 0
+	})
 }
