@@ -122,7 +122,7 @@ func (s *FunServant) buildPools(g, old *generation) (err error) {
 	if cfg.Memcache != nil {
 		if old.mc != nil && reflect.DeepEqual(*old.cfg.Memcache, *cfg.Memcache) {
 			g.mc = old.mc
-		} else if g.mc, err = pool.NewMemcache(*cfg.Memcache); err != nil {
+		} else if g.mc, err = pool.NewMemcache(*cfg.Memcache, pool.NopObserver{}, pool.Limits{}); err != nil {
 			return fmt.Errorf("servants.memcache: %w", err)
 		}
 	}
