@@ -120,9 +120,9 @@ func (s *FunServant) buildPools(g, old *generation) (err error) {
 		}
 	}
 	if cfg.Memcache != nil {
-		if old.mc != nil && reflect.DeepEqual(*old.cfg.Memcache, *cfg.Memcache) {
+		if old.mc != nil && reflect.DeepEqual(*old.cfg.Memcache, *cfg.Memcache) && old.cfg.MaxReplyBytes == cfg.MaxReplyBytes {
 			g.mc = old.mc
-		} else if g.mc, err = pool.NewMemcache(*cfg.Memcache, pool.NopObserver{}, pool.Limits{}); err != nil {
+		} else if g.mc, err = pool.NewMemcache(*cfg.Memcache, s.Backends, s.limits(cfg)); err != nil {
 			return fmt.Errorf("servants.memcache: %w", err)
 		}
 	}
