@@ -107,7 +107,12 @@ func (k *killConnector) Connect(ctx context.Context) (driver.Conn, error) {
 			dc.Close()
 			return fmt.Errorf("reading the connection id: %w", err)
 		}
-		kc = &killConn{srv: k.srv, conn: dc.(mysqlDriverConn), sock: h.conn, id: id}
+		mc, ok := dc.(mysqlDriverConn)
+		if !ok {
+			dc.Close()
+			return fmt.Errorf("the driver's connection %T lacks an interface database/sql uses", dc)
+		}
+		kc = &killConn{srv: k.srv, conn: mc, sock: h.conn, id: id}
 		return nil
 	})
 	if err != nil {
