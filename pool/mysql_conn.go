@@ -18,8 +18,9 @@ import (
 // This file wraps the go-sql-driver connector and connections so that a
 // statement whose ctx ends is stopped on the server, not only on faed's side.
 // The driver, when a ctx ends, just closes the socket: MySQL does not notice a
-// gone client while a statement runs (SLEEP looks every 5 s, a long scan or
-// sort never), so the statement kept running and holding its locks. Here each
+// gone client while a statement runs (SLEEP looks every 5 s, a sort or an
+// aggregate over a big table only when it sends its result), so the statement
+// kept running, holding its locks and a server thread. Here each
 // connection knows its server thread id, and every statement (text or
 // prepared, and its rows until they are closed) arms a context.AfterFunc that
 // runs `KILL QUERY <thread id>` on a fresh connection (mysqlServer.kill).
@@ -309,8 +310,14 @@ const maxKillsInFlight = 4
 // kill runs KILL QUERY id on a fresh connection of its own (not the pool's,
 // which the statement's own client may have exhausted), in the background,
 // bounded by KillTimeout, and reports it to the observer as op "kill" (KindMiss
-// when the statement had already ended). Close waits for kills in flight.
+// when the statement had already ended). Close waits for kills in flight;
+// none starts after it.
 func (s *mysqlServer) kill(pool string, id uint64) {
+	s.killMu.Lock()
+	defer s.killMu.Unlock()
+	if s.killsDone {
+		return
+	}
 	s.kills.Add(1)
 	go func() {
 		defer s.kills.Done()

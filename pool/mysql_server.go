@@ -32,7 +32,9 @@ type mysqlServer struct {
 	obs            Observer
 	closed         atomic.Bool
 	stop           chan struct{}
-	kills          sync.WaitGroup
+	killMu         sync.Mutex
+	killsDone      bool           // set by close: no kill starts any more; guarded by killMu
+	kills          sync.WaitGroup // kills in flight
 	killSlots      chan struct{}
 }
 
@@ -95,6 +97,9 @@ func (s *mysqlServer) close() {
 		s.stmts.purge()
 	}
 	s.db.Close()
+	s.killMu.Lock()
+	s.killsDone = true
+	s.killMu.Unlock()
 	s.kills.Wait()
 }
 
