@@ -1,5 +1,6 @@
 // Package engine serves a Thrift processor over TCP and unix sockets: listeners,
-// the accept loop, sessions with their limits and timeouts, graceful drain.
+// the accept loop, sessions with their limits and timeouts, graceful drain, and
+// the cancellation of calls whose client left or whose server stops.
 package engine
 
 import (
@@ -16,8 +17,9 @@ import (
 
 func init() {
 	// The generated processors start a goroutine and a ticker per call to watch the
-	// connection when this is > 0. Sessions here end on their own deadlines, so the
-	// watch is pure overhead: turn it off.
+	// connection when this is > 0, and their check (the transport's IsOpen, always
+	// true for connTransport) would see nothing here anyway. A call that waits on a backend watches its client with
+	// WatchClient instead, and the others pay nothing: turn it off.
 	thrift.ServerConnectivityCheckInterval = 0
 }
 
@@ -66,10 +68,10 @@ type Server struct {
 	Logger *slog.Logger
 	// CallLogger receives the lines a client can cause once per call or session
 	// ("call failed", "unknown method", "session ended by a bad call", idle
-	// timeouts), so it must be throttled: build it with NewThrottledHandler and hand
-	// the same logger to the servant, so one limit bounds every per-call line of the
-	// process. Nil = Logger behind a throttle of its own (DefaultCallLogRate,
-	// DefaultCallLogBurst).
+	// timeouts, read errors, session panics), so it must be throttled: build it
+	// with NewThrottledHandler and hand the same logger to the servant, so that one
+	// limit bounds every per-call line of the process. Nil = Logger behind a
+	// throttle of this Server's own (DefaultCallLogRate, DefaultCallLogBurst).
 	CallLogger *slog.Logger
 
 	Stats Stats
@@ -213,10 +215,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // Wait returns nil once every session goroutine has returned, and with it every
-// call (Processor.Process) it ran, or ctx.Err() if ctx ends first. After Shutdown
-// or Close no new session starts, so a nil Wait means the processor and what it
-// uses (backend pools) may be closed. Before them it only says that no session is
-// live at that moment.
+// call (Processor.Process) it ran, or ctx.Err() if ctx ends first; with a ctx that
+// has already ended it is an immediate check. After Shutdown or Close no new
+// session starts, so a nil Wait means the processor and what it uses (backend
+// pools) may be closed. Before them it only says that no session is live at that
+// moment.
 func (s *Server) Wait(ctx context.Context) error {
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()

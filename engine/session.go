@@ -108,7 +108,7 @@ func (s *Server) serveSession(sess *session) {
 		if r := recover(); r != nil {
 			s.Stats.EndPanic.Add(1)
 			reason = "panic"
-			s.Logger.Error("session panic", "remote", sess.remote, "panic", r, "stack", string(debug.Stack()))
+			s.callLogger().Error("session panic", "remote", sess.remote, "panic", r, "stack", string(debug.Stack()))
 		}
 		sess.stopWatch()
 		sess.close(endCause(reason))
@@ -141,7 +141,7 @@ func (s *Server) serveSession(sess *session) {
 			}
 		}
 		ok, err := s.Processor.Process(sess.ctx, proto, proto)
-		sess.stopWatch() // in case the processor did not
+		sess.stopWatch() // in case the servant did not
 		if !ok && !isUnknownMethod(err) {
 			reason = s.endCall(sess, err)
 			return
@@ -157,6 +157,8 @@ func (s *Server) countCall(sess *session, err error) {
 	sess.calls++
 	switch {
 	case err == nil || isDeclared(err):
+	case sess.gone.Load(): // the client left during the call: counted in ClientGone, nothing to log
+		s.Stats.CallErrors.Add(1)
 	case isUnknownMethod(err):
 		s.Stats.CallErrors.Add(1)
 		s.callLogger().Warn("unknown method", "remote", sess.remote, "err", err)

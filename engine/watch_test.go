@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,6 +74,11 @@ func TestWatchClientGone(t *testing.T) {
 			}
 			if n := ts.Stats.EndEOF.Load(); n != 1 {
 				t.Errorf("EndEOF = %d, want 1 (a client that left is no transport error)", n)
+			}
+			for _, line := range []string{"call failed", "bad call"} {
+				if strings.Contains(ts.log.String(), line) {
+					t.Errorf("a client that left logged %q:\n%s", line, ts.log)
+				}
 			}
 		})
 	}
@@ -210,6 +216,12 @@ func TestWatchClientOutsideSession(t *testing.T) {
 	stop()
 	if ctx.Err() != nil {
 		t.Error("stop cancelled the caller's ctx")
+	}
+	var none context.Context
+	if wctx, stop := engine.WatchClient(none); wctx != nil {
+		t.Error("WatchClient(nil) returned a ctx")
+	} else {
+		stop()
 	}
 }
 
