@@ -1,5 +1,6 @@
 // Package engine serves a Thrift processor over TCP and unix sockets: listeners,
-// the accept loop, sessions with their limits and timeouts, graceful drain.
+// the accept loop, sessions with their limits and timeouts, graceful drain, and
+// the cancellation of calls whose client left or whose server stops.
 package engine
 
 import (
@@ -16,19 +17,43 @@ import (
 
 func init() {
 	// The generated processors start a goroutine and a ticker per call to watch the
-	// connection when this is > 0. Sessions here end on their own deadlines, so the
-	// watch is pure overhead: turn it off.
+	// connection when this is > 0, and their check (the transport's IsOpen, always
+	// true for connTransport) would see nothing here anyway. A call that waits on a backend watches its client with
+	// WatchClient instead, and the others pay nothing: turn it off.
 	thrift.ServerConnectivityCheckInterval = 0
 }
 
-// ErrServerClosed is returned by Serve after Shutdown or Close.
-var ErrServerClosed = errors.New("engine: server closed")
+// Errors of the engine.
+var (
+	// ErrServerClosed is returned by Serve after Shutdown or Close.
+	ErrServerClosed = errors.New("engine: server closed")
+	// ErrShutdown is the cause (context.Cause) of a call's ctx cancelled because faed
+	// stops: Close, or Shutdown once its ctx has ended, closed the call's session.
+	ErrShutdown = errors.New("faed is shutting down")
+	// ErrClientGone is the cause of a call's ctx cancelled because the client closed
+	// its connection while the call ran (seen by WatchClient), or of a session's ctx
+	// once its client has closed the session.
+	ErrClientGone = errors.New("client disconnected")
+)
 
 // DrainIdleGrace is how long, during Shutdown, an idle session may wait for its
 // next call before it is closed. Clients such as php-fpm workers that make a few
 // calls in a row keep their session to its end; a session idle past the grace
 // is closed between calls, never in the middle of one.
 const DrainIdleGrace = 250 * time.Millisecond
+
+// ShutdownGrace is how long Shutdown, once its ctx has ended and it has closed the
+// remaining sessions and cancelled their calls, waits for those calls to return.
+// A call that ignores its ctx may run longer: see Wait.
+const ShutdownGrace = 2 * time.Second
+
+// Defaults of the per-call log throttle that a Server builds when CallLogger is
+// nil: at most DefaultCallLogRate lines a second, in bursts of DefaultCallLogBurst
+// (the rate engine/logthrottle.go had since the engine's first throttle, e3c334e).
+const (
+	DefaultCallLogRate  = 10 // lines per second
+	DefaultCallLogBurst = 20 // lines
+)
 
 // Server serves one thrift.TProcessor. Its exported fields are the configuration;
 // set them before Serve and do not change them after. Safe for concurrent use.
@@ -38,8 +63,16 @@ type Server struct {
 	// Config holds the limits: protocol, transport, buffer size, timeouts, max
 	// sessions, max message size (see Config for units and zero values).
 	Config Config
-	// Logger receives session and error logs. Nil = slog.Default().
+	// Logger receives the server's own lines: accept errors, session ends at debug
+	// level. Nil = slog.Default().
 	Logger *slog.Logger
+	// CallLogger receives the lines a client can cause once per call or session
+	// ("call failed", "unknown method", "session ended by a bad call", idle
+	// timeouts, read errors, session panics), so it must be throttled: build it
+	// with NewThrottledHandler and hand the same logger to the servant, so that one
+	// limit bounds every per-call line of the process. Nil = Logger behind a
+	// throttle of this Server's own (DefaultCallLogRate, DefaultCallLogBurst).
+	CallLogger *slog.Logger
 
 	Stats Stats
 
@@ -52,8 +85,7 @@ type Server struct {
 	shutdown  atomic.Bool
 	protocol  thrift.TProtocolFactory
 	tconf     *thrift.TConfiguration
-	callLog   *logThrottle // "call failed" lines
-	endLog    *logThrottle // "session ended by a bad call" lines
+	callLog   *slog.Logger // CallLogger's fallback
 }
 
 // NewServer returns a Server for processor with cfg, which must have passed Validate.
@@ -72,11 +104,14 @@ func (s *Server) init() {
 	if s.sem != nil {
 		return
 	}
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	s.callLog = slog.New(NewThrottledHandler(s.Logger.Handler(), DefaultCallLogRate, DefaultCallLogBurst))
 	s.listeners = map[net.Listener]struct{}{}
 	s.sessions = map[*session]struct{}{}
 	s.sem = make(chan struct{}, s.Config.MaxOutstandingSessions)
 	s.done = make(chan struct{})
-	s.callLog, s.endLog = newLogThrottle(), newLogThrottle()
 	s.tconf = &thrift.TConfiguration{
 		MaxMessageSize:     int32(s.Config.MaxMessageBytes),
 		MaxFrameSize:       int32(s.Config.MaxMessageBytes),
@@ -154,8 +189,12 @@ func isTemporary(err error) bool {
 
 // Shutdown drains the server: it closes the listeners, lets every call in flight
 // finish and its reply be written, closes each session once it has been idle for
-// DrainIdleGrace, and returns when no session is left. If ctx ends first, the
-// remaining sessions are closed at once and ctx's error is returned.
+// DrainIdleGrace, and returns nil when no session is left (so no call runs).
+//
+// If ctx ends first, Shutdown closes the remaining sessions as Close does,
+// cancelling their calls' ctx with cause ErrShutdown, waits up to ShutdownGrace for
+// their goroutines to return, and returns ctx.Err(). A call that ignores its ctx
+// may still be running then; Wait tells when the last one has returned.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
 	s.beginShutdown()
@@ -165,29 +204,45 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 
+	if s.Wait(ctx) == nil {
+		return nil
+	}
+	s.Close()
+	grace, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
+	defer cancel()
+	s.Wait(grace)
+	return ctx.Err()
+}
+
+// Wait returns nil once every session goroutine has returned, and with it every
+// call (Processor.Process) it ran, or ctx.Err() if ctx ends first; with a ctx that
+// has already ended it is an immediate check. After Shutdown or Close no new
+// session starts, so a nil Wait means the processor and what it uses (backend
+// pools) may be closed. Before them it only says that no session is live at that
+// moment.
+func (s *Server) Wait(ctx context.Context) error {
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
-	for {
-		if s.Stats.SessionsActive.Load() == 0 {
-			return nil
-		}
+	for s.Stats.SessionsActive.Load() != 0 {
 		select {
 		case <-ctx.Done():
-			s.Close()
 			return ctx.Err()
 		case <-tick.C:
 		}
 	}
+	return nil
 }
 
-// Close closes the listeners and every session at once, calls in flight included.
+// Close closes the listeners and every session at once: the ctx of each call in
+// flight is cancelled with cause ErrShutdown and its connection closed, so its
+// reply is lost. Close does not wait for the calls to return: see Wait.
 func (s *Server) Close() error {
 	s.init()
 	s.beginShutdown()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for sess := range s.sessions {
-		sess.conn.Close()
+		sess.close(ErrShutdown)
 	}
 	return nil
 }
@@ -206,3 +261,11 @@ func (s *Server) beginShutdown() {
 
 // Sessions is the number of live sessions.
 func (s *Server) Sessions() int { return int(s.Stats.SessionsActive.Load()) }
+
+// callLogger is where per-call lines go: CallLogger, or the server's own throttle.
+func (s *Server) callLogger() *slog.Logger {
+	if s.CallLogger != nil {
+		return s.CallLogger
+	}
+	return s.callLog
+}

@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/apache/thrift/lib/go/thrift"
@@ -20,11 +21,23 @@ type session struct {
 	srv    *Server
 	conn   net.Conn
 	remote string
+	trans  *connTransport
+	// ctx is the ctx of every call of the session (one per session, not per call,
+	// so a call pays nothing for it); it carries the session for WatchClient and is
+	// cancelled with a cause when the session ends or Close closes it.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
 
 	mu    sync.Mutex // guards idle and the read deadline while idle
 	idle  bool
 	calls int64
+	watch *watch          // the WatchClient watch of the running call; session goroutine only
+	raw   syscall.RawConn // conn's, for WatchClient; set on first use
+	gone  atomic.Bool     // WatchClient saw the client leave during a call
 }
+
+// sessionKey is the ctx key under which a session's ctx carries the session.
+type sessionKey struct{}
 
 // newSession registers conn; nil when the server is shutting down.
 func (s *Server) newSession(conn net.Conn) *session {
@@ -33,6 +46,7 @@ func (s *Server) newSession(conn net.Conn) *session {
 		remote = "unix:" + conn.LocalAddr().String()
 	}
 	sess := &session{srv: s, conn: conn, remote: remote}
+	sess.ctx, sess.cancel = context.WithCancelCause(context.WithValue(context.Background(), sessionKey{}, sess))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.shutdown.Load() {
@@ -43,6 +57,13 @@ func (s *Server) newSession(conn net.Conn) *session {
 	s.Stats.SessionsActive.Add(1)
 	s.Stats.Sessions.Add(1)
 	return sess
+}
+
+// close cancels the session's ctx with cause and closes its connection, which
+// ends a read or write in progress.
+func (sess *session) close(cause error) {
+	sess.cancel(cause)
+	sess.conn.Close()
 }
 
 // drain makes an idle session stop waiting for its next call after DrainIdleGrace.
@@ -81,34 +102,32 @@ func (sess *session) waitCall(t *connTransport) error {
 }
 
 func (s *Server) serveSession(sess *session) {
-	log := s.Logger
 	start := time.Now()
 	var reason string
 	defer func() {
 		if r := recover(); r != nil {
 			s.Stats.EndPanic.Add(1)
 			reason = "panic"
-			log.Error("session panic", "remote", sess.remote, "panic", r, "stack", string(debug.Stack()))
+			s.callLogger().Error("session panic", "remote", sess.remote, "panic", r, "stack", string(debug.Stack()))
 		}
-		sess.conn.Close()
+		sess.stopWatch()
+		sess.close(endCause(reason))
 		s.mu.Lock()
 		delete(s.sessions, sess)
 		s.mu.Unlock()
-		s.Stats.SessionsActive.Add(-1)
+		s.Logger.Debug("session end", "remote", sess.remote, "calls", sess.calls, "elapsed", time.Since(start), "reason", reason)
 		<-s.sem
-		log.Debug("session end", "remote", sess.remote, "calls", sess.calls, "elapsed", time.Since(start), "reason", reason)
+		s.Stats.SessionsActive.Add(-1) // last: Wait returns once every session got here
 	}()
 
 	cfg := &s.Config
-	t := newConnTransport(sess.conn, cfg.BufferSize, cfg.IOTimeout, cfg.MaxMessageBytes)
+	t := newConnTransport(sess.conn, cfg.BufferSize, cfg.IOTimeout, cfg.MaxMessageBytes, cfg.Framed)
+	sess.trans = t
 	var trans thrift.TTransport = t
 	if cfg.Framed {
 		trans = thrift.NewTFramedTransportConf(t, s.tconf)
 	}
 	proto := s.protocol.GetProtocol(trans)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-
 	for {
 		if err := sess.waitCall(t); err != nil {
 			reason = s.endIdle(sess, err)
@@ -121,30 +140,56 @@ func (s *Server) serveSession(sess *session) {
 				return
 			}
 		}
-		ok, err := s.Processor.Process(ctx, proto, proto)
-		if !ok {
-			if isUnknownMethod(err) { // answered with UNKNOWN_METHOD; the session goes on
-				s.Stats.Calls.Add(1)
-				s.Stats.CallErrors.Add(1)
-				sess.calls++
-				s.callLog.log(log, slog.LevelWarn, "unknown method", "remote", sess.remote, "err", err)
-				continue
-			}
+		ok, err := s.Processor.Process(sess.ctx, proto, proto)
+		sess.stopWatch() // in case the servant did not
+		if !ok && !isUnknownMethod(err) {
 			reason = s.endCall(sess, err)
 			return
 		}
-		s.Stats.Calls.Add(1)
-		sess.calls++
-		if err != nil && !isDeclared(err) {
-			s.Stats.CallErrors.Add(1)
-			s.callLog.log(log, slog.LevelWarn, "call failed", "remote", sess.remote, "err", err)
-		}
+		s.countCall(sess, err)
 	}
 }
+
+// countCall counts a call that was answered; an unknown method is answered with
+// UNKNOWN_METHOD and its session goes on.
+func (s *Server) countCall(sess *session, err error) {
+	s.Stats.Calls.Add(1)
+	sess.calls++
+	switch {
+	case err == nil || isDeclared(err):
+	case sess.gone.Load(): // the client left during the call: counted in ClientGone, nothing to log
+		s.Stats.CallErrors.Add(1)
+	case isUnknownMethod(err):
+		s.Stats.CallErrors.Add(1)
+		s.callLogger().Warn("unknown method", "remote", sess.remote, "err", err)
+	default:
+		s.Stats.CallErrors.Add(1)
+		s.callLogger().Warn("call failed", "remote", sess.remote, "err", err)
+	}
+}
+
+// endCause is the cause a session's ctx is cancelled with when it ends for reason
+// (Close has cancelled it with ErrShutdown before, which stays the cause).
+func endCause(reason string) error {
+	switch reason {
+	case "eof", "client gone":
+		return ErrClientGone
+	case "drained", "closed":
+		return ErrShutdown
+	}
+	return errSessionEnded
+}
+
+// errSessionEnded is the cause of a session ctx cancelled because the session
+// ended for a reason of the server's (a timeout, a bad request).
+var errSessionEnded = errors.New("engine: session ended")
 
 // endIdle classifies an error while waiting for the next call.
 func (s *Server) endIdle(sess *session, err error) string {
 	switch {
+	case context.Cause(sess.ctx) == ErrShutdown:
+		s.Stats.EndClosed.Add(1)
+		return "closed"
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		s.Stats.EndEOF.Add(1)
 		return "eof"
@@ -153,11 +198,11 @@ func (s *Server) endIdle(sess *session, err error) string {
 		return "drained"
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		s.Stats.EndIdleTimeout.Add(1)
-		s.Logger.Info("session idle timeout", "remote", sess.remote, "session_timeout", s.Config.SessionTimeout)
+		s.callLogger().Info("session idle timeout", "remote", sess.remote, "session_timeout", s.Config.SessionTimeout)
 		return "idle timeout"
 	}
 	s.Stats.EndTransport.Add(1)
-	s.Logger.Warn("session read failed", "remote", sess.remote, "err", err)
+	s.callLogger().Warn("session read failed", "remote", sess.remote, "err", err)
 	return "transport error"
 }
 
@@ -166,6 +211,12 @@ func (s *Server) endCall(sess *session, err error) string {
 	var tooLarge errMessageTooLarge
 	var reason string
 	switch {
+	case context.Cause(sess.ctx) == ErrShutdown:
+		s.Stats.EndClosed.Add(1)
+		return "closed"
+	case sess.gone.Load() || errors.Is(err, thrift.ErrAbandonRequest):
+		s.Stats.EndEOF.Add(1) // the client left during the call; its reply has nowhere to go
+		return "client gone"
 	case errors.As(err, &tooLarge), isSizeLimit(err):
 		s.Stats.EndOversize.Add(1)
 		reason = "oversize"
@@ -179,7 +230,7 @@ func (s *Server) endCall(sess *session, err error) string {
 		s.Stats.EndTransport.Add(1)
 		reason = "transport error"
 	}
-	s.endLog.log(s.Logger, slog.LevelWarn, "session ended by a bad call", "remote", sess.remote, "reason", reason,
+	s.callLogger().Warn("session ended by a bad call", "remote", sess.remote, "reason", reason,
 		"err", err, "max_message_bytes", s.Config.MaxMessageBytes, "io_timeout", s.Config.IOTimeout)
 	return reason
 }

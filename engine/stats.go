@@ -10,14 +10,16 @@ type Stats struct {
 	Calls          atomic.Int64 // calls processed
 	CallErrors     atomic.Int64 // calls answered with a TApplicationException (declared exceptions not counted)
 	AcceptErrors   atomic.Int64 // temporary accept failures, retried
+	ClientGone     atomic.Int64 // calls whose client closed its connection while WatchClient watched
 
 	// Why sessions ended, one counter per reason.
-	EndEOF         atomic.Int64 // the client closed the session between calls: the normal end
+	EndEOF         atomic.Int64 // the client closed the session: between calls (the normal end), or during a call it left
 	EndIdleTimeout atomic.Int64 // no call within session_timeout
 	EndIOTimeout   atomic.Int64 // a request or reply took longer than io_timeout
 	EndOversize    atomic.Int64 // a request longer than max_message_bytes
 	EndProtocol    atomic.Int64 // a malformed request (bad frame, bad message, bad lengths)
 	EndTransport   atomic.Int64 // a connection error mid-call (reset, broken pipe, EOF inside a request)
 	EndDrained     atomic.Int64 // closed idle by Shutdown
+	EndClosed      atomic.Int64 // closed by Close, or by Shutdown once its ctx ended; a call in flight was cancelled
 	EndPanic       atomic.Int64 // a panic outside the servant's own recovery
 }

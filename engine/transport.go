@@ -16,15 +16,22 @@ import (
 // byte has arrived; from then on reads are bounded by maxBytes, and the reply's
 // first write arms the write deadline (io_timeout covers reading the request and
 // writing the reply, not the servant's work in between).
+//
+// With the framed transport, a read never crosses the end of the current frame:
+// thrift.TFramedTransport reads through a bufio.Reader of its own, which would
+// otherwise take the start of a pipelined next request out of br, where the
+// session (waitCall) and WatchClient look for it.
 type connTransport struct {
 	conn      net.Conn
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	ioTimeout time.Duration
 	maxBytes  int
+	framed    bool
 
-	read    int  // bytes read for the current call
-	writing bool // the reply of the current call has started
+	read      int   // bytes read for the current call
+	frameLeft int64 // framed: bytes of the current frame (4-byte header included) not yet read
+	writing   bool  // the reply of the current call has started
 }
 
 // errMessageTooLarge ends a session whose request is longer than max_message_bytes.
@@ -34,22 +41,62 @@ func (e errMessageTooLarge) Error() string {
 	return fmt.Sprintf("message exceeds max_message_bytes (%d bytes)", e.limit)
 }
 
-func newConnTransport(conn net.Conn, bufSize int, ioTimeout time.Duration, maxBytes int) *connTransport {
+func newConnTransport(conn net.Conn, bufSize int, ioTimeout time.Duration, maxBytes int, framed bool) *connTransport {
 	return &connTransport{
 		conn:      conn,
 		br:        bufio.NewReaderSize(conn, bufSize),
 		bw:        bufio.NewWriterSize(conn, bufSize),
 		ioTimeout: ioTimeout,
 		maxBytes:  maxBytes,
+		framed:    framed,
 	}
 }
 
-// beginCall resets the per-call state and arms the read deadline.
+// beginCall resets the per-call state and sets the read deadline for the request:
+// io_timeout from now, or none when io_timeout is 0. Either way it replaces the
+// deadline of the idle wait (session_timeout or the drain grace), which must not
+// cut a request that has started (REVIEW §2.B1).
 func (t *connTransport) beginCall() {
 	t.read, t.writing = 0, false
+	var deadline time.Time
 	if t.ioTimeout > 0 {
-		t.conn.SetReadDeadline(time.Now().Add(t.ioTimeout))
+		deadline = time.Now().Add(t.ioTimeout)
 	}
+	t.conn.SetReadDeadline(deadline)
+}
+
+// limit shortens p to what the current call may still read: at most maxBytes in
+// all and, framed, no further than the end of the current frame.
+func (t *connTransport) limit(p []byte) ([]byte, error) {
+	if left := t.maxBytes - t.read; len(p) > left {
+		if left <= 0 {
+			return nil, thrift.NewTTransportExceptionFromError(errMessageTooLarge{t.maxBytes})
+		}
+		p = p[:left]
+	}
+	if !t.framed {
+		return p, nil
+	}
+	if err := t.nextFrame(); err != nil {
+		return nil, err
+	}
+	if int64(len(p)) > t.frameLeft {
+		p = p[:t.frameLeft]
+	}
+	return p, nil
+}
+
+// nextFrame reads the length of the next frame once the current one is read.
+func (t *connTransport) nextFrame() error {
+	if t.frameLeft > 0 {
+		return nil
+	}
+	head, err := t.br.Peek(4)
+	if err != nil {
+		return thrift.NewTTransportExceptionFromError(err)
+	}
+	t.frameLeft = 4 + int64(binary.BigEndian.Uint32(head))
+	return nil
 }
 
 // checkUnversionedHead rejects at once an unframed binary-protocol request that
@@ -68,14 +115,15 @@ func (t *connTransport) checkUnversionedHead() error {
 }
 
 func (t *connTransport) Read(p []byte) (int, error) {
-	if left := t.maxBytes - t.read; len(p) > left {
-		if left <= 0 {
-			return 0, thrift.NewTTransportExceptionFromError(errMessageTooLarge{t.maxBytes})
-		}
-		p = p[:left]
+	p, err := t.limit(p)
+	if err != nil {
+		return 0, err
 	}
 	n, err := t.br.Read(p)
 	t.read += n
+	if t.framed {
+		t.frameLeft -= int64(n)
+	}
 	if err != nil {
 		return n, thrift.NewTTransportExceptionFromError(err)
 	}
@@ -106,6 +154,12 @@ func (t *connTransport) Flush(context.Context) error {
 func (t *connTransport) ReadByte() (byte, error) {
 	if t.read >= t.maxBytes {
 		return 0, thrift.NewTTransportExceptionFromError(errMessageTooLarge{t.maxBytes})
+	}
+	if t.framed {
+		if err := t.nextFrame(); err != nil {
+			return 0, err
+		}
+		t.frameLeft--
 	}
 	b, err := t.br.ReadByte()
 	if err != nil {

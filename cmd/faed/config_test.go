@@ -46,11 +46,12 @@ func writeConf(t *testing.T, text string) string {
 	return path
 }
 
-// TestConfigCheck: faed -t accepts the original sample unchanged, our sample and
-// the embedded default, and refuses bad configs with exit 2 and a message naming
-// the file and the key.
+// TestConfigCheck: faed -t accepts the original sample unchanged (the original
+// fae's faed.cf.sample, copied into testdata), our sample and the embedded
+// default, and refuses bad configs with exit 2 and a message naming the file and
+// the key.
 func TestConfigCheck(t *testing.T) {
-	for _, good := range []string{"../../../shared/original/faed.cf.sample", "../../etc/faed.cf.sample"} {
+	for _, good := range []string{"testdata/original.cf.sample", "../../etc/faed.cf.sample"} {
 		if out, code := runFaed(t, "-t", "-conf", good); code != 0 || !strings.Contains(out, "is good") {
 			t.Errorf("faed -t -conf %s = %d %q", good, code, out)
 		}
@@ -90,8 +91,9 @@ func TestConfigCheck(t *testing.T) {
 
 // TestMissingConfigFile: a missing file is an error naming it, not an empty config.
 func TestMissingConfigFile(t *testing.T) {
-	out, code := runFaed(t, "-t", "-conf", "/nonexistent/faed.cf")
-	if code != 2 || !strings.Contains(out, "/nonexistent/faed.cf") {
+	missing := filepath.Join(t.TempDir(), "faed.cf")
+	out, code := runFaed(t, "-t", "-conf", missing)
+	if code != 2 || !strings.Contains(out, missing) {
 		t.Errorf("faed -t on a missing file = %d %q", code, out)
 	}
 }

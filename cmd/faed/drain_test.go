@@ -24,6 +24,7 @@ func TestDrainOnSIGTERM(t *testing.T) {
 				stop          atomic.Bool
 				signalled     atomic.Int64 // unix ns of the SIGTERM, 0 before
 				spanning      atomic.Int64 // sessions that started before and ended after the SIGTERM
+				inSession     atomic.Int64 // workers between their first call and their close
 				completed     atomic.Int64
 				refusedLate   atomic.Int64
 				wg            sync.WaitGroup
@@ -38,11 +39,12 @@ func TestDrainOnSIGTERM(t *testing.T) {
 						c, err := f.tryDial(m)
 						if err != nil {
 							refusedLate.Add(1)
-							time.Sleep(5 * time.Millisecond)
+							time.Sleep(5 * time.Millisecond) // back off before the next connect, not synchronisation
 							continue
 						}
 						before := signalled.Load() == 0
 						var firstErr error
+						entered := false
 						for i := 0; i < callsPerSession; i++ {
 							_, err := c.IDNext(bg, ctx())
 							if err != nil && i == 0 && signalled.Load() != 0 {
@@ -55,9 +57,16 @@ func TestDrainOnSIGTERM(t *testing.T) {
 								failuresMu.Unlock()
 								break
 							}
-							time.Sleep(5 * time.Millisecond) // think time, like a PHP page between calls
+							if i == 0 {
+								inSession.Add(1)
+								entered = true
+							}
+							time.Sleep(5 * time.Millisecond) // think time, like a PHP page between calls: the workload, not synchronisation
 						}
 						c.Close()
+						if entered {
+							inSession.Add(-1)
+						}
 						if firstErr == nil {
 							completed.Add(1)
 							if before && signalled.Load() != 0 {
@@ -67,7 +76,9 @@ func TestDrainOnSIGTERM(t *testing.T) {
 					}
 				}()
 			}
-			time.Sleep(300 * time.Millisecond)
+			eventually(t, 10*time.Second, "every worker through a session and most inside one", func() bool {
+				return completed.Load() >= workers && inSession.Load() >= workers/2
+			})
 			signalled.Store(time.Now().UnixNano())
 			code := f.stop(syscall.SIGTERM, 15*time.Second)
 			stop.Store(true)
