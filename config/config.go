@@ -150,6 +150,7 @@ func parse(data []byte) (*Config, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
+	c.Servants.MaxReplyBytes = c.RPC.MaxReplyBytes // enforced by the servants' pools
 	return c, nil
 }
 

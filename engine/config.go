@@ -15,6 +15,7 @@ const (
 	DefaultIOTimeout              = 2 * time.Second  // original fae
 	DefaultMaxOutstandingSessions = 20000            // original fae
 	DefaultMaxMessageBytes        = 16 << 20         // new in this fae: 16 MiB
+	DefaultMaxReplyBytes          = 16 << 20         // new in this fae: 16 MiB
 	DefaultShutdownTimeout        = 10 * time.Second // new in this fae
 	DefaultStatsOutputInterval    = 10 * time.Second // original fae
 	DefaultUnixSocketMode         = "0666"
@@ -47,6 +48,13 @@ type Config struct {
 	// container, and the bytes read for it. A longer one ends the session with a logged
 	// reason, before anything that large is allocated. Default 16 MiB.
 	MaxMessageBytes int `cf:"max_message_bytes"`
+	// MaxReplyBytes (max_reply_bytes) bounds one backend reply a call may
+	// bring back: the rows of my_query and my_query_shards, the documents of
+	// mg_find_all, the reply of rd_call. Past it the call fails naming the size
+	// and the limit, the session and the daemon go on, and nothing that large
+	// is held. 0 = no limit. Default 16 MiB. New in this fae; the servants
+	// enforce it (pool.Limits) and a reload changes it.
+	MaxReplyBytes int `cf:"max_reply_bytes"`
 	// ShutdownTimeout (shutdown_timeout) bounds the drain on SIGTERM/SIGINT: calls in
 	// flight get this long to finish. Default 10s.
 	ShutdownTimeout time.Duration `cf:"shutdown_timeout"`
@@ -71,6 +79,7 @@ func (c *Config) SetDefaults() {
 		IOTimeout:              DefaultIOTimeout,
 		MaxOutstandingSessions: DefaultMaxOutstandingSessions,
 		MaxMessageBytes:        DefaultMaxMessageBytes,
+		MaxReplyBytes:          DefaultMaxReplyBytes,
 		ShutdownTimeout:        DefaultShutdownTimeout,
 		UnixSocketMode:         DefaultUnixSocketMode,
 		StatsOutputInterval:    DefaultStatsOutputInterval,
@@ -95,6 +104,8 @@ func (c *Config) Validate(prefix string) error {
 		return fmt.Errorf("%s.max_outstanding_sessions: must be at least 1, got %d", prefix, c.MaxOutstandingSessions)
 	case c.MaxMessageBytes < 1024 || c.MaxMessageBytes > 1<<30:
 		return fmt.Errorf("%s.max_message_bytes: must be 1024..1073741824 bytes, got %d", prefix, c.MaxMessageBytes)
+	case c.MaxReplyBytes < 0:
+		return fmt.Errorf("%s.max_reply_bytes: must not be negative (0 = no limit), got %d", prefix, c.MaxReplyBytes)
 	case c.ShutdownTimeout < 0:
 		return fmt.Errorf("%s.shutdown_timeout: must not be negative, got %s", prefix, c.ShutdownTimeout)
 	case c.StatsOutputInterval < 0:

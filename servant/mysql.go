@@ -51,7 +51,7 @@ func (g *generation) mysql() (*mysqlServant, error) {
 
 // MyQuery runs one statement on the server of (pool, table, hintID); see the IDL.
 func (s *FunServant) MyQuery(ctx context.Context, c *rpc.Context, pool, table string, hintID int64, sql string, argv []string, cacheKey string) (*rpc.MysqlResult_, error) {
-	return run(s, "my.query", c, true, func(g *generation) (*rpc.MysqlResult_, error) {
+	return runBackend(s, "my.query", ctx, c, func(ctx context.Context, g *generation) (*rpc.MysqlResult_, error) {
 		m, err := g.mysql()
 		if err != nil {
 			return nil, err
@@ -63,7 +63,7 @@ func (s *FunServant) MyQuery(ctx context.Context, c *rpc.Context, pool, table st
 // MyBulkExec runs my_query for each index in order; not atomic. It returns
 // the sum of rowsAffected, or the first error naming its index.
 func (s *FunServant) MyBulkExec(ctx context.Context, c *rpc.Context, pools, tables []string, hintIDs []int64, sqls []string, argvs [][]string, cacheKeys []string) (int64, error) {
-	return run(s, "my.bexec", c, true, func(g *generation) (int64, error) {
+	return runBackend(s, "my.bexec", ctx, c, func(ctx context.Context, g *generation) (int64, error) {
 		m, err := g.mysql()
 		if err != nil {
 			return 0, err
@@ -87,7 +87,7 @@ func (s *FunServant) MyBulkExec(ctx context.Context, c *rpc.Context, pools, tabl
 
 // MyQueryShards runs a SELECT on every shard server of pool, rows concatenated in shard order.
 func (s *FunServant) MyQueryShards(ctx context.Context, c *rpc.Context, pool, table, sql string, argv []string) (*rpc.MysqlResult_, error) {
-	return run(s, "my.qshards", c, true, func(g *generation) (*rpc.MysqlResult_, error) {
+	return runBackend(s, "my.qshards", ctx, c, func(ctx context.Context, g *generation) (*rpc.MysqlResult_, error) {
 		m, err := g.mysql()
 		if err != nil {
 			return nil, err
@@ -98,7 +98,7 @@ func (s *FunServant) MyQueryShards(ctx context.Context, c *rpc.Context, pool, ta
 
 // MyMerge deep-merges a JSON object into one column of one row, atomically; see merge.
 func (s *FunServant) MyMerge(ctx context.Context, c *rpc.Context, pool, table string, hintID int64, where, key, column, jsonValue string) (*rpc.MysqlMergeResult_, error) {
-	return run(s, "my.merge", c, true, func(g *generation) (*rpc.MysqlMergeResult_, error) {
+	return runBackend(s, "my.merge", ctx, c, func(ctx context.Context, g *generation) (*rpc.MysqlMergeResult_, error) {
 		m, err := g.mysql()
 		if err != nil {
 			return nil, err
@@ -110,7 +110,7 @@ func (s *FunServant) MyMerge(ctx context.Context, c *rpc.Context, pool, table st
 // MyEvict deletes cacheKey from the query cache (hashed like every other use
 // when cache_key_hash is on; the original could not evict in that mode).
 func (s *FunServant) MyEvict(ctx context.Context, c *rpc.Context, cacheKey string) error {
-	_, err := run(s, "my.evict", c, true, func(g *generation) (struct{}, error) {
+	_, err := runBackend(s, "my.evict", ctx, c, func(ctx context.Context, g *generation) (struct{}, error) {
 		m, err := g.mysql()
 		if err != nil {
 			return struct{}{}, err

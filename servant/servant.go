@@ -3,6 +3,7 @@ package servant
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -10,7 +11,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/apache/thrift/lib/go/thrift"
+
 	"github.com/fae-go/fae/cache"
+	"github.com/fae-go/fae/engine"
 	"github.com/fae-go/fae/idl/fun/rpc"
 	"github.com/fae-go/fae/pool"
 )
@@ -20,6 +24,10 @@ type Options struct {
 	Version string       // release version, shown by ping
 	BuildID string       // build id (git commit), shown by ping
 	Logger  *slog.Logger // nil = slog.Default()
+	// CallLogger receives the per-call warnings and errors (slow call, panic,
+	// query-cache failure, lock takeover): the process's one throttled stream.
+	// Nil = Logger.
+	CallLogger *slog.Logger
 	// ZooKeeper reports whether etcd_servers is set; zk_* methods need it.
 	ZooKeeper bool
 	// Fault, when set, is called at the start of every call's work, inside the
@@ -37,7 +45,7 @@ type Options struct {
 // context check, counters, panic recovery, slow-call log. Safe for concurrent use.
 type FunServant struct {
 	opts    Options
-	log     *slog.Logger
+	log     *slog.Logger // opts.CallLogger: every line here is a call's
 	started time.Time
 	stats   map[string]*MethodStats // fixed at New; read-only after
 
@@ -63,6 +71,7 @@ type MethodStats struct {
 	Errors atomic.Int64 // calls that failed (declared exceptions such as a cache miss not counted)
 	Misses atomic.Int64 // calls answered with a declared exception (TCacheMissed, TMongoNotFound)
 	Panics atomic.Int64 // calls that panicked
+	Gone   atomic.Int64 // calls abandoned because the client disconnected (also in Errors)
 	Slow   atomic.Int64 // calls slower than call_slow_threshold
 	Nanos  atomic.Int64 // total time in the method, ns
 }
@@ -74,7 +83,10 @@ func New(cfg Config, opts Options) (*FunServant, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &FunServant{opts: opts, log: opts.Logger, started: time.Now(), stats: map[string]*MethodStats{},
+	if opts.CallLogger == nil {
+		opts.CallLogger = opts.Logger
+	}
+	s := &FunServant{opts: opts, log: opts.CallLogger, started: time.Now(), stats: map[string]*MethodStats{},
 		Backends: pool.NewCounters(), boot: cfg}
 	for _, m := range methodNames {
 		s.stats[m] = new(MethodStats)
@@ -147,6 +159,23 @@ func run[T any](s *FunServant, name string, c *rpc.Context, checkCtx bool, body 
 	return body(cl.g)
 }
 
+// runBackend is run for a method that waits on a backend: its body gets a ctx
+// that ends when the client disconnects (engine.WatchClient, armed only for
+// these calls so that ping and the local methods pay nothing), and a call
+// whose client has gone is abandoned: the backend saw the cancellation (the
+// MySQL statement is killed), and no reply is written to nobody.
+func runBackend[T any](s *FunServant, name string, ctx context.Context, c *rpc.Context, body func(context.Context, *generation) (T, error)) (T, error) {
+	return run(s, name, c, true, func(g *generation) (T, error) {
+		wctx, stop := engine.WatchClient(ctx)
+		r, err := body(wctx, g)
+		stop()
+		if err != nil && errors.Is(context.Cause(wctx), engine.ErrClientGone) {
+			return r, fmt.Errorf("%w: %s: %w", thrift.ErrAbandonRequest, name, engine.ErrClientGone)
+		}
+		return r, err
+	})
+}
+
 // call is one call in flight, between enter and leave.
 type call struct {
 	name  string
@@ -201,9 +230,13 @@ func (s *FunServant) leave(cl call, err *error) {
 	elapsed := time.Since(cl.start)
 	cl.stats.Nanos.Add(int64(elapsed))
 	if *err != nil {
-		if isDeclared(*err) {
+		switch {
+		case isDeclared(*err):
 			cl.stats.Misses.Add(1)
-		} else {
+		case errors.Is(*err, thrift.ErrAbandonRequest):
+			cl.stats.Gone.Add(1)
+			cl.stats.Errors.Add(1)
+		default:
 			cl.stats.Errors.Add(1)
 		}
 	}

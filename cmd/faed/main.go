@@ -119,7 +119,11 @@ func serve(cfg *config.Config, confName string, logger *slog.Logger) error {
 	}
 	warnUnserved(cfg, logger)
 
-	opts := servant.Options{Version: version, BuildID: buildID, Logger: logger, ZooKeeper: len(cfg.EtcdServers) > 0}
+	// One throttle for every per-call warning and error line in the process,
+	// the engine's and the servant's alike.
+	callLog := slog.New(engine.NewThrottledHandler(logger.Handler(), engine.DefaultCallLogRate, engine.DefaultCallLogBurst))
+	opts := servant.Options{Version: version, BuildID: buildID, Logger: logger, CallLogger: callLog,
+		ZooKeeper: len(cfg.EtcdServers) > 0}
 	if faultHook != nil {
 		faultHook(&opts)
 	}
@@ -129,6 +133,7 @@ func serve(cfg *config.Config, confName string, logger *slog.Logger) error {
 	}
 	defer closeServant(svt, logger)
 	srv := engine.NewServer(cfg.RPC, rpc.NewFunServantProcessor(svt), logger)
+	srv.CallLogger = callLog
 	ln, err := engine.Listen(cfg.RPC)
 	if err != nil {
 		return err
@@ -176,7 +181,7 @@ func serve(cfg *config.Config, confName string, logger *slog.Logger) error {
 		acancel()
 	}
 	if err != nil {
-		logger.Warn("drain timed out; remaining sessions closed", "err", err)
+		logger.Warn("drain timed out; remaining sessions closed and their calls cancelled", "err", err)
 	}
 	logger.Info("faed stopped", "drain", time.Since(start).Round(time.Millisecond),
 		"sessions", srv.Stats.Sessions.Load(), "calls", srv.Stats.Calls.Load())

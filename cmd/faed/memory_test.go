@@ -81,3 +81,56 @@ func TestLcacheBoundedByBytes(t *testing.T) {
 		t.Fatalf("session after a refused lc_set: %v", err)
 	}
 }
+
+// Issue 7: my_query "SELECT * FROM big" of a 60 MB table through faed, with
+// the default rpc.max_reply_bytes (16 MiB): the call fails naming the size
+// and the limit, faed never holds anything that large, and the session and
+// the daemon go on. rd_call is bounded the same way (a 1 MiB limit here).
+func TestReplyLimit(t *testing.T) {
+	requireServer(t, "MariaDB", mysqlAddr)
+	requireServer(t, "Redis", redisAddr)
+	db := setupMysqlSchema(t, mysqlAddr)
+	big := faet + "Global.Big"
+	mustExec(t, db, "CREATE TABLE "+big+" (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(1000) NOT NULL)")
+	mustExec(t, db, "INSERT INTO "+big+" (v) VALUES (REPEAT('x', 1000))")
+	for range 16 { // doubling: 65536 rows of 1000 bytes, 62.5 MiB
+		mustExec(t, db, "INSERT INTO "+big+" (v) SELECT v FROM "+big)
+	}
+
+	m := allModes[0]
+	dir := t.TempDir()
+	conf := m.config(dir, "", mysqlSection(mysqlAddr, "")+"\n"+
+		rdSection("", rdPool{name: "default", addrs: []string{redisAddr}}))
+	f := startFaedBin(t, plainFaedBin(t), dir, conf)
+	c := f.dial(t, m)
+	defer c.Close()
+	base := rssBytes(t, f.cmd.Process.Pid)
+
+	_, err := c.MyQuery(context.Background(), ctx(), "Global", "Big", 0, "SELECT * FROM Big", nil, "")
+	wantErrContains(t, "SELECT * of a 60 MB table", err, "too large", "16777216")
+	rss := rssBytes(t, f.cmd.Process.Pid)
+	t.Logf("faed RSS %d MiB before, %d MiB after refusing a 60 MB result", base>>20, rss>>20)
+	if rss-base > 48<<20 {
+		t.Errorf("faed RSS grew by %d MiB answering a refused 60 MB result: it held it", (rss-base)>>20)
+	}
+	r, err := c.MyQuery(context.Background(), ctx(), "Global", "Big", 0, "SELECT COUNT(*) FROM Big", nil, "")
+	if err != nil || len(r.Rows) != 1 || r.Rows[0][0] != "65536" {
+		t.Fatalf("next query on the session: %v %v", r, err)
+	}
+
+	// rd_call: a 2 MiB value under a 1 MiB limit, set with a faed of its own.
+	dir2 := t.TempDir()
+	f2 := startFaedIn(t, dir2, m.config(dir2, "max_reply_bytes: 1048576",
+		rdSection("", rdPool{name: "default", addrs: []string{redisAddr}})))
+	c2 := f2.dial(t, m)
+	defer c2.Close()
+	key := kvKey(t, "replylimit")
+	if _, err := c2.RdCall(context.Background(), ctx(), "SET", "default", []string{key, strings.Repeat("y", 2<<20)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c2.RdCall(context.Background(), ctx(), "GET", "default", []string{key})
+	wantErrContains(t, "rd_call GET of 2 MiB", err, "too large", "max_reply_bytes", "1048576")
+	if _, err := c2.RdCall(context.Background(), ctx(), "DEL", "default", []string{key}); err != nil {
+		t.Fatalf("next rd_call: %v", err)
+	}
+}
