@@ -1,0 +1,100 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/auth"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
+)
+
+// ErrDuplicateKey is the cause of a KindRefused error when a write would
+// duplicate a unique key (e.g. _id): errors.Is(err, pool.ErrDuplicateKey).
+var ErrDuplicateKey = errors.New("duplicate key")
+
+// ReplyTooLargeError is the cause of a KindTooLarge error: the documents of a
+// reply reached Bytes (the BSON bytes of the first Docs documents read) over
+// Limit (max_reply_bytes). Reading stopped there.
+type ReplyTooLargeError struct {
+	Docs  int // documents read, the one that went over the limit included
+	Bytes int // their bytes
+	Limit int // max_reply_bytes
+}
+
+func (e *ReplyTooLargeError) Error() string {
+	return fmt.Sprintf("reply over max_reply_bytes %d: %d bytes in the first %d documents read", e.Limit, e.Bytes, e.Docs)
+}
+
+// replyBudget counts the bytes of a reply against Limits.MaxReplyBytes.
+type replyBudget struct {
+	limit, docs, bytes int
+}
+
+// add counts a document of n bytes; a *ReplyTooLargeError once the reply is over the limit.
+func (b *replyBudget) add(n int) error {
+	b.docs++
+	b.bytes += n
+	if b.limit > 0 && b.bytes > b.limit {
+		return &ReplyTooLargeError{Docs: b.docs, Bytes: b.bytes, Limit: b.limit}
+	}
+	return nil
+}
+
+// classify turns what an operation on s returned into its kind and the cause
+// of the error, keeping the driver's error inside. ctx is the caller's, to
+// tell its end from io_timeout's.
+func (c *Mongo) classify(ctx context.Context, s *mongoServer, table string, err error) (Kind, error) {
+	if err == nil {
+		return KindOK, nil
+	}
+	if kind, cause := c.classifyCaller(ctx, s, table, err); kind != KindOK {
+		return kind, cause
+	}
+	return c.classifyServer(err)
+}
+
+// classifyCaller: the outcomes that are the caller's or the data's doing,
+// KindOK for the others.
+func (c *Mongo) classifyCaller(ctx context.Context, s *mongoServer, table string, err error) (Kind, error) {
+	var tooLarge *ReplyTooLargeError
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return KindMiss, fmt.Errorf("not found in collection %q", table)
+	case errors.As(err, &tooLarge):
+		return KindTooLarge, err
+	case errors.Is(err, mongo.ErrClientDisconnected):
+		return KindClosed, err
+	case errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled):
+		return KindCanceled, fmt.Errorf("canceled by the caller: %w", err)
+	case errors.As(err, new(*auth.Error)):
+		return KindRefused, fmt.Errorf("authentication failed as user %q: %w", s.user, err)
+	case mongo.IsDuplicateKeyError(err):
+		return KindRefused, fmt.Errorf("%w in collection %q: %w", ErrDuplicateKey, table, err)
+	case errors.As(err, new(mongo.InvalidArgumentError)) || errors.Is(err, driver.ErrDocumentTooLarge):
+		return KindBadArgument, fmt.Errorf("refused by the driver: %w", err)
+	}
+	return KindOK, nil
+}
+
+// classifyServer: the outcomes that say something of the server.
+func (c *Mongo) classifyServer(err error) (Kind, error) {
+	switch {
+	case errors.As(err, new(topology.ServerSelectionError)):
+		return KindServerFailure, fmt.Errorf("server unreachable (no connection within connect_timeout %s): %w",
+			c.cfg.ConnectTimeout, &DialError{Err: err})
+	case errors.As(err, new(driver.RetryablePoolError)): // only the pool-cleared error implements it
+		return KindServerFailure, fmt.Errorf("connections dropped after another call failed: %w", err)
+	case errors.As(err, new(topology.WaitQueueTimeoutError)):
+		return KindBusy, fmt.Errorf("all %d connections (max_conns_per_server) stayed busy: %w", c.cfg.MaxConnsPerServer, err)
+	case mongo.IsTimeout(err):
+		return KindTimeout, fmt.Errorf("timed out (io_timeout %s): %w", c.cfg.IOTimeout, err)
+	case mongo.IsNetworkError(err):
+		return KindServerFailure, fmt.Errorf("network error: %w", err)
+	case errors.As(err, new(mongo.ServerError)):
+		return KindRefused, fmt.Errorf("refused by the server: %w", err)
+	}
+	return KindServerFailure, fmt.Errorf("failed: %w", err) // e.g. a reply the driver could not decode
+}
