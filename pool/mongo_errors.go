@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver"
@@ -41,6 +42,16 @@ func (b *replyBudget) add(n int) error {
 		return &ReplyTooLargeError{Docs: b.docs, Bytes: b.bytes, Limit: b.limit}
 	}
 	return nil
+}
+
+// nextBatch is the size of the batch to ask for next: the documents of the
+// average size so far that still fit, plus the one that would go over.
+func (b *replyBudget) nextBatch() int32 {
+	if b.docs == 0 || b.bytes >= b.limit {
+		return 1
+	}
+	n := (b.limit-b.bytes)/max(b.bytes/b.docs, 1) + 1
+	return int32(min(n, math.MaxInt32))
 }
 
 // classify turns what an operation on s returned into its kind and the cause

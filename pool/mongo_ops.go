@@ -74,13 +74,11 @@ func (c *Mongo) oneDoc(r *mongo.SingleResult) ([]byte, error) {
 // sorted by orderBy ("-key" descending, in order), skipping skip and at most
 // limit documents (each only when > 0). None: an empty list. Once the
 // documents read are over max_reply_bytes it stops, closes the cursor and
-// fails with KindTooLarge (a *ReplyTooLargeError cause): it holds at most
-// that many bytes of documents, plus the driver's current batch (the
-// server's, at most 16 MiB).
+// fails with KindTooLarge (a *ReplyTooLargeError cause).
 func (c *Mongo) FindAll(ctx context.Context, t MongoTarget, query, fields []byte, limit, skip int64, orderBy []string) ([][]byte, error) {
 	var q any
 	var o *options.FindOptionsBuilder
-	docs := [][]byte{}
+	var docs [][]byte
 	err := c.do(ctx, t, "find_all", func() (err error) {
 		q, o, err = findArgs(query, fields, limit, skip, orderBy)
 		return err
@@ -90,16 +88,29 @@ func (c *Mongo) FindAll(ctx context.Context, t MongoTarget, query, fields []byte
 			return err
 		}
 		defer cur.Close(ctx)
-		budget := replyBudget{limit: c.limits.MaxReplyBytes}
-		for cur.Next(ctx) {
-			if err := budget.add(len(cur.Current)); err != nil {
-				return err
-			}
-			docs = append(docs, slices.Clone(cur.Current))
-		}
-		return cur.Err()
+		docs, err = c.readAll(ctx, cur)
+		return err
 	})
-	if err != nil {
+	return docs, err
+}
+
+// readAll copies the documents of cur, within max_reply_bytes. Past the first
+// batch (the server's: 101 documents, at most 16 MiB on MongoDB) it asks for
+// batches of about what still fits, so the driver never holds much more than
+// the limit either.
+func (c *Mongo) readAll(ctx context.Context, cur *mongo.Cursor) ([][]byte, error) {
+	docs := [][]byte{}
+	budget := replyBudget{limit: c.limits.MaxReplyBytes}
+	for cur.Next(ctx) {
+		if err := budget.add(len(cur.Current)); err != nil {
+			return nil, err
+		}
+		docs = append(docs, slices.Clone(cur.Current))
+		if budget.limit > 0 && cur.RemainingBatchLength() == 0 {
+			cur.SetBatchSize(budget.nextBatch())
+		}
+	}
+	if err := cur.Err(); err != nil {
 		return nil, err
 	}
 	return docs, nil
