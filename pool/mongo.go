@@ -61,6 +61,8 @@ type mongoServer struct {
 	check   *mongo.Client // the health check's: one connection of its own
 	db      *mongo.Database
 	breaker *Breaker
+
+	inFlight atomic.Int32 // operations handed to the driver and not yet ended
 }
 
 // mongoBackend is the Backend of the cluster's errors and operations.
@@ -263,6 +265,8 @@ func (c *Mongo) run(ctx context.Context, t MongoTarget, args func() error, fn mo
 	}
 	coll := s.db.Collection(t.Table)
 	kind, _ = s.breaker.Do(func() (Kind, error) {
+		s.inFlight.Add(1)
+		defer s.inFlight.Add(-1)
 		kind, cause = c.classify(ctx, s, t.Table, fn(opCtx, coll))
 		return kind, cause
 	})

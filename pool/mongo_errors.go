@@ -64,7 +64,7 @@ func (c *Mongo) classify(ctx context.Context, s *mongoServer, table string, err 
 	if kind, cause := c.classifyCaller(ctx, s, table, err); kind != KindOK {
 		return kind, cause
 	}
-	return c.classifyServer(err)
+	return c.classifyServer(s, err)
 }
 
 // classifyCaller: the outcomes that are the caller's or the data's doing,
@@ -90,16 +90,31 @@ func (c *Mongo) classifyCaller(ctx context.Context, s *mongoServer, table string
 	return KindOK, nil
 }
 
-// classifyServer: the outcomes that say something of the server.
-func (c *Mongo) classifyServer(err error) (Kind, error) {
+// classifyServer: the outcomes that say something of the server. A server
+// that accepts connections but does not answer (frozen) shows as an
+// operation timing out, the wait for a connection timing out (a new
+// connection's handshake hangs; the connections of operations that timed out
+// are still reading their late replies), or, once the driver has marked the server unknown
+// for that, a failed server selection whose last error is a timeout: all of
+// them are KindTimeout, which counts for the breaker on its command side when
+// the health check fails too. Only a server that cannot be connected to is a
+// dial failure (KindServerFailure with a *DialError cause, the dial side).
+func (c *Mongo) classifyServer(s *mongoServer, err error) (Kind, error) {
+	var selection topology.ServerSelectionError
 	switch {
-	case errors.As(err, new(topology.ServerSelectionError)):
+	case errors.As(err, &selection):
+		if last := lastServerError(selection); last != nil && !isDialError(last) && mongo.IsTimeout(last) {
+			return KindTimeout, fmt.Errorf("timed out (no answer within connect_timeout %s): %w", c.cfg.ConnectTimeout, err)
+		}
 		return KindServerFailure, fmt.Errorf("server unreachable (no connection within connect_timeout %s): %w",
 			c.cfg.ConnectTimeout, &DialError{Err: err})
 	case errors.As(err, new(driver.RetryablePoolError)): // only the pool-cleared error implements it
 		return KindServerFailure, fmt.Errorf("connections dropped after another call failed: %w", err)
 	case errors.As(err, new(topology.WaitQueueTimeoutError)):
-		return KindBusy, fmt.Errorf("all %d connections (max_conns_per_server) stayed busy: %w", c.cfg.MaxConnsPerServer, err)
+		if max := c.cfg.MaxConnsPerServer; max > 0 && int(s.inFlight.Load()) > max {
+			return KindBusy, fmt.Errorf("all %d connections (max_conns_per_server) stayed busy: %w", max, err)
+		}
+		return KindTimeout, fmt.Errorf("timed out waiting for a connection: %w", err)
 	case mongo.IsTimeout(err):
 		return KindTimeout, fmt.Errorf("timed out (io_timeout %s): %w", c.cfg.IOTimeout, err)
 	case mongo.IsNetworkError(err):
@@ -108,4 +123,16 @@ func (c *Mongo) classifyServer(err error) (Kind, error) {
 		return KindRefused, fmt.Errorf("refused by the server: %w", err)
 	}
 	return KindServerFailure, fmt.Errorf("failed: %w", err) // e.g. a reply the driver could not decode
+}
+
+// lastServerError is the last error the driver saw on the server of a failed
+// selection (one server: every entry is a direct connection or one replica
+// set, whose members all count as that entry), nil when none.
+func lastServerError(e topology.ServerSelectionError) error {
+	for _, s := range e.Desc.Servers {
+		if s.LastError != nil {
+			return s.LastError
+		}
+	}
+	return nil
 }
