@@ -79,30 +79,7 @@ func TestMongoNestedGarbageRefused(t *testing.T) {
 	cfg := mongoConfig(t, "legacy", server("default", "x", deadPort(t)))
 	cfg.ConnectTimeout = 2 * time.Second
 	c, obs := newMongo(t, cfg, Limits{})
-	tg, ctx := MongoTarget{Pool: "default", Table: "t"}, context.Background()
-	good, set := mustBSON(t, bson.D{{Key: "a", Value: 1}}), mustBSON(t, bson.D{{Key: "$set", Value: bson.D{{Key: "a", Value: 2}}}})
-	calls := []struct {
-		arg, top string // the argument and the key the garbage goes under in it
-		call     func(bad []byte) error
-	}{
-		{"query", "q", func(b []byte) error { _, err := c.FindOne(ctx, tg, b, nil); return err }},
-		{"query", "q", func(b []byte) error { _, err := c.FindAll(ctx, tg, b, nil, 0, 0, nil); return err }},
-		{"query", "q", func(b []byte) error { _, err := c.Count(ctx, tg, b); return err }},
-		{"query", "q", func(b []byte) error { _, err := c.Delete(ctx, tg, b); return err }},
-		{"query", "q", func(b []byte) error { _, err := c.Update(ctx, tg, b, set, true); return err }},
-		{"query", "q", func(b []byte) error { _, err := c.FindAndModify(ctx, tg, b, nil, false, true, false); return err }},
-		{"fields", "f", func(b []byte) error { _, err := c.FindOne(ctx, tg, good, b); return err }},
-		{"fields", "f", func(b []byte) error { _, err := c.FindAll(ctx, tg, good, b, 0, 0, nil); return err }},
-		{"change", "$set", func(b []byte) error { _, err := c.Update(ctx, tg, good, b, false); return err }},
-		{"change", "$set", func(b []byte) error { _, err := c.UpdateID(ctx, tg, 1, b, true); return err }},
-		{"change", "plain", func(b []byte) error {
-			_, err := c.FindAndModify(ctx, tg, good, b, false, false, true)
-			return err
-		}},
-		{"doc", "d", func(b []byte) error { return c.Insert(ctx, tg, [][]byte{b}, false) }},
-		{"docs[1]", "d", func(b []byte) error { return c.Insert(ctx, tg, [][]byte{good, b, good}, true) }},
-		{"id", "_id", func(b []byte) error { _, err := c.FindID(ctx, tg, b); return err }},
-	}
+	calls := mongoDocArgCalls(t, c)
 	n := 0
 	for _, call := range calls {
 		for _, g := range mongoGarbage {
@@ -135,6 +112,39 @@ func TestMongoNestedGarbageRefused(t *testing.T) {
 			t.Errorf("observed %s on pool %q server %q: %d operations, %d bad arguments; want all bad, no server",
 				oc.Name, oc.Pool, oc.Server, oc.Total(), oc.Count(KindBadArgument))
 		}
+	}
+}
+
+// mongoDocArgCall is an operation of c called with a bad document as arg,
+// under key top of that argument.
+type mongoDocArgCall struct {
+	arg, top string
+	call     func(bad []byte) error
+}
+
+// mongoDocArgCalls are the operations of c, each with a bad document in one
+// of its document arguments.
+func mongoDocArgCalls(t *testing.T, c *Mongo) []mongoDocArgCall {
+	tg, ctx := MongoTarget{Pool: "default", Table: "t"}, context.Background()
+	good, set := mustBSON(t, bson.D{{Key: "a", Value: 1}}), mustBSON(t, bson.D{{Key: "$set", Value: bson.D{{Key: "a", Value: 2}}}})
+	return []mongoDocArgCall{
+		{"query", "q", func(b []byte) error { _, err := c.FindOne(ctx, tg, b, nil); return err }},
+		{"query", "q", func(b []byte) error { _, err := c.FindAll(ctx, tg, b, nil, 0, 0, nil); return err }},
+		{"query", "q", func(b []byte) error { _, err := c.Count(ctx, tg, b); return err }},
+		{"query", "q", func(b []byte) error { _, err := c.Delete(ctx, tg, b); return err }},
+		{"query", "q", func(b []byte) error { _, err := c.Update(ctx, tg, b, set, true); return err }},
+		{"query", "q", func(b []byte) error { _, err := c.FindAndModify(ctx, tg, b, nil, false, true, false); return err }},
+		{"fields", "f", func(b []byte) error { _, err := c.FindOne(ctx, tg, good, b); return err }},
+		{"fields", "f", func(b []byte) error { _, err := c.FindAll(ctx, tg, good, b, 0, 0, nil); return err }},
+		{"change", "$set", func(b []byte) error { _, err := c.Update(ctx, tg, good, b, false); return err }},
+		{"change", "$set", func(b []byte) error { _, err := c.UpdateID(ctx, tg, 1, b, true); return err }},
+		{"change", "plain", func(b []byte) error {
+			_, err := c.FindAndModify(ctx, tg, good, b, false, false, true)
+			return err
+		}},
+		{"doc", "d", func(b []byte) error { return c.Insert(ctx, tg, [][]byte{b}, false) }},
+		{"docs[1]", "d", func(b []byte) error { return c.Insert(ctx, tg, [][]byte{good, b, good}, true) }},
+		{"id", "_id", func(b []byte) error { _, err := c.FindID(ctx, tg, b); return err }},
 	}
 }
 
