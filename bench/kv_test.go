@@ -128,7 +128,7 @@ func redisBenchSetup(b *testing.B) (pool.RedisConfig, []string, []*redis.Pool) {
 	if err := rc.Validate("servants.redis"); err != nil {
 		b.Fatal(err)
 	}
-	cluster, err := pool.NewRedis(rc)
+	cluster, err := pool.NewRedis(rc, pool.NopObserver{}, pool.Limits{})
 	if err != nil {
 		b.Fatal(err)
 	}

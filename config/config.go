@@ -57,6 +57,10 @@ type Config struct {
 	MaxCPU int `cf:"max_cpu"`
 	// MetricsLogfile (metrics_logfile) is where metrics are dumped. Default metrics.log.
 	MetricsLogfile string `cf:"metrics_logfile"`
+	// MemoryLimit (memory_limit) is Go's soft memory limit for the whole
+	// process, in bytes (runtime/debug.SetMemoryLimit): past it the garbage
+	// collector works harder to stay under. 0 = none (default). New in this fae.
+	MemoryLimit int64 `cf:"memory_limit"`
 	// Plugin (plugin) is accepted for compatibility: the original's only plugin,
 	// RateLimiter, did nothing, and neither does it here.
 	Plugin PluginConfig `cf:"plugin"`
@@ -156,6 +160,9 @@ func (c *Config) validate() error {
 		if n, err := strconv.Atoi(string(c.CPUNum)); err != nil || n < 1 {
 			return fmt.Errorf("cpu_num: must be \"auto\", \"max\" or a number ≥ 1, got %q", c.CPUNum)
 		}
+	}
+	if c.MemoryLimit != 0 && c.MemoryLimit < 64<<20 {
+		return fmt.Errorf("memory_limit: must be 0 (none) or at least 67108864 (64 MiB), got %d", c.MemoryLimit)
 	}
 	if c.ReloadWatchdogInterval < 0 {
 		return fmt.Errorf("reload_watchdog_interval: must not be negative, got %s", c.ReloadWatchdogInterval)

@@ -67,6 +67,7 @@ type MysqlConfig struct {
 	AllowNullableColumns         bool                `cf:"allow_nullable_columns"`           // NULL → "NULL"; default true
 	CacheStore                   string              `cf:"cache_store"`                      // mem | redis; default mem
 	CacheStoreMemMaxItems        int                 `cf:"cache_store_mem_max_items"`        // items; default 10485760
+	CacheStoreMemMaxBytes        int64               `cf:"cache_store_mem_max_bytes"`        // bytes of results in the mem store; default 256 MiB
 	CacheStoreRedisPool          string              `cf:"cache_store_redis_pool"`           // default db_cache
 	CacheKeyHash                 bool                `cf:"cache_key_hash"`                   // store a hash of the cache key
 	JSONMergeMaxOutstandingItems int                 `cf:"json_merge_max_outstanding_items"` // default 8388608
@@ -92,6 +93,7 @@ func (c *MysqlConfig) SetDefaults() {
 		AllowNullableColumns:         true,
 		CacheStore:                   "mem",
 		CacheStoreMemMaxItems:        10485760,
+		CacheStoreMemMaxBytes:        256 << 20,
 		CacheStoreRedisPool:          "db_cache",
 		JSONMergeMaxOutstandingItems: 8388608,
 		HeartbeatInterval:            120,
@@ -144,6 +146,9 @@ func (c *MysqlConfig) Validate(prefix string) error {
 	}
 	if c.LookupCacheMaxItems < 1 {
 		return fmt.Errorf("%s.lookup_cache_max_items: must be at least 1, got %d", prefix, c.LookupCacheMaxItems)
+	}
+	if c.CacheStoreMemMaxBytes < 1<<20 {
+		return fmt.Errorf("%s.cache_store_mem_max_bytes: must be at least 1048576 (1 MiB), got %d", prefix, c.CacheStoreMemMaxBytes)
 	}
 	if c.CacheStoreMemMaxItems < 1 {
 		return fmt.Errorf("%s.cache_store_mem_max_items: must be at least 1, got %d", prefix, c.CacheStoreMemMaxItems)

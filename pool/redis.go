@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/golang/groupcache/consistenthash"
 )
@@ -14,36 +15,44 @@ import (
 const rdVnodes = 32
 
 // Redis is the Redis cluster of servants.redis: named pools of servers. A call
-// goes to the server its first argument hashes to on the pool's ring — the
-// original fae's ring (crc32-IEEE, 32 points per server hashed from
-// "<i><addr>", first point ≥ hash(key), wrapping around), so keys stay where
-// the original put them; it is groupcache's consistenthash, which is that ring.
-// Each server has a redigo pool of its own (max_idle, max_active, idle_timeout;
-// a call waits up to borrow_timeout for a connection) and a breaker that counts
-// only its connection failures, never an error reply. Safe for concurrent use;
-// many commands run at once on each server.
+// goes to the server its key hashes to on the pool's ring — the original fae's
+// ring (crc32-IEEE, 32 points per server hashed from "<i><addr>", first point
+// ≥ hash(key), wrapping around), so keys stay where the original put them; it
+// is groupcache's consistenthash, which is that ring.
 //
-// Every error is a *BackendError naming the command, key, pool and server, with
-// one of the ErrRedis* kinds (or ErrBreakerOpen) that errors.Is matches.
+// Each server has a redigo pool of its own (max_idle, max_active,
+// idle_timeout; a call waits up to borrow_timeout for a connection) and a
+// Breaker: dials count on its dial side, commands on its command side, and a
+// command that times out counts only if a fresh connection's PING fails too,
+// so a frozen server opens it while a client's slow command does not. A
+// connection goes back to its pool only after an outcome whose Kind is
+// Reusable. Safe for concurrent use; many commands run at once on each server.
+//
+// Every error is a *Error (Backend "redis", Op the upper-case command) and
+// every operation is reported once to the Observer, named by its command when
+// Redis 7 has such a command, else "OTHER".
 type Redis struct {
-	pools       map[string]*rdPool // read-only after NewRedis
-	deny        map[string]bool    // upper-case command names
-	cfg         RedisConfig
-	unknownPool atomic.Int64
-	closed      atomic.Bool
+	pools  map[string]*rdPool // read-only after NewRedis
+	deny   map[string]bool    // upper-case command names
+	cfg    RedisConfig
+	obs    Observer
+	closed atomic.Bool
 }
 
 type rdPool struct {
 	name    string
 	ring    *consistenthash.Map
 	servers map[string]*rdServer // by addr
-	stats   RedisStats
 }
 
-// NewRedis builds the pools of cfg, which must have passed Validate.
-// Connections are opened on first use. Close releases them.
-func NewRedis(cfg RedisConfig) (*Redis, error) {
-	r := &Redis{pools: map[string]*rdPool{}, deny: map[string]bool{}, cfg: cfg}
+// NewRedis builds the pools of cfg, which must have passed Validate; obs (nil
+// = none) is told of every operation, and limits.MaxReplyBytes bounds every
+// reply. Connections are opened on first use. Close releases them.
+func NewRedis(cfg RedisConfig, obs Observer, limits Limits) (*Redis, error) {
+	if obs == nil {
+		obs = NopObserver{}
+	}
+	r := &Redis{pools: map[string]*rdPool{}, deny: map[string]bool{}, cfg: cfg, obs: obs}
 	for _, c := range cfg.DenyCommands {
 		r.deny[strings.ToUpper(strings.TrimSpace(c))] = true
 	}
@@ -56,7 +65,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 			if p.servers[sc.Addr] != nil {
 				return nil, fmt.Errorf("redis: server %s is listed twice in pool %q", sc.Addr, pc.Name)
 			}
-			p.servers[sc.Addr] = newRdServer(sc, cfg)
+			p.servers[sc.Addr] = newRdServer(sc, cfg, limits)
 			p.ring.Add(sc.Addr)
 		}
 		r.pools[pc.Name] = p
@@ -64,94 +73,142 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 	return r, nil
 }
 
-// Do runs command cmd with args on the server of pool that args[0] hashes to
-// (args[0] as a string: itself for a string or []byte, else fmt.Sprint) and
-// returns redigo's reply: []byte (bulk), string (status), int64, []any, or nil.
-// It waits up to borrow_timeout for a connection and io_timeout for the reply;
-// ctx ending stops the wait for a connection, and a ctx deadline also bounds the
-// command. Errors (*BackendError): unknown pool, empty
-// command, denied command, no args, an error reply (Redis's text), every
-// connection busy, a server failure, an open breaker, ctx ended.
+// Do runs a client's command cmd with args (rd_call) on the server of pool
+// that args[0] hashes to (args[0] as Redis sees it: a string or []byte itself,
+// else fmt.Sprint), and returns redigo's reply: []byte (bulk), string
+// (status), int64, []any, or nil (reported to the Observer as KindMiss).
+//
+// It waits up to borrow_timeout for a connection and io_timeout for the reply
+// (plus the command's own timeout for a blocking command); when ctx ends the
+// wait or the command stops at once (KindCanceled) and the connection is
+// closed. A reply over limits.MaxReplyBytes fails with KindTooLarge, its
+// connection closed, without being held.
+//
+// Refused before any server is asked (KindRefused, the reason in the text):
+//   - the commands of servants.redis.deny_commands;
+//   - whatever deny_commands says, the commands that change or end the state
+//     of the connection, which the next caller of the pooled connection would
+//     inherit: SELECT, HELLO, AUTH, RESET, QUIT, CLIENT, SUBSCRIBE,
+//     PSUBSCRIBE, SSUBSCRIBE, UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE, MONITOR,
+//     MULTI, EXEC, WATCH, UNWATCH, DISCARD, READONLY, READWRITE, SYNC, PSYNC
+//     (redigo resets only MULTI, WATCH and SUBSCRIBE state, and transactions
+//     cannot span calls: each call may get another connection);
+//   - the blocking commands BLPOP, BRPOP, BRPOPLPUSH, BLMOVE, BLMPOP, BZPOPMIN,
+//     BZPOPMAX, BZMPOP (timeout in seconds, may be fractional), XREAD and
+//     XREADGROUP with BLOCK, WAIT, WAITAOF (milliseconds) whose timeout is 0
+//     (forever) or longer than io_timeout ("BLPOP timeout 0 (forever) is
+//     longer than io_timeout 4s"): one client must not hold a connection
+//     longer than io_timeout. An accepted one gets a read timeout of
+//     io_timeout plus its own timeout, so its nil reply at its timeout arrives.
+//
+// Errors (*Error, matched with errors.Is): KindUnknownPool (pool not
+// configured, or without servers), KindBadArgument (empty command, no args,
+// a blocking command's timeout that is not a non-negative number), KindRefused
+// (the refusals above, and Redis's error replies, whose text follows "error
+// reply:" and whose redis.Error errors.As finds), KindBusy (max_active
+// connections busy for borrow_timeout), KindServerFailure (dial, write or read
+// failed), KindTimeout (no reply within the read timeout), KindCanceled,
+// KindBreakerOpen ("circuit open"), KindTooLarge, KindClosed (after Close).
+// Refusals are reported to the Observer with Server "" (and Pool "" for an
+// unknown pool).
 func (r *Redis) Do(ctx context.Context, pool, cmd string, args ...any) (any, error) {
-	p, key, err := r.check(pool, cmd, args)
+	start := time.Now()
+	name := strings.ToUpper(strings.TrimSpace(cmd))
+	var key string
+	if len(args) > 0 {
+		key = rdString(args[0])
+	}
+	p, err := r.pool(start, pool, name, key)
 	if err != nil {
 		return nil, err
 	}
-	s := p.servers[p.ring.Get(key)]
-	reply, kind, cause := s.do(ctx, r.cfg.BorrowTimeout, cmd, args)
-	if kind != nil {
-		p.stats.count(kind)
-		return nil, &BackendError{Backend: "redis", Op: strings.ToUpper(cmd), Pool: pool, Server: s.addr, Key: key, Kind: kind, Err: cause}
+	if why := rdStateRefusal(name); why != "" || r.deny[name] {
+		if why == "" {
+			why = "command denied: " + name + " is in servants.redis.deny_commands"
+		}
+		return nil, r.refuse(start, pool, name, key, KindRefused, errors.New(why))
 	}
-	if reply == nil {
-		p.stats.NilReplies.Add(1)
+	if len(args) == 0 {
+		return nil, r.refuse(start, pool, name, key, KindBadArgument, errors.New("no key: the first argument picks the server"))
+	}
+	block, kind, cause := rdBlockTimeout(name, args, r.cfg.IOTimeout)
+	if kind != KindOK {
+		return nil, r.refuse(start, pool, name, key, kind, cause)
+	}
+	return r.run(ctx, start, p, name, key, block, cmd, args)
+}
+
+// DoKey runs cmd with args on the server of pool that key hashes to: faed's
+// own commands (the MySQL query cache), exempt from deny_commands and from
+// Do's refusals (it may run EVAL, MULTI, anything), with the same breaker,
+// observer, limits and errors as Do. A command that blocks gets io_timeout.
+func (r *Redis) DoKey(ctx context.Context, pool, key, cmd string, args ...any) (any, error) {
+	start := time.Now()
+	name := strings.ToUpper(strings.TrimSpace(cmd))
+	p, err := r.pool(start, pool, name, key)
+	if err != nil {
+		return nil, err
+	}
+	return r.run(ctx, start, p, name, key, 0, cmd, args)
+}
+
+// pool finds the pool of a call, refusing what goes nowhere: an unknown pool,
+// a closed cluster, an empty command, a pool without servers.
+func (r *Redis) pool(start time.Time, pool, name, key string) (*rdPool, error) {
+	p := r.pools[pool]
+	switch {
+	case p == nil:
+		return nil, r.refuse(start, pool, name, key, KindUnknownPool, errors.New("not in servants.redis.pools"))
+	case r.closed.Load():
+		return nil, r.refuse(start, pool, name, key, KindClosed, nil)
+	case name == "":
+		return nil, r.refuse(start, pool, name, key, KindBadArgument, errors.New("empty command"))
+	case len(p.servers) == 0:
+		return nil, r.refuse(start, pool, name, key, KindUnknownPool, errors.New("the pool has no servers"))
+	}
+	return p, nil
+}
+
+// refuse reports an operation refused before a server was chosen.
+func (r *Redis) refuse(start time.Time, pool, name, key string, kind Kind, cause error) error {
+	op := Op{Backend: "redis", Pool: pool, Name: rdOpName(name), Kind: kind, Duration: time.Since(start)}
+	if kind == KindUnknownPool && r.pools[pool] == nil {
+		op.Pool = ""
+	}
+	r.obs.Observe(op)
+	return &Error{Backend: "redis", Op: name, Key: key, Pool: pool, Kind: kind, Err: cause}
+}
+
+// run runs cmd on key's server and reports it.
+func (r *Redis) run(ctx context.Context, start time.Time, p *rdPool, name, key string, block time.Duration, cmd string, args []any) (any, error) {
+	s := p.servers[p.ring.Get(key)]
+	reply, kind, cause := s.do(ctx, block, cmd, args)
+	op := Op{Backend: "redis", Pool: p.name, Server: s.addr, Name: rdOpName(name), Kind: kind, Duration: time.Since(start)}
+	if kind == KindOK && reply == nil {
+		op.Kind = KindMiss
+	}
+	r.obs.Observe(op)
+	if kind != KindOK {
+		return nil, &Error{Backend: "redis", Op: name, Key: key, Pool: p.name, Server: s.addr, Kind: kind, Err: cause}
 	}
 	return reply, nil
 }
 
-// check finds the pool and the key of a call, refusing what goes nowhere.
-func (r *Redis) check(pool, cmd string, args []any) (*rdPool, string, error) {
-	p := r.pools[pool]
-	if p == nil {
-		r.unknownPool.Add(1)
-		return nil, "", &BackendError{Backend: "redis", Op: strings.ToUpper(cmd), Pool: pool, Kind: ErrRedisUnknownPool,
-			Err: errors.New("not in servants.redis.pools")}
-	}
-	p.stats.Calls.Add(1)
-	var key string
-	if len(args) > 0 {
-		key = rdKey(args[0])
-	}
-	fail := func(kind, cause error) (*rdPool, string, error) {
-		p.stats.count(kind)
-		return nil, "", &BackendError{Backend: "redis", Op: strings.ToUpper(cmd), Pool: pool, Key: key, Kind: kind, Err: cause}
-	}
-	switch {
-	case r.closed.Load():
-		return fail(ErrRedisClosed, nil)
-	case strings.TrimSpace(cmd) == "":
-		return fail(ErrRedisNoCommand, nil)
-	case r.deny[strings.ToUpper(cmd)]:
-		return fail(ErrRedisDenied, fmt.Errorf("%s is in servants.redis.deny_commands", strings.ToUpper(cmd)))
-	case len(args) == 0:
-		return fail(ErrRedisNoKey, nil)
-	case len(p.servers) == 0:
-		return fail(ErrRedisServer, errors.New("the pool has no servers"))
-	}
-	return p, key, nil
-}
-
-func rdKey(a any) string {
-	switch k := a.(type) {
-	case string:
-		return k
-	case []byte:
-		return string(k)
-	}
-	return fmt.Sprint(a)
-}
-
-// ServerOf returns the address of the server key maps to in pool.
+// ServerOf returns the address of the server key maps to in pool; a
+// KindUnknownPool *Error when pool is not configured or has no servers.
 func (r *Redis) ServerOf(pool, key string) (string, error) {
-	p, _, err := r.check(pool, "locate", []any{key})
-	if err != nil {
-		return "", err
+	p := r.pools[pool]
+	if p == nil || len(p.servers) == 0 {
+		return "", &Error{Backend: "redis", Key: key, Pool: pool, Kind: KindUnknownPool, Err: errors.New("not in servants.redis.pools, or without servers")}
 	}
 	return p.ring.Get(key), nil
 }
 
-// Stats returns the counters of pool, nil if there is no such pool.
-func (r *Redis) Stats(pool string) *RedisStats {
-	if p := r.pools[pool]; p != nil {
-		return &p.stats
-	}
-	return nil
-}
+// HasPool reports whether pool is in servants.redis.pools.
+func (r *Redis) HasPool(pool string) bool { return r.pools[pool] != nil }
 
-// UnknownPoolCalls is the number of calls that named a pool not configured.
-func (r *Redis) UnknownPoolCalls() int64 { return r.unknownPool.Load() }
-
-// Close closes every server's pool; calls after Close fail with ErrRedisClosed.
+// Close closes every server's pool: idle connections now, busy ones when
+// their command ends. Calls after Close fail with KindClosed.
 func (r *Redis) Close() error {
 	r.closed.Store(true)
 	var errs []error

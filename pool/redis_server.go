@@ -4,73 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
 )
 
-// Kinds of Redis failure. Every error of Redis.Do is a *BackendError (Backend "redis") whose Kind is
-// one of these (or ErrBreakerOpen); errors.Is matches them.
-var (
-	// ErrRedisUnknownPool: the pool is not in servants.redis.pools.
-	ErrRedisUnknownPool = errors.New("unknown pool")
-	// ErrRedisNoCommand: the command name is empty.
-	ErrRedisNoCommand = errors.New("empty command")
-	// ErrRedisDenied: the command is in servants.redis.deny_commands.
-	ErrRedisDenied = errors.New("command denied")
-	// ErrRedisNoKey: no arguments, so no key to pick the server with.
-	ErrRedisNoKey = errors.New("no key: the first argument picks the server")
-	// ErrRedisReply: Redis answered with an error reply (its text follows; redis.Error via errors.As).
-	ErrRedisReply = errors.New("error reply")
-	// ErrRedisExhausted: max_active connections to the server were busy for
-	// borrow_timeout. Not a server failure: the breaker does not count it.
-	ErrRedisExhausted = errors.New("all connections busy")
-	// ErrRedisServer: dialling, writing or reading failed or timed out, or the
-	// reply was garbled; counted by the breaker.
-	ErrRedisServer = errors.New("server failure")
-	// ErrRedisCanceled: the caller's context ended first.
-	ErrRedisCanceled = errors.New("call canceled")
-	// ErrRedisClosed: the cluster was closed.
-	ErrRedisClosed = errors.New("closed")
-)
-
-// RedisStats are the counters of one Redis pool, updated atomically. Each
-// failure kind has its own counter.
-type RedisStats struct {
-	Calls          atomic.Int64 // calls naming the pool
-	NilReplies     atomic.Int64 // nil replies (GET of a missing key, …)
-	ErrorReplies   atomic.Int64 // Redis error replies
-	BadCommands    atomic.Int64 // empty command names
-	Denied         atomic.Int64 // commands refused by deny_commands
-	NoKey          atomic.Int64 // calls without arguments
-	ServerFailures atomic.Int64 // dial, read or write failures and timeouts (counted by the breaker)
-	BreakerOpen    atomic.Int64 // calls refused by an open breaker
-	Exhausted      atomic.Int64 // calls that found max_active connections busy for borrow_timeout
-	Canceled       atomic.Int64 // calls whose context ended first
-}
-
-func (st *RedisStats) count(kind error) {
-	for _, c := range []struct {
-		kind error
-		n    *atomic.Int64
-	}{{ErrRedisReply, &st.ErrorReplies}, {ErrRedisNoCommand, &st.BadCommands}, {ErrRedisDenied, &st.Denied},
-		{ErrRedisNoKey, &st.NoKey}, {ErrRedisServer, &st.ServerFailures}, {ErrBreakerOpen, &st.BreakerOpen},
-		{ErrRedisExhausted, &st.Exhausted}, {ErrRedisCanceled, &st.Canceled}} {
-		if kind == c.kind {
-			c.n.Add(1)
-			return
-		}
-	}
-}
-
-// rdServer is one Redis server of a pool: a redigo pool dialling its own
-// address, and a breaker. Dials go through the breaker, so an open breaker
-// refuses them too.
+// rdServer is one Redis server of a pool: a redigo pool dialling its address,
+// and a Breaker. Dials go through Breaker.Dial and commands through Breaker.Do.
 type rdServer struct {
-	addr    string
-	pool    *redis.Pool
-	breaker *legacyBreaker
+	addr      string
+	pool      *redis.Pool
+	breaker   *Breaker
+	ioTimeout time.Duration
+	borrow    time.Duration // borrow_timeout
 	// epoch is bumped by every server failure. Connections remember the epoch
 	// they were dialled in, and an idle one from an older epoch is dropped when
 	// borrowed: after a failure (a server restart resets every connection) the
@@ -78,37 +27,15 @@ type rdServer struct {
 	epoch atomic.Uint64
 }
 
-// rdConn is a pooled connection and its epoch.
-type rdConn struct {
-	redis.Conn
-	epoch uint64
-}
-
-// DoContext and ReceiveContext make rdConn a redis.ConnWithContext, as the
-// connection it wraps is, so that redis.DoContext works on pooled connections.
-func (c *rdConn) DoContext(ctx context.Context, cmd string, args ...any) (any, error) {
-	return redis.DoContext(c.Conn, ctx, cmd, args...)
-}
-
-func (c *rdConn) ReceiveContext(ctx context.Context) (any, error) {
-	return redis.ReceiveContext(c.Conn, ctx)
-}
-
-// rdDialError marks a failed dial, to tell it from a borrow that timed out.
-type rdDialError struct{ err error }
-
-func (e *rdDialError) Error() string { return "dial: " + e.err.Error() }
-func (e *rdDialError) Unwrap() error { return e.err }
-
 var errRdStale = errors.New("connection from before a server failure")
 
-func newRdServer(sc RedisServer, cfg RedisConfig) *rdServer {
-	s := &rdServer{addr: sc.Addr, breaker: newLegacyBreaker("redis", sc.Addr, cfg.Breaker)}
-	opts := []redis.DialOption{redis.DialConnectTimeout(cfg.ConnectTimeout),
-		redis.DialReadTimeout(cfg.IOTimeout), redis.DialWriteTimeout(cfg.IOTimeout)}
+func newRdServer(sc RedisServer, cfg RedisConfig, limits Limits) *rdServer {
+	s := &rdServer{addr: sc.Addr, ioTimeout: cfg.IOTimeout, borrow: cfg.BorrowTimeout}
+	s.breaker = NewBreaker("redis", sc.Addr, cfg.Breaker, s.ping)
+	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 5 * time.Minute}
 	s.pool = &redis.Pool{
 		MaxIdle: sc.MaxIdle, MaxActive: sc.MaxActive, IdleTimeout: sc.IdleTimeout, Wait: true,
-		Dial: func() (redis.Conn, error) { return s.dial(opts) },
+		DialContext: func(ctx context.Context) (redis.Conn, error) { return s.dial(ctx, dialer, limits) },
 		// No PING on every borrow: only a connection idle for over a minute is checked.
 		TestOnBorrow: func(c redis.Conn, lastUsed time.Time) error {
 			if rc, ok := c.(*rdConn); ok && rc.epoch != s.epoch.Load() {
@@ -124,92 +51,126 @@ func newRdServer(sc RedisServer, cfg RedisConfig) *rdServer {
 	return s
 }
 
-func (s *rdServer) dial(opts []redis.DialOption) (redis.Conn, error) {
-	epoch := s.epoch.Load()
-	var c redis.Conn
-	err := s.breaker.Do(func() (err error) {
-		c, err = redis.Dial("tcp", s.addr, opts...)
-		return err
-	}, func(error) bool { return true })
-	switch {
-	case errors.Is(err, ErrBreakerOpen):
+// dial opens a connection through the breaker's dial side. It is bounded by
+// connect_timeout only, not by the caller's ctx: a caller giving up must not
+// count as the server's failure.
+func (s *rdServer) dial(ctx context.Context, dialer *net.Dialer, limits Limits) (redis.Conn, error) {
+	if err := ctx.Err(); err != nil {
 		return nil, err
-	case err != nil:
-		s.epoch.Add(1)
-		return nil, &rdDialError{err}
 	}
-	return &rdConn{Conn: c, epoch: epoch}, nil
+	epoch := s.epoch.Load()
+	var nc *rdNetConn
+	var c redis.Conn
+	err := s.breaker.Dial(func() (err error) {
+		c, err = redis.DialContext(context.WithoutCancel(ctx), "tcp", s.addr,
+			redis.DialReadTimeout(s.ioTimeout), redis.DialWriteTimeout(s.ioTimeout),
+			redis.DialContextFunc(func(ctx context.Context, network, addr string) (net.Conn, error) {
+				conn, err := dialer.DialContext(ctx, network, addr)
+				if err != nil {
+					return nil, err
+				}
+				nc = newRdNetConn(conn, limits.MaxReplyBytes)
+				return nc, nil
+			}))
+		return err
+	})
+	if err != nil {
+		if !errors.Is(err, KindBreakerOpen) {
+			s.epoch.Add(1)
+		}
+		return nil, err
+	}
+	return &rdConn{Conn: c, nc: nc, epoch: epoch}, nil
 }
 
-// do borrows a connection (waiting up to wait when max_active are busy) and
-// runs cmd through the breaker. It returns the reply, the kind of failure
-// (nil = success) and its cause.
-func (s *rdServer) do(ctx context.Context, wait time.Duration, cmd string, args []any) (reply any, kind, cause error) {
-	bctx, cancel := context.WithTimeout(ctx, wait)
+// ping is the breaker's health check: PING on a connection of its own,
+// bounded by ctx (HealthCheckTimeout).
+func (s *rdServer) ping(ctx context.Context) error {
+	d := HealthCheckTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		d = time.Until(dl)
+	}
+	c, err := redis.DialContext(ctx, "tcp", s.addr, redis.DialReadTimeout(d), redis.DialWriteTimeout(d))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.Do("PING")
+	return err
+}
+
+// do runs cmd on a connection of the server: it borrows one (dialling if need
+// be, waiting up to borrow_timeout when max_active are busy), runs cmd through
+// the breaker with a read timeout of io_timeout + block, and gives the
+// connection back only if the outcome's kind is Reusable. It returns the
+// reply, the kind of the outcome and its cause.
+func (s *rdServer) do(ctx context.Context, block time.Duration, cmd string, args []any) (any, Kind, error) {
+	if ctx.Err() != nil {
+		return nil, KindCanceled, context.Cause(ctx)
+	}
+	if s.breaker.State() == "open" { // fail fast, without waiting for a connection
+		return nil, KindBreakerOpen, nil
+	}
+	bctx, cancel := context.WithTimeout(ctx, s.borrow)
 	c, err := s.pool.GetContext(bctx)
 	cancel()
 	if err != nil {
-		kind, cause = s.borrowError(ctx, err, wait)
+		kind, cause := s.borrowError(ctx, err)
 		return nil, kind, cause
 	}
-	failure := func(err error) bool { return rdIsFailure(err) && !ctxEnded(ctx) }
-	err = s.breaker.Do(func() (err error) {
-		if _, ok := ctx.Deadline(); ok {
-			reply, err = redis.DoContext(c, ctx, cmd, args...)
-		} else { // io_timeout bounds it; DoContext would cost a goroutine per call
-			reply, err = c.Do(cmd, args...)
-		}
-		return err
-	}, failure)
-	c.Close()
+	defer c.Close()
+	call := &rdCall{readTimeout: s.ioTimeout + block}
+	cctx := context.WithValue(ctx, rdCallKey{}, call)
+	var reply any
+	kind, cause := s.breaker.Do(func() (Kind, error) {
+		var err error
+		reply, err = c.(redis.ConnWithContext).DoContext(cctx, cmd, args...)
+		return s.classify(ctx, call, err)
+	})
+	if call.conn != nil && (!kind.Reusable() || call.canceled) {
+		call.conn.Conn.Close() // redigo's pool drops a connection whose Err is set
+	}
+	if kind == KindServerFailure {
+		s.epoch.Add(1)
+	}
+	return reply, kind, cause
+}
+
+// classify gives the kind of a command's outcome and its cause.
+func (s *rdServer) classify(ctx context.Context, call *rdCall, err error) (Kind, error) {
 	var re redis.Error
+	var tl *rdTooLargeError
 	switch {
 	case err == nil:
-		return reply, nil, nil
-	case errors.Is(err, ErrBreakerOpen):
-		return nil, ErrBreakerOpen, nil
+		return KindOK, nil
 	case errors.As(err, &re):
-		return nil, ErrRedisReply, re
-	case ctxEnded(ctx):
-		if ctx.Err() == nil {
-			return nil, ErrRedisCanceled, context.DeadlineExceeded
-		}
-		return nil, ErrRedisCanceled, context.Cause(ctx)
+		return KindRefused, fmt.Errorf("error reply: %w", re)
+	case errors.Is(err, errRdCanceled) || call.canceled || ctx.Err() != nil:
+		return KindCanceled, context.Cause(ctx)
+	case errors.As(err, &tl):
+		return KindTooLarge, err
+	case errors.Is(err, os.ErrDeadlineExceeded) && call.readTimeout == s.ioTimeout:
+		return KindTimeout, fmt.Errorf("no reply within io_timeout %s: %w", s.ioTimeout, err)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return KindTimeout, fmt.Errorf("no reply within %s (io_timeout %s + the command's own timeout %s): %w",
+			call.readTimeout, s.ioTimeout, call.readTimeout-s.ioTimeout, err)
 	}
-	s.epoch.Add(1)
-	return nil, ErrRedisServer, err
+	return KindServerFailure, err
 }
 
 // borrowError classifies a failed borrow: an open breaker, a failed dial, the
-// caller's context ending, or every connection busy for wait.
-func (s *rdServer) borrowError(ctx context.Context, err error, wait time.Duration) (kind, cause error) {
-	var de *rdDialError
+// caller's context ending, or every connection busy for borrow_timeout.
+func (s *rdServer) borrowError(ctx context.Context, err error) (Kind, error) {
 	switch {
-	case errors.Is(err, ErrBreakerOpen):
-		return ErrBreakerOpen, nil
-	case errors.As(err, &de):
-		return ErrRedisServer, err
+	case errors.Is(err, KindBreakerOpen):
+		return KindBreakerOpen, nil
+	case isDialError(err):
+		return KindServerFailure, err
 	case ctx.Err() != nil:
-		return ErrRedisCanceled, ctx.Err()
+		return KindCanceled, context.Cause(ctx)
 	case errors.Is(err, context.DeadlineExceeded):
-		return ErrRedisExhausted, fmt.Errorf("%d connections busy for %s", s.pool.MaxActive, wait)
+		return KindBusy, fmt.Errorf("all connections busy: max_active %d, none free within borrow_timeout %s",
+			s.pool.MaxActive, s.borrow)
 	}
-	return ErrRedisServer, err
-}
-
-// ctxEnded tells whether ctx is done or past its deadline (its timer may not
-// have fired yet when the socket deadline derived from it did).
-func ctxEnded(ctx context.Context) bool {
-	if ctx.Err() != nil {
-		return true
-	}
-	dl, ok := ctx.Deadline()
-	return ok && !time.Now().Before(dl)
-}
-
-// rdIsFailure tells the breaker which errors are the server's failures: all
-// but an error reply, which proves the server answered.
-func rdIsFailure(err error) bool {
-	var re redis.Error
-	return err != nil && !errors.As(err, &re)
+	return KindServerFailure, err
 }

@@ -39,14 +39,52 @@ func rdConfig(t testing.TB, addrs ...string) RedisConfig {
 	return cfg
 }
 
-func newTestRedis(t testing.TB, cfg RedisConfig) *Redis {
+// newTestRedis builds cfg's cluster with counters and limits.
+func newTestRedis(t testing.TB, cfg RedisConfig, limits Limits) (*Redis, *Counters) {
 	t.Helper()
-	r, err := NewRedis(cfg)
+	c := NewCounters()
+	r, err := NewRedis(cfg, c, limits)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
-	return r
+	return r, c
+}
+
+// rdDirect is a plain redigo connection to addr, for checking what a test did.
+func rdDirect(t testing.TB, addr string) redis.Conn {
+	t.Helper()
+	c, err := redis.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// wantKind fails unless err is a *Error of kind whose text contains each part.
+func wantKind(t testing.TB, what string, err error, kind Kind, parts ...string) {
+	t.Helper()
+	var e *Error
+	if !errors.As(err, &e) || !errors.Is(err, kind) {
+		t.Errorf("%s: %v (%T), want a *Error of kind %v", what, err, err, kind)
+		return
+	}
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("%s: %q does not contain %q", what, err, p)
+		}
+	}
+}
+
+// count is the number of operations of kind k named name on server ("" any).
+func count(c *Counters, server, name string, k Kind) (n int64) {
+	for _, oc := range c.Snapshot() {
+		if oc.Backend == "redis" && (server == "" || oc.Server == server) && oc.Name == name {
+			n += oc.Count(k)
+		}
+	}
+	return n
 }
 
 var bg = context.Background()
@@ -56,19 +94,23 @@ func TestRedisDo(t *testing.T) {
 	requireTCP(t, "redis2", rdAddr2)
 	cfg := rdConfig(t, rdAddr1, rdAddr2)
 	cfg.Breaker.FailureAllowance = 1 // an error reply must not open it
-	r := newTestRedis(t, cfg)
+	r, c := newTestRedis(t, cfg, Limits{})
 	k := testKey(t, "k")
 	if v, err := r.Do(bg, "p", "SET", k, "v", "EX", 60); v != "OK" || err != nil {
 		t.Fatalf("SET = %v, %v", v, err)
 	}
-	if v, err := r.Do(bg, "p", "get", []byte(k)); string(v.([]byte)) != "v" || err != nil {
+	if v, err := r.Do(bg, "p", "get", []byte(k)); err != nil || string(v.([]byte)) != "v" {
 		t.Fatalf("GET = %v, %v", v, err)
 	}
 	_, err := r.Do(bg, "p", "INCR", k)
 	var re redis.Error
-	if !errors.Is(err, ErrRedisReply) || !errors.As(err, &re) || !strings.Contains(err.Error(), "ERR value is not an integer") {
-		t.Fatalf("INCR of a string: %v", err)
+	wantKind(t, "INCR of a string", err, KindRefused, `redis INCR "`+k+`": pool "p", server `,
+		": refused: error reply: ERR value is not an integer or out of range")
+	if !errors.As(err, &re) {
+		t.Errorf("INCR: redis.Error not reachable in %v", err)
 	}
+	_, err = r.Do(bg, "p", "NOSUCHCMD", k)
+	wantKind(t, "an unknown command", err, KindRefused, "error reply: ERR unknown command 'NOSUCHCMD'")
 	for i := 0; i < 3; i++ {
 		if v, err := r.Do(bg, "p", "DEL", k); err != nil || v != int64(1-min(i, 1)) {
 			t.Fatalf("DEL %d = %v, %v", i, v, err)
@@ -77,45 +119,113 @@ func TestRedisDo(t *testing.T) {
 	if v, err := r.Do(bg, "p", "GET", k); v != nil || err != nil {
 		t.Fatalf("GET of a missing key = %v, %v", v, err)
 	}
-	st := r.Stats("p")
-	if st.Calls.Load() != 7 || st.ErrorReplies.Load() != 1 || st.NilReplies.Load() != 1 || st.ServerFailures.Load() != 0 {
-		t.Errorf("stats: calls %d error replies %d nil %d failures %d", st.Calls.Load(), st.ErrorReplies.Load(),
-			st.NilReplies.Load(), st.ServerFailures.Load())
+	if v, err := r.Do(bg, "p", "GET", k); v != nil || err != nil { // the breaker is still closed
+		t.Fatalf("GET after an error reply = %v, %v", v, err)
+	}
+	for _, w := range []struct {
+		name string
+		kind Kind
+		n    int64
+	}{{"SET", KindOK, 1}, {"GET", KindOK, 1}, {"GET", KindMiss, 2}, {"INCR", KindRefused, 1},
+		{"OTHER", KindRefused, 1}, {"DEL", KindOK, 3}} {
+		if got := count(c, "", w.name, w.kind); got != w.n {
+			t.Errorf("observed %s %v: %d, want %d", w.name, w.kind, got, w.n)
+		}
+	}
+	if n := c.Sum("redis", KindServerFailure) + c.Sum("redis", KindBreakerOpen); n != 0 {
+		t.Errorf("%d failures or refusals by the breaker", n)
 	}
 }
 
 func TestRedisRefusals(t *testing.T) {
-	r := newTestRedis(t, rdConfig(t, rdAddr1))
-	for _, c := range []struct {
+	cfg := rdConfig(t, rdAddr1)
+	r, c := newTestRedis(t, cfg, Limits{})
+	for _, w := range []struct {
 		cmd  string
 		args []any
-		kind error
+		kind Kind
 		want string
 	}{
-		{"flushall", []any{"x"}, ErrRedisDenied, `redis FLUSHALL "x": pool "p": command denied: FLUSHALL is in servants.redis.deny_commands`},
-		{"Config", []any{"GET", "*"}, ErrRedisDenied, "CONFIG is in servants.redis.deny_commands"},
-		{"GET", nil, ErrRedisNoKey, `redis GET: pool "p": no key: the first argument picks the server`},
-		{" ", []any{"k"}, ErrRedisNoCommand, "empty command"},
+		{"flushall", []any{"x"}, KindRefused, `redis FLUSHALL "x": pool "p": refused: command denied: FLUSHALL is in servants.redis.deny_commands`},
+		{"Config", []any{"GET", "*"}, KindRefused, "command denied: CONFIG is in servants.redis.deny_commands"},
+		{"select", []any{"3"}, KindRefused, `redis SELECT "3": pool "p": refused: SELECT changes the state of the connection (switches it to another database), which the next caller of the pooled connection would inherit`},
+		{"QUIT", nil, KindRefused, "QUIT changes the state of the connection (closes it), which the next caller"},
+		{"GET", nil, KindBadArgument, `redis GET: pool "p": bad argument: no key: the first argument picks the server`},
+		{" ", []any{"k"}, KindBadArgument, `redis "k": pool "p": bad argument: empty command`},
+		{"BLPOP", []any{"k", "0"}, KindRefused, "refused: BLPOP timeout 0 (forever) is longer than io_timeout 4s"},
+		{"BLPOP", []any{"k", "x"}, KindBadArgument, `bad argument: BLPOP timeout "x": want a non-negative number of seconds`},
 	} {
-		_, err := r.Do(bg, "p", c.cmd, c.args...)
-		if !errors.Is(err, c.kind) || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s %v: %v; want %q", c.cmd, c.args, err, c.want)
-		}
+		_, err := r.Do(bg, "p", w.cmd, w.args...)
+		wantKind(t, w.cmd, err, w.kind, w.want)
+	}
+	for name := range rdStateCommands { // refused whatever deny_commands says
+		_, err := r.Do(bg, "p", strings.ToLower(name), "x")
+		wantKind(t, name, err, KindRefused, name+" changes the state of the connection")
 	}
 	_, err := r.Do(bg, "nope", "GET", "k")
-	if !errors.Is(err, ErrRedisUnknownPool) || err.Error() != `redis GET: pool "nope": unknown pool: not in servants.redis.pools` {
-		t.Errorf("unknown pool: %v", err)
+	wantKind(t, "unknown pool", err, KindUnknownPool)
+	if err.Error() != `redis GET "k": pool "nope": unknown pool: not in servants.redis.pools` {
+		t.Errorf("unknown pool: %q", err)
 	}
-	st := r.Stats("p")
-	if st.Denied.Load() != 2 || st.NoKey.Load() != 1 || st.BadCommands.Load() != 1 || r.UnknownPoolCalls() != 1 {
-		t.Errorf("denied %d no-key %d bad %d unknown %d", st.Denied.Load(), st.NoKey.Load(), st.BadCommands.Load(), r.UnknownPoolCalls())
+	// Refusals are observed without a server; the unknown pool without a pool.
+	for _, oc := range c.Snapshot() {
+		if oc.Server != "" || oc.Pool != "p" && oc.Pool != "" || oc.Pool == "" && oc.Count(KindUnknownPool) != 1 {
+			t.Errorf("observed %s %s %s: %d", oc.Pool, oc.Server, oc.Name, oc.Total())
+		}
+	}
+	if n := count(c, "", "SELECT", KindRefused); n != 2 {
+		t.Errorf("SELECT refusals observed: %d, want 2", n)
+	}
+	if n := count(c, "", "OTHER", KindBadArgument); n != 1 {
+		t.Errorf("the empty command observed as OTHER: %d, want 1", n)
 	}
 
-	// deny_commands: [] allows everything, e.g. a harmless CONFIG GET.
-	cfg := rdConfig(t, rdAddr1)
+	// deny_commands: [] allows a harmless CONFIG GET, never SELECT.
+	requireTCP(t, "redis", rdAddr1)
 	cfg.DenyCommands = nil
-	if v, err := newTestRedis(t, cfg).Do(bg, "p", "CONFIG", "GET", "maxmemory"); err != nil || len(v.([]any)) != 2 {
+	open, _ := newTestRedis(t, cfg, Limits{})
+	if v, err := open.Do(bg, "p", "CONFIG", "GET", "maxmemory"); err != nil || len(v.([]any)) != 2 {
 		t.Errorf("CONFIG GET with an empty denylist = %v, %v", v, err)
+	}
+	_, err = open.Do(bg, "p", "SELECT", "1")
+	wantKind(t, "SELECT with an empty denylist", err, KindRefused, "SELECT changes the state")
+}
+
+// TestRedisDoKey: DoKey routes by its key, not by args[0], and runs what Do
+// refuses (CONFIG is denied, EVAL allowed either way).
+func TestRedisDoKey(t *testing.T) {
+	requireTCP(t, "redis", rdAddr1)
+	requireTCP(t, "redis2", rdAddr2)
+	r, c := newTestRedis(t, rdConfig(t, rdAddr1, rdAddr2), Limits{})
+	route := testKey(t, "route")
+	home, _ := r.ServerOf("p", route)
+	other := testKey(t, "other")
+	for i := 0; ; i++ { // a key whose own server is the other one
+		if s, _ := r.ServerOf("p", other); s != home {
+			break
+		}
+		other = testKey(t, "other"+strconv.Itoa(i))
+	}
+	if v, err := r.DoKey(bg, "p", route, "SET", other, "x", "EX", 60); v != "OK" || err != nil {
+		t.Fatalf("DoKey SET = %v, %v", v, err)
+	}
+	if n, _ := redis.Int(rdDirect(t, home).Do("EXISTS", other)); n != 1 {
+		t.Errorf("DoKey(%q) SET %q is not on %s, the server of its routing key", route, other, home)
+	}
+	if v, err := r.DoKey(bg, "p", route, "EVAL", "return redis.call('GET', KEYS[1])", 1, other); err != nil || string(v.([]byte)) != "x" {
+		t.Errorf("DoKey EVAL = %v, %v", v, err)
+	}
+	if v, err := r.DoKey(bg, "p", route, "CONFIG", "GET", "maxmemory"); err != nil || len(v.([]any)) != 2 {
+		t.Errorf("DoKey CONFIG GET = %v, %v", v, err)
+	}
+	if _, err := r.DoKey(bg, "p", route, "DEL", other); err != nil {
+		t.Error(err)
+	}
+	if _, err := r.DoKey(bg, "nope", route, "GET", route); !errors.Is(err, KindUnknownPool) {
+		t.Errorf("DoKey on an unknown pool: %v", err)
+	}
+	if n := count(c, home, "CONFIG", KindOK) + count(c, home, "EVAL", KindOK); n != 2 {
+		t.Errorf("observed %d CONFIG and EVAL on %s, want 2", n, home)
 	}
 }
 
@@ -150,7 +260,7 @@ func originalRing(addrs []string, key string) string {
 // the pool is on that server (read directly with redigo), not on the other.
 func TestRedisRing(t *testing.T) {
 	addrs := []string{"10.1.1.1:6379", "10.1.1.2:6379", "10.1.1.3:6380"}
-	rf := newTestRedis(t, rdConfig(t, addrs...))
+	rf, _ := newTestRedis(t, rdConfig(t, addrs...), Limits{})
 	for i := 0; i < 3000; i++ {
 		k := "user:" + strconv.Itoa(i)
 		if got, _ := rf.ServerOf("p", k); got != originalRing(addrs, k) {
@@ -159,16 +269,8 @@ func TestRedisRing(t *testing.T) {
 	}
 	requireTCP(t, "redis", rdAddr1)
 	requireTCP(t, "redis2", rdAddr2)
-	r := newTestRedis(t, rdConfig(t, rdAddr1, rdAddr2))
-	direct := map[string]redis.Conn{}
-	for _, a := range []string{rdAddr1, rdAddr2} {
-		c, err := redis.Dial("tcp", a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		direct[a] = c
-	}
+	r, _ := newTestRedis(t, rdConfig(t, rdAddr1, rdAddr2), Limits{})
+	direct := map[string]redis.Conn{rdAddr1: rdDirect(t, rdAddr1), rdAddr2: rdDirect(t, rdAddr2)}
 	seen := map[string]bool{}
 	for i := 0; i < 20; i++ {
 		k := testKey(t, strconv.Itoa(i))
@@ -188,16 +290,27 @@ func TestRedisRing(t *testing.T) {
 	}
 }
 
-// TestRedisExhaustion: with max_active 1 held by a real BLPOP, another call
-// waits borrow_timeout and fails with ErrRedisExhausted; the breaker (allowance
-// 1) does not count it.
-func TestRedisExhaustion(t *testing.T) {
+// rdInUse is the number of connections of addr's pool that a call holds.
+func rdInUse(r *Redis, addr string) int {
+	for _, p := range r.pools {
+		if s := p.servers[addr]; s != nil {
+			st := s.pool.Stats()
+			return st.ActiveCount - st.IdleCount
+		}
+	}
+	return -1
+}
+
+// TestRedisBusy: with max_active 1 held by a real BLPOP, another call
+// waits borrow_timeout and fails with KindBusy; the breaker (allowance 1)
+// does not count it.
+func TestRedisBusy(t *testing.T) {
 	requireTCP(t, "redis", rdAddr1)
 	cfg := rdConfig(t, rdAddr1)
 	cfg.Pools[0].Servers[0].MaxActive = 1
 	cfg.BorrowTimeout = 200 * time.Millisecond
 	cfg.Breaker.FailureAllowance = 1
-	r := newTestRedis(t, cfg)
+	r, c := newTestRedis(t, cfg, Limits{})
 	k := testKey(t, "list")
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -205,67 +318,68 @@ func TestRedisExhaustion(t *testing.T) {
 			t.Errorf("BLPOP = %v, %v", v, err)
 		}
 	})
-	time.Sleep(100 * time.Millisecond)
+	waitFor(t, "the BLPOP to hold the only connection", func() bool { return rdInUse(r, rdAddr1) == 1 })
 	start := time.Now()
 	_, err := r.Do(bg, "p", "GET", k)
-	if !errors.Is(err, ErrRedisExhausted) || time.Since(start) < 200*time.Millisecond {
-		t.Fatalf("GET with the only connection busy: %v after %s", err, time.Since(start))
-	}
-	if !strings.Contains(err.Error(), "all connections busy: 1 connections busy for 200ms") {
-		t.Errorf("message: %v", err)
+	wantKind(t, "GET with the only connection busy", err, KindBusy,
+		"busy: all connections busy: max_active 1, none free within borrow_timeout 200ms")
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Errorf("gave up after %s, before borrow_timeout", d)
 	}
 	wg.Wait()
 	if _, err := r.Do(bg, "p", "GET", k); err != nil {
 		t.Fatalf("GET after the BLPOP: %v", err)
 	}
-	if st := r.Stats("p"); st.Exhausted.Load() != 1 || st.BreakerOpen.Load() != 0 {
-		t.Errorf("exhausted %d, breaker open %d", st.Exhausted.Load(), st.BreakerOpen.Load())
+	if count(c, rdAddr1, "GET", KindBusy) != 1 || c.Sum("redis", KindBreakerOpen) != 0 {
+		t.Errorf("busy %d, breaker open %d", count(c, rdAddr1, "GET", KindBusy), c.Sum("redis", KindBreakerOpen))
 	}
 }
 
-// TestRedisBreaker: a port nobody listens on fails failure_allowance times,
+// waitFor polls cond every 5 ms for up to 5 s.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// TestRedisDeadPort: a port nobody listens on fails failure_allowance dials,
 // then the breaker refuses at once.
-func TestRedisBreaker(t *testing.T) {
+func TestRedisDeadPort(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := l.Addr().String()
 	l.Close()
 	cfg := rdConfig(t, dead)
 	cfg.Breaker = BreakerConfig{FailureAllowance: 2, RetryInterval: time.Hour}
-	r := newTestRedis(t, cfg)
+	r, c := newTestRedis(t, cfg, Limits{})
 	for i := 0; i < 2; i++ {
-		if _, err := r.Do(bg, "p", "GET", "k"); !errors.Is(err, ErrRedisServer) || !strings.Contains(err.Error(), "dial") {
-			t.Fatalf("call %d: %v", i, err)
-		}
+		_, err := r.Do(bg, "p", "GET", "k")
+		wantKind(t, "GET "+strconv.Itoa(i), err, KindServerFailure, "server failure: dial tcp "+dead, "connection refused")
 	}
+	start := time.Now()
 	_, err := r.Do(bg, "p", "GET", "k")
-	if want := `redis GET "k": pool "p", server ` + dead + `: circuit open`; !errors.Is(err, ErrBreakerOpen) || err.Error() != want {
+	if want := `redis GET "k": pool "p", server ` + dead + `: circuit open`; !errors.Is(err, KindBreakerOpen) || err.Error() != want {
 		t.Fatalf("after 2 failures: %v, want %q", err, want)
 	}
-	ctx, cancel := context.WithCancel(bg)
-	cancel()
-	if _, err := r.Do(ctx, "p", "GET", "k"); !errors.Is(err, ErrRedisCanceled) && !errors.Is(err, ErrBreakerOpen) {
-		t.Errorf("canceled call: %v", err)
+	if d := time.Since(start); d > 50*time.Millisecond {
+		t.Errorf("refusal took %s", d)
+	}
+	if count(c, dead, "GET", KindServerFailure) != 2 || count(c, dead, "GET", KindBreakerOpen) != 1 {
+		t.Errorf("observed: %d failures, %d refusals", count(c, dead, "GET", KindServerFailure), count(c, dead, "GET", KindBreakerOpen))
 	}
 }
 
-// TestRedisContextDeadline: a caller's deadline ends a slow command early, and
-// the breaker (allowance 1) does not count it as the server's failure.
-func TestRedisContextDeadline(t *testing.T) {
+func TestRedisClosed(t *testing.T) {
 	requireTCP(t, "redis", rdAddr1)
-	cfg := rdConfig(t, rdAddr1)
-	cfg.Breaker.FailureAllowance = 1
-	r := newTestRedis(t, cfg)
-	ctx, cancel := context.WithTimeout(bg, 200*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	_, err := r.Do(ctx, "p", "BLPOP", testKey(t, "list"), 3)
-	if !errors.Is(err, ErrRedisCanceled) || time.Since(start) > time.Second {
-		t.Fatalf("BLPOP past the caller's deadline: %v after %s", err, time.Since(start))
-	}
+	r, _ := newTestRedis(t, rdConfig(t, rdAddr1), Limits{})
 	if _, err := r.Do(bg, "p", "GET", testKey(t, "k")); err != nil {
-		t.Fatalf("GET after a canceled call: %v", err)
+		t.Fatal(err)
 	}
-	if st := r.Stats("p"); st.Canceled.Load() != 1 || st.ServerFailures.Load() != 0 {
-		t.Errorf("canceled %d, failures %d", st.Canceled.Load(), st.ServerFailures.Load())
-	}
+	r.Close()
+	_, err := r.Do(bg, "p", "GET", "k")
+	wantKind(t, "GET after Close", err, KindClosed, `redis GET "k": pool "p": closed`)
+	_, err = r.DoKey(bg, "p", "k", "GET", "k")
+	wantKind(t, "DoKey after Close", err, KindClosed)
 }

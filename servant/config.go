@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/fae-go/fae/cache"
 	"github.com/fae-go/fae/pool"
 	"github.com/fae-go/fae/proxy"
 )
@@ -17,6 +18,10 @@ type Config struct {
 	StatsOutputInterval time.Duration `cf:"stats_output_interval"`  // servant stats log line; default 10m; 0 = off
 	ProfilerRate        int           `cf:"profiler_rate"`          // rids traced per 10000; default 1
 	ProfilerMaxBodySize int           `cf:"profiler_max_body_size"` // bytes of call details logged; default 1024
+
+	// MaxReplyBytes is rpc.max_reply_bytes, set by the config package: the
+	// bytes one backend reply may hold (pool.Limits). 0 = no limit.
+	MaxReplyBytes int `cf:"-"`
 
 	Proxy    *proxy.Config        `cf:"proxy"`
 	Lcache   *LcacheConfig        `cf:"lcache"`
@@ -35,13 +40,32 @@ func (c *Config) SetDefaults() {
 		StatsOutputInterval: 10 * time.Minute, ProfilerRate: 1, ProfilerMaxBodySize: 1024}
 }
 
-// LcacheConfig is the servants.lcache section: the node-local cache of lc_*.
+// LcacheConfig is the servants.lcache section: the node-local cache of lc_*,
+// bounded by items and by bytes (the least recently used go first).
 type LcacheConfig struct {
-	MaxItems int `cf:"max_items"` // items kept at most (LRU); default 1073741824 (original fae)
+	// MaxItems (max_items): items kept at most. Default 1073741824 (original fae).
+	MaxItems int `cf:"max_items"`
+	// MaxBytes (max_bytes): bytes of keys and values kept at most, each entry
+	// also counting a fixed overhead. Default 256 MiB (new: the original
+	// counted items only, so 1 MiB values could grow it without bound).
+	MaxBytes int64 `cf:"max_bytes"`
+	// MaxItemBytes (max_item_bytes): the largest value lc_set accepts; a larger
+	// one is refused with both numbers. At most max_bytes/32 (one shard's
+	// budget). Default 1 MiB.
+	MaxItemBytes int `cf:"max_item_bytes"`
 }
 
-// SetDefaults fills in the original fae's default.
-func (c *LcacheConfig) SetDefaults() { c.MaxItems = 1 << 30 }
+// Defaults of servants.lcache.
+const (
+	DefaultLcacheMaxItems     = 1 << 30   // original fae
+	DefaultLcacheMaxBytes     = 256 << 20 // 256 MiB
+	DefaultLcacheMaxItemBytes = 1 << 20   // 1 MiB
+)
+
+// SetDefaults fills in the defaults.
+func (c *LcacheConfig) SetDefaults() {
+	*c = LcacheConfig{MaxItems: DefaultLcacheMaxItems, MaxBytes: DefaultLcacheMaxBytes, MaxItemBytes: DefaultLcacheMaxItemBytes}
+}
 
 // LockConfig is the servants.lock section: the lock table of lock/unlock.
 type LockConfig struct {
@@ -68,8 +92,16 @@ func (c *Config) Validate(prefix string) error {
 	case c.ProfilerMaxBodySize < 0:
 		return fmt.Errorf("%s.profiler_max_body_size: must not be negative, got %d", prefix, c.ProfilerMaxBodySize)
 	}
-	if c.Lcache != nil && c.Lcache.MaxItems < 1 {
-		return fmt.Errorf("%s.lcache.max_items: must be at least 1, got %d", prefix, c.Lcache.MaxItems)
+	if l := c.Lcache; l != nil {
+		switch {
+		case l.MaxItems < 1:
+			return fmt.Errorf("%s.lcache.max_items: must be at least 1, got %d", prefix, l.MaxItems)
+		case l.MaxBytes < 1<<20:
+			return fmt.Errorf("%s.lcache.max_bytes: must be at least 1048576 (1 MiB), got %d", prefix, l.MaxBytes)
+		case l.MaxItemBytes < 1 || int64(l.MaxItemBytes) > l.MaxBytes/cache.DefaultShards:
+			return fmt.Errorf("%s.lcache.max_item_bytes: must be 1..%d (max_bytes/%d, one shard's budget), got %d",
+				prefix, l.MaxBytes/cache.DefaultShards, cache.DefaultShards, l.MaxItemBytes)
+		}
 	}
 	if c.Lock != nil && (c.Lock.MaxItems < 1 || c.Lock.Expires < 0) {
 		return fmt.Errorf("%s.lock: max_items must be at least 1 and expires not negative", prefix)

@@ -15,6 +15,8 @@ var (
 	ErrPanic = errors.New("internal error: the call panicked (see the faed log)")
 	// ErrBadTag: id_next_with_tag got a tag outside 0..31.
 	ErrBadTag = errors.New("idgen: tag out of range")
+	// ErrValueTooLarge: lc_set of a value over servants.lcache.max_item_bytes.
+	ErrValueTooLarge = errors.New("lcache: value too large")
 	// ErrClockBackwards: the clock moved back further than MaxClockBackwards.
 	ErrClockBackwards = errors.New("idgen: clock moved backwards")
 )

@@ -2,6 +2,7 @@ package servant
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -40,11 +41,11 @@ func TestIDLayout(t *testing.T) {
 		t.Fatalf("id = %d, want %d", id, want)
 	}
 	got := DecodeID(id)
-	if want := []int64{IDEpoch + 1000, 3, 5, 0}; !equal(got, want) {
+	if want := []int64{IDEpoch + 1000, 3, 5, 0}; !slices.Equal(got, want) {
 		t.Fatalf("DecodeID = %v, want %v", got, want)
 	}
 	// A known id of the original layout: 2014-01-04 11:29:34.657 + 1 ms, tag 0, worker 1, seq 7.
-	if got := DecodeID(1<<22 | 1<<12 | 7); !equal(got, []int64{1388834974658, 0, 1, 7}) {
+	if got := DecodeID(1<<22 | 1<<12 | 7); !slices.Equal(got, []int64{1388834974658, 0, 1, 7}) {
 		t.Fatalf("DecodeID(known) = %v", got)
 	}
 }
@@ -100,16 +101,4 @@ func TestIDBadTag(t *testing.T) {
 			t.Errorf("Next(%d) err = %v", tag, err)
 		}
 	}
-}
-
-func equal(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

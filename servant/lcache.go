@@ -1,7 +1,9 @@
 package servant
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 
 	"github.com/fae-go/fae/idl/fun/rpc"
 )
@@ -10,18 +12,28 @@ var errLcacheOff = &NotConfiguredError{Name: "lcache", Key: "servants.lcache"}
 
 // LcSet stores value under key in this node's LRU. Always true.
 func (s *FunServant) LcSet(_ context.Context, c *rpc.Context, key string, value []byte) (bool, error) {
-	return run(s, "lc.set", c, true, func() (bool, error) {
+	return run(s, "lc.set", c, true, func(g *generation) (bool, error) {
 		if s.lcache == nil {
 			return false, errLcacheOff
 		}
-		s.lcache.Set(key, value)
+		if max := s.boot.Lcache.MaxItemBytes; len(value) > max {
+			return false, fmt.Errorf("%w: lc_set of %d bytes, servants.lcache.max_item_bytes is %d", ErrValueTooLarge, len(value), max)
+		}
+		// The Thrift library reads a binary into a growing buffer: up to twice
+		// its length in capacity. Keep only the bytes, so the budget is the truth.
+		if cap(value)-len(value) > len(value)/8 {
+			value = bytes.Clone(value)
+		}
+		if err := s.lcache.Set(key, value); err != nil {
+			return false, fmt.Errorf("lcache: %w", err)
+		}
 		return true, nil
 	})
 }
 
 // LcGet returns the value under key; TCacheMissed "lcache missed: <key>" when absent.
 func (s *FunServant) LcGet(_ context.Context, c *rpc.Context, key string) ([]byte, error) {
-	return run(s, "lc.get", c, true, func() ([]byte, error) {
+	return run(s, "lc.get", c, true, func(g *generation) ([]byte, error) {
 		if s.lcache == nil {
 			return nil, errLcacheOff
 		}
@@ -35,7 +47,7 @@ func (s *FunServant) LcGet(_ context.Context, c *rpc.Context, key string) ([]byt
 
 // LcDel removes key.
 func (s *FunServant) LcDel(_ context.Context, c *rpc.Context, key string) error {
-	_, err := run(s, "lc.del", c, true, func() (struct{}, error) {
+	_, err := run(s, "lc.del", c, true, func(g *generation) (struct{}, error) {
 		if s.lcache == nil {
 			return struct{}{}, errLcacheOff
 		}

@@ -13,37 +13,25 @@ var errLockOff = &NotConfiguredError{Name: "lock", Key: "servants.lock"}
 // longer than servants.lock.expires (then it is taken over, as in the original),
 // false if it is held. Node-local here; the cluster issue routes it to the key's owner.
 func (s *FunServant) Lock(_ context.Context, c *rpc.Context, why string, key string) (bool, error) {
-	return run(s, "lock", c, true, func() (bool, error) {
+	return run(s, "lock", c, true, func(g *generation) (bool, error) {
 		if s.locks == nil {
 			return false, errLockOff
 		}
-		now := time.Now()
-		expires := s.cfg.Lock.Expires
-		stale := false
-		_, got := s.locks.Update(key, func(at time.Time, held bool) (time.Time, bool) {
-			if !held {
-				return now, true
-			}
-			if expires > 0 && now.Sub(at) > expires {
-				stale = true
-				return now, true
-			}
-			return at, false
-		})
-		if stale {
+		got, tookOver, err := s.locks.lock(key, time.Now(), g.cfg.Lock.Expires)
+		if tookOver {
 			s.log.Warn("lock expired, taken over", "key", key, "reason", why, "rid", c.Rid)
 		}
-		return got, nil
+		return got, err
 	})
 }
 
 // Unlock frees the lock named key, whoever holds it.
 func (s *FunServant) Unlock(_ context.Context, c *rpc.Context, why string, key string) error {
-	_, err := run(s, "unlock", c, true, func() (struct{}, error) {
+	_, err := run(s, "unlock", c, true, func(g *generation) (struct{}, error) {
 		if s.locks == nil {
 			return struct{}{}, errLockOff
 		}
-		s.locks.Del(key)
+		s.locks.unlock(key)
 		return struct{}{}, nil
 	})
 	return err

@@ -3,45 +3,19 @@ package servant
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/fae-go/fae/idl/fun/rpc"
 	"github.com/fae-go/fae/pool"
 )
 
-// memcacheServant serves the memcache methods over the pools of servants.memcache.
-type memcacheServant struct {
-	cluster *pool.Memcache
-}
-
 var errMemcacheOff = &NotConfiguredError{Name: "memcache", Key: "servants.memcache"}
 
-// initMemcache builds the memcache pools when servants.memcache is present.
-func (s *FunServant) initMemcache() error {
-	if s.cfg.Memcache == nil {
-		return nil
-	}
-	m, err := pool.NewMemcache(*s.cfg.Memcache)
-	if err != nil {
-		return fmt.Errorf("servants.memcache: %w", err)
-	}
-	s.mc = &memcacheServant{cluster: m}
-	return nil
-}
-
-// closeMemcache closes the idle connections of the memcache pools.
-func (s *FunServant) closeMemcache() {
-	if s.mc != nil {
-		s.mc.cluster.Close()
-	}
-}
-
-// mcCluster is the memcache cluster, or the "not configured" error.
-func (s *FunServant) mcCluster() (*pool.Memcache, error) {
-	if s.mc == nil {
+// memcache is the memcache cluster of g, or the "not configured" error.
+func (g *generation) memcache() (*pool.Memcache, error) {
+	if g.mc == nil {
 		return nil, errMemcacheOff
 	}
-	return s.mc.cluster, nil
+	return g.mc, nil
 }
 
 // mcItem is the bytes and client flags of a TMemcacheData (nil = empty, flags 0).
@@ -59,8 +33,8 @@ func mcItem(v *rpc.TMemcacheData) ([]byte, uint32) {
 // Errors: memcache not configured, unknown pool, invalid key, and the failures of
 // pool.BackendError (server failure, circuit open, all connections busy, rejected).
 func (s *FunServant) McSet(_ context.Context, c *rpc.Context, poolName, key string, value *rpc.TMemcacheData, expiration int32) (bool, error) {
-	return run(s, "mc.set", c, true, func() (bool, error) {
-		m, err := s.mcCluster()
+	return run(s, "mc.set", c, true, func(g *generation) (bool, error) {
+		m, err := g.memcache()
 		if err != nil {
 			return false, err
 		}
@@ -76,8 +50,8 @@ func (s *FunServant) McSet(_ context.Context, c *rpc.Context, poolName, key stri
 // the key's servers that answers. Throws TCacheMissed "memcache: cache miss: <key>"
 // when absent; errors as McSet.
 func (s *FunServant) McGet(_ context.Context, c *rpc.Context, poolName, key string) (*rpc.TMemcacheData, error) {
-	return run(s, "mc.get", c, true, func() (*rpc.TMemcacheData, error) {
-		m, err := s.mcCluster()
+	return run(s, "mc.get", c, true, func(g *generation) (*rpc.TMemcacheData, error) {
+		m, err := g.memcache()
 		if err != nil {
 			return nil, err
 		}
@@ -95,8 +69,8 @@ func (s *FunServant) McGet(_ context.Context, c *rpc.Context, poolName, key stri
 
 // McAdd is McSet only when key is absent: false, and no error, when it exists.
 func (s *FunServant) McAdd(_ context.Context, c *rpc.Context, poolName, key string, value *rpc.TMemcacheData, expiration int32) (bool, error) {
-	return run(s, "mc.add", c, true, func() (bool, error) {
-		m, err := s.mcCluster()
+	return run(s, "mc.add", c, true, func(g *generation) (bool, error) {
+		m, err := g.memcache()
 		if err != nil {
 			return false, err
 		}
@@ -107,8 +81,8 @@ func (s *FunServant) McAdd(_ context.Context, c *rpc.Context, poolName, key stri
 
 // McDelete removes key from pool: false, and no error, when it was absent.
 func (s *FunServant) McDelete(_ context.Context, c *rpc.Context, poolName, key string) (bool, error) {
-	return run(s, "mc.del", c, true, func() (bool, error) {
-		m, err := s.mcCluster()
+	return run(s, "mc.del", c, true, func(g *generation) (bool, error) {
+		m, err := g.memcache()
 		if err != nil {
 			return false, err
 		}
@@ -121,8 +95,8 @@ func (s *FunServant) McDelete(_ context.Context, c *rpc.Context, poolName, key s
 // the new value. Errors: a missing key ("cache miss"), a value that is not a
 // decimal number, and those of McSet.
 func (s *FunServant) McIncrement(_ context.Context, c *rpc.Context, poolName, key string, delta int64) (int64, error) {
-	return run(s, "mc.inc", c, true, func() (int64, error) {
-		m, err := s.mcCluster()
+	return run(s, "mc.inc", c, true, func(g *generation) (int64, error) {
+		m, err := g.memcache()
 		if err != nil {
 			return 0, err
 		}

@@ -36,41 +36,17 @@ import (
 // server), too large (max_reply_bytes), closed. No error is answered as
 // false: false only means "matched nothing".
 
-// mongoServant serves the mongo methods; built by initMongo when its section is present.
-type mongoServant struct {
-	cluster *pool.Mongo
-}
-
-// initMongo builds the mongo servant when its config section is present; no
-// connection is made, so faed starts while MongoDB is down.
-func (s *FunServant) initMongo() error {
-	if s.cfg.Mongodb == nil {
-		return nil
-	}
-	cl, err := pool.NewMongo(*s.cfg.Mongodb, pool.NopObserver{}, pool.Limits{})
-	if err != nil {
-		return fmt.Errorf("servants.mongodb: %w", err)
-	}
-	s.mg = &mongoServant{cluster: cl}
-	return nil
-}
-
-// closeMongo releases its pools.
-func (s *FunServant) closeMongo() {
-	if s.mg != nil {
-		s.mg.cluster.Close()
-	}
-}
+var errMongoOff = &NotConfiguredError{Name: "mongodb", Key: "servants.mongodb"}
 
 // mg runs the call pipeline for the mongo method name: body gets the cluster,
 // or the call fails with "mongodb is not configured (servants.mongodb)".
 func mg[T any](s *FunServant, name string, c *rpc.Context, body func(*pool.Mongo) (T, error)) (T, error) {
-	return run(s, name, c, true, func() (T, error) {
-		if s.mg == nil {
+	return run(s, name, c, true, func(g *generation) (T, error) {
+		if g.mg == nil {
 			var zero T
-			return zero, &NotConfiguredError{Name: "mongodb", Key: "servants.mongodb"}
+			return zero, errMongoOff
 		}
-		return body(s.mg.cluster)
+		return body(g.mg)
 	})
 }
 

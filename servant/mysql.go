@@ -21,7 +21,8 @@ import (
 // shardsInFlight bounds the shards my_query_shards queries at once.
 const shardsInFlight = 8
 
-// mysqlServant serves the my_* methods over pool.MySQL with the query cache.
+// mysqlServant serves the my_* methods of one generation over pool.MySQL
+// with the query cache.
 type mysqlServant struct {
 	cluster  *pool.MySQL
 	store    cache.Store
@@ -30,7 +31,7 @@ type mysqlServant struct {
 	nullable bool
 	flight   singleflight.Group
 	log      *slog.Logger
-	Stats    QueryCacheStats
+	stats    *QueryCacheStats // the core's: counts survive reloads
 }
 
 // QueryCacheStats count the query cache's outcomes.
@@ -43,56 +44,20 @@ type QueryCacheStats struct {
 	Refused atomic.Int64 // statements refused (transactions, locks, session state)
 }
 
-// initMysql builds the MySQL servant when servants.mysql is present.
-func (s *FunServant) initMysql() error {
-	cfg := s.cfg.Mysql
-	if cfg == nil {
-		return nil
-	}
-	cl, err := pool.NewMySQL(*cfg)
-	if err != nil {
-		return err
-	}
-	m := &mysqlServant{cluster: cl, keyHash: cfg.CacheKeyHash, ttl: cfg.CacheTTL,
-		nullable: cfg.AllowNullableColumns, log: s.log}
-	switch cfg.CacheStore {
-	case "redis":
-		store, err := s.redisQueryStore(cfg.CacheStoreRedisPool)
-		if err != nil {
-			cl.Close()
-			return err
-		}
-		m.store = store
-	default:
-		m.store = cache.NewMemStore(cfg.CacheStoreMemMaxItems)
-	}
-	s.my = m
-	return nil
-}
+var errMysqlOff = &NotConfiguredError{Name: "mysql", Key: "servants.mysql"}
 
-// closeMysql closes the MySQL pools.
-func (s *FunServant) closeMysql() {
-	if s.my != nil {
-		s.my.cluster.Close()
+// mysql is the MySQL servant of g, or the "not configured" error.
+func (g *generation) mysql() (*mysqlServant, error) {
+	if g.my == nil {
+		return nil, errMysqlOff
 	}
-}
-
-func (s *FunServant) mysql() backend {
-	return s.backend("mysql", "servants.mysql", s.cfg.Mysql != nil)
-}
-
-// mysqlOn returns the MySQL servant or the "not configured" error.
-func (s *FunServant) mysqlOn() (*mysqlServant, error) {
-	if s.my == nil {
-		return nil, s.mysql().err()
-	}
-	return s.my, nil
+	return g.my, nil
 }
 
 // MyQuery runs one statement on the server of (pool, table, hintID); see the IDL.
 func (s *FunServant) MyQuery(ctx context.Context, c *rpc.Context, pool, table string, hintID int64, sql string, argv []string, cacheKey string) (*rpc.MysqlResult_, error) {
-	return run(s, "my.query", c, true, func() (*rpc.MysqlResult_, error) {
-		m, err := s.mysqlOn()
+	return run(s, "my.query", c, true, func(g *generation) (*rpc.MysqlResult_, error) {
+		m, err := g.mysql()
 		if err != nil {
 			return nil, err
 		}
@@ -103,8 +68,8 @@ func (s *FunServant) MyQuery(ctx context.Context, c *rpc.Context, pool, table st
 // MyBulkExec runs my_query for each index in order; not atomic. It returns
 // the sum of rowsAffected, or the first error naming its index.
 func (s *FunServant) MyBulkExec(ctx context.Context, c *rpc.Context, pools, tables []string, hintIDs []int64, sqls []string, argvs [][]string, cacheKeys []string) (int64, error) {
-	return run(s, "my.bexec", c, true, func() (int64, error) {
-		m, err := s.mysqlOn()
+	return run(s, "my.bexec", c, true, func(g *generation) (int64, error) {
+		m, err := g.mysql()
 		if err != nil {
 			return 0, err
 		}
@@ -127,8 +92,8 @@ func (s *FunServant) MyBulkExec(ctx context.Context, c *rpc.Context, pools, tabl
 
 // MyQueryShards runs a SELECT on every shard server of pool, rows concatenated in shard order.
 func (s *FunServant) MyQueryShards(ctx context.Context, c *rpc.Context, pool, table, sql string, argv []string) (*rpc.MysqlResult_, error) {
-	return run(s, "my.qshards", c, true, func() (*rpc.MysqlResult_, error) {
-		m, err := s.mysqlOn()
+	return run(s, "my.qshards", c, true, func(g *generation) (*rpc.MysqlResult_, error) {
+		m, err := g.mysql()
 		if err != nil {
 			return nil, err
 		}
@@ -138,8 +103,8 @@ func (s *FunServant) MyQueryShards(ctx context.Context, c *rpc.Context, pool, ta
 
 // MyMerge deep-merges a JSON object into one column of one row, atomically; see merge.
 func (s *FunServant) MyMerge(ctx context.Context, c *rpc.Context, pool, table string, hintID int64, where, key, column, jsonValue string) (*rpc.MysqlMergeResult_, error) {
-	return run(s, "my.merge", c, true, func() (*rpc.MysqlMergeResult_, error) {
-		m, err := s.mysqlOn()
+	return run(s, "my.merge", c, true, func(g *generation) (*rpc.MysqlMergeResult_, error) {
+		m, err := g.mysql()
 		if err != nil {
 			return nil, err
 		}
@@ -150,12 +115,12 @@ func (s *FunServant) MyMerge(ctx context.Context, c *rpc.Context, pool, table st
 // MyEvict deletes cacheKey from the query cache (hashed like every other use
 // when cache_key_hash is on; the original could not evict in that mode).
 func (s *FunServant) MyEvict(ctx context.Context, c *rpc.Context, cacheKey string) error {
-	_, err := run(s, "my.evict", c, true, func() (struct{}, error) {
-		m, err := s.mysqlOn()
+	_, err := run(s, "my.evict", c, true, func(g *generation) (struct{}, error) {
+		m, err := g.mysql()
 		if err != nil {
 			return struct{}{}, err
 		}
-		m.Stats.Kicks.Add(1)
+		m.stats.Kicks.Add(1)
 		return struct{}{}, m.store.Del(ctx, m.key(cacheKey))
 	})
 	return err
@@ -182,7 +147,7 @@ func toArgs(argv []string) []any {
 func (m *mysqlServant) query(ctx context.Context, poolName, table string, hintID int64, sql string, argv []string, cacheKey string) (*rpc.MysqlResult_, error) {
 	kind, err := classify(sql)
 	if err != nil {
-		m.Stats.Refused.Add(1)
+		m.stats.Refused.Add(1)
 		return nil, err
 	}
 	if kind == kindExec {
@@ -193,32 +158,38 @@ func (m *mysqlServant) query(ctx context.Context, poolName, table string, hintID
 	}
 	key := m.key(cacheKey)
 	if b, ok, err := m.store.Get(ctx, key); err != nil {
-		m.Stats.Errors.Add(1)
+		m.stats.Errors.Add(1)
 		m.log.Warn("query cache get failed; reading MySQL", "key", cacheKey, "err", err)
 	} else if ok {
 		if r, err := decodeResult(b); err == nil {
-			m.Stats.Hits.Add(1)
+			m.stats.Hits.Add(1)
 			return r, nil
 		}
-		m.Stats.Errors.Add(1)
+		m.stats.Errors.Add(1)
 	}
 	// Identical concurrent misses run one query; the others share its result.
 	v, err, shared := m.flight.Do(key, func() (any, error) {
-		m.Stats.Misses.Add(1)
+		m.stats.Misses.Add(1)
+		// The lease is taken before the SELECT: a write's invalidation after it
+		// makes the fill a no-op, so a stale result is never stored.
+		lease, lerr := m.store.Lease(ctx, key)
 		r, err := m.read(ctx, poolName, hintID, sql, argv)
 		if err != nil {
 			return nil, err
 		}
-		if b, err := encodeResult(r); err == nil {
-			if err := m.store.Set(ctx, key, b, m.ttl); err != nil {
-				m.Stats.Errors.Add(1)
-				m.log.Warn("query cache set failed", "key", cacheKey, "err", err)
+		if lerr != nil {
+			m.stats.Errors.Add(1)
+			m.log.Warn("query cache lease failed; result not cached", "key", cacheKey, "err", lerr)
+		} else if b, err := encodeResult(r); err == nil {
+			if _, err := m.store.Fill(ctx, key, b, m.ttl, lease); err != nil {
+				m.stats.Errors.Add(1)
+				m.log.Warn("query cache fill failed", "key", cacheKey, "err", err)
 			}
 		}
 		return r, nil
 	})
 	if shared {
-		m.Stats.Shared.Add(1)
+		m.stats.Shared.Add(1)
 	}
 	if err != nil {
 		return nil, err
@@ -252,11 +223,11 @@ func (m *mysqlServant) exec(ctx context.Context, poolName, table string, hintID 
 		m.cluster.WroteLookupPool(table, sql, hintID)
 	}
 	if cacheKey != "" {
-		m.Stats.Kicks.Add(1)
+		m.stats.Kicks.Add(1)
 		// The write is done and acknowledged; a failed kick is logged and counted, not
 		// turned into an error that would make the caller retry the write.
 		if err := m.store.Del(ctx, m.key(cacheKey)); err != nil {
-			m.Stats.Errors.Add(1)
+			m.stats.Errors.Add(1)
 			m.log.Error("query cache kick failed after a write; the key may be stale until cache_ttl", "key", cacheKey, "err", err)
 		}
 	}
@@ -266,7 +237,7 @@ func (m *mysqlServant) exec(ctx context.Context, poolName, table string, hintID 
 // queryShards runs a SELECT on every shard of poolName, at most shardsInFlight at once.
 func (m *mysqlServant) queryShards(ctx context.Context, poolName, sql string, argv []string) (*rpc.MysqlResult_, error) {
 	if kind, err := classify(sql); err != nil || kind != kindRows {
-		m.Stats.Refused.Add(1)
+		m.stats.Refused.Add(1)
 		return nil, fmt.Errorf("%w: my_query_shards runs statements that return rows only", ErrRefusedStatement)
 	}
 	shards, err := m.cluster.Shards(poolName)
@@ -311,14 +282,16 @@ func decodeResult(b []byte) (*rpc.MysqlResult_, error) {
 	return r, nil
 }
 
-// redisQueryStore is the query cache in the Redis pool poolName
-// (cache_store: redis), keys prefixed "fae:qc:".
-func (s *FunServant) redisQueryStore(poolName string) (cache.Store, error) {
-	if s.rd == nil {
+// redisQueryStore is the query cache in the Redis pool poolName of g
+// (cache_store: redis): values at "fae:qc:"+key, leases at "fae:ql:"+key,
+// entries over maxEntryBytes not stored.
+func redisQueryStore(g *generation, poolName string, maxEntryBytes int64) (cache.Store, error) {
+	if g.rd == nil {
 		return nil, fmt.Errorf("servants.mysql.cache_store is redis but servants.redis is not configured")
 	}
-	if s.rd.cluster.Stats(poolName) == nil {
+	if !g.rd.HasPool(poolName) {
 		return nil, fmt.Errorf("servants.mysql.cache_store_redis_pool: no Redis pool %q in servants.redis.pools", poolName)
 	}
-	return &cache.RedisStore{Redis: s.rd.cluster, Pool: poolName, Prefix: "fae:qc:"}, nil
+	return cache.NewRedisStore(g.rd, cache.RedisStoreConfig{Pool: poolName, Prefix: "fae:qc:",
+		LeasePrefix: "fae:ql:", MaxEntryBytes: maxEntryBytes})
 }

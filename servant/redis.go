@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -13,55 +12,37 @@ import (
 	"github.com/fae-go/fae/pool"
 )
 
-// redisServant serves rd_call over the pools of servants.redis. cluster is also
-// what the MySQL query cache stores in (cache_store: redis).
-type redisServant struct {
-	cluster *pool.Redis
-}
-
 var errRedisOff = &NotConfiguredError{Name: "redis", Key: "servants.redis"}
 
-// ErrKeyNotExists: rd_call GET of a missing key (the original's "key not exists").
-var ErrKeyNotExists = errors.New("key not exists")
+// ErrKeyNotExists: rd_call GET of a missing key (the original's "key not
+// exists"). errors.Is(err, pool.KindMiss) holds for it too.
+var ErrKeyNotExists error = keyNotExists{}
 
-// initRedis builds the Redis pools when servants.redis is present.
-func (s *FunServant) initRedis() error {
-	if s.cfg.Redis == nil {
-		return nil
-	}
-	r, err := pool.NewRedis(*s.cfg.Redis)
-	if err != nil {
-		return fmt.Errorf("servants.redis: %w", err)
-	}
-	s.rd = &redisServant{cluster: r}
-	return nil
-}
+type keyNotExists struct{}
 
-// closeRedis closes the Redis pools.
-func (s *FunServant) closeRedis() {
-	if s.rd != nil {
-		s.rd.cluster.Close()
-	}
-}
+func (keyNotExists) Error() string { return "key not exists" }
+func (keyNotExists) Unwrap() error { return pool.KindMiss }
 
 // RdCall runs Redis command cmd with keysAndArgs on the server of pool that
-// keysAndArgs[0] hashes to, and returns the reply as a string: bulk → its bytes,
-// status → its text, integer → decimal, nil → "", array → a JSON array of
-// strings (nested arrays as nested JSON arrays, integers as decimal strings, nil
-// elements as ""). Errors: redis not configured, unknown pool, empty
-// keysAndArgs, a command in deny_commands, GET of a missing key ("key not
-// exists"), a Redis error reply (its text), and the failures of pool.BackendError
-// (server failure, circuit open, all connections busy).
+// keysAndArgs[0] hashes to (pool.Redis.Do, which lists the commands it
+// refuses), and returns the reply as a string: bulk → its bytes, status → its
+// text, integer → decimal, nil → "", array → a JSON array of strings (nested
+// arrays as nested JSON arrays, integers as decimal strings, nil elements as
+// ""). Errors: redis not configured, GET of a missing key ("key not exists",
+// errors.Is ErrKeyNotExists and pool.KindMiss), and the *pool.Error of Do, its
+// kind matched with errors.Is (unknown pool, bad argument, refused — denied,
+// state-changing or blocking too long, or Redis's error reply —, busy, server
+// failure, timeout, canceled, circuit open, too large).
 func (s *FunServant) RdCall(ctx context.Context, c *rpc.Context, cmd, poolName string, keysAndArgs []string) (string, error) {
-	return run(s, "rd.call", c, true, func() (string, error) {
-		if s.rd == nil {
+	return run(s, "rd.call", c, true, func(g *generation) (string, error) {
+		if g.rd == nil {
 			return "", errRedisOff
 		}
 		args := make([]any, len(keysAndArgs))
 		for i, a := range keysAndArgs {
 			args[i] = a
 		}
-		reply, err := s.rd.cluster.Do(ctx, poolName, cmd, args...)
+		reply, err := g.rd.Do(ctx, poolName, cmd, args...)
 		if err != nil {
 			return "", err
 		}

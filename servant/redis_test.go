@@ -2,7 +2,10 @@ package servant
 
 import (
 	"errors"
+	"fmt"
 	"testing"
+
+	"github.com/fae-go/fae/pool"
 )
 
 func TestRedisReplyString(t *testing.T) {
@@ -23,5 +26,18 @@ func TestRedisReplyString(t *testing.T) {
 		if err != nil || got != c.want {
 			t.Errorf("%#v → %q, %v; want %q", c.reply, got, err, c.want)
 		}
+	}
+}
+
+// A missing key is a miss for whoever classifies outcomes by kind, and keeps
+// the original's text.
+func TestRedisKeyNotExistsIsMiss(t *testing.T) {
+	err := fmt.Errorf("redis GET %q: pool %q: %w", "k", "p", ErrKeyNotExists)
+	if !errors.Is(err, ErrKeyNotExists) || !errors.Is(err, pool.KindMiss) || pool.KindOf(err) != pool.KindMiss {
+		t.Errorf("%v: Is ErrKeyNotExists %v, Is KindMiss %v, KindOf %v", err, errors.Is(err, ErrKeyNotExists),
+			errors.Is(err, pool.KindMiss), pool.KindOf(err))
+	}
+	if err.Error() != `redis GET "k": pool "p": key not exists` {
+		t.Errorf("text %q", err)
 	}
 }

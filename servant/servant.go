@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/fae-go/fae/cache"
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/pool"
 )
 
 // Options are what a FunServant needs besides its config.
@@ -26,11 +28,14 @@ type Options struct {
 	Fault func(method string, c *rpc.Context)
 }
 
-// FunServant implements rpc.FunServant. Every method but noop goes through one
-// call pipeline (enter/leave): context check, counters, panic recovery, slow-call
-// log. Safe for concurrent use.
+// FunServant implements rpc.FunServant. It is the servant's long-lived core —
+// the id generator, the lcache, the lock table, the per-method figures and the
+// backend observer, which live as long as the process — and a current
+// generation (see generation.go): the backend pools and every setting that may
+// change at reload, swapped whole by Reload. Every method but noop goes through
+// one call pipeline (enter/leave) that pins one generation for the whole call:
+// context check, counters, panic recovery, slow-call log. Safe for concurrent use.
 type FunServant struct {
-	cfg     Config
 	opts    Options
 	log     *slog.Logger
 	started time.Time
@@ -38,14 +43,16 @@ type FunServant struct {
 
 	idgen  *IDGen
 	lcache *cache.LRU[[]byte]
-	locks  *cache.LRU[time.Time]
+	locks  *lockTable
+	// Backends counts every backend operation (the pool.Observer of every
+	// generation's pools), so backend figures survive reloads.
+	Backends   *pool.Counters
+	QueryCache QueryCacheStats
 
-	// One servant per backend family, each defined in its own file; nil when
-	// its config section is absent.
-	my *mysqlServant
-	mc *memcacheServant
-	rd *redisServant
-	mg *mongoServant
+	gen      atomic.Pointer[generation]
+	reload   sync.Mutex    // serialises Reload and Close
+	boot     Config        // the config the core was built from (restart-only keys)
+	lastDone chan struct{} // the done channel of the last generation retired; guarded by reload
 }
 
 var _ rpc.FunServant = (*FunServant)(nil)
@@ -67,33 +74,48 @@ func New(cfg Config, opts Options) (*FunServant, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &FunServant{cfg: cfg, opts: opts, log: opts.Logger, started: time.Now(), stats: map[string]*MethodStats{}}
+	s := &FunServant{opts: opts, log: opts.Logger, started: time.Now(), stats: map[string]*MethodStats{},
+		Backends: pool.NewCounters(), boot: cfg}
 	for _, m := range methodNames {
 		s.stats[m] = new(MethodStats)
 	}
 	s.idgen = NewIDGen(int64(cfg.IdgenWorkerID))
 	if cfg.Lcache != nil {
-		s.lcache = cache.New[[]byte](cfg.Lcache.MaxItems)
+		s.lcache = cache.New(cfg.Lcache.MaxItems, cfg.Lcache.MaxBytes, func(_ string, v []byte) int64 { return int64(cap(v)) })
 	}
 	if cfg.Lock != nil {
-		s.locks = cache.New[time.Time](cfg.Lock.MaxItems)
+		s.locks = newLockTable(cfg.Lock.MaxItems)
 	}
-	// Redis first: the MySQL query cache may store in a Redis pool.
-	for _, init := range []func() error{s.initRedis, s.initMemcache, s.initMongo, s.initMysql} {
-		if err := init(); err != nil {
-			s.Close()
-			return nil, err
-		}
+	g, err := s.build(cfg, nil)
+	if err != nil {
+		return nil, err
 	}
+	s.gen.Store(g)
 	return s, nil
 }
 
-// Close closes the backend pools. Calls after Close fail.
+// Close retires the current generation: calls that start after Close fail
+// with ErrClosed, and the pools are closed when the last call in flight has
+// ended (Closed says when). Calling it again does nothing.
 func (s *FunServant) Close() {
-	s.closeMysql()
-	s.closeMongo()
-	s.closeMemcache()
-	s.closeRedis()
+	s.reload.Lock()
+	defer s.reload.Unlock()
+	old := s.gen.Load()
+	if old.closed {
+		return
+	}
+	s.gen.Store(&generation{cfg: old.cfg, closed: true, done: closedChan})
+	old.retire(nil)
+	s.lastDone = old.done
+}
+
+// Closed returns a channel closed once the generation last replaced (by
+// Reload or Close) has closed its pools, that is once its last call has
+// ended; after Close, once every pool is closed. Nil before any replacement.
+func (s *FunServant) Closed() <-chan struct{} {
+	s.reload.Lock()
+	defer s.reload.Unlock()
+	return s.lastDone
 }
 
 // methodNames are the call names used in stats and logs (the original's names).
@@ -109,11 +131,11 @@ var methodNames = []string{
 // Stats returns the counters of the method called name (e.g. "lc.get"), nil if unknown.
 func (s *FunServant) Stats(name string) *MethodStats { return s.stats[name] }
 
-// run is the call pipeline of every method but noop: enter (count, check the
-// Context unless checkCtx is false), body, leave (recover a panic, count the
-// outcome and latency, log a slow call). body does not escape, so the closure
-// costs no allocation.
-func run[T any](s *FunServant, name string, c *rpc.Context, checkCtx bool, body func() (T, error)) (r T, err error) {
+// run is the call pipeline of every method but noop: enter (pin the current
+// generation, count, check the Context unless checkCtx is false), body with
+// that generation, leave (recover a panic, count the outcome and latency, log
+// a slow call, unpin). body does not escape, so the closure costs no allocation.
+func run[T any](s *FunServant, name string, c *rpc.Context, checkCtx bool, body func(g *generation) (T, error)) (r T, err error) {
 	cl, err := s.enter(name, c, checkCtx)
 	if err != nil {
 		return r, err
@@ -122,7 +144,7 @@ func run[T any](s *FunServant, name string, c *rpc.Context, checkCtx bool, body 
 	if s.opts.Fault != nil {
 		s.opts.Fault(name, c)
 	}
-	return body()
+	return body(cl.g)
 }
 
 // call is one call in flight, between enter and leave.
@@ -131,9 +153,11 @@ type call struct {
 	c     *rpc.Context
 	start time.Time
 	stats *MethodStats
+	g     *generation // pinned from enter to leave
 }
 
-// enter starts a call: it counts it and checks its Context (unless checkCtx is false).
+// enter starts a call: it pins the generation, counts the call and checks its
+// Context (unless checkCtx is false). On error nothing stays pinned.
 func (s *FunServant) enter(name string, c *rpc.Context, checkCtx bool) (call, error) {
 	cl := call{name: name, c: c, start: time.Now(), stats: s.stats[name]}
 	cl.stats.Calls.Add(1)
@@ -142,6 +166,12 @@ func (s *FunServant) enter(name string, c *rpc.Context, checkCtx bool) (call, er
 			cl.stats.Errors.Add(1)
 			return cl, err
 		}
+	}
+	cl.g = s.pin()
+	if cl.g.closed {
+		cl.g.unpin()
+		cl.stats.Errors.Add(1)
+		return cl, ErrClosed
 	}
 	return cl, nil
 }
@@ -162,6 +192,7 @@ func checkContext(c *rpc.Context) error {
 // so that it recovers a panic of the method: the panic is logged with its stack,
 // counted, and the call fails with ErrPanic while the session goes on.
 func (s *FunServant) leave(cl call, err *error) {
+	defer cl.g.unpin()
 	if r := recover(); r != nil {
 		cl.stats.Panics.Add(1)
 		s.log.Error("call panicked", "method", cl.name, "panic", r, "rid", rid(cl.c), "stack", string(debug.Stack()))
@@ -176,7 +207,7 @@ func (s *FunServant) leave(cl call, err *error) {
 			cl.stats.Errors.Add(1)
 		}
 	}
-	if t := s.cfg.CallSlowThreshold; t > 0 && elapsed > t {
+	if t := cl.g.cfg.CallSlowThreshold; t > 0 && elapsed > t {
 		cl.stats.Slow.Add(1)
 		s.log.Warn("slow call", "method", cl.name, "elapsed", elapsed, "rid", rid(cl.c), "reason", reason(cl.c))
 	}
@@ -209,8 +240,8 @@ func (s *FunServant) Noop(_ context.Context, x int32) (int32, error) { return x,
 
 // Ping returns "ver:<version>, build:<build id>, myid:<worker id>, uptime:<duration>".
 func (s *FunServant) Ping(_ context.Context, c *rpc.Context) (string, error) {
-	return run(s, "ping", c, true, func() (string, error) {
+	return run(s, "ping", c, true, func(*generation) (string, error) {
 		return fmt.Sprintf("ver:%s, build:%s, myid:%d, uptime:%s", s.opts.Version, s.opts.BuildID,
-			s.cfg.IdgenWorkerID, time.Since(s.started).Round(time.Millisecond)), nil
+			s.boot.IdgenWorkerID, time.Since(s.started).Round(time.Millisecond)), nil
 	})
 }

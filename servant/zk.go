@@ -7,21 +7,27 @@ import (
 )
 
 // The zk_* methods pass through to the node's ZooKeeper session; they come with
-// the cluster issue. Until then they answer that ZooKeeper is not available.
+// the cluster issue. Until then they answer that ZooKeeper is not available:
+// "not configured" without etcd_servers, "not implemented" with it.
 
-func (s *FunServant) zk() backend { return s.backend("zookeeper", "etcd_servers", s.opts.ZooKeeper) }
+func (s *FunServant) zkErr() error {
+	if !s.opts.ZooKeeper {
+		return &NotConfiguredError{Name: "zookeeper", Key: "etcd_servers"}
+	}
+	return &NotBuiltError{Name: "zookeeper", Key: "etcd_servers"}
+}
 
 // ZkCreate creates a persistent node at path with data.
 func (s *FunServant) ZkCreate(_ context.Context, c *rpc.Context, path, data string) (bool, error) {
-	return false, s.unserved("zk.create", c, s.zk())
+	return run(s, "zk.create", c, true, func(*generation) (bool, error) { return false, s.zkErr() })
 }
 
 // ZkChildren lists the children of path.
 func (s *FunServant) ZkChildren(_ context.Context, c *rpc.Context, path string) ([]string, error) {
-	return nil, s.unserved("zk.children", c, s.zk())
+	return run(s, "zk.children", c, true, func(*generation) ([]string, error) { return nil, s.zkErr() })
 }
 
 // ZkDel deletes the node at path.
 func (s *FunServant) ZkDel(_ context.Context, c *rpc.Context, path string) (bool, error) {
-	return false, s.unserved("zk.del", c, s.zk())
+	return run(s, "zk.del", c, true, func(*generation) (bool, error) { return false, s.zkErr() })
 }

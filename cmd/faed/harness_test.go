@@ -140,12 +140,18 @@ func startFaed(t testing.TB, conf string, args ...string) *faed {
 
 func startFaedIn(t testing.TB, dir, conf string, args ...string) *faed {
 	t.Helper()
+	return startFaedBin(t, faedBin, dir, conf, args...)
+}
+
+// startFaedBin is startFaedIn with the faed binary bin.
+func startFaedBin(t testing.TB, bin, dir, conf string, args ...string) *faed {
+	t.Helper()
 	path := filepath.Join(dir, "faed.cf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	f := &faed{t: t, out: new(syncBuffer), dir: dir, done: make(chan struct{})}
-	f.cmd = exec.Command(faedBin, append([]string{"-conf", path, "-lockfile", filepath.Join(dir, "faed.lock")}, args...)...)
+	f.cmd = exec.Command(bin, append([]string{"-conf", path, "-lockfile", filepath.Join(dir, "faed.lock")}, args...)...)
 	f.cmd.Stdout, f.cmd.Stderr = f.out, f.out
 	if err := f.cmd.Start(); err != nil {
 		t.Fatal(err)

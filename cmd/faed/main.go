@@ -16,9 +16,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -112,6 +114,9 @@ func loadConfig(path string) (*config.Config, string, error) {
 // serve runs faed until SIGTERM or SIGINT, then drains it.
 func serve(cfg *config.Config, confName string, logger *slog.Logger) error {
 	runtime.GOMAXPROCS(cfg.GoMaxProcs(runtime.NumCPU()))
+	if cfg.MemoryLimit > 0 {
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+	}
 	warnUnserved(cfg, logger)
 
 	opts := servant.Options{Version: version, BuildID: buildID, Logger: logger, ZooKeeper: len(cfg.EtcdServers) > 0}
@@ -122,7 +127,7 @@ func serve(cfg *config.Config, confName string, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer svt.Close()
+	defer closeServant(svt, logger)
 	srv := engine.NewServer(cfg.RPC, rpc.NewFunServantProcessor(svt), logger)
 	ln, err := engine.Listen(cfg.RPC)
 	if err != nil {
@@ -138,7 +143,11 @@ func serve(cfg *config.Config, confName string, logger *slog.Logger) error {
 		}
 		httpAddr = hl.Addr().String()
 		api = engine.NewAPI(logger)
-		go api.Serve(hl)
+		go func() {
+			if err := api.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("http api stopped", "addr", httpAddr, "err", err)
+			}
+		}()
 	}
 
 	sigs := make(chan os.Signal, 1)
@@ -161,7 +170,10 @@ func serve(cfg *config.Config, confName string, logger *slog.Logger) error {
 	defer cancel()
 	err = srv.Shutdown(ctx)
 	if api != nil {
-		api.Shutdown(ctx)
+		// A context of its own: the drain's may be spent already.
+		actx, acancel := context.WithTimeout(context.Background(), time.Second)
+		api.Shutdown(actx)
+		acancel()
 	}
 	if err != nil {
 		logger.Warn("drain timed out; remaining sessions closed", "err", err)
@@ -169,6 +181,21 @@ func serve(cfg *config.Config, confName string, logger *slog.Logger) error {
 	logger.Info("faed stopped", "drain", time.Since(start).Round(time.Millisecond),
 		"sessions", srv.Stats.Sessions.Load(), "calls", srv.Stats.Calls.Load())
 	return nil
+}
+
+// servantCloseGrace bounds the wait, at exit, for the calls still running
+// after the drain (cancelled by then) to end, so that pools are never closed
+// under a call.
+const servantCloseGrace = 5 * time.Second
+
+// closeServant closes the servant and waits for its pools to close.
+func closeServant(svt *servant.FunServant, logger *slog.Logger) {
+	svt.Close()
+	select {
+	case <-svt.Closed():
+	case <-time.After(servantCloseGrace):
+		logger.Warn("calls still running at exit; pools left to the process exit", "waited", servantCloseGrace)
+	}
 }
 
 // warnUnserved says which keys of cfg this build accepts but does not act on yet.

@@ -2,6 +2,8 @@ package main_test
 
 import (
 	"regexp"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -60,9 +62,9 @@ func TestRedisCall(t *testing.T) {
 
 	rdWantErr(t, c, "default", "GET", []string{k + ".missing"}, `^Internal error processing rd_call: redis GET ".*\.missing": pool "default": key not exists$`)
 	rdWantErr(t, c, "default", "get", []string{k + ".missing"}, `key not exists`)
-	rdWantErr(t, c, "default", "INCR", []string{k}, `redis INCR ".*": pool "default", server 127\.0\.0\.1:\d+: error reply: ERR value is not an integer or out of range$`)
-	rdWantErr(t, c, "default", "GET", []string{l}, `error reply: WRONGTYPE Operation against a key holding the wrong kind of value$`)
-	rdWantErr(t, c, "default", "NOSUCHCMD", []string{k}, `error reply: ERR unknown command 'NOSUCHCMD'`)
+	rdWantErr(t, c, "default", "INCR", []string{k}, `redis INCR ".*": pool "default", server 127\.0\.0\.1:\d+: refused: error reply: ERR value is not an integer or out of range$`)
+	rdWantErr(t, c, "default", "GET", []string{l}, `refused: error reply: WRONGTYPE Operation against a key holding the wrong kind of value$`)
+	rdWantErr(t, c, "default", "NOSUCHCMD", []string{k}, `refused: error reply: ERR unknown command 'NOSUCHCMD'`)
 	rdWant(t, c, "default", "GET", []string{k}, "v <&> \x00é") // the breaker is still closed
 	testRedisRefusals(t, c)
 }
@@ -70,17 +72,17 @@ func TestRedisCall(t *testing.T) {
 // testRedisRefusals: calls refused before any server is asked.
 func testRedisRefusals(t *testing.T, c *client) {
 	for cmd, re := range map[string]string{
-		"FLUSHALL": `redis FLUSHALL "x": pool "default": command denied: FLUSHALL is in servants\.redis\.deny_commands$`,
-		"flushdb":  `redis FLUSHDB "x": pool "default": command denied: FLUSHDB is in`,
-		"Keys":     `redis KEYS "x": pool "default": command denied: KEYS is in`,
+		"FLUSHALL": `redis FLUSHALL "x": pool "default": refused: command denied: FLUSHALL is in servants\.redis\.deny_commands$`,
+		"flushdb":  `redis FLUSHDB "x": pool "default": refused: command denied: FLUSHDB is in`,
+		"Keys":     `redis KEYS "x": pool "default": refused: command denied: KEYS is in`,
 		"config":   `command denied: CONFIG is in`,
 		"SHUTDOWN": `command denied: SHUTDOWN is in`,
 	} {
 		rdWantErr(t, c, "default", cmd, []string{"x"}, re)
 	}
-	rdWantErr(t, c, "default", "GET", nil, `^Internal error processing rd_call: redis GET: pool "default": no key: the first argument picks the server$`)
-	rdWantErr(t, c, "default", "", []string{"x"}, `redis  "x": pool "default": empty command$`)
-	rdWantErr(t, c, "nopool", "GET", []string{"x"}, `redis GET: pool "nopool": unknown pool: not in servants\.redis\.pools$`)
+	rdWantErr(t, c, "default", "GET", nil, `^Internal error processing rd_call: redis GET: pool "default": bad argument: no key: the first argument picks the server$`)
+	rdWantErr(t, c, "default", "", []string{"x"}, `: redis "x": pool "default": bad argument: empty command$`)
+	rdWantErr(t, c, "nopool", "GET", []string{"x"}, `redis GET "x": pool "nopool": unknown pool: not in servants\.redis\.pools$`)
 }
 
 // TestRedisRingAndPools: a key set through faed is on the server the original
@@ -120,13 +122,14 @@ func TestRedisRingAndPools(t *testing.T) {
 	rdWantErr(t, c, "b", "GET", []string{k}, `pool "b": key not exists`)
 }
 
-// TestRedisExhaustion: with max_active 1 held by a real BLPOP, another call
-// waits borrow_timeout and fails with its own error; the breaker
+// TestRedisExhaustion: with max_active 1 held by a real BLPOP (on a server of
+// the test's own, so that its blocked_clients counts only this one), another
+// call waits borrow_timeout and fails with its own error; the breaker
 // (failure_allowance 1) does not count it.
 func TestRedisExhaustion(t *testing.T) {
-	requireServer(t, "redis", redisAddr)
+	srv := newRedisServer(t)
 	f, c := startKV(t, `redis: {
-            pools: [ { name: "p", servers: [ { addr: "`+redisAddr+`", max_idle: 1, max_active: 1 } ] } ]
+            pools: [ { name: "p", servers: [ { addr: "`+srv.Addr()+`", max_idle: 1, max_active: 1 } ] } ]
             borrow_timeout: "300ms"
             breaker: { failure_allowance: 1, retry_interval: "1m" }
         }`)
@@ -134,19 +137,42 @@ func TestRedisExhaustion(t *testing.T) {
 	k := kvKey(t, "list")
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if _, err := blocker.RdCall(bg, ctx(), "BLPOP", "p", []string{k, "1"}); err != nil {
+		if _, err := blocker.RdCall(bg, ctx(), "BLPOP", "p", []string{k, "2"}); err != nil {
 			t.Errorf("BLPOP: %v", err)
 		}
 	})
-	time.Sleep(200 * time.Millisecond)
+	eventually(t, 5*time.Second, "the BLPOP to block on the server", func() bool { return redisInfo(t, srv.Addr(), "blocked_clients") == 1 })
 	start := time.Now()
 	rdWantErr(t, c, "p", "SET", []string{k + ".x", "v"},
-		`^Internal error processing rd_call: redis SET ".*": pool "p", server `+regexp.QuoteMeta(redisAddr)+`: all connections busy: 1 connections busy for 300ms$`)
+		`^Internal error processing rd_call: redis SET ".*": pool "p", server `+regexp.QuoteMeta(srv.Addr())+
+			`: busy: all connections busy: max_active 1, none free within borrow_timeout 300ms$`)
 	if d := time.Since(start); d < 300*time.Millisecond {
 		t.Errorf("the call gave up after %s, before borrow_timeout", d)
 	}
 	wg.Wait()
 	rdWant(t, c, "p", "SET", []string{k + ".x", "v", "EX", "60"}, "OK")
+}
+
+// redisInfo is field of INFO clients on addr (blocked_clients, connected_clients…).
+func redisInfo(t testing.TB, addr, field string) int {
+	t.Helper()
+	conn, err := redis.Dial("tcp", addr, redis.DialReadTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	text, err := redis.String(conn.Do("INFO", "clients"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(text, "\r\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			n, _ := strconv.Atoi(v)
+			return n
+		}
+	}
+	t.Fatalf("no %s in INFO clients of %s", field, addr)
+	return 0
 }
 
 // TestRedisServerRestart: a server of the test's own is stopped while 16

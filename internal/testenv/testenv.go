@@ -1,0 +1,224 @@
+// Package testenv runs the backend servers tests need: the shared ones started
+// by contrib/test-services, and servers a test owns (to stop, freeze or count
+// connections on without disturbing other tests). For tests only.
+package testenv
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The shared backend servers started by contrib/test-services (make test starts them).
+var (
+	ServicesDir   = EnvOr("FAE_SERVICES_DIR", "/tmp/fae-services")
+	MySQLAddr     = "127.0.0.1:" + EnvOr("FAE_MYSQL_PORT", "13306")
+	RedisAddr     = "127.0.0.1:" + EnvOr("FAE_REDIS_PORT", "16379")
+	Redis2Addr    = "127.0.0.1:" + EnvOr("FAE_REDIS2_PORT", "16380")
+	MemcacheAddr  = "127.0.0.1:" + EnvOr("FAE_MEMCACHE_PORT", "11311")
+	Memcache2Addr = "127.0.0.1:" + EnvOr("FAE_MEMCACHE2_PORT", "11312")
+	MongoAddr     = "127.0.0.1:" + EnvOr("FAE_MONGO_PORT", "17017")
+)
+
+// EnvOr is the environment variable key, or def when it is unset or empty.
+func EnvOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// RequireServer fails the test when addr does not accept connections: the
+// suite needs its real servers (contrib/test-services start, as make test does).
+func RequireServer(t testing.TB, name, addr string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatalf("%s at %s is not running (contrib/test-services start): %v", name, addr, err)
+	}
+	c.Close()
+}
+
+// Eventually polls cond every 10 ms until it holds, failing the test with what
+// after timeout.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Server is a server process a test owns: it can stop, restart, freeze and
+// thaw it on the same port.
+type Server struct {
+	t    testing.TB
+	Name string
+	Port int
+	args func(port int) []string // the command line, for the port
+	dir  string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Addr is 127.0.0.1:port.
+func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
+
+// Start starts a server whose command line args gives for a free port, waits
+// until it accepts connections, and stops it when the test ends.
+func Start(t testing.TB, name string, args func(port int) []string) *Server {
+	t.Helper()
+	s := &Server{t: t, Name: name, Port: FreePort(t), args: args, dir: t.TempDir()}
+	s.Start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Start (re)starts the server and waits until it accepts connections.
+func (s *Server) Start() {
+	s.t.Helper()
+	argv := s.args(s.Port)
+	s.cmd = exec.Command(argv[0], argv[1:]...)
+	logf, err := os.Create(filepath.Join(s.dir, s.Name+".log"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("starting %s: %v", s.Name, err)
+	}
+	s.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); logf.Close(); close(done) }(s.cmd, s.done)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if c, err := net.DialTimeout("tcp", s.Addr(), time.Second); err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case <-s.done:
+			log, _ := os.ReadFile(filepath.Join(s.dir, s.Name+".log"))
+			s.t.Fatalf("%s exited at start:\n%s", s.Name, log)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%s did not listen on %s within 30s", s.Name, s.Addr())
+		}
+	}
+}
+
+// Stop stops the server (SIGTERM, then SIGKILL after 10s) and waits for it to exit.
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	s.cmd.Process.Signal(syscall.SIGCONT) // a frozen server cannot handle SIGTERM
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+// Freeze stops the process with SIGSTOP: the kernel still completes TCP
+// handshakes into its listen backlog, but nothing is answered.
+func (s *Server) Freeze() { s.signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server (SIGCONT).
+func (s *Server) Thaw() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("%s: %v: %v", s.Name, sig, err)
+	}
+}
+
+// StartRedis starts a Redis of the test's own (no persistence).
+func StartRedis(t testing.TB) *Server {
+	return Start(t, "redis", func(port int) []string {
+		return []string{"/usr/bin/redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
+			"--save", "", "--appendonly", "no", "--daemonize", "no"}
+	})
+}
+
+// StartMemcached starts a memcached of the test's own.
+func StartMemcached(t testing.TB) *Server {
+	return Start(t, "memcached", func(port int) []string {
+		return []string{"/usr/bin/memcached", "-u", "memcache", "-l", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "0", "-m", "16"}
+	})
+}
+
+// StartMariaDB starts a MariaDB of the test's own, with root (no password) and
+// user fae/fae, on a datadir initialised for it (about 2 s).
+func StartMariaDB(t testing.TB) *Server {
+	t.Helper()
+	// Not t.TempDir: mariadbd runs as user mysql and must reach the datadir.
+	base, err := os.MkdirTemp("", "fae-mariadb-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	data := filepath.Join(base, "data")
+	os.Mkdir(data, 0o755)
+	exec.Command("chown", "-R", "mysql:mysql", base).Run()
+	if out, err := exec.Command("mariadb-install-db", "--no-defaults", "--user=mysql", "--datadir="+data,
+		"--auth-root-authentication-method=normal", "--skip-test-db").CombinedOutput(); err != nil {
+		t.Fatalf("mariadb-install-db: %v\n%s", err, out)
+	}
+	s := Start(t, "mariadb", func(port int) []string {
+		return []string{"/usr/sbin/mariadbd", "--no-defaults", "--user=mysql", "--datadir=" + data,
+			"--socket=" + filepath.Join(base, "mysqld.sock"), "--bind-address=127.0.0.1",
+			"--port=" + strconv.Itoa(port), "--skip-name-resolve", "--character-set-server=utf8mb4",
+			"--innodb-buffer-pool-size=32M", "--skip-log-bin"}
+	})
+	out, err := exec.Command("mariadb", "--no-defaults", "--protocol=tcp", "-h127.0.0.1", "-P"+strconv.Itoa(s.Port), "-uroot",
+		"-e", "CREATE USER IF NOT EXISTS 'fae'@'127.0.0.1' IDENTIFIED BY 'fae'; GRANT ALL ON *.* TO 'fae'@'127.0.0.1'; CREATE DATABASE IF NOT EXISTS fae_test;").CombinedOutput()
+	if err != nil {
+		t.Fatalf("creating user fae: %v\n%s", err, out)
+	}
+	return s
+}
+
+// StartFerretDB starts a FerretDB (MongoDB wire, SQLite) of the test's own,
+// with the binary contrib/test-services built.
+func StartFerretDB(t testing.TB) *Server {
+	t.Helper()
+	bin := filepath.Join(ServicesDir, "bin", "ferretdb")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("FerretDB binary missing (contrib/test-services start builds it): %v", err)
+	}
+	dir := t.TempDir()
+	return Start(t, "ferretdb", func(port int) []string {
+		return []string{bin, "--handler=sqlite", "--sqlite-url=file:" + dir + "/", fmt.Sprintf("--listen-addr=127.0.0.1:%d", port),
+			"--debug-addr=-", "--state-dir=" + dir, "--telemetry=disable", "--log-level=warn"}
+	})
+}

@@ -1,0 +1,158 @@
+package servant
+
+import (
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// lockShards is the number of shards of a lockTable, as cache.DefaultShards.
+const lockShards = 32
+
+// ErrLockTableFull is returned (wrapped, with the limit) by lock when
+// servants.lock.max_items locks are held and the key is not one of them.
+var ErrLockTableFull = errors.New("lock table full")
+
+// lockTable is the table of lock/unlock: which keys are locked, since when.
+// Unlike an LRU it never drops a held lock to make room (REVIEW §2.B4): a full
+// table refuses new locks instead, and only unlock, or a takeover or sweep past
+// the expiry, ends one. The bound is on the whole table, so keys that hash to
+// few shards do not make it full early. Safe for concurrent use.
+type lockTable struct {
+	max    int64
+	n      atomic.Int64 // locks held, all shards
+	seed   maphash.Seed
+	shards [lockShards]lockShard
+
+	refused   atomic.Int64
+	tookOver  atomic.Int64
+	swept     atomic.Int64
+	sweepRuns atomic.Int64
+}
+
+type lockShard struct {
+	mu   sync.Mutex
+	held map[string]lockHolder
+	// oldest is no later than the time any lock held in the shard was taken,
+	// so a sweep can be skipped while nothing can have expired. Zero: none held.
+	oldest time.Time
+}
+
+// lockHolder is who holds a lock: its time. The cluster issue adds an owner token.
+type lockHolder struct {
+	at time.Time // when it was taken
+}
+
+// lockTableStats are a lockTable's counters since it was made.
+type lockTableStats struct {
+	Held      int64 // locks held now
+	Refused   int64 // new locks refused because the table was full
+	TookOver  int64 // locks taken over past their expiry
+	Swept     int64 // expired locks dropped to make room in a full table
+	SweepRuns int64 // scans of a shard for expired locks
+}
+
+// newLockTable returns an empty table of at most maxItems locks
+// (servants.lock.max_items; at least 1).
+func newLockTable(maxItems int) *lockTable {
+	t := &lockTable{max: int64(max(maxItems, 1)), seed: maphash.MakeSeed()}
+	for i := range t.shards {
+		t.shards[i].held = map[string]lockHolder{}
+	}
+	return t
+}
+
+func (t *lockTable) shard(key string) *lockShard {
+	return &t.shards[maphash.String(t.seed, key)%lockShards]
+}
+
+// lock takes the lock named key at now, without waiting. got is true if it was
+// free, or (with expires > 0) held since more than expires before now: then
+// tookOver is true as well, and the caller should log it (as the original
+// did). A held lock gives false, false, nil. A new lock in a full table first
+// drops the expired locks of its shard (with expires > 0), then, if still
+// full, is refused with an error wrapping ErrLockTableFull, e.g.
+// "lock table full: 1048576 locks held (servants.lock.max_items)".
+func (t *lockTable) lock(key string, now time.Time, expires time.Duration) (got, tookOver bool, err error) {
+	s := t.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h, ok := s.held[key]; ok {
+		if expires <= 0 || now.Sub(h.at) <= expires {
+			return false, false, nil
+		}
+		s.held[key] = lockHolder{at: now}
+		t.tookOver.Add(1)
+		return true, true, nil
+	}
+	if !t.reserve() && (expires <= 0 || t.sweep(s, now, expires) == 0 || !t.reserve()) {
+		t.refused.Add(1)
+		return false, false, fmt.Errorf("%w: %d locks held (servants.lock.max_items)", ErrLockTableFull, t.max)
+	}
+	s.held[key] = lockHolder{at: now}
+	if s.oldest.IsZero() || now.Before(s.oldest) {
+		s.oldest = now
+	}
+	return true, false, nil
+}
+
+// reserve counts one more lock held, unless the table is full.
+func (t *lockTable) reserve() bool {
+	for {
+		n := t.n.Load()
+		if n >= t.max {
+			return false
+		}
+		if t.n.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// sweep drops the locks of s, which the caller holds, taken more than expires
+// before now, and returns how many it dropped. It scans only when the shard's
+// oldest lock may have expired.
+func (t *lockTable) sweep(s *lockShard, now time.Time, expires time.Duration) int {
+	if s.oldest.IsZero() || now.Sub(s.oldest) <= expires {
+		return 0
+	}
+	t.sweepRuns.Add(1)
+	dropped := 0
+	s.oldest = time.Time{}
+	for k, h := range s.held {
+		if now.Sub(h.at) > expires {
+			delete(s.held, k)
+			dropped++
+		} else if s.oldest.IsZero() || h.at.Before(s.oldest) {
+			s.oldest = h.at
+		}
+	}
+	t.n.Add(-int64(dropped))
+	t.swept.Add(int64(dropped))
+	return dropped
+}
+
+// unlock frees the lock named key, whoever holds it; it reports whether it was held.
+func (t *lockTable) unlock(key string) bool {
+	s := t.shard(key)
+	s.mu.Lock()
+	_, ok := s.held[key]
+	if ok {
+		delete(s.held, key)
+		t.n.Add(-1)
+	}
+	s.mu.Unlock()
+	return ok
+}
+
+// len is the number of locks held.
+func (t *lockTable) len() int { return int(t.n.Load()) }
+
+// stats returns the table's counters.
+func (t *lockTable) stats() lockTableStats {
+	return lockTableStats{Held: t.n.Load(), Refused: t.refused.Load(), TookOver: t.tookOver.Load(),
+		Swept: t.swept.Load(), SweepRuns: t.sweepRuns.Load()}
+}
