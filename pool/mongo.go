@@ -20,18 +20,23 @@ import (
 // Every error its operations return is a *Error with Backend "mongodb", Op the
 // operation ("find_one", "find_all", "find_id", "count", "insert", "delete",
 // "update", "upsert", "find_and_modify"), Pool the pool the caller named and,
-// once a server entry is chosen, Server "<entry> (<host:port>)". Its Kind:
+// once the operation went to a server (or to its breaker), Server
+// "<entry> (<host:port>)". Its Kind:
 //   - KindMiss: find_one matched no document;
 //   - KindUnknownPool: no server entry serves the pool (and shard);
 //   - KindBadArgument: a document argument is not valid BSON at some level
 //     (the cause names the argument and the path of the bad element), or an
 //     argument is otherwise unusable; no server is asked;
-//   - KindServerFailure: the server was unreachable within connect_timeout
-//     (the cause is a *DialError: it counts on the breaker's dial side), the
-//     connection failed, or the driver dropped the server's connections after
-//     another operation's failed;
-//   - KindBusy: every connection (max_conns_per_server) stayed busy until io_timeout;
-//   - KindTimeout: no answer within io_timeout;
+//   - KindServerFailure: the server could not be connected to within
+//     connect_timeout (the cause is a *DialError: it counts on the breaker's
+//     dial side), the connection failed, or the driver dropped the server's
+//     connections after another operation's failed;
+//   - KindBusy: the cluster's own operations held every connection
+//     (max_conns_per_server) until the wait for one ended;
+//   - KindTimeout: no answer within io_timeout, or, from a server that
+//     accepts connections but does not answer, no usable connection within
+//     connect_timeout; it counts for the breaker only when the health check
+//     fails too;
 //   - KindCanceled: the caller's context ended first;
 //   - KindBreakerOpen: the server's breaker refused the operation;
 //   - KindRefused: the server refused it: a duplicate key (the cause wraps
