@@ -60,7 +60,7 @@ func memcacheBenchSetup(b *testing.B) (pool.MemcacheConfig, []string, []*memcach
 	if err := mc.Validate("servants.memcache"); err != nil {
 		b.Fatal(err)
 	}
-	cluster, err := pool.NewMemcache(mc)
+	cluster, err := pool.NewMemcache(mc, pool.NopObserver{}, pool.Limits{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -2,55 +2,83 @@ package pool
 
 import (
 	"context"
-	"errors"
+	"database/sql"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
+	"golang.org/x/sync/errgroup"
 )
 
-// Errors of MySQL server selection, each with its own counter in MysqlStats.
-var (
-	// ErrUnknownServer: no server entry for the pool (or the pool+shard) asked for.
-	ErrUnknownServer = errors.New("mysql: no such server")
-	// ErrNoEntity: the lookup table has no row for the entity.
-	ErrNoEntity = errors.New("shard lookup: no entity")
-	// ErrEntityLocked: the entity's lookup row has shardLock > 0: it is being moved.
-	ErrEntityLocked = errors.New("mysql: entity locked")
-	// ErrBadHint: a sharded pool needs hintId > 0.
-	ErrBadHint = errors.New("mysql: sharded pool needs hintId > 0")
-)
+// shardsInFlight bounds the shards QueryShards queries at once.
+const shardsInFlight = 8
 
-// MySQL is every configured MySQL server and the selection of one for a call:
+// MySQL is every configured MySQL server and the choice of one for a call:
 // global pools by name, sharded pools through a lookup table (standard) or by
 // id range (vbucket). Safe for concurrent use.
+//
+// Every error it returns is a *Error of Backend "mysql", Op "query", "exec",
+// "tx" or "lookup" (the shard lookup that chose the server), Pool the pool the
+// caller named and Server "<server name> (<host:port>)" ("" when none was
+// chosen), of kind:
+//   - KindUnknownPool: no server entry for the pool or the pool+shard
+//     (`no such server "UserShard9"`), or a sharded pool without lookup table;
+//   - KindBadArgument: a sharded pool asked with hintId ≤ 0;
+//   - KindMiss: the lookup table has no row for the entity
+//     (`shard lookup: no entity 42 in UserLookup`);
+//   - KindRefused: the entity is locked (being moved), the server rejected the
+//     statement (syntax 1064, unknown column 1054, duplicate key 1062…), or a
+//     NULL came back while allow_nullable_columns is false;
+//   - KindServerFailure: connecting failed, the connection broke, or the
+//     server reported its own failure (mysqlServerErrors);
+//   - KindTimeout: query_timeout or the caller's deadline passed;
+//   - KindCanceled: the caller's ctx was canceled;
+//   - KindTooLarge: the rows passed Limits.MaxReplyBytes;
+//   - KindBreakerOpen: the server's breaker refused the call;
+//   - KindClosed: the cluster was closed.
+//
+// A statement whose ctx ends while it runs is killed on the server (KILL
+// QUERY on a connection of its own, reported as op "kill").
 type MySQL struct {
 	cfg     MysqlConfig
-	servers map[string]*MysqlServer
+	obs     Observer
+	limits  Limits
+	servers map[string]*mysqlServer
 	global  map[string]bool
+	sharded map[string]bool // pools that have <pool><n> servers
+	closed  atomic.Bool
 	// lookups caches entity → shard id, one LRU with TTL per lookup table, so a
 	// write to a lookup table can drop just that table's entries.
 	lookups map[string]*expirable.LRU[int64, int]
-	Stats   MysqlStats
 }
 
-// NewMySQL builds the servers of cfg (which passed Validate). It does not dial:
-// database/sql opens connections on first use, so faed starts with MySQL down.
-func NewMySQL(cfg MysqlConfig) (*MySQL, error) {
-	m := &MySQL{cfg: cfg, servers: map[string]*MysqlServer{}, global: map[string]bool{},
-		lookups: map[string]*expirable.LRU[int64, int]{}}
+// NewMySQL builds the servers of cfg (which passed Validate); obs is told of
+// every operation, limits bound each reply. It does not dial: connections are
+// opened on first use, so faed starts with MySQL down. The error is a charset
+// or driver configuration error.
+func NewMySQL(cfg MysqlConfig, obs Observer, limits Limits) (*MySQL, error) {
+	if obs == nil {
+		obs = NopObserver{}
+	}
+	m := &MySQL{cfg: cfg, obs: obs, limits: limits, servers: map[string]*mysqlServer{},
+		global: map[string]bool{}, sharded: map[string]bool{}, lookups: map[string]*expirable.LRU[int64, int]{}}
 	for _, g := range cfg.GlobalPools {
 		m.global[g] = true
 	}
 	for _, sc := range cfg.Servers {
-		s, err := newMysqlServer(sc, &cfg, &m.Stats)
+		s, err := newMysqlServer(sc, &cfg, obs, limits)
 		if err != nil {
 			m.Close()
 			return nil, err
 		}
 		m.servers[sc.Pool] = s
+		if p := strings.TrimRight(sc.Pool, "0123456789"); p != sc.Pool {
+			m.sharded[p] = true
+		}
 	}
 	tables := []string{cfg.DefaultLookupTable}
 	for _, t := range cfg.LookupTables {
@@ -64,42 +92,137 @@ func NewMySQL(cfg MysqlConfig) (*MySQL, error) {
 	return m, nil
 }
 
-// Close closes every server's pool.
+// Close releases every server's connections and waits for the kills of
+// statements in flight (each at most KillTimeout). Operations after Close fail
+// with KindClosed; call it only when no operation is in flight.
 func (m *MySQL) Close() {
+	m.closed.Store(true)
 	for _, s := range m.servers {
 		s.close()
 	}
 }
 
-// Server returns the server entry named name.
-func (m *MySQL) Server(name string) (*MysqlServer, error) {
-	if s := m.servers[name]; s != nil {
-		return s, nil
+// Query runs a statement that returns rows on the server of (pool, hintID),
+// args bound to its ? placeholders. Every value comes back as a string; SQL
+// NULL is "NULL" when allow_nullable_columns is on (else KindRefused naming
+// the column). Errors: see MySQL.
+func (m *MySQL) Query(ctx context.Context, pool string, hintID int64, query string, args []any) (cols []string, rows [][]string, err error) {
+	start := time.Now()
+	s, err := m.pick(ctx, start, pool, hintID, "query")
+	if err != nil {
+		return nil, nil, err
 	}
-	m.Stats.UnknownServer.Add(1)
-	return nil, fmt.Errorf("%w %q (servants.mysql.servers)", ErrUnknownServer, name)
+	return s.query(ctx, pool, query, args, m.budget(1))
 }
 
-// Pick returns the server for (pool, hintID): a global pool's own server, or
-// the shard of entity hintID in a sharded pool. Errors: ErrUnknownServer,
-// ErrBadHint, ErrNoEntity, ErrEntityLocked, a lookup failure.
-func (m *MySQL) Pick(ctx context.Context, pool string, hintID int64) (*MysqlServer, error) {
-	if m.global[pool] {
-		return m.Server(pool)
+// Exec runs a statement that returns no rows on the server of (pool, hintID);
+// it returns the rows affected and the last insert id. Errors: see MySQL.
+func (m *MySQL) Exec(ctx context.Context, pool string, hintID int64, query string, args []any) (affected, lastID int64, err error) {
+	start := time.Now()
+	s, err := m.pick(ctx, start, pool, hintID, "exec")
+	if err != nil {
+		return 0, 0, err
 	}
-	if hintID <= 0 {
-		m.Stats.BadHint.Add(1)
-		return nil, fmt.Errorf("%w (pool %s, hintId %d)", ErrBadHint, pool, hintID)
+	return s.exec(ctx, pool, query, args)
+}
+
+// Tx runs fn in one transaction on the server of (pool, hintID): committed
+// when fn returns nil, else rolled back. An error of fn is returned as the
+// cause of a *Error (KindRefused unless it is a driver or server error).
+func (m *MySQL) Tx(ctx context.Context, pool string, hintID int64, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	start := time.Now()
+	s, err := m.pick(ctx, start, pool, hintID, "tx")
+	if err != nil {
+		return err
 	}
-	if m.cfg.ShardStrategy == "vbucket" {
+	return s.tx(ctx, pool, fn)
+}
+
+// QueryShards runs a statement that returns rows on every shard server of the
+// sharded pool (the entries <pool><n>, n a number ≥ 1; not a bare prefix
+// match, which in the original also caught UserShardLookup), shardsInFlight at
+// a time, and returns the rows concatenated in shard order with the first
+// shard's columns. Limits.MaxReplyBytes bounds the sum over the shards. The
+// first failure cancels the other shards' statements and is returned.
+func (m *MySQL) QueryShards(ctx context.Context, pool, query string, args []any) (cols []string, rows [][]string, err error) {
+	start := time.Now()
+	if m.closed.Load() {
+		return nil, nil, m.refuse(start, pool, "query", KindClosed, nil)
+	}
+	shards := m.shards(pool)
+	if len(shards) == 0 {
+		return nil, nil, m.refuse(start, pool, "query", KindUnknownPool,
+			fmt.Errorf("no shard servers %s<n> (servants.mysql.servers)", pool))
+	}
+	type result struct {
+		cols []string
+		rows [][]string
+	}
+	results := make([]result, len(shards))
+	budget := m.budget(len(shards))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(shardsInFlight)
+	for i, s := range shards {
+		g.Go(func() (err error) {
+			results[i].cols, results[i].rows, err = s.query(gctx, pool, query, args, budget)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	rows = [][]string{}
+	for _, r := range results {
+		rows = append(rows, r.rows...)
+	}
+	return results[0].cols, rows, nil
+}
+
+// budget is the reply allowance of one call over n servers.
+func (m *MySQL) budget(n int) *replyBudget {
+	return &replyBudget{limit: int64(m.limits.MaxReplyBytes), servers: n}
+}
+
+// pick returns the server for (pool, hintID): a global pool's own server, or
+// the shard of entity hintID in a sharded pool. A refusal is observed as op.
+func (m *MySQL) pick(ctx context.Context, start time.Time, pool string, hintID int64, op string) (*mysqlServer, error) {
+	switch {
+	case m.closed.Load():
+		return nil, m.refuse(start, pool, op, KindClosed, nil)
+	case m.global[pool]:
+		return m.server(start, pool, pool, op)
+	case hintID <= 0:
+		return nil, m.refuse(start, pool, op, KindBadArgument,
+			fmt.Errorf("sharded pool needs hintId > 0 (pool %s, hintId %d)", pool, hintID))
+	case m.cfg.ShardStrategy == "vbucket":
 		// The original's vbucket layout: shard = id / bucket size + 1.
-		return m.Server(pool + strconv.FormatInt(hintID/int64(m.cfg.VbucketSize)+1, 10))
+		return m.server(start, pool, pool+strconv.FormatInt(hintID/int64(m.cfg.VbucketSize)+1, 10), op)
 	}
-	shard, err := m.shardOf(ctx, pool, hintID)
+	shard, err := m.shardOf(ctx, start, pool, hintID, op)
 	if err != nil {
 		return nil, err
 	}
-	return m.Server(pool + strconv.Itoa(shard))
+	return m.server(start, pool, pool+strconv.Itoa(shard), op)
+}
+
+// server returns the server entry named name, asked for pool.
+func (m *MySQL) server(start time.Time, pool, name, op string) (*mysqlServer, error) {
+	if s := m.servers[name]; s != nil {
+		return s, nil
+	}
+	return nil, m.refuse(start, pool, op, KindUnknownPool, fmt.Errorf("no such server %q (servants.mysql.servers)", name))
+}
+
+// refuse is the error of op on pool refused before a server was chosen,
+// observed with Server "" (and Pool "" when the pool is not configured, so
+// that a client's made-up names never become metric labels).
+func (m *MySQL) refuse(start time.Time, pool, op string, kind Kind, cause error) error {
+	label := pool
+	if !m.global[pool] && !m.sharded[pool] {
+		label = ""
+	}
+	m.obs.Observe(Op{Backend: "mysql", Pool: label, Name: op, Kind: kind, Duration: time.Since(start)})
+	return &Error{Backend: "mysql", Op: op, Pool: pool, Kind: kind, Err: cause}
 }
 
 // LookupTable is the lookup table of a sharded pool ("" if none).
@@ -110,39 +233,25 @@ func (m *MySQL) LookupTable(pool string) string {
 	return m.cfg.DefaultLookupTable
 }
 
-func (m *MySQL) shardOf(ctx context.Context, pool string, entity int64) (int, error) {
+// shardOf is the shard of entity in pool: from the lookup cache, or from the
+// lookup table on the lookup_pool server (observed as op "lookup").
+func (m *MySQL) shardOf(ctx context.Context, start time.Time, pool string, entity int64, op string) (int, error) {
 	table := m.LookupTable(pool)
 	if table == "" {
-		m.Stats.UnknownServer.Add(1)
-		return 0, fmt.Errorf("%w: pool %q is not global and has no lookup table (lookup_tables, default_lookup_table)",
-			ErrUnknownServer, pool)
+		return 0, m.refuse(start, pool, op, KindUnknownPool,
+			fmt.Errorf("pool %q is not global and has no lookup table (lookup_tables, default_lookup_table)", pool))
 	}
 	cache := m.lookups[table]
 	if shard, ok := cache.Get(entity); ok {
-		m.Stats.LookupHits.Add(1)
 		return shard, nil
 	}
-	lp, err := m.Server(m.cfg.LookupPool)
+	lp, err := m.server(start, pool, m.cfg.LookupPool, op)
 	if err != nil {
 		return 0, err
 	}
-	m.Stats.LookupQueries.Add(1)
-	_, rows, err := lp.Query(ctx, "SELECT shardId, shardLock FROM `"+table+"` WHERE entityId = ?", []any{entity}, true)
+	shard, err := lp.lookup(ctx, pool, table, entity)
 	if err != nil {
-		return 0, fmt.Errorf("shard lookup of %d in %s: %w", entity, table, err)
-	}
-	if len(rows) == 0 {
-		m.Stats.LookupNoEntity.Add(1)
-		return 0, fmt.Errorf("%w %d in %s", ErrNoEntity, entity, table)
-	}
-	shard, err1 := strconv.Atoi(rows[0][0])
-	lock, err2 := strconv.Atoi(rows[0][1])
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("shard lookup of %d in %s: bad row %q", entity, table, rows[0])
-	}
-	if lock > 0 {
-		m.Stats.LookupLocked.Add(1)
-		return 0, fmt.Errorf("entity %d is locked (shardLock %d in %s: it is being moved): %w", entity, lock, table, ErrEntityLocked)
+		return 0, err
 	}
 	cache.Add(entity, shard)
 	return shard, nil
@@ -159,7 +268,6 @@ func (m *MySQL) WroteLookupPool(table, statement string, hintID int64) {
 		if !strings.EqualFold(name, table) && !strings.Contains(lower, strings.ToLower(name)) {
 			continue
 		}
-		m.Stats.LookupEvicts.Add(1)
 		if hintID > 0 {
 			cache.Remove(hintID)
 		} else {
@@ -171,13 +279,20 @@ func (m *MySQL) WroteLookupPool(table, statement string, hintID int64) {
 // IsLookupPool reports whether pool is the lookup pool.
 func (m *MySQL) IsLookupPool(pool string) bool { return pool == m.cfg.LookupPool }
 
-// Shards returns the servers of sharded pool: the entries named <pool><n>, n a
-// number ≥ 1, in shard order (not a bare prefix match, which in the original
-// also caught UserShardLookup). None → ErrUnknownServer.
-func (m *MySQL) Shards(pool string) ([]*MysqlServer, error) {
+// BreakerState is the breaker state of the server entry named server
+// ("closed", "half-open", "open"), "" when there is no such entry.
+func (m *MySQL) BreakerState(server string) string {
+	if s := m.servers[server]; s != nil {
+		return s.breaker.State()
+	}
+	return ""
+}
+
+// shards returns the servers <pool><n> of a sharded pool, in shard order.
+func (m *MySQL) shards(pool string) []*mysqlServer {
 	type shard struct {
 		n int
-		s *MysqlServer
+		s *mysqlServer
 	}
 	var found []shard
 	for name, s := range m.servers {
@@ -189,14 +304,10 @@ func (m *MySQL) Shards(pool string) ([]*MysqlServer, error) {
 			found = append(found, shard{n, s})
 		}
 	}
-	if len(found) == 0 {
-		m.Stats.UnknownServer.Add(1)
-		return nil, fmt.Errorf("%w: no shard servers %s<n> (servants.mysql.servers)", ErrUnknownServer, pool)
-	}
 	sort.Slice(found, func(i, j int) bool { return found[i].n < found[j].n })
-	out := make([]*MysqlServer, len(found))
+	out := make([]*mysqlServer, len(found))
 	for i, f := range found {
 		out[i] = f.s
 	}
-	return out, nil
+	return out
 }

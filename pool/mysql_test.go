@@ -2,32 +2,91 @@ package pool
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
+	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 var mysqlTestAddr = "127.0.0.1:" + envOr("FAE_MYSQL_PORT", "13306")
 
-// testMySQL is a MySQL of one global server "Global" on the shared MariaDB
-// (database faep_stmt), with a statement cache of stmtItems.
-func testMySQL(t *testing.T, stmtItems int) *MySQL {
+// myDBPrefix names the databases of this test process on the shared MariaDB,
+// so that test runs of other checkouts never drop each other's.
+var myBg = context.Background()
+
+var myDBPrefix = fmt.Sprintf("faep%d_", os.Getpid())
+
+// myAdmin is a plain database/sql pool on the shared MariaDB (database db, "" = none).
+func myAdmin(t testing.TB, db string) *sql.DB {
 	t.Helper()
 	requireTCP(t, "MariaDB", mysqlTestAddr)
-	host, port, _ := strings.Cut(mysqlTestAddr, ":")
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = "fae", "fae", "tcp", mysqlTestAddr, db
+	c, err := mysql.NewConnector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := sql.OpenDB(c)
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// myCreateDB creates the database myDBPrefix+name, runs stmts in it and drops
+// it at the end of the test; it returns its name.
+func myCreateDB(t testing.TB, name string, stmts ...string) string {
+	t.Helper()
+	db := myDBPrefix + name
+	admin := myAdmin(t, "")
+	myExec(t, admin, "DROP DATABASE IF EXISTS "+db)
+	myExec(t, admin, "CREATE DATABASE "+db)
+	t.Cleanup(func() { admin.Exec("DROP DATABASE IF EXISTS " + db) })
+	in := myAdmin(t, db)
+	for _, q := range stmts {
+		myExec(t, in, q)
+	}
+	return db
+}
+
+func myExec(t testing.TB, db *sql.DB, q string) {
+	t.Helper()
+	if _, err := db.Exec(q); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// myConfig is a validated MySQL section: servers maps each server entry to
+// its database on addr; globals are its global pools.
+func myConfig(t testing.TB, addr string, servers map[string]string, globals ...string) MysqlConfig {
+	t.Helper()
+	host, port, _ := strings.Cut(addr, ":")
 	p, _ := strconv.Atoi(port)
 	var c MysqlConfig
 	c.SetDefaults()
-	c.Servers = []MysqlServerConfig{{Pool: "Global", Host: host, Port: Port(p), DB: "mysql", Username: "fae", Password: "fae", Charset: "utf8mb4"}}
-	c.GlobalPools = []string{"Global"}
-	c.CachePrepareStmtMaxItems = stmtItems
+	for name, db := range servers {
+		c.Servers = append(c.Servers, MysqlServerConfig{Pool: name, Host: host, Port: Port(p), DB: db,
+			Username: "fae", Password: "fae", Charset: "utf8mb4"})
+	}
+	c.GlobalPools = globals
 	c.MaxIdleConnsPerServer = 8
+	c.Timeout = 2 * time.Second
+	c.Breaker = BreakerConfig{FailureAllowance: 3, RetryInterval: time.Hour}
+	return c
+}
+
+func newMyTest(t testing.TB, c MysqlConfig, obs Observer, limits Limits) *MySQL {
+	t.Helper()
 	if err := c.Validate("servants.mysql"); err != nil {
 		t.Fatal(err)
 	}
-	m, err := NewMySQL(c)
+	m, err := NewMySQL(c, obs, limits)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,22 +94,196 @@ func testMySQL(t *testing.T, stmtItems int) *MySQL {
 	return m
 }
 
+// testMySQL is a MySQL of one global server "Global" on the shared MariaDB
+// (database mysql), with a statement cache of stmtItems.
+func testMySQL(t *testing.T, stmtItems int) *MySQL {
+	t.Helper()
+	requireTCP(t, "MariaDB", mysqlTestAddr)
+	c := myConfig(t, mysqlTestAddr, map[string]string{"Global": "mysql"}, "Global")
+	c.CachePrepareStmtMaxItems = stmtItems
+	return newMyTest(t, c, nil, Limits{})
+}
+
+func myEventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// wantMyError checks that err is a *Error of kind, op, pool and server whose text contains parts.
+func wantMyError(t testing.TB, err error, kind Kind, op, pool, server string, parts ...string) {
+	t.Helper()
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Errorf("error %v (%T), want a *pool.Error of kind %v", err, err, kind)
+		return
+	}
+	if !errors.Is(err, kind) || e.Backend != "mysql" || e.Op != op || e.Pool != pool || e.Server != server {
+		t.Errorf("error %q: kind %v backend %q op %q pool %q server %q; want kind %v op %q pool %q server %q",
+			err, e.Kind, e.Backend, e.Op, e.Pool, e.Server, kind, op, pool, server)
+	}
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("error %q does not contain %q", err, p)
+		}
+	}
+}
+
+// TestMysqlErrorKinds: every outcome of server choice and of a statement is a
+// *pool.Error of its kind, naming the op, the pool and the server, with the
+// distinguishing text in its cause; each server operation (lookups included)
+// is observed once.
+func TestMysqlErrorKinds(t *testing.T) {
+	lookupDB := myCreateDB(t, "kinds_lookup",
+		"CREATE TABLE UserLookup (entityId BIGINT PRIMARY KEY, shardId INT NOT NULL, shardLock INT NOT NULL DEFAULT 0)",
+		"INSERT INTO UserLookup VALUES (1,1,0),(4,1,1),(9,9,0)")
+	globalDB := myCreateDB(t, "kinds_global", "CREATE TABLE Setting (k VARCHAR(8) PRIMARY KEY, v VARCHAR(8) NULL)",
+		"INSERT INTO Setting VALUES ('a','1'),('b',NULL)")
+	shardDB := myCreateDB(t, "kinds_shard1", "CREATE TABLE UserInfo (uid BIGINT PRIMARY KEY)", "INSERT INTO UserInfo VALUES (1)")
+	c := myConfig(t, mysqlTestAddr, map[string]string{"ShardLookup": lookupDB, "Global": globalDB, "UserShard1": shardDB},
+		"ShardLookup", "Global")
+	c.LookupTables = map[string]string{"UserShard": "UserLookup"}
+	obs := NewCounters()
+	m := newMyTest(t, c, obs, Limits{})
+	at := func(name string) string { return name + " (" + mysqlTestAddr + ")" }
+
+	_, _, err := m.Query(myBg, "Nope", 1, "SELECT 1", nil)
+	wantMyError(t, err, KindUnknownPool, "query", "Nope", "", `pool "Nope" is not global and has no lookup table`)
+	_, _, err = m.Exec(myBg, "UserShard", 0, "DELETE FROM UserInfo", nil)
+	wantMyError(t, err, KindBadArgument, "exec", "UserShard", "", "sharded pool needs hintId > 0")
+	_, _, err = m.Query(myBg, "UserShard", 42, "SELECT 1", nil)
+	wantMyError(t, err, KindMiss, "lookup", "UserShard", at("ShardLookup"), "shard lookup: no entity 42 in UserLookup")
+	_, _, err = m.Query(myBg, "UserShard", 4, "SELECT 1", nil)
+	wantMyError(t, err, KindRefused, "lookup", "UserShard", at("ShardLookup"), "entity 4 is locked (shardLock 1 in UserLookup)", "being moved")
+	_, _, err = m.Query(myBg, "UserShard", 9, "SELECT 1", nil)
+	wantMyError(t, err, KindUnknownPool, "query", "UserShard", "", `no such server "UserShard9"`)
+	for range 2 { // the second is answered by the lookup cache: no lookup
+		if _, rows, err := m.Query(myBg, "UserShard", 1, "SELECT DATABASE()", nil); err != nil || rows[0][0] != shardDB {
+			t.Errorf("entity 1: %v %v", rows, err)
+		}
+	}
+	for range 5 { // statements the server rejects never trip the breaker (allowance 3)
+		_, _, err = m.Query(myBg, "Global", 0, "SELEC broken", nil)
+		wantMyError(t, err, KindRefused, "query", "Global", at("Global"), "Error 1064")
+		_, _, err = m.Exec(myBg, "Global", 0, "INSERT INTO Setting VALUES ('a', 'dup')", nil)
+		wantMyError(t, err, KindRefused, "exec", "Global", at("Global"), "Error 1062")
+	}
+	var me *mysql.MySQLError
+	if !errors.As(err, &me) || me.Number != 1062 {
+		t.Errorf("the driver's error is not kept as the cause: %v", err)
+	}
+	if st := m.BreakerState("Global"); st != "closed" {
+		t.Errorf("breaker %s after refused statements", st)
+	}
+	errTx := errors.New("the caller's own reason")
+	err = m.Tx(myBg, "Global", 0, func(ctx context.Context, tx *sql.Tx) error { return errTx })
+	wantMyError(t, err, KindRefused, "tx", "Global", at("Global"), "the caller's own reason")
+	if !errors.Is(err, errTx) {
+		t.Errorf("tx error %v does not wrap fn's error", err)
+	}
+	if _, rows, err := m.Query(myBg, "Global", 0, "SELECT k, v FROM Setting ORDER BY k", nil); err != nil || fmt.Sprint(rows) != "[[a 1] [b NULL]]" {
+		t.Errorf("rows with NULL: %v, %v", rows, err)
+	}
+
+	for _, w := range []struct {
+		pool, server, name string
+		kind               Kind
+		n                  int64
+	}{
+		{"", "", "query", KindUnknownPool, 1},
+		{"UserShard", "", "exec", KindBadArgument, 1},
+		{"UserShard", "", "query", KindUnknownPool, 1},
+		{"UserShard", at("ShardLookup"), "lookup", KindMiss, 1},
+		{"UserShard", at("ShardLookup"), "lookup", KindRefused, 1},
+		{"UserShard", at("ShardLookup"), "lookup", KindOK, 2}, // entities 9 and 1
+		{"UserShard", at("UserShard1"), "query", KindOK, 2},
+		{"Global", at("Global"), "query", KindRefused, 5},
+		{"Global", at("Global"), "exec", KindRefused, 5},
+		{"Global", at("Global"), "tx", KindRefused, 1},
+		{"Global", at("Global"), "query", KindOK, 1},
+	} {
+		if n := myCount(obs, w.pool, w.server, w.name, w.kind); n != w.n {
+			t.Errorf("observed %d %s %s on pool %q server %q, want %d", n, w.name, w.kind, w.pool, w.server, w.n)
+		}
+	}
+	if n := obs.Sum("mysql", KindOK) + obs.Sum("mysql", KindRefused) + obs.Sum("mysql", KindMiss) +
+		obs.Sum("mysql", KindUnknownPool) + obs.Sum("mysql", KindBadArgument); n != 21 {
+		t.Errorf("%d operations observed, want 21 (one per operation)", n)
+	}
+
+	m.Close()
+	_, _, err = m.Query(myBg, "Global", 0, "SELECT 1", nil)
+	wantMyError(t, err, KindClosed, "query", "Global", "")
+}
+
+func myCount(obs *Counters, pool, server, name string, k Kind) int64 {
+	for _, oc := range obs.Snapshot() {
+		if oc.Backend == "mysql" && oc.Pool == pool && oc.Server == server && oc.Name == name {
+			return oc.Count(k)
+		}
+	}
+	return 0
+}
+
+func TestMysqlNotNullable(t *testing.T) {
+	db := myCreateDB(t, "nulls", "CREATE TABLE Setting (k VARCHAR(8), v VARCHAR(8) NULL)", "INSERT INTO Setting VALUES ('a','1'),('b',NULL)")
+	c := myConfig(t, mysqlTestAddr, map[string]string{"Global": db}, "Global")
+	c.AllowNullableColumns = false
+	m := newMyTest(t, c, nil, Limits{})
+	_, _, err := m.Query(myBg, "Global", 0, "SELECT k, v FROM Setting ORDER BY k", nil)
+	wantMyError(t, err, KindRefused, "query", "Global", "Global ("+mysqlTestAddr+")", `NULL value in column "v" (allow_nullable_columns is false)`)
+	if _, rows, err := m.Query(myBg, "Global", 0, "SELECT k FROM Setting ORDER BY k", nil); err != nil || len(rows) != 2 {
+		t.Errorf("the next query: %v %v", rows, err)
+	}
+}
+
+// TestMysqlServerDown: a server that refuses connections fails with
+// KindServerFailure naming the dial, and after failure_allowance of them the
+// breaker refuses at once (KindBreakerOpen).
+func TestMysqlServerDown(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	obs := NewCounters()
+	m := newMyTest(t, myConfig(t, addr, map[string]string{"Global": "x"}, "Global"), obs, Limits{})
+	for range 3 {
+		_, _, err := m.Query(myBg, "Global", 0, "SELECT 1", nil)
+		wantMyError(t, err, KindServerFailure, "query", "Global", "Global ("+addr+")", "dial", "connection refused")
+	}
+	start := time.Now()
+	_, _, err = m.Query(myBg, "Global", 0, "SELECT 1", nil)
+	wantMyError(t, err, KindBreakerOpen, "query", "Global", "Global ("+addr+")", ": circuit open")
+	if strings.Count(err.Error(), "circuit open") != 1 || time.Since(start) > 100*time.Millisecond {
+		t.Errorf("open breaker: %q after %s", err, time.Since(start))
+	}
+	if n := obs.Sum("mysql", KindServerFailure); n != 3 {
+		t.Errorf("%d server failures observed, want 3", n)
+	}
+}
+
 // TestStmtCachePreparesOnce: concurrent first uses of one statement prepare it once.
-func TestStmtCachePreparesOnce(t *testing.T) {
+func TestMysqlStmtCachePreparesOnce(t *testing.T) {
 	m := testMySQL(t, 16)
-	srv, _ := m.Server("Global")
 	var wg sync.WaitGroup
-	for i := 0; i < 16; i++ {
+	for range 16 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, rows, err := srv.Query(context.Background(), "SELECT ? + 1", []any{"41"}, true); err != nil || rows[0][0] != "42" {
+			if _, rows, err := m.Query(myBg, "Global", 0, "SELECT ? + 1", []any{"41"}); err != nil || rows[0][0] != "42" {
 				t.Errorf("query: %v %v", rows, err)
 			}
 		}()
 	}
 	wg.Wait()
-	if n := srv.stmts.prepares.Load(); n != 1 {
+	if n := m.servers["Global"].stmts.prepares.Load(); n != 1 {
 		t.Errorf("16 concurrent first uses prepared %d times, want 1", n)
 	}
 }
@@ -58,18 +291,17 @@ func TestStmtCachePreparesOnce(t *testing.T) {
 // TestStmtCacheEvictionInUse: with room for one statement, calls alternating
 // three statements concurrently never use a statement closed under them; evicted
 // statements are closed once unused.
-func TestStmtCacheEvictionInUse(t *testing.T) {
+func TestMysqlStmtCacheEvictionInUse(t *testing.T) {
 	m := testMySQL(t, 1)
-	srv, _ := m.Server("Global")
 	var wg sync.WaitGroup
-	for g := 0; g < 8; g++ {
+	for g := range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; i < 100; i++ {
+			for i := range 100 {
 				n := (g + i) % 3
 				q := fmt.Sprintf("SELECT SLEEP(0.001), %d + ?", n)
-				_, rows, err := srv.Query(context.Background(), q, []any{"1"}, true)
+				_, rows, err := m.Query(myBg, "Global", 0, q, []any{"1"})
 				if err != nil || rows[0][1] != strconv.Itoa(n+1) {
 					t.Errorf("%s: %v %v", q, rows, err)
 					return
@@ -78,10 +310,73 @@ func TestStmtCacheEvictionInUse(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if l := srv.stmts.Len(); l != 1 {
+	stmts := m.servers["Global"].stmts
+	if l := stmts.Len(); l != 1 {
 		t.Errorf("cache holds %d statements, want 1", l)
 	}
-	if p, c := srv.stmts.prepares.Load(), srv.stmts.closes.Load(); p < 3 || c != p-1 {
+	if p, c := stmts.prepares.Load(), stmts.closes.Load(); p < 3 || c != p-1 {
 		t.Errorf("prepared %d, closed %d: every evicted statement should be closed once unused", p, c)
+	}
+}
+
+// TestMysqlPrepareOwnCtx (REVIEW §2.B5): the caller whose first use starts a
+// prepare gives up while another caller waits for the same statement; the
+// prepare goes on under its own ctx and the other caller gets the statement.
+func TestMysqlPrepareOwnCtx(t *testing.T) {
+	db := myAdmin(t, "")
+	started, release := make(chan struct{}), make(chan struct{})
+	var prepareCtxErr error
+	c := newStmtCache(4, func(ctx context.Context, q string) (*sql.Stmt, error) {
+		close(started)
+		<-release
+		prepareCtxErr = ctx.Err()
+		return db.PrepareContext(ctx, q)
+	}, time.Minute)
+	const q = "SELECT 6 * 7"
+	ctxA, cancelA := context.WithCancel(myBg)
+	errA := make(chan error, 1)
+	go func() {
+		e, err := c.acquire(ctxA, q)
+		if err == nil {
+			c.release(e)
+		}
+		errA <- err
+	}()
+	<-started
+	resultB := make(chan string, 1)
+	go func() {
+		e, err := c.acquire(myBg, q)
+		if err != nil {
+			resultB <- err.Error()
+			return
+		}
+		defer c.release(e)
+		var v string
+		if err := e.stmt.QueryRow().Scan(&v); err != nil {
+			v = err.Error()
+		}
+		resultB <- v
+	}()
+	myEventually(t, 5*time.Second, "the second caller to wait for the prepare", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		e, ok := c.lru.Peek(q)
+		return ok && e.refs == 2
+	})
+	cancelA()
+	select {
+	case err := <-errA:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("the caller who gave up got %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the caller who gave up still waits for the prepare")
+	}
+	close(release)
+	if v := <-resultB; v != "42" {
+		t.Errorf("the waiting caller got %q, want 42 (the prepare must not run under the first caller's ctx)", v)
+	}
+	if prepareCtxErr != nil || c.prepares.Load() != 1 {
+		t.Errorf("prepare ctx %v, prepares %d; want a live ctx and one prepare", prepareCtxErr, c.prepares.Load())
 	}
 }

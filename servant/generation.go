@@ -120,9 +120,9 @@ func (s *FunServant) buildPools(g, old *generation) (err error) {
 		}
 	}
 	if cfg.Memcache != nil {
-		if old.mc != nil && reflect.DeepEqual(*old.cfg.Memcache, *cfg.Memcache) {
+		if old.mc != nil && reflect.DeepEqual(*old.cfg.Memcache, *cfg.Memcache) && old.cfg.MaxReplyBytes == cfg.MaxReplyBytes {
 			g.mc = old.mc
-		} else if g.mc, err = pool.NewMemcache(*cfg.Memcache); err != nil {
+		} else if g.mc, err = pool.NewMemcache(*cfg.Memcache, s.Backends, s.limits(cfg)); err != nil {
 			return fmt.Errorf("servants.memcache: %w", err)
 		}
 	}
@@ -150,16 +150,15 @@ func (s *FunServant) limits(cfg Config) pool.Limits {
 // pools) are unchanged.
 func (s *FunServant) buildMysql(g, old *generation) (*mysqlServant, error) {
 	cfg := g.cfg.Mysql
-	m := &mysqlServant{keyHash: cfg.CacheKeyHash, ttl: cfg.CacheTTL, nullable: cfg.AllowNullableColumns,
-		log: s.log, stats: &s.QueryCache}
+	m := &mysqlServant{keyHash: cfg.CacheKeyHash, ttl: cfg.CacheTTL, log: s.log, stats: &s.QueryCache}
 	var oldCfg *pool.MysqlConfig
 	if old.my != nil {
 		oldCfg = old.cfg.Mysql
 	}
-	if oldCfg != nil && reflect.DeepEqual(mysqlPoolKeys(*oldCfg), mysqlPoolKeys(*cfg)) {
+	if oldCfg != nil && reflect.DeepEqual(mysqlPoolKeys(*oldCfg), mysqlPoolKeys(*cfg)) && old.cfg.MaxReplyBytes == g.cfg.MaxReplyBytes {
 		m.cluster = old.my.cluster
 	} else {
-		cl, err := pool.NewMySQL(*cfg)
+		cl, err := pool.NewMySQL(*cfg, s.Backends, s.limits(g.cfg))
 		if err != nil {
 			return nil, err
 		}
@@ -194,10 +193,11 @@ func (g *generation) myCluster() *pool.MySQL {
 }
 
 // mysqlPoolKeys is cfg without the keys that only the servant reads (the
-// query cache's), so that changing those reuses the pools.
+// query cache's), so that changing those reuses the pools. (The pool reads
+// allow_nullable_columns.)
 func mysqlPoolKeys(cfg pool.MysqlConfig) pool.MysqlConfig {
 	cfg.CacheStore, cfg.CacheStoreMemMaxItems, cfg.CacheStoreMemMaxBytes, cfg.CacheStoreRedisPool = "", 0, 0, ""
-	cfg.CacheKeyHash, cfg.CacheTTL, cfg.AllowNullableColumns = false, 0, false
+	cfg.CacheKeyHash, cfg.CacheTTL = false, 0
 	return cfg
 }
 

@@ -30,8 +30,9 @@ func mcItem(v *rpc.TMemcacheData) ([]byte, uint32) {
 // McSet stores value (its bytes and client flags) under key in pool, on each of
 // the key's replica_num servers. expiration is in seconds: 0 = never, up to 30
 // days relative, beyond that a Unix time. Always true when it returns no error.
-// Errors: memcache not configured, unknown pool, invalid key, and the failures of
-// pool.BackendError (server failure, circuit open, all connections busy, rejected).
+// Errors: memcache not configured, and the *pool.Error kinds of pool.Memcache
+// (unknown pool, bad argument "invalid key", server failure, timeout, circuit
+// open, busy "all connections busy", refused).
 func (s *FunServant) McSet(_ context.Context, c *rpc.Context, poolName, key string, value *rpc.TMemcacheData, expiration int32) (bool, error) {
 	return run(s, "mc.set", c, true, func(g *generation) (bool, error) {
 		m, err := g.memcache()
@@ -56,7 +57,7 @@ func (s *FunServant) McGet(_ context.Context, c *rpc.Context, poolName, key stri
 			return nil, err
 		}
 		data, flags, err := m.Get(poolName, key)
-		if errors.Is(err, pool.ErrMemcacheMiss) {
+		if errors.Is(err, pool.KindMiss) {
 			msg := "memcache: cache miss: " + key
 			return nil, &rpc.TCacheMissed{Message: &msg}
 		}
@@ -92,8 +93,9 @@ func (s *FunServant) McDelete(_ context.Context, c *rpc.Context, poolName, key s
 
 // McIncrement adds delta to the decimal value under key (memcached incr), or
 // subtracts -delta when delta < 0 (decr, clamped at 0 by memcached), and returns
-// the new value. Errors: a missing key ("cache miss"), a value that is not a
-// decimal number, and those of McSet.
+// the new value. Errors: a missing key (pool.KindMiss, "cache miss"), a value
+// that is not a decimal number (pool.KindRefused wrapping pool.ErrNotNumeric),
+// and those of McSet.
 func (s *FunServant) McIncrement(_ context.Context, c *rpc.Context, poolName, key string, delta int64) (int64, error) {
 	return run(s, "mc.inc", c, true, func(g *generation) (int64, error) {
 		m, err := g.memcache()

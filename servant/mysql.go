@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/apache/thrift/lib/go/thrift"
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/fae-go/fae/cache"
@@ -18,20 +17,16 @@ import (
 	"github.com/fae-go/fae/pool"
 )
 
-// shardsInFlight bounds the shards my_query_shards queries at once.
-const shardsInFlight = 8
-
 // mysqlServant serves the my_* methods of one generation over pool.MySQL
 // with the query cache.
 type mysqlServant struct {
-	cluster  *pool.MySQL
-	store    cache.Store
-	keyHash  bool
-	ttl      time.Duration
-	nullable bool
-	flight   singleflight.Group
-	log      *slog.Logger
-	stats    *QueryCacheStats // the core's: counts survive reloads
+	cluster *pool.MySQL
+	store   cache.Store
+	keyHash bool
+	ttl     time.Duration
+	flight  singleflight.Group
+	log     *slog.Logger
+	stats   *QueryCacheStats // the core's: counts survive reloads
 }
 
 // QueryCacheStats count the query cache's outcomes.
@@ -198,11 +193,7 @@ func (m *mysqlServant) query(ctx context.Context, poolName, table string, hintID
 }
 
 func (m *mysqlServant) read(ctx context.Context, poolName string, hintID int64, sql string, argv []string) (*rpc.MysqlResult_, error) {
-	srv, err := m.cluster.Pick(ctx, poolName, hintID)
-	if err != nil {
-		return nil, err
-	}
-	cols, rows, err := srv.Query(ctx, sql, toArgs(argv), m.nullable)
+	cols, rows, err := m.cluster.Query(ctx, poolName, hintID, sql, toArgs(argv))
 	if err != nil {
 		return nil, err
 	}
@@ -211,11 +202,7 @@ func (m *mysqlServant) read(ctx context.Context, poolName string, hintID int64, 
 
 // exec runs a write; on success it drops the cache key and any shard lookups the write may have changed.
 func (m *mysqlServant) exec(ctx context.Context, poolName, table string, hintID int64, sql string, argv []string, cacheKey string) (*rpc.MysqlResult_, error) {
-	srv, err := m.cluster.Pick(ctx, poolName, hintID)
-	if err != nil {
-		return nil, err
-	}
-	affected, lastID, err := srv.Exec(ctx, sql, toArgs(argv))
+	affected, lastID, err := m.cluster.Exec(ctx, poolName, hintID, sql, toArgs(argv))
 	if err != nil {
 		return nil, err
 	}
@@ -234,38 +221,21 @@ func (m *mysqlServant) exec(ctx context.Context, poolName, table string, hintID 
 	return &rpc.MysqlResult_{RowsAffected: affected, LastInsertId: lastID, Cols: []string{}, Rows: [][]string{}}, nil
 }
 
-// queryShards runs a SELECT on every shard of poolName, at most shardsInFlight at once.
+// queryShards runs a SELECT on every shard of poolName (pool.MySQL.QueryShards:
+// at most 8 at once, the reply bounded as a whole by max_reply_bytes).
 func (m *mysqlServant) queryShards(ctx context.Context, poolName, sql string, argv []string) (*rpc.MysqlResult_, error) {
 	if kind, err := classify(sql); err != nil || kind != kindRows {
 		m.stats.Refused.Add(1)
-		return nil, fmt.Errorf("%w: my_query_shards runs statements that return rows only", ErrRefusedStatement)
+		if err == nil {
+			err = refused("my_query_shards runs statements that return rows only")
+		}
+		return nil, err
 	}
-	shards, err := m.cluster.Shards(poolName)
+	cols, rows, err := m.cluster.QueryShards(ctx, poolName, sql, toArgs(argv))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("my_query_shards: %w", err)
 	}
-	results := make([]*rpc.MysqlResult_, len(shards))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(shardsInFlight)
-	args := toArgs(argv)
-	for i, srv := range shards {
-		g.Go(func() error {
-			cols, rows, err := srv.Query(gctx, sql, args, m.nullable)
-			if err != nil {
-				return fmt.Errorf("my_query_shards: shard %s: %w", srv.Name, err)
-			}
-			results[i] = &rpc.MysqlResult_{Cols: cols, Rows: rows}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	out := &rpc.MysqlResult_{Cols: results[0].Cols, Rows: [][]string{}}
-	for _, r := range results {
-		out.Rows = append(out.Rows, r.Rows...)
-	}
-	return out, nil
+	return &rpc.MysqlResult_{Cols: cols, Rows: rows}, nil
 }
 
 // encodeResult and decodeResult store a result in the query cache as Thrift

@@ -35,12 +35,8 @@ func (m *mysqlServant) merge(ctx context.Context, poolName, table string, hintID
 	if err := json.Unmarshal([]byte(jsonValue), &incoming); err != nil || incoming == nil {
 		return nil, fmt.Errorf("%w: jsonValue is not a JSON object: %v", ErrMerge, err)
 	}
-	srv, err := m.cluster.Pick(ctx, poolName, hintID)
-	if err != nil {
-		return nil, err
-	}
 	var newVal string
-	err = srv.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := m.cluster.Tx(ctx, poolName, hintID, func(ctx context.Context, tx *sql.Tx) error {
 		stored, err := selectOneForUpdate(ctx, tx, table, column, where)
 		if err != nil {
 			return err

@@ -1,8 +1,11 @@
 package main_test
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -58,7 +61,7 @@ func TestMemcacheMethods(t *testing.T) {
 // key and of a non-numeric value.
 func testMemcacheIncrement(t *testing.T, c *client, k string) {
 	_, err := c.McIncrement(bg, ctx(), "default", k, 1)
-	wantErr(t, "mc_increment of a missing key", err, `memcache incr ".*": pool "default", server 127.0.0.1:\d+: cache miss`)
+	wantErr(t, "mc_increment of a missing key", err, `memcache incr ".*": pool "default", server 127.0.0.1:\d+: miss: cache miss$`)
 	if ok, err := c.McAdd(bg, ctx(), "default", k, mcData("10", 0), 60); !ok || err != nil {
 		t.Fatalf("mc_add of a missing key = %v, %v", ok, err)
 	}
@@ -69,7 +72,7 @@ func testMemcacheIncrement(t *testing.T, c *client, k string) {
 	}
 	c.McSet(bg, ctx(), "default", k, mcData("seven", 0), 60)
 	_, err = c.McIncrement(bg, ctx(), "default", k, 1)
-	wantErr(t, "mc_increment of a non-numeric value", err, `memcache incr ".*": pool "default", server .*: value is not a decimal number: client error: cannot increment or decrement non-numeric value`)
+	wantErr(t, "mc_increment of a non-numeric value", err, `memcache incr ".*": pool "default", server .*: refused: value is not a decimal number: client error: cannot increment or decrement non-numeric value`)
 }
 
 // testMemcacheExpiration: seconds up to 30 days are relative, beyond that a Unix time.
@@ -94,15 +97,15 @@ func testMemcacheExpiration(t *testing.T, c *client) {
 func testMemcacheMistakes(t *testing.T, c *client) {
 	long := strings.Repeat("k", 251)
 	for what, call := range map[string]func() error{
-		`memcache get "kvtest:a b": pool "default": invalid key: control or space byte 0x20 at offset 8`: func() error {
+		`memcache get "kvtest:a b": pool "default": bad argument: invalid key: control or space byte 0x20 at offset 8`: func() error {
 			_, err := c.McGet(bg, ctx(), "default", "kvtest:a b")
 			return err
 		},
-		`memcache set "kkk.*": pool "default": invalid key: 251 bytes, at most 250 allowed`: func() error {
+		`memcache set "kkk.*": pool "default": bad argument: invalid key: 251 bytes, at most 250 allowed`: func() error {
 			_, err := c.McSet(bg, ctx(), "default", long, mcData("x", 0), 0)
 			return err
 		},
-		`memcache add "": pool "default": invalid key: empty`: func() error {
+		`memcache add: pool "default": bad argument: invalid key: empty`: func() error {
 			_, err := c.McAdd(bg, ctx(), "default", "", mcData("x", 0), 0)
 			return err
 		},
@@ -253,12 +256,14 @@ func TestMemcacheServerRestart(t *testing.T) {
 // TestMemcacheQuickRestart: a server restarted between two calls resets every
 // pooled connection. The first call finds that out; faed then drops the other
 // idle connections of that server instead of failing once per connection, so
-// the breaker (failure_allowance 3, fewer than the idle connections) stays
-// closed and the server is used again at once.
+// the breaker (failure_allowance 3, fewer than the idle connections, as
+// checked on the server before the restart) stays closed and the server is
+// used again at once.
 func TestMemcacheQuickRestart(t *testing.T) {
 	srv := newMemcachedServer(t)
-	f, c := startKV(t, mcSection("standard", 1, `max_idle_conns_per_server: 16
-            breaker: { failure_allowance: 3, retry_interval: "1m" }`, mcSrv{"p", srv.Addr()}))
+	const allowance = 3
+	f, c := startKV(t, mcSection("standard", 1, fmt.Sprintf(`max_idle_conns_per_server: 16
+            breaker: { failure_allowance: %d, retry_interval: "1m" }`, allowance), mcSrv{"p", srv.Addr()}))
 	sessions := make([]*client, 16)
 	for i := range sessions {
 		sessions[i] = f.dial(t, allModes[0])
@@ -267,8 +272,17 @@ func TestMemcacheQuickRestart(t *testing.T) {
 		_, err := c.McSet(bg, ctx(), "p", kvKey(t, "warm"), mcData("v", 0), 60)
 		return err
 	})
-	time.Sleep(300 * time.Millisecond) // several connections open at once, idle afterwards
+	eventually(t, 10*time.Second, fmt.Sprintf("more than %d connections from faed to %s", allowance, srv.Addr()),
+		func() bool { return memcachedClients(t, srv.Addr()) > allowance })
 	l.halt()
+	if s := l.reset(); s.failed > 0 {
+		t.Fatalf("warm-up: %d failures %v", s.failed, s.errs)
+	}
+	idle := memcachedClients(t, srv.Addr())
+	if idle <= allowance {
+		t.Fatalf("%d idle connections from faed before the restart, want more than failure_allowance (%d)", idle, allowance)
+	}
+	t.Logf("%d idle connections from faed before the restart", idle)
 	srv.Stop()
 	srv.Start()
 	failed := 0
@@ -281,4 +295,29 @@ func TestMemcacheQuickRestart(t *testing.T) {
 	if failed > 1 {
 		t.Errorf("%d of 20 calls failed after a restart; want at most the first", failed)
 	}
+}
+
+// memcachedClients is the number of connections the memcached at addr has
+// open besides the one asking (its "stats" curr_connections less one).
+func memcachedClients(t testing.TB, addr string) int {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	fmt.Fprintf(c, "stats\r\n")
+	sc := bufio.NewScanner(c)
+	for sc.Scan() && sc.Text() != "END" {
+		if v, ok := strings.CutPrefix(sc.Text(), "STAT curr_connections "); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				t.Fatalf("memcached %s: curr_connections %q", addr, v)
+			}
+			return n - 1
+		}
+	}
+	t.Fatalf("memcached %s: no curr_connections in stats (%v)", addr, sc.Err())
+	return 0
 }

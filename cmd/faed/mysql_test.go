@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -14,24 +15,28 @@ import (
 	"github.com/go-sql-driver/mysql"
 )
 
+// faet prefixes the databases of this test process, so that the runs of
+// other checkouts on the shared MariaDB never drop this one's.
+var faet = fmt.Sprintf("faet%d_", os.Getpid())
+
 // The sharded schema of the MySQL tests, on a MariaDB at addr:
-// faet_ShardLookup.UserLookup (entity → shard: 1→1, 2→2, 3→3, 4 locked, 9→shard 9 which has no server),
-// faet_Global.Setting, faet_UserShard{1,2,3}.UserInfo with one row per entity of that shard.
+// faet<pid>_ShardLookup.UserLookup (entity → shard: 1→1, 2→2, 3→3, 4 locked, 9→shard 9 which has no server),
+// faet<pid>_Global.Setting, faet<pid>_UserShard{1,2,3}.UserInfo with one row per entity of that shard.
 func setupMysqlSchema(t testing.TB, addr string) *sql.DB {
 	t.Helper()
 	db := openMysql(t, addr, "")
 	for _, q := range []string{
-		"DROP DATABASE IF EXISTS faet_ShardLookup", "CREATE DATABASE faet_ShardLookup",
-		"CREATE TABLE faet_ShardLookup.UserLookup (entityId BIGINT PRIMARY KEY, shardId INT NOT NULL, shardLock INT NOT NULL DEFAULT 0)",
-		"INSERT INTO faet_ShardLookup.UserLookup VALUES (1,1,0),(2,2,0),(3,3,0),(4,1,1),(5,1,0),(9,9,0)",
-		"DROP DATABASE IF EXISTS faet_Global", "CREATE DATABASE faet_Global",
-		"CREATE TABLE faet_Global.Setting (k VARCHAR(64) PRIMARY KEY, v VARCHAR(255) NULL, data TEXT NULL)",
-		"INSERT INTO faet_Global.Setting VALUES ('a','1',NULL),('b',NULL,NULL),('c','3','{\"x\":1}')",
+		"DROP DATABASE IF EXISTS " + faet + "ShardLookup", "CREATE DATABASE " + faet + "ShardLookup",
+		"CREATE TABLE " + faet + "ShardLookup.UserLookup (entityId BIGINT PRIMARY KEY, shardId INT NOT NULL, shardLock INT NOT NULL DEFAULT 0)",
+		"INSERT INTO " + faet + "ShardLookup.UserLookup VALUES (1,1,0),(2,2,0),(3,3,0),(4,1,1),(5,1,0),(9,9,0)",
+		"DROP DATABASE IF EXISTS " + faet + "Global", "CREATE DATABASE " + faet + "Global",
+		"CREATE TABLE " + faet + "Global.Setting (k VARCHAR(64) PRIMARY KEY, v VARCHAR(255) NULL, data TEXT NULL)",
+		"INSERT INTO " + faet + "Global.Setting VALUES ('a','1',NULL),('b',NULL,NULL),('c','3','{\"x\":1}')",
 	} {
 		mustExec(t, db, q)
 	}
 	for n := 1; n <= 3; n++ {
-		dbName := fmt.Sprintf("faet_UserShard%d", n)
+		dbName := fmt.Sprintf(faet+"UserShard%d", n)
 		mustExec(t, db, "DROP DATABASE IF EXISTS "+dbName)
 		mustExec(t, db, "CREATE DATABASE "+dbName)
 		mustExec(t, db, "CREATE TABLE "+dbName+".UserInfo (uid BIGINT PRIMARY KEY, name VARCHAR(64) NOT NULL, gold INT NOT NULL DEFAULT 0, nick VARCHAR(64) NULL, extra TEXT NULL)")
@@ -39,7 +44,12 @@ func setupMysqlSchema(t testing.TB, addr string) *sql.DB {
 			mustExec(t, db, fmt.Sprintf("INSERT INTO %s.UserInfo VALUES (%d, 'user%d', 100, NULL, '{}')", dbName, uid, uid))
 		}
 	}
-	mustExec(t, db, "INSERT INTO faet_UserShard1.UserInfo VALUES (5, 'user5', 100, NULL, '{}')")
+	mustExec(t, db, "INSERT INTO "+faet+"UserShard1.UserInfo VALUES (5, 'user5', 100, NULL, '{}')")
+	t.Cleanup(func() {
+		for _, d := range []string{"ShardLookup", "Global", "UserShard1", "UserShard2", "UserShard3"} {
+			db.Exec("DROP DATABASE IF EXISTS " + faet + d)
+		}
+	})
 	return db
 }
 
@@ -68,10 +78,10 @@ func mysqlSection(addr, extra string) string {
 	host, port, _ := strings.Cut(addr, ":")
 	var servers []string
 	for _, p := range []string{"ShardLookup", "Global", "UserShard1", "UserShard2", "UserShard3"} {
-		servers = append(servers, fmt.Sprintf(`{ pool: %q, host: %q, port: %s, db: "faet_%s", username: "fae", password: "fae" }`, p, host, port, p))
+		servers = append(servers, fmt.Sprintf(`{ pool: %q, host: %q, port: %s, db: "%s%s", username: "fae", password: "fae" }`, p, host, port, faet, p))
 	}
 	// UserShardLookup is a global pool whose name starts with UserShard: my_query_shards must not take it for a shard.
-	servers = append(servers, fmt.Sprintf(`{ pool: "UserShardLookup", host: %q, port: %s, db: "faet_ShardLookup", username: "fae", password: "fae" }`, host, port))
+	servers = append(servers, fmt.Sprintf(`{ pool: "UserShardLookup", host: %q, port: %s, db: "%sShardLookup", username: "fae", password: "fae" }`, host, port, faet))
 	return fmt.Sprintf(`mysql: {
             servers: [
                 %s
@@ -110,10 +120,10 @@ func TestMyQuery(t *testing.T) {
 	_, c, _ := startMysqlFaed(t, "")
 
 	// server selection
-	if db := whichDB(t, c, "Global", 0); db != "faet_Global" {
+	if db := whichDB(t, c, "Global", 0); db != faet+"Global" {
 		t.Errorf("Global → %s", db)
 	}
-	for uid, want := range map[int64]string{1: "faet_UserShard1", 2: "faet_UserShard2", 3: "faet_UserShard3", 5: "faet_UserShard1"} {
+	for uid, want := range map[int64]string{1: faet + "UserShard1", 2: faet + "UserShard2", 3: faet + "UserShard3", 5: faet + "UserShard1"} {
 		if db := whichDB(t, c, "UserShard", uid); db != want {
 			t.Errorf("UserShard hint %d → %s, want %s", uid, db, want)
 		}
@@ -134,7 +144,7 @@ func TestMyQuery(t *testing.T) {
 	}
 
 	// exec: rowsAffected, lastInsertId; argv bound, never spliced
-	mustExec(t, openMysql(t, mysqlAddr, "faet_Global"), "CREATE TABLE Counter (id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(64))")
+	mustExec(t, openMysql(t, mysqlAddr, faet+"Global"), "CREATE TABLE Counter (id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(64))")
 	r, err = c.MyQuery(bg, ctx(), "Global", "Counter", 0, "INSERT INTO Counter (note) VALUES (?), (?)", []string{"x'); DROP TABLE Counter; --", "y"}, "")
 	if err != nil || r.RowsAffected != 2 || r.LastInsertId != 1 {
 		t.Fatalf("insert = %+v, %v", r, err)
@@ -164,17 +174,17 @@ func TestMyQuery(t *testing.T) {
 	_, err = c.MyQuery(bg, ctx(), "UserShard", "UserInfo", 4, "SELECT 1", nil, "")
 	wantErrContains(t, "", err, "entity 4 is locked")
 	_, err = c.MyQuery(bg, ctx(), "UserShard", "UserInfo", 9, "SELECT 1", nil, "")
-	wantErrContains(t, "", err, `mysql: no such server "UserShard9"`)
+	wantErrContains(t, "", err, `mysql query: pool "UserShard": unknown pool: no such server "UserShard9"`)
 
 	// a statement error names the server and does not trip the breaker (allowance 3)
 	for i := 0; i < 6; i++ {
 		_, err = c.MyQuery(bg, ctx(), "Global", "Setting", 0, "SELEC broken", nil, "")
-		wantErrContains(t, "", err, "mysql Global (")
+		wantErrContains(t, "", err, "mysql exec: pool \"Global\", server Global (", ": refused: ")
 		wantErrContains(t, "", err, "1064")
 		_, err = c.MyQuery(bg, ctx(), "Global", "Setting", 0, "SELECT nosuchcolumn FROM Setting", nil, "")
 		wantErrContains(t, "", err, "1054")
 	}
-	if db := whichDB(t, c, "Global", 0); db != "faet_Global" {
+	if db := whichDB(t, c, "Global", 0); db != faet+"Global" {
 		t.Errorf("after statement errors: %s", db)
 	}
 }
@@ -191,7 +201,7 @@ func TestMyQueryNotNullable(t *testing.T) {
 
 func TestMyVbucket(t *testing.T) {
 	_, c, _ := startMysqlFaed(t, "shard_strategy: \"vbucket\"\nvbucket_size: 10")
-	for hint, want := range map[int64]string{1: "faet_UserShard1", 9: "faet_UserShard1", 10: "faet_UserShard2", 29: "faet_UserShard3"} {
+	for hint, want := range map[int64]string{1: faet + "UserShard1", 9: faet + "UserShard1", 10: faet + "UserShard2", 29: faet + "UserShard3"} {
 		if db := whichDB(t, c, "UserShard", hint); db != want {
 			t.Errorf("vbucket hint %d → %s, want %s", hint, db, want)
 		}
@@ -202,20 +212,20 @@ func TestMyVbucket(t *testing.T) {
 // cached shard of the entity it moved (by hintId, or the whole table without one).
 func TestMyLookupInvalidation(t *testing.T) {
 	_, c, _ := startMysqlFaed(t, "")
-	if db := whichDB(t, c, "UserShard", 5); db != "faet_UserShard1" {
+	if db := whichDB(t, c, "UserShard", 5); db != faet+"UserShard1" {
 		t.Fatalf("entity 5 on %s", db)
 	}
 	if _, err := c.MyQuery(bg, ctx(), "ShardLookup", "UserLookup", 5, "UPDATE UserLookup SET shardId = 2 WHERE entityId = ?", []string{"5"}, ""); err != nil {
 		t.Fatal(err)
 	}
-	if db := whichDB(t, c, "UserShard", 5); db != "faet_UserShard2" {
+	if db := whichDB(t, c, "UserShard", 5); db != faet+"UserShard2" {
 		t.Errorf("after the move with hintId: entity 5 still on %s", db)
 	}
 	whichDB(t, c, "UserShard", 1) // cached
 	if _, err := c.MyQuery(bg, ctx(), "ShardLookup", "", 0, "update UserLookup set shardId = 3 where entityId = 1", nil, ""); err != nil {
 		t.Fatal(err)
 	}
-	if db := whichDB(t, c, "UserShard", 1); db != "faet_UserShard3" {
+	if db := whichDB(t, c, "UserShard", 1); db != faet+"UserShard3" {
 		t.Errorf("after the move without hintId: entity 1 still on %s", db)
 	}
 }
@@ -223,12 +233,12 @@ func TestMyLookupInvalidation(t *testing.T) {
 func TestMyLookupTTL(t *testing.T) {
 	_, c, db := startMysqlFaed(t, `lookup_cache_ttl: "300ms"`)
 	whichDB(t, c, "UserShard", 5)
-	mustExec(t, db, "UPDATE faet_ShardLookup.UserLookup SET shardId = 3 WHERE entityId = 5") // behind fae's back
-	if got := whichDB(t, c, "UserShard", 5); got != "faet_UserShard1" {
+	mustExec(t, db, "UPDATE "+faet+"ShardLookup.UserLookup SET shardId = 3 WHERE entityId = 5") // behind fae's back
+	if got := whichDB(t, c, "UserShard", 5); got != faet+"UserShard1" {
 		t.Fatalf("cached lookup not used: %s", got)
 	}
 	time.Sleep(400 * time.Millisecond)
-	if got := whichDB(t, c, "UserShard", 5); got != "faet_UserShard3" {
+	if got := whichDB(t, c, "UserShard", 5); got != faet+"UserShard3" {
 		t.Errorf("after lookup_cache_ttl: %s", got)
 	}
 }
@@ -247,7 +257,7 @@ func testQueryCache(t *testing.T, c *client, db *sql.DB, key string) {
 	if g := get(); g != "100" {
 		t.Fatalf("gold = %s", g)
 	}
-	mustExec(t, db, "UPDATE faet_UserShard2.UserInfo SET gold = 200 WHERE uid = 2") // behind fae's back
+	mustExec(t, db, "UPDATE "+faet+"UserShard2.UserInfo SET gold = 200 WHERE uid = 2") // behind fae's back
 	if g := get(); g != "100" {
 		t.Errorf("cached read = %s, want the cached 100", g)
 	}
@@ -257,7 +267,7 @@ func testQueryCache(t *testing.T, c *client, db *sql.DB, key string) {
 	if g := get(); g != "201" {
 		t.Errorf("read after a write with the cacheKey = %s, want 201", g)
 	}
-	mustExec(t, db, "UPDATE faet_UserShard2.UserInfo SET gold = 300 WHERE uid = 2")
+	mustExec(t, db, "UPDATE "+faet+"UserShard2.UserInfo SET gold = 300 WHERE uid = 2")
 	if err := c.MyEvict(bg, ctx(), key); err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +279,7 @@ func testQueryCache(t *testing.T, c *client, db *sql.DB, key string) {
 	if err != nil || len(r.Rows) != 0 || fmt.Sprint(r.Cols) != "[v]" {
 		t.Errorf("empty result = %+v, %v", r, err)
 	}
-	mustExec(t, db, "INSERT INTO faet_Global.Setting VALUES ('zz', 'new', NULL)")
+	mustExec(t, db, "INSERT INTO "+faet+"Global.Setting VALUES ('zz', 'new', NULL)")
 	r, _ = c.MyQuery(bg, ctx(), "Global", "Setting", 0, "SELECT v FROM Setting WHERE k = ?", []string{"zz"}, key+":empty")
 	if len(r.GetRows()) != 0 {
 		t.Errorf("cached empty result not used: %v", r.GetRows())
@@ -296,7 +306,7 @@ func TestMyQueryCacheTTL(t *testing.T) {
 		return r.Rows[0][0]
 	}
 	q()
-	mustExec(t, db, "UPDATE faet_Global.Setting SET v = 'changed' WHERE k = 'a'")
+	mustExec(t, db, "UPDATE "+faet+"Global.Setting SET v = 'changed' WHERE k = 'a'")
 	if v := q(); v != "1" {
 		t.Fatalf("within ttl: %s", v)
 	}
@@ -316,7 +326,7 @@ func TestMyBulkExec(t *testing.T) {
 		t.Fatalf("my_bulk_exec = %d, %v; want 4", n, err)
 	}
 	var gold int
-	db.QueryRow("SELECT gold FROM faet_UserShard2.UserInfo WHERE uid = 12").Scan(&gold)
+	db.QueryRow("SELECT gold FROM " + faet + "UserShard2.UserInfo WHERE uid = 12").Scan(&gold)
 	if gold != 8 {
 		t.Errorf("gold of 12 = %d", gold)
 	}
@@ -324,7 +334,7 @@ func TestMyBulkExec(t *testing.T) {
 		[]string{"UPDATE Setting SET v = 'z' WHERE k = 'c'", "UPDATE nosuchtable SET x = 1"}, [][]string{{}, {}}, []string{"", ""})
 	wantErrContains(t, "", err, "my_bulk_exec[1]")
 	var v string
-	db.QueryRow("SELECT v FROM faet_Global.Setting WHERE k = 'c'").Scan(&v)
+	db.QueryRow("SELECT v FROM " + faet + "Global.Setting WHERE k = 'c'").Scan(&v)
 	if v != "z" {
 		t.Errorf("statement 0 before the failing one: v = %q, want it committed (not atomic)", v)
 	}
@@ -338,11 +348,11 @@ func TestMyQueryShards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(r.Rows) != "[[faet_UserShard1 3] [faet_UserShard2 2] [faet_UserShard3 2]]" || fmt.Sprint(r.Cols) != "[db COUNT(*)]" {
+	if fmt.Sprint(r.Rows) != "[["+faet+"UserShard1 3] ["+faet+"UserShard2 2] ["+faet+"UserShard3 2]]" || fmt.Sprint(r.Cols) != "[db COUNT(*)]" {
 		t.Errorf("shards = %v %v (want shard order, UserShardLookup excluded)", r.Cols, r.Rows)
 	}
 	_, err = c.MyQueryShards(bg, ctx(), "UserShard", "UserInfo", "SELECT nosuch FROM UserInfo", nil)
-	wantErrContains(t, "", err, "my_query_shards: shard UserShard")
+	wantErrContains(t, "", err, `my_query_shards: mysql query: pool "UserShard", server UserShard`, "Error 1054")
 	_, err = c.MyQueryShards(bg, ctx(), "NoShard", "t", "SELECT 1", nil)
 	wantErrContains(t, "", err, "no shard servers NoShard<n>")
 	_, err = c.MyQueryShards(bg, ctx(), "UserShard", "t", "DELETE FROM UserInfo", nil)
@@ -381,7 +391,7 @@ func TestMyMerge(t *testing.T) {
 		}
 	}
 	var extra string
-	db.QueryRow("SELECT extra FROM faet_UserShard3.UserInfo WHERE uid = 3").Scan(&extra)
+	db.QueryRow("SELECT extra FROM " + faet + "UserShard3.UserInfo WHERE uid = 3").Scan(&extra)
 	for i := 0; i < callers; i++ {
 		if !strings.Contains(extra, `"k`+strconv.Itoa(i)+`":`) || !strings.Contains(extra, `"n`+strconv.Itoa(i)+`":true`) {
 			t.Fatalf("merge %d lost: %s", i, extra)

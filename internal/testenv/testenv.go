@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -147,12 +148,49 @@ func (s *Server) Stop() {
 	}
 }
 
-// Freeze stops the process with SIGSTOP: the kernel still completes TCP
-// handshakes into its listen backlog, but nothing is answered.
-func (s *Server) Freeze() { s.signal(syscall.SIGSTOP) }
+// Freeze stops the process with SIGSTOP and returns once every thread of it
+// is stopped (the signal takes effect asynchronously: a thread already woken
+// could still answer one request): the kernel still completes TCP handshakes
+// into its listen backlog, but nothing is answered.
+func (s *Server) Freeze() {
+	s.t.Helper()
+	s.signal(syscall.SIGSTOP)
+	Eventually(s.t, 10*time.Second, s.Name+" stopped", func() bool { return s.threadsStopped() == 1 })
+}
 
-// Thaw resumes a frozen server (SIGCONT).
-func (s *Server) Thaw() { s.signal(syscall.SIGCONT) }
+// Thaw resumes a frozen server (SIGCONT) and returns once no thread is stopped.
+func (s *Server) Thaw() {
+	s.t.Helper()
+	s.signal(syscall.SIGCONT)
+	Eventually(s.t, 10*time.Second, s.Name+" running", func() bool { return s.threadsStopped() == 0 })
+}
+
+// Pid is the server's process id.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
+// threadsStopped is 1 when every thread of the process is stopped (state T),
+// 0 when none is, and -1 in between.
+func (s *Server) threadsStopped() int {
+	stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", s.Pid()))
+	stopped := 0
+	for _, p := range stats {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state …: the state follows the last ')'.
+		if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'T' {
+			stopped++
+		}
+	}
+	switch stopped {
+	case len(stats):
+		return 1
+	case 0:
+		return 0
+	}
+	return -1
+}
 
 func (s *Server) signal(sig syscall.Signal) {
 	s.t.Helper()
