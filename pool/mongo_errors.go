@@ -16,37 +16,37 @@ import (
 // duplicate a unique key (e.g. _id): errors.Is(err, pool.ErrDuplicateKey).
 var ErrDuplicateKey = errors.New("duplicate key")
 
-// ReplyTooLargeError is the cause of a KindTooLarge error: the documents of a
+// mgTooLargeError is the cause of a KindTooLarge error: the documents of a
 // reply reached Bytes (the BSON bytes of the first Docs documents read) over
 // Limit (max_reply_bytes). Reading stopped there.
-type ReplyTooLargeError struct {
+type mgTooLargeError struct {
 	Docs  int // documents read, the one that went over the limit included
 	Bytes int // their bytes
 	Limit int // max_reply_bytes
 }
 
-func (e *ReplyTooLargeError) Error() string {
+func (e *mgTooLargeError) Error() string {
 	return fmt.Sprintf("reply over max_reply_bytes %d: %d bytes in the first %d documents read", e.Limit, e.Bytes, e.Docs)
 }
 
-// replyBudget counts the bytes of a reply against Limits.MaxReplyBytes.
-type replyBudget struct {
+// mgReplyBudget counts the bytes of a reply against Limits.MaxReplyBytes.
+type mgReplyBudget struct {
 	limit, docs, bytes int
 }
 
-// add counts a document of n bytes; a *ReplyTooLargeError once the reply is over the limit.
-func (b *replyBudget) add(n int) error {
+// add counts a document of n bytes; an *mgTooLargeError once the reply is over the limit.
+func (b *mgReplyBudget) add(n int) error {
 	b.docs++
 	b.bytes += n
 	if b.limit > 0 && b.bytes > b.limit {
-		return &ReplyTooLargeError{Docs: b.docs, Bytes: b.bytes, Limit: b.limit}
+		return &mgTooLargeError{Docs: b.docs, Bytes: b.bytes, Limit: b.limit}
 	}
 	return nil
 }
 
 // nextBatch is the size of the batch to ask for next: the documents of the
 // average size so far that still fit, plus the one that would go over.
-func (b *replyBudget) nextBatch() int32 {
+func (b *mgReplyBudget) nextBatch() int32 {
 	if b.docs == 0 || b.bytes >= b.limit {
 		return 1
 	}
@@ -70,7 +70,7 @@ func (c *Mongo) classify(ctx context.Context, s *mongoServer, table string, err 
 // classifyCaller: the outcomes that are the caller's or the data's doing,
 // KindOK for the others.
 func (c *Mongo) classifyCaller(ctx context.Context, s *mongoServer, table string, err error) (Kind, error) {
-	var tooLarge *ReplyTooLargeError
+	var tooLarge *mgTooLargeError
 	switch {
 	case errors.Is(err, mongo.ErrNoDocuments):
 		return KindMiss, fmt.Errorf("not found in collection %q", table)

@@ -56,14 +56,14 @@ func (c *Mongo) FindID(ctx context.Context, t MongoTarget, id []byte) ([]byte, e
 	return doc, err
 }
 
-// oneDoc is the document of r, copied; a *ReplyTooLargeError when it is over
+// oneDoc is the document of r, copied; an *mgTooLargeError when it is over
 // max_reply_bytes.
 func (c *Mongo) oneDoc(r *mongo.SingleResult) ([]byte, error) {
 	raw, err := r.Raw()
 	if err != nil {
 		return nil, err
 	}
-	budget := replyBudget{limit: c.limits.MaxReplyBytes}
+	budget := mgReplyBudget{limit: c.limits.MaxReplyBytes}
 	if err := budget.add(len(raw)); err != nil {
 		return nil, err
 	}
@@ -74,7 +74,7 @@ func (c *Mongo) oneDoc(r *mongo.SingleResult) ([]byte, error) {
 // sorted by orderBy ("-key" descending, in order), skipping skip and at most
 // limit documents (each only when > 0). None: an empty list. Once the
 // documents read are over max_reply_bytes it stops, closes the cursor and
-// fails with KindTooLarge (a *ReplyTooLargeError cause).
+// fails with KindTooLarge (an *mgTooLargeError cause naming the documents read, their bytes and the limit).
 func (c *Mongo) FindAll(ctx context.Context, t MongoTarget, query, fields []byte, limit, skip int64, orderBy []string) ([][]byte, error) {
 	var q any
 	var o *options.FindOptionsBuilder
@@ -100,7 +100,7 @@ func (c *Mongo) FindAll(ctx context.Context, t MongoTarget, query, fields []byte
 // the limit either.
 func (c *Mongo) readAll(ctx context.Context, cur *mongo.Cursor) ([][]byte, error) {
 	docs := [][]byte{}
-	budget := replyBudget{limit: c.limits.MaxReplyBytes}
+	budget := mgReplyBudget{limit: c.limits.MaxReplyBytes}
 	for cur.Next(ctx) {
 		if err := budget.add(len(cur.Current)); err != nil {
 			return nil, err

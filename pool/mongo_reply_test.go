@@ -77,7 +77,7 @@ func testMongoReplyLimit(t *testing.T, big *bigMongo) {
 	wantMongoError(t, "find_all over the limit", err, KindTooLarge, label, fmt.Sprintf(
 		`mongodb find_all: pool "default", server %s: too large: reply over max_reply_bytes %d: %d bytes in the first %d documents read`,
 		label, limit, wantDocs*big.docBytes, wantDocs))
-	var tooLarge *ReplyTooLargeError
+	var tooLarge *mgTooLargeError
 	if !errors.As(err, &tooLarge) || tooLarge.Docs != wantDocs || tooLarge.Limit != limit || got != nil {
 		t.Errorf("cause %+v, %d documents returned; want %d documents read, limit %d, none returned", tooLarge, len(got), wantDocs, limit)
 	}
@@ -155,7 +155,7 @@ func TestMongoReplyBatches(t *testing.T) {
 	}{
 		{1000, 0, 0, 1}, {1000, 2, 200, 9}, {1000, 4, 200, 17}, {1000, 10, 1000, 1}, {100, 3, 99, 1}, {1 << 40, 1, 1, math.MaxInt32},
 	} {
-		b := replyBudget{limit: tc.limit, docs: tc.docs, bytes: tc.bytes}
+		b := mgReplyBudget{limit: tc.limit, docs: tc.docs, bytes: tc.bytes}
 		if got := b.nextBatch(); got != tc.want {
 			t.Errorf("%+v: next batch %d, want %d", tc, got, tc.want)
 		}
