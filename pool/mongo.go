@@ -2,7 +2,6 @@ package pool
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -10,77 +9,52 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
-	"go.mongodb.org/mongo-driver/v2/x/mongo/driver"
-	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/auth"
-	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
 )
 
-// Errors of the MongoDB cluster. Every error a MongoCluster method returns
-// wraps exactly one of them (test with errors.Is) and its text names the pool
-// and, once a server is chosen, the server: "mongodb: <op> on <pool> (<host:port>): …".
-var (
-	// ErrMongoNotFound: a find matched no document (find_one; a caller's miss, not a failure).
-	ErrMongoNotFound = errors.New("not found")
-	// ErrMongoUnknownPool: no server entry serves the requested pool (and shard).
-	ErrMongoUnknownPool = errors.New("unknown pool")
-	// ErrMongoBadArgument: a document argument is not valid BSON, or an argument
-	// is otherwise unusable (mixed change, empty docs, bad orderBy key).
-	ErrMongoBadArgument = errors.New("bad argument")
-	// ErrMongoUnreachable: no connection to the server could be made within
-	// connect_timeout (the driver's server selection failed). Counts for the breaker.
-	ErrMongoUnreachable = errors.New("server unreachable")
-	// ErrMongoNetwork: the connection failed during the operation. Counts for the breaker.
-	ErrMongoNetwork = errors.New("network error")
-	// ErrMongoPoolCleared: the driver dropped the server's connections because
-	// another operation's connection failed, and refused this one (the driver
-	// does not say why beyond the text). Counts for the breaker.
-	ErrMongoPoolCleared = errors.New("connections dropped after another call failed")
-	// ErrMongoTimeout: the operation did not finish within io_timeout. Counts for the breaker.
-	ErrMongoTimeout = errors.New("timed out")
-	// ErrMongoAuth: the server refused the configured user/pass.
-	ErrMongoAuth = errors.New("authentication failed")
-	// ErrMongoDuplicateKey: a write would duplicate a unique key (e.g. _id).
-	ErrMongoDuplicateKey = errors.New("duplicate key")
-	// ErrMongoServer: the server refused the command (bad query or update
-	// operator, unsupported feature); the text carries the server's message.
-	ErrMongoServer = errors.New("refused by the server")
-	// ErrMongoCanceled: the caller's context ended before the operation did.
-	ErrMongoCanceled = errors.New("canceled")
-	// ErrMongoClosed: the cluster was closed.
-	ErrMongoClosed = errors.New("closed")
-	// ErrMongoOther: any other driver error (e.g. a reply the driver could not decode).
-	ErrMongoOther = errors.New("failed")
-)
-
-// MongoStats counts a MongoCluster's operations and, one counter each, its
-// distinct failures. Read and written atomically.
-type MongoStats struct {
-	Ops          atomic.Int64 // operations handed to the driver (not refused before)
-	NotFound     atomic.Int64 // ErrMongoNotFound
-	UnknownPool  atomic.Int64 // ErrMongoUnknownPool
-	BadArgument  atomic.Int64 // ErrMongoBadArgument
-	BreakerOpen  atomic.Int64 // refused by an open breaker (ErrBreakerOpen)
-	Unreachable  atomic.Int64 // ErrMongoUnreachable
-	Network      atomic.Int64 // ErrMongoNetwork
-	PoolCleared  atomic.Int64 // ErrMongoPoolCleared
-	Timeout      atomic.Int64 // ErrMongoTimeout
-	Auth         atomic.Int64 // ErrMongoAuth
-	DuplicateKey atomic.Int64 // ErrMongoDuplicateKey
-	ServerError  atomic.Int64 // ErrMongoServer
-	Canceled     atomic.Int64 // ErrMongoCanceled
-	Closed       atomic.Int64 // ErrMongoClosed
-	Other        atomic.Int64 // ErrMongoOther
-}
-
-// MongoCluster is the servants.mongodb section at work: one mongo.Client, one
-// database handle and one Breaker per server entry, and the server choice of
-// shard_strategy. Clients connect lazily, so a cluster is built while its
-// servers are down. Safe for concurrent use.
-type MongoCluster struct {
+// Mongo is the servants.mongodb section at work: per server entry one
+// mongo.Client for the operations, one tiny client of its own for the health
+// check, a database handle and a Breaker; and the server choice of
+// shard_strategy. Clients connect in the background, so a cluster is built
+// while its servers are down. Safe for concurrent use.
+//
+// Every error its operations return is a *Error with Backend "mongodb", Op the
+// operation ("find_one", "find_all", "find_id", "count", "insert", "delete",
+// "update", "upsert", "find_and_modify"), Pool the pool the caller named and,
+// once the operation went to a server (or to its breaker), Server
+// "<entry> (<host:port>)". Its Kind:
+//   - KindMiss: find_one matched no document;
+//   - KindUnknownPool: no server entry serves the pool (and shard);
+//   - KindBadArgument: a document argument is not valid BSON at some level
+//     (the cause names the argument and the path of the bad element), or an
+//     argument is otherwise unusable; no server is asked;
+//   - KindServerFailure: the server could not be connected to within
+//     connect_timeout (the cause is a *DialError: it counts on the breaker's
+//     dial side), the connection failed, or the driver dropped the server's
+//     connections after another operation's failed;
+//   - KindBusy: the cluster's own operations held every connection
+//     (max_conns_per_server) until the wait for one ended;
+//   - KindTimeout: no answer within io_timeout, or, from a server that
+//     accepts connections but does not answer, no usable connection within
+//     connect_timeout; it counts for the breaker only when the health check
+//     fails too;
+//   - KindCanceled: the caller's context ended first;
+//   - KindBreakerOpen: the server's breaker refused the operation;
+//   - KindRefused: the server refused it: a duplicate key (the cause wraps
+//     ErrDuplicateKey), a bad query or update operator, failed authentication;
+//   - KindTooLarge: the documents of the reply are over max_reply_bytes;
+//   - KindClosed: the cluster was closed.
+//
+// Each operation is reported once to the Observer, with Pool the server
+// entry's name (a bounded set: "database.x" and "x" are the same entry, and
+// with shard_strategy standard any "db…" pool maps to some "db<n>") or "" for
+// an unknown pool, and Server "" when the server was not asked (unknown
+// pool, closed, bad argument).
+type Mongo struct {
 	cfg     MongoConfig
+	obs     Observer
+	limits  Limits
 	servers map[string]*mongoServer // by pool name of the entry
 	closed  atomic.Bool
-	Stats   MongoStats
 }
 
 // mongoServer is one server entry.
@@ -88,28 +62,57 @@ type mongoServer struct {
 	pool    string
 	label   string // "<pool> (<host:port>)", for messages
 	user    string
-	client  *mongo.Client
+	client  *mongo.Client // the operations'
+	check   *mongo.Client // the health check's: one connection of its own
 	db      *mongo.Database
-	breaker *legacyBreaker
+	breaker *Breaker
+
+	inFlight atomic.Int32 // operations handed to the driver and not yet ended
 }
 
-// NewMongoCluster builds the clients of cfg, which must have passed Validate.
-// No connection is made yet. An error names the server entry whose client
-// options the driver refused.
-func NewMongoCluster(cfg MongoConfig) (*MongoCluster, error) {
-	c := &MongoCluster{cfg: cfg, servers: make(map[string]*mongoServer, len(cfg.Servers))}
+// mongoBackend is the Backend of the cluster's errors and operations.
+const mongoBackend = "mongodb"
+
+// NewMongo builds the clients of cfg, which must have passed Validate; obs
+// (nil: none) is told of every operation and limits bound the replies. No
+// operation waits for a server yet. An error names the server entry whose
+// client options the driver refused.
+func NewMongo(cfg MongoConfig, obs Observer, limits Limits) (*Mongo, error) {
+	if obs == nil {
+		obs = NopObserver{}
+	}
+	c := &Mongo{cfg: cfg, obs: obs, limits: limits, servers: make(map[string]*mongoServer, len(cfg.Servers))}
 	for i, e := range cfg.Servers {
-		addr := fmt.Sprintf("%s:%d", e.Host, e.Port)
-		client, err := mongo.Connect(mongoClientOptions(&cfg, e))
+		s, err := newMongoServer(&cfg, e)
 		if err != nil {
 			c.Close()
-			return nil, fmt.Errorf("mongodb: servers[%d] (pool %s, %s): %w", i, e.Pool, addr, err)
+			return nil, fmt.Errorf("mongodb: servers[%d] (pool %s, %s:%d): %w", i, e.Pool, e.Host, e.Port, err)
 		}
-		label := fmt.Sprintf("%s (%s)", e.Pool, addr)
-		c.servers[e.Pool] = &mongoServer{pool: e.Pool, label: label, user: e.User, client: client,
-			db: client.Database(e.DB), breaker: newLegacyBreaker("mongodb", label, cfg.Breaker)}
+		c.servers[e.Pool] = s
 	}
 	return c, nil
+}
+
+func newMongoServer(cfg *MongoConfig, e MongoServer) (*mongoServer, error) {
+	client, err := mongo.Connect(mongoClientOptions(cfg, e))
+	if err != nil {
+		return nil, err
+	}
+	check, err := mongo.Connect(mongoCheckOptions(cfg, e))
+	if err != nil {
+		client.Disconnect(context.Background())
+		return nil, err
+	}
+	s := &mongoServer{pool: e.Pool, label: fmt.Sprintf("%s (%s:%d)", e.Pool, e.Host, e.Port), user: e.User,
+		client: client, check: check, db: client.Database(e.DB)}
+	s.breaker = NewBreaker(mongoBackend, s.label, cfg.Breaker, s.healthCheck)
+	return s, nil
+}
+
+// healthCheck pings the server on the health check's own client, so that a
+// pool exhausted by slow operations does not fail it.
+func (s *mongoServer) healthCheck(ctx context.Context) error {
+	return s.check.Ping(ctx, nil)
 }
 
 // mongoClientOptions are the driver options of the server entry e. Server
@@ -141,21 +144,33 @@ func mongoClientOptions(cfg *MongoConfig, e MongoServer) *options.ClientOptions 
 	return o
 }
 
-// Close disconnects every client, waiting at most 5 s for operations in
-// flight. Calls after Close fail with ErrMongoClosed.
-func (c *MongoCluster) Close() {
+// mongoCheckOptions are those of the health check's client of e: the same
+// server and user, one connection, every wait bounded by HealthCheckTimeout.
+func mongoCheckOptions(cfg *MongoConfig, e MongoServer) *options.ClientOptions {
+	return mongoClientOptions(cfg, e).
+		SetAppName("faed-health").
+		SetMaxPoolSize(1).
+		SetConnectTimeout(HealthCheckTimeout).
+		SetServerSelectionTimeout(HealthCheckTimeout).
+		SetTimeout(HealthCheckTimeout)
+}
+
+// Close disconnects every client, waiting at most 5 s for connections to
+// close. Operations after Close fail with KindClosed.
+func (c *Mongo) Close() {
 	c.closed.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, s := range c.servers {
 		s.client.Disconnect(ctx)
+		s.check.Disconnect(ctx)
 	}
 }
 
 // serverName is the name of the server entry that serves pool and shardID
 // under shard_strategy: legacy = pool without a leading "database."; standard
 // = "db<shardID/shard_base_num+1>" for a pool starting with "db", else pool.
-func (c *MongoCluster) serverName(pool string, shardID int32) string {
+func (c *Mongo) serverName(pool string, shardID int32) string {
 	if c.cfg.ShardStrategy == "standard" {
 		if strings.HasPrefix(pool, "db") {
 			return fmt.Sprintf("db%d", int(shardID)/c.cfg.ShardBaseNum+1)
@@ -165,36 +180,35 @@ func (c *MongoCluster) serverName(pool string, shardID int32) string {
 	return strings.TrimPrefix(pool, "database.")
 }
 
-// pick returns the server entry of pool and shardID, or an ErrMongoUnknownPool error naming both.
-func (c *MongoCluster) pick(pool string, shardID int32) (*mongoServer, error) {
+// pick returns the server entry of pool and shardID, or the cause of a
+// KindUnknownPool error (nil when the pool is the entry's name).
+func (c *Mongo) pick(pool string, shardID int32) (*mongoServer, error) {
 	name := c.serverName(pool, shardID)
 	if s := c.servers[name]; s != nil {
 		return s, nil
 	}
-	c.Stats.UnknownPool.Add(1)
 	switch {
 	case name == pool:
-		return nil, fmt.Errorf("mongodb: %w %q", ErrMongoUnknownPool, pool)
+		return nil, nil
 	case c.cfg.ShardStrategy == "standard":
-		return nil, fmt.Errorf("mongodb: %w %q (no server entry %q for shard %d, shard_strategy standard)",
-			ErrMongoUnknownPool, pool, name, shardID)
+		return nil, fmt.Errorf("no server entry %q for shard %d, shard_strategy standard", name, shardID)
 	}
-	return nil, fmt.Errorf("mongodb: %w %q (no server entry %q)", ErrMongoUnknownPool, pool, name)
+	return nil, fmt.Errorf("no server entry %q", name)
 }
 
 // ServerOf is the pool name of the server entry that serves pool and shardID,
-// or an ErrMongoUnknownPool error.
-func (c *MongoCluster) ServerOf(pool string, shardID int32) (string, error) {
-	s, err := c.pick(pool, shardID)
-	if err != nil {
-		return "", err
+// or a *Error of KindUnknownPool.
+func (c *Mongo) ServerOf(pool string, shardID int32) (string, error) {
+	s, cause := c.pick(pool, shardID)
+	if s == nil {
+		return "", &Error{Backend: mongoBackend, Pool: pool, Kind: KindUnknownPool, Err: cause}
 	}
 	return s.pool, nil
 }
 
 // BreakerState is the state of the breaker of the server entry named pool
 // ("closed", "half-open", "open"), "" if there is none.
-func (c *MongoCluster) BreakerState(pool string) string {
+func (c *Mongo) BreakerState(pool string) string {
 	if s := c.servers[pool]; s != nil {
 		return s.breaker.State()
 	}
@@ -209,80 +223,57 @@ type MongoTarget struct {
 	ShardID int32
 }
 
-// do runs fn on the collection of t through the server's breaker, with the
-// caller's ctx bounded by io_timeout. It counts the operation and turns a
-// driver error into one of the cluster's errors.
-func (c *MongoCluster) do(ctx context.Context, t MongoTarget, op string, fn func(context.Context, *mongo.Collection) error) error {
+// mongoRun is one operation on a collection, given a ctx bounded by io_timeout.
+type mongoRun func(ctx context.Context, coll *mongo.Collection) error
+
+// do is the one path of every operation: it chooses the server, refuses the
+// operation when closed or when args (nil: none) fails, runs fn through the
+// server's breaker with the caller's ctx bounded by io_timeout, reports the
+// operation to the observer and returns nil or a *Error.
+func (c *Mongo) do(ctx context.Context, t MongoTarget, op string, args func() error, fn mongoRun) error {
+	start := time.Now()
+	s, asked, kind, cause := c.run(ctx, t, args, fn)
+	o := Op{Backend: mongoBackend, Name: op, Kind: kind}
+	if s != nil {
+		o.Pool = s.pool
+		if asked {
+			o.Server = s.label
+		}
+	}
+	o.Duration = time.Since(start)
+	c.obs.Observe(o)
+	if kind == KindOK {
+		return nil
+	}
+	return &Error{Backend: mongoBackend, Op: op, Pool: t.Pool, Server: o.Server, Kind: kind, Err: cause}
+}
+
+// run is do without the reporting: the server chosen (nil: none), whether
+// the operation went to its breaker, and the outcome.
+func (c *Mongo) run(ctx context.Context, t MongoTarget, args func() error, fn mongoRun) (s *mongoServer, asked bool, kind Kind, cause error) {
+	if s, cause = c.pick(t.Pool, t.ShardID); s == nil {
+		return nil, false, KindUnknownPool, cause
+	}
 	if c.closed.Load() {
-		c.Stats.Closed.Add(1)
-		return fmt.Errorf("mongodb: %s on pool %q: cluster %w", op, t.Pool, ErrMongoClosed)
+		return s, false, KindClosed, nil
 	}
-	s, err := c.pick(t.Pool, t.ShardID)
-	if err != nil {
-		return err
+	if args != nil {
+		if err := args(); err != nil {
+			return s, false, KindBadArgument, err
+		}
 	}
+	opCtx := ctx
 	if c.cfg.IOTimeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.IOTimeout)
+		opCtx, cancel = context.WithTimeout(ctx, c.cfg.IOTimeout)
 		defer cancel()
 	}
 	coll := s.db.Collection(t.Table)
-	err = s.breaker.Do(func() error {
-		c.Stats.Ops.Add(1)
-		return c.classify(s, op, t.Table, fn(ctx, coll))
-	}, isMongoServerFailure)
-	if errors.Is(err, ErrBreakerOpen) {
-		c.Stats.BreakerOpen.Add(1)
-	}
-	return err
-}
-
-// isMongoServerFailure tells the breaker which errors mean the server is in trouble.
-func isMongoServerFailure(err error) bool {
-	for _, e := range []error{ErrMongoUnreachable, ErrMongoNetwork, ErrMongoPoolCleared, ErrMongoTimeout} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
-}
-
-// classify turns a driver error of op on s into a cluster error and counts it.
-// mongo.ErrNoDocuments is passed through for the operation to interpret.
-func (c *MongoCluster) classify(s *mongoServer, op, table string, err error) error {
-	if err == nil || errors.Is(err, mongo.ErrNoDocuments) {
-		return err
-	}
-	at := fmt.Sprintf("mongodb: %s on %s", op, s.label)
-	switch {
-	case errors.Is(err, mongo.ErrClientDisconnected):
-		c.Stats.Closed.Add(1)
-		return fmt.Errorf("%s: client %w", at, ErrMongoClosed)
-	case errors.As(err, new(*auth.Error)):
-		c.Stats.Auth.Add(1)
-		return fmt.Errorf("%s: %w as user %q: %w", at, ErrMongoAuth, s.user, err)
-	case errors.As(err, new(topology.ServerSelectionError)):
-		c.Stats.Unreachable.Add(1)
-		return fmt.Errorf("%s: %w (no connection within connect_timeout %s): %w", at, ErrMongoUnreachable, c.cfg.ConnectTimeout, err)
-	case errors.As(err, new(driver.RetryablePoolError)): // only the pool-cleared error implements it
-		c.Stats.PoolCleared.Add(1)
-		return fmt.Errorf("%s: %w: %w", at, ErrMongoPoolCleared, err)
-	case errors.Is(err, context.Canceled):
-		c.Stats.Canceled.Add(1)
-		return fmt.Errorf("%s: %w by the caller: %w", at, ErrMongoCanceled, err)
-	case mongo.IsTimeout(err):
-		c.Stats.Timeout.Add(1)
-		return fmt.Errorf("%s: %w (io_timeout %s): %w", at, ErrMongoTimeout, c.cfg.IOTimeout, err)
-	case mongo.IsNetworkError(err):
-		c.Stats.Network.Add(1)
-		return fmt.Errorf("%s: %w: %w", at, ErrMongoNetwork, err)
-	case mongo.IsDuplicateKeyError(err):
-		c.Stats.DuplicateKey.Add(1)
-		return fmt.Errorf("%s: %w in collection %q: %w", at, ErrMongoDuplicateKey, table, err)
-	case errors.As(err, new(mongo.ServerError)):
-		c.Stats.ServerError.Add(1)
-		return fmt.Errorf("%s: %w: %w", at, ErrMongoServer, err)
-	}
-	c.Stats.Other.Add(1)
-	return fmt.Errorf("%s: %w: %w", at, ErrMongoOther, err)
+	kind, _ = s.breaker.Do(func() (Kind, error) {
+		s.inFlight.Add(1)
+		defer s.inFlight.Add(-1)
+		kind, cause = c.classify(ctx, s, t.Table, fn(opCtx, coll))
+		return kind, cause
+	})
+	return s, true, kind, cause
 }

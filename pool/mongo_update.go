@@ -3,7 +3,6 @@ package pool
 import (
 	"context"
 	"errors"
-	"slices"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -17,30 +16,32 @@ import (
 // Update applies change to one document of t matching query (empty bytes:
 // any). Without upsert it reports whether a document matched; with upsert it
 // inserts one when none matches and reports true.
-func (c *MongoCluster) Update(ctx context.Context, t MongoTarget, query, change []byte, upsert bool) (bool, error) {
-	q, err := c.queryArg(query)
-	if err != nil {
-		return false, err
-	}
-	return c.update(ctx, t, q, change, upsert)
+func (c *Mongo) Update(ctx context.Context, t MongoTarget, query, change []byte, upsert bool) (bool, error) {
+	return c.update(ctx, t, func() (any, error) { return queryArg(query) }, change, upsert)
 }
 
 // UpdateID is Update with the filter {_id: id} (id an int32).
-func (c *MongoCluster) UpdateID(ctx context.Context, t MongoTarget, id int32, change []byte, upsert bool) (bool, error) {
-	return c.update(ctx, t, bson.D{{Key: "_id", Value: id}}, change, upsert)
+func (c *Mongo) UpdateID(ctx context.Context, t MongoTarget, id int32, change []byte, upsert bool) (bool, error) {
+	return c.update(ctx, t, func() (any, error) { return bson.D{{Key: "_id", Value: id}}, nil }, change, upsert)
 }
 
-func (c *MongoCluster) update(ctx context.Context, t MongoTarget, filter any, change []byte, upsert bool) (bool, error) {
-	ch, replace, err := c.changeArg(change)
-	if err != nil {
-		return false, err
-	}
+// update runs an update or upsert with the filter filterArg returns.
+func (c *Mongo) update(ctx context.Context, t MongoTarget, filterArg func() (any, error), change []byte, upsert bool) (bool, error) {
 	op := "update"
 	if upsert {
 		op = "upsert"
 	}
+	var filter any
+	var ch bson.Raw
+	var replace bool
 	var r *mongo.UpdateResult
-	err = c.do(ctx, t, op, func(ctx context.Context, coll *mongo.Collection) (err error) {
+	err := c.do(ctx, t, op, func() (err error) {
+		if filter, err = filterArg(); err != nil {
+			return err
+		}
+		ch, replace, err = changeArg(change)
+		return err
+	}, func(ctx context.Context, coll *mongo.Collection) (err error) {
 		if replace {
 			r, err = coll.ReplaceOne(ctx, filter, ch, options.Replace().SetUpsert(upsert))
 		} else {
@@ -60,33 +61,35 @@ func (c *MongoCluster) update(ctx context.Context, t MongoTarget, filter any, ch
 // document as it was before, or as it is after with returnNew (not with
 // remove); the empty document when there is none (nothing matched, or an
 // upsert inserted and returnNew is off).
-func (c *MongoCluster) FindAndModify(ctx context.Context, t MongoTarget, query, change []byte, upsert, remove, returnNew bool) ([]byte, error) {
-	q, err := c.queryArg(query)
-	if err != nil {
-		return nil, err
-	}
+func (c *Mongo) FindAndModify(ctx context.Context, t MongoTarget, query, change []byte, upsert, remove, returnNew bool) ([]byte, error) {
 	var run func(context.Context, *mongo.Collection) *mongo.SingleResult
-	if remove {
-		run = func(ctx context.Context, coll *mongo.Collection) *mongo.SingleResult {
-			return coll.FindOneAndDelete(ctx, q)
+	var doc []byte
+	err := c.do(ctx, t, "find_and_modify", func() error {
+		q, err := queryArg(query)
+		if err != nil {
+			return err
 		}
-	} else if run, err = c.modifier(q, change, upsert, returnNew); err != nil {
-		return nil, err
-	}
-	var doc bson.Raw
-	err = c.do(ctx, t, "find_and_modify", func(ctx context.Context, coll *mongo.Collection) (err error) {
-		doc, err = run(ctx, coll).Raw()
+		if remove {
+			run = func(ctx context.Context, coll *mongo.Collection) *mongo.SingleResult {
+				return coll.FindOneAndDelete(ctx, q)
+			}
+			return nil
+		}
+		run, err = modifier(q, change, upsert, returnNew)
+		return err
+	}, func(ctx context.Context, coll *mongo.Collection) (err error) {
+		doc, err = c.oneDoc(run(ctx, coll))
 		return err
 	})
-	if errors.Is(err, mongo.ErrNoDocuments) {
+	if errors.Is(err, KindMiss) {
 		return MongoEmptyDocument(), nil
 	}
-	return slices.Clone(doc), err
+	return doc, err
 }
 
 // modifier is the FindOneAndUpdate or FindOneAndReplace of FindAndModify.
-func (c *MongoCluster) modifier(q any, change []byte, upsert, returnNew bool) (func(context.Context, *mongo.Collection) *mongo.SingleResult, error) {
-	ch, replace, err := c.changeArg(change)
+func modifier(q any, change []byte, upsert, returnNew bool) (func(context.Context, *mongo.Collection) *mongo.SingleResult, error) {
+	ch, replace, err := changeArg(change)
 	if err != nil {
 		return nil, err
 	}

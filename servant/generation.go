@@ -29,7 +29,7 @@ type generation struct {
 	my *mysqlServant // nil when servants.mysql is absent, likewise below
 	mc *pool.Memcache
 	rd *pool.Redis
-	mg *pool.MongoCluster
+	mg *pool.Mongo
 
 	refs    atomic.Int64 // calls that pinned it
 	retired atomic.Bool
@@ -127,9 +127,9 @@ func (s *FunServant) buildPools(g, old *generation) (err error) {
 		}
 	}
 	if cfg.Mongodb != nil {
-		if old.mg != nil && reflect.DeepEqual(*old.cfg.Mongodb, *cfg.Mongodb) {
+		if old.mg != nil && reflect.DeepEqual(*old.cfg.Mongodb, *cfg.Mongodb) && old.cfg.MaxReplyBytes == cfg.MaxReplyBytes {
 			g.mg = old.mg
-		} else if g.mg, err = pool.NewMongoCluster(*cfg.Mongodb); err != nil {
+		} else if g.mg, err = pool.NewMongo(*cfg.Mongodb, s.Backends, s.limits(cfg)); err != nil {
 			return fmt.Errorf("servants.mongodb: %w", err)
 		}
 	}

@@ -10,14 +10,16 @@ import (
 	"github.com/fae-go/fae/pool"
 )
 
-// The mg_* methods: MongoDB through pool.MongoCluster (servants.mongodb).
+// The mg_* methods: MongoDB through pool.Mongo (servants.mongodb).
 //
 // Documents travel as raw BSON both ways (PHP bson_encode /
-// MongoDB\BSON\fromPHP): query, fields, change, doc and docs[i] must each be
-// exactly one valid BSON document, else the call fails with
-// "mongodb: <argument> is not a valid BSON document: …" before any server is
-// contacted. Empty query bytes match every document; empty fields bytes or the
-// empty document {} mean no projection. A returned document is BSON bytes.
+// MongoDB\BSON\fromPHP): query, fields, change, doc, docs[i] and a document id
+// must each be exactly one valid BSON document, checked at every level of
+// nesting (at most 100), else the call fails with "<argument> is not a valid
+// BSON document: …", naming the path of the bad element ("query.a.b: …"),
+// before any server is contacted. Empty query bytes match every document;
+// empty fields bytes or the empty document {} mean no projection. A returned
+// document is BSON bytes.
 //
 // change (mg_update, mg_update_id, mg_upsert, mg_upsert_id,
 // mg_find_and_modify) is either an update document whose keys are all
@@ -25,20 +27,20 @@ import (
 // fields: the whole new document, as the original (mgo) did with such a
 // change. A change mixing both, or {}, is refused as a bad argument.
 //
-// Errors (TApplicationException INTERNAL_ERROR) name the pool, and the server
-// once one is chosen, each kind with its own text and pool.MongoStats counter:
-// unknown pool, bad argument, server unreachable within connect_timeout,
-// network error, connections dropped after another call failed, io_timeout
-// exceeded, circuit open, authentication failed, duplicate key, refused by the
-// server (bad query or operator, unsupported feature). Only the server
-// failures (unreachable, network, dropped, timed out) count for the breaker of
-// the server. No error is answered as false: false only means "matched nothing".
+// Errors (TApplicationException INTERNAL_ERROR) are *pool.Error texts naming
+// the operation, the pool and, once one is chosen, the server; their kind
+// (see pool.Mongo) says what happened: unknown pool, bad argument, server
+// failure (unreachable within connect_timeout, network error, connections
+// dropped after another call failed), busy, timeout (io_timeout), circuit
+// open, refused (duplicate key, authentication failed, refused by the
+// server), too large (max_reply_bytes), closed. No error is answered as
+// false: false only means "matched nothing".
 
 var errMongoOff = &NotConfiguredError{Name: "mongodb", Key: "servants.mongodb"}
 
 // mg runs the call pipeline for the mongo method name: body gets the cluster,
 // or the call fails with "mongodb is not configured (servants.mongodb)".
-func mg[T any](s *FunServant, name string, c *rpc.Context, body func(*pool.MongoCluster) (T, error)) (T, error) {
+func mg[T any](s *FunServant, name string, c *rpc.Context, body func(*pool.Mongo) (T, error)) (T, error) {
 	return run(s, name, c, true, func(g *generation) (T, error) {
 		if g.mg == nil {
 			var zero T
@@ -51,9 +53,9 @@ func mg[T any](s *FunServant, name string, c *rpc.Context, body func(*pool.Mongo
 // MgFindOne returns the first document matching query, projected by fields.
 // Throws TMongoNotFound ("not found") when none matches.
 func (s *FunServant) MgFindOne(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query, fields []byte) ([]byte, error) {
-	return mg(s, "mg.findOne", c, func(m *pool.MongoCluster) ([]byte, error) {
+	return mg(s, "mg.findOne", c, func(m *pool.Mongo) ([]byte, error) {
 		doc, err := m.FindOne(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query, fields)
-		if errors.Is(err, pool.ErrMongoNotFound) {
+		if errors.Is(err, pool.KindMiss) {
 			msg := "not found"
 			return nil, &rpc.TMongoNotFound{Message: &msg}
 		}
@@ -65,7 +67,7 @@ func (s *FunServant) MgFindOne(ctx context.Context, c *rpc.Context, poolName, ta
 // by orderBy ("-key" descending, "key" or "+key" ascending, in order), skipping
 // skip and at most limit of them (each only when > 0).
 func (s *FunServant) MgFindAll(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query, fields []byte, limit, skip int32, orderBy []string) ([][]byte, error) {
-	return mg(s, "mg.findAll", c, func(m *pool.MongoCluster) ([][]byte, error) {
+	return mg(s, "mg.findAll", c, func(m *pool.Mongo) ([][]byte, error) {
 		return m.FindAll(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query, fields, int64(limit), int64(skip), orderBy)
 	})
 }
@@ -75,7 +77,7 @@ func (s *FunServant) MgFindAll(ctx context.Context, c *rpc.Context, poolName, ta
 // {_id: <any BSON value>} (PHP: bson_encode(['_id' => $id])), or the 12 raw
 // bytes of an ObjectId; anything else is a bad argument.
 func (s *FunServant) MgFindID(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, id []byte) ([]byte, error) {
-	return mg(s, "mg.findId", c, func(m *pool.MongoCluster) ([]byte, error) {
+	return mg(s, "mg.findId", c, func(m *pool.Mongo) ([]byte, error) {
 		return m.FindID(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, id)
 	})
 }
@@ -83,7 +85,7 @@ func (s *FunServant) MgFindID(ctx context.Context, c *rpc.Context, poolName, tab
 // MgCount returns the number of documents matching query (empty: all). A
 // count beyond the IDL's i32 is an error.
 func (s *FunServant) MgCount(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query []byte) (int32, error) {
-	return mg(s, "mg.count", c, func(m *pool.MongoCluster) (int32, error) {
+	return mg(s, "mg.count", c, func(m *pool.Mongo) (int32, error) {
 		n, err := m.Count(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query)
 		if err == nil && n > math.MaxInt32 {
 			return 0, fmt.Errorf("mongodb: count of pool %q collection %q is %d, beyond i32", poolName, table, n)
@@ -94,14 +96,14 @@ func (s *FunServant) MgCount(ctx context.Context, c *rpc.Context, poolName, tabl
 
 // MgUpdate applies change to one document matching query; false when none matched.
 func (s *FunServant) MgUpdate(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query, change []byte) (bool, error) {
-	return mg(s, "mg.update", c, func(m *pool.MongoCluster) (bool, error) {
+	return mg(s, "mg.update", c, func(m *pool.Mongo) (bool, error) {
 		return m.Update(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query, change, false)
 	})
 }
 
 // MgUpdateID applies change to the document whose _id is the integer id; false when there is none.
 func (s *FunServant) MgUpdateID(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, id int32, change []byte) (bool, error) {
-	return mg(s, "mg.updateId", c, func(m *pool.MongoCluster) (bool, error) {
+	return mg(s, "mg.updateId", c, func(m *pool.Mongo) (bool, error) {
 		return m.UpdateID(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, id, change, false)
 	})
 }
@@ -109,7 +111,7 @@ func (s *FunServant) MgUpdateID(ctx context.Context, c *rpc.Context, poolName, t
 // MgUpsert applies change to one document matching query, inserting one when
 // none matches; true on success.
 func (s *FunServant) MgUpsert(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query, change []byte) (bool, error) {
-	return mg(s, "mg.upsert", c, func(m *pool.MongoCluster) (bool, error) {
+	return mg(s, "mg.upsert", c, func(m *pool.Mongo) (bool, error) {
 		return m.Update(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query, change, true)
 	})
 }
@@ -117,7 +119,7 @@ func (s *FunServant) MgUpsert(ctx context.Context, c *rpc.Context, poolName, tab
 // MgUpsertID applies change to the document whose _id is the integer id,
 // inserting it when absent; true on success.
 func (s *FunServant) MgUpsertID(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, id int32, change []byte) (bool, error) {
-	return mg(s, "mg.upsertId", c, func(m *pool.MongoCluster) (bool, error) {
+	return mg(s, "mg.upsertId", c, func(m *pool.Mongo) (bool, error) {
 		return m.UpdateID(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, id, change, true)
 	})
 }
@@ -125,7 +127,7 @@ func (s *FunServant) MgUpsertID(ctx context.Context, c *rpc.Context, poolName, t
 // MgInsert inserts doc (an _id is added when it has none); true on success. A
 // duplicate _id is an error.
 func (s *FunServant) MgInsert(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, doc []byte) (bool, error) {
-	return mg(s, "mg.insert", c, func(m *pool.MongoCluster) (bool, error) {
+	return mg(s, "mg.insert", c, func(m *pool.Mongo) (bool, error) {
 		err := m.Insert(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, [][]byte{doc}, false)
 		return err == nil, err
 	})
@@ -134,7 +136,7 @@ func (s *FunServant) MgInsert(ctx context.Context, c *rpc.Context, poolName, tab
 // MgInserts inserts docs in order; true on success. An empty docs is an error;
 // on a failure the documents before the failing one stay inserted.
 func (s *FunServant) MgInserts(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, docs [][]byte) (bool, error) {
-	return mg(s, "mg.inserts", c, func(m *pool.MongoCluster) (bool, error) {
+	return mg(s, "mg.inserts", c, func(m *pool.Mongo) (bool, error) {
 		err := m.Insert(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, docs, true)
 		return err == nil, err
 	})
@@ -142,7 +144,7 @@ func (s *FunServant) MgInserts(ctx context.Context, c *rpc.Context, poolName, ta
 
 // MgDelete deletes one document matching query; false when none matched.
 func (s *FunServant) MgDelete(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query []byte) (bool, error) {
-	return mg(s, "mg.del", c, func(m *pool.MongoCluster) (bool, error) {
+	return mg(s, "mg.del", c, func(m *pool.Mongo) (bool, error) {
 		return m.Delete(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query)
 	})
 }
@@ -153,7 +155,7 @@ func (s *FunServant) MgDelete(ctx context.Context, c *rpc.Context, poolName, tab
 // after it with returnNew (not with remove); the empty document {} when there
 // is none.
 func (s *FunServant) MgFindAndModify(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query, change []byte, upsert, remove, returnNew bool) ([]byte, error) {
-	return mg(s, "mg.findAndModify", c, func(m *pool.MongoCluster) ([]byte, error) {
+	return mg(s, "mg.findAndModify", c, func(m *pool.Mongo) ([]byte, error) {
 		return m.FindAndModify(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query, change, upsert, remove, returnNew)
 	})
 }

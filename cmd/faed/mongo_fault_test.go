@@ -42,7 +42,7 @@ func TestMongoServerSelection(t *testing.T) {
 		}
 		if tc.strategy == "standard" {
 			_, err := c.MgCount(bg, ctx(), "db", coll, 200000, nil)
-			wantErrContains(t, "standard shard beyond the entries", err, `mongodb: unknown pool "db" (no server entry "db3" for shard 200000, shard_strategy standard)`)
+			wantErrContains(t, "standard shard beyond the entries", err, `mongodb count: pool "db": unknown pool: no server entry "db3" for shard 200000, shard_strategy standard`)
 		}
 	}
 }
@@ -79,7 +79,7 @@ func TestMongoUserPass(t *testing.T) {
 	entry := fmt.Sprintf(`{ pool: "default", host: %q, port: %s, db: %q, user: "fae", pass: "secret" }`, host, port, mgDB)
 	_, c := startMongoFaed(t, mgSection("", entry))
 	_, err := c.MgCount(bg, ctx(), "default", uniqueName("mgtest_auth"), 0, nil)
-	wantErrContains(t, "count as user fae", err, fmt.Sprintf(`mongodb: count on default (%s): authentication failed as user "fae": `, mongoAddr))
+	wantErrContains(t, "count as user fae", err, fmt.Sprintf(`mongodb count: pool "default", server default (%s): refused: authentication failed as user "fae": `, mongoAddr))
 }
 
 // TestMongoStartsWhileDown: faed starts with its MongoDB down (nothing listens
@@ -95,7 +95,7 @@ func TestMongoStartsWhileDown(t *testing.T) {
 	start := time.Now()
 	_, err = c.MgFindOne(bg, ctx(), "default", "t", 0, nil, nil)
 	wantErrContains(t, "find_one on a dead server", err,
-		fmt.Sprintf("mongodb: find_one on default (%s): server unreachable (no connection within connect_timeout 300ms): ", addr), "connection refused")
+		fmt.Sprintf(`mongodb find_one: pool "default", server default (%s): server failure: server unreachable (no connection within connect_timeout 300ms): `, addr), "connection refused")
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("failing call took %s, want about connect_timeout (300ms)", d)
 	}

@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/fae-go/fae/pool"
 )
 
 // mgOutcome is one call of the outage test.
@@ -100,7 +103,9 @@ func TestMongoServerKilledUnderLoad(t *testing.T) {
 	load := startMgLoad(t, f, callers)
 
 	t0 := time.Now()
-	time.Sleep(time.Second)
+	eventually(t, 10*time.Second, "every caller to succeed while the server is up", func() bool {
+		return load.succeeded(t0) == callers
+	})
 	up := load.since(t0, time.Time{})
 	for _, o := range up {
 		if o.err != nil {
@@ -111,13 +116,19 @@ func TestMongoServerKilledUnderLoad(t *testing.T) {
 	stopping := time.Now() // the server stops answering during Stop, which waits for its exit
 	fdb.Stop()
 	stopped := time.Now()
-	open := "mongodb: circuit open for default (" + fdb.Addr() + ")"
+	addr := fdb.Addr()
+	var firstOpen time.Time // when the first refusal of the open breaker was answered
 	eventually(t, 10*time.Second, "the breaker to open", func() bool {
-		return slices.ContainsFunc(load.since(stopping, time.Time{}), func(o mgOutcome) bool { return o.err != nil && o.err.Error() == errText(open) })
+		firstOpen = firstRefusal(load.since(stopping, time.Time{}), addr)
+		return !firstOpen.IsZero()
 	})
-	time.Sleep(retry + 500*time.Millisecond) // at least one half-open probe while still down
+	// At least one half-open probe while still down: a call past retry_interval
+	// that the breaker let through, failed, and a refusal after it.
+	eventually(t, retry+10*time.Second, "a failed probe and the breaker open again", func() bool {
+		return reopened(load.since(firstOpen.Add(retry), time.Time{}), addr)
+	})
 	restart := time.Now()
-	checkMgOutage(t, load.since(stopping, restart), stopped, fdb.Addr(), allowance)
+	checkMgOutage(t, load.since(stopping, restart), stopped, addr, allowance)
 
 	fdb.Start()
 	back := time.Now()
@@ -130,8 +141,32 @@ func TestMongoServerKilledUnderLoad(t *testing.T) {
 	load.end()
 }
 
-// errText is how a faed error reaches a Thrift client.
-func errText(s string) string { return "Internal error processing mg_upsert_id: " + s }
+// firstRefusal is when the first of outs refused by the open breaker ended (zero: none).
+func firstRefusal(outs []mgOutcome, addr string) (first time.Time) {
+	for _, o := range outs {
+		if mgOutageKind(o.err, addr) == "circuit open" && (first.IsZero() || o.end.Before(first)) {
+			first = o.end
+		}
+	}
+	return first
+}
+
+// reopened reports whether outs hold a failed call the breaker let through
+// (a probe) and a refusal that started after it ended.
+func reopened(outs []mgOutcome, addr string) bool {
+	var probeEnd time.Time
+	for _, o := range outs {
+		if k := mgOutageKind(o.err, addr); k != "ok" && k != "circuit open" && (probeEnd.IsZero() || o.end.Before(probeEnd)) {
+			probeEnd = o.end
+		}
+	}
+	return !probeEnd.IsZero() && slices.ContainsFunc(outs, func(o mgOutcome) bool {
+		return mgOutageKind(o.err, addr) == "circuit open" && o.start.After(probeEnd)
+	})
+}
+
+// errText is how a faed error of method (mg_<method>) reaches a Thrift client.
+func errText(method, s string) string { return "Internal error processing mg_" + method + ": " + s }
 
 // checkMgOutage checks the calls made from the server's stop on; it was gone at stopped.
 func checkMgOutage(t *testing.T, down []mgOutcome, stopped time.Time, addr string, allowance int) {
@@ -180,10 +215,11 @@ func mgOutageKind(err error, addr string) string {
 	if err == nil {
 		return "ok"
 	}
-	if err.Error() == errText("mongodb: circuit open for default ("+addr+")") {
+	at := errText("upsert_id", `mongodb upsert: pool "default", server default (`+addr+"): ")
+	if err.Error() == at+"circuit open" {
 		return "circuit open"
 	}
-	at := errText("mongodb: upsert on default (" + addr + "): ")
+	at += "server failure: "
 	for _, kind := range []string{"server unreachable (no connection within connect_timeout 300ms)",
 		"network error", "connections dropped after another call failed"} {
 		if strings.HasPrefix(err.Error(), at+kind+": ") {
@@ -202,16 +238,34 @@ func countMg(outs []mgOutcome, match func(mgOutcome) bool) (n int) {
 	return n
 }
 
+// freeze stops s with SIGSTOP and waits until the kernel says it is stopped.
+func freeze(t *testing.T, s *backendServer) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stat := fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid)
+	eventually(t, 5*time.Second, s.name+" to be stopped", func() bool {
+		b, err := os.ReadFile(stat)
+		_, after, _ := strings.Cut(string(b), ") ") // pid (comm) state …
+		return err == nil && strings.HasPrefix(after, "T")
+	})
+}
+
 // TestMongoServerHangs: a FerretDB the test owns is frozen with SIGSTOP (a real
-// hung server: connections stay open, nothing answers). Calls fail after
-// io_timeout, naming the server, the breaker opens after failure_allowance of
-// them, and after SIGCONT calls succeed again within retry_interval + a few seconds.
+// hung server: the kernel still accepts connections, nothing answers). Each
+// call fails after io_timeout, naming the server, and counts for the breaker
+// because the health check (on a connection of its own) fails too; after
+// exactly failure_allowance of them the breaker opens and calls are refused
+// without waiting for the server. After SIGCONT the first probe, due at most
+// retry_interval after the breaker opened, succeeds.
 func TestMongoServerHangs(t *testing.T) {
+	const allowance, ioTimeout, retry = 2, 500 * time.Millisecond, time.Second
 	fdb := newFerretDBServer(t)
 	t.Cleanup(func() { fdb.cmd.Process.Signal(syscall.SIGCONT) }) // runs before fdb's own Stop
-	_, c := startMongoFaed(t, mgSection(`connect_timeout: "300ms"
- io_timeout: "500ms"
- breaker: { failure_allowance: 2, retry_interval: "1s" }`, mgServer("default", fdb.Addr(), "fae_hang")))
+	_, c := startMongoFaed(t, mgSection(fmt.Sprintf(`connect_timeout: "300ms"
+ io_timeout: %q
+ breaker: { failure_allowance: %d, retry_interval: %q }`, ioTimeout, allowance, retry), mgServer("default", fdb.Addr(), "fae_hang")))
 	count := func() (time.Duration, error) {
 		start := time.Now()
 		_, err := c.MgCount(bg, ctx(), "default", "t", 0, nil)
@@ -220,30 +274,54 @@ func TestMongoServerHangs(t *testing.T) {
 	if _, err := count(); err != nil {
 		t.Fatal(err)
 	}
-	fdb.cmd.Process.Signal(syscall.SIGSTOP)
-	at := fmt.Sprintf("mongodb: count on default (%s): ", fdb.Addr())
-	for i := 0; i < 2; i++ {
-		d, err := count()
-		wantErrContains(t, "count on a hung server", err, at+"timed out (io_timeout 500ms): ")
-		if d > 2*time.Second {
-			t.Errorf("call %d failed after %s, want about io_timeout (500ms)", i, d)
-		}
+	freeze(t, fdb)
+	at := fmt.Sprintf(`mongodb count: pool "default", server default (%s): `, fdb.Addr())
+	open := errText("count", at+"circuit open")
+	if failures := failUntilOpen(t, count, at, open, ioTimeout+pool.HealthCheckTimeout+time.Second, allowance); failures != allowance {
+		t.Errorf("the breaker opened after %d failures, want failure_allowance %d", failures, allowance)
 	}
-	d, err := count()
-	wantErrContains(t, "count with the breaker open", err, "mongodb: circuit open for default ("+fdb.Addr()+")")
-	if d > 100*time.Millisecond {
-		t.Errorf("refusal took %s, want it at once", d)
+	for i := 0; i < 3; i++ { // refused, without waiting for the server
+		d, err := count()
+		if err == nil || err.Error() != open || d >= ioTimeout {
+			t.Errorf("call %d with the breaker open: %v after %s; want %q at once", i, err, d, open)
+		}
 	}
 	fdb.cmd.Process.Signal(syscall.SIGCONT)
 	resumed := time.Now()
-	var last error // the last failure other than the open breaker's, for the report
-	eventually(t, 8*time.Second, "calls to succeed after SIGCONT", func() bool {
+	var probes []error // failures other than the open breaker's: failed probes
+	eventually(t, retry+ioTimeout+5*time.Second, "calls to succeed after SIGCONT", func() bool {
 		_, err := count()
-		if err != nil && !strings.Contains(err.Error(), "circuit open") {
-			last = err
-			t.Logf("%s after SIGCONT: %v", time.Since(resumed).Round(time.Millisecond), err)
+		if err != nil && err.Error() != open {
+			probes = append(probes, err)
 		}
 		return err == nil
 	})
-	t.Logf("back %s after SIGCONT (last failure: %v)", time.Since(resumed).Round(time.Millisecond), last)
+	back := time.Since(resumed)
+	t.Logf("back %s after SIGCONT", back.Round(time.Millisecond))
+	if len(probes) != 0 || back > retry+ioTimeout {
+		t.Errorf("back %s after SIGCONT after failed probes %v; want the first probe to succeed, within retry_interval %s + io_timeout",
+			back, probes, retry)
+	}
+}
+
+// failUntilOpen calls count until the breaker refuses a call (open) and
+// returns how many failed before: each must be a timeout naming the server
+// (at), the operation's (io_timeout), the wait for a connection's or the
+// server selection's after the driver marked the server unknown
+// (connect_timeout), taking at most max.
+func failUntilOpen(t *testing.T, count func() (time.Duration, error), at, open string, max time.Duration, allowance int) int {
+	t.Helper()
+	for failures := 0; ; failures++ {
+		d, err := count()
+		if err != nil && err.Error() == open {
+			return failures
+		}
+		wantErrContains(t, fmt.Sprintf("call %d to the frozen server", failures+1), err, at+"timeout: timed out ")
+		if d > max {
+			t.Errorf("call %d failed after %s, want about io_timeout + the health check (at most %s)", failures+1, d, max)
+		}
+		if failures > allowance {
+			t.Fatalf("the breaker is still closed after %d failures, failure_allowance %d", failures+1, allowance)
+		}
+	}
 }

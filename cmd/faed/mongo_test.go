@@ -1,12 +1,15 @@
 package main_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/fae-go/fae/idl/fun/rpc"
 )
@@ -58,11 +61,11 @@ func testMgInsertFindOne(t *testing.T, c *client, coll string) {
 		}
 	}
 	_, err = c.MgInsert(bg, ctx(), "default", coll, 0, bs(t, bson.D{{Key: "_id", Value: 1}}))
-	wantErrContains(t, "duplicate _id", err, "mongodb: insert on default ("+mongoAddr+"): duplicate key in collection \""+coll+"\"")
+	wantErrContains(t, "duplicate _id", err, `mongodb insert: pool "default", server default (`+mongoAddr+`): refused: duplicate key in collection "`+coll+`"`)
 	// ordered: the documents before the duplicate stay inserted, those after it are not
 	_, err = c.MgInserts(bg, ctx(), "default", coll, 0, [][]byte{bs(t, bson.D{{Key: "_id", Value: 2}}),
 		bs(t, bson.D{{Key: "_id", Value: 1}}), bs(t, bson.D{{Key: "_id", Value: 3}})})
-	wantErrContains(t, "inserts with a duplicate _id", err, "mongodb: insert on default ("+mongoAddr+"): duplicate key in collection \""+coll+"\"")
+	wantErrContains(t, "inserts with a duplicate _id", err, `mongodb insert: pool "default", server default (`+mongoAddr+`): refused: duplicate key in collection "`+coll+`"`)
 	if n, err := c.MgCount(bg, ctx(), "default", coll, 0, nil); n != 2 || err != nil {
 		t.Errorf("after the failed inserts: %d documents, %v; want 2 (_id 1 and 2)", n, err)
 	}
@@ -251,6 +254,7 @@ func TestMongoErrors(t *testing.T) {
 	coll := uniqueName("mgtest_errors")
 	dropLater(t, mc, mgDB, coll)
 	testMgMalformed(t, c, coll)
+	testMgNestedGarbage(t, c, mc, coll)
 	testMgCallerErrors(t, c, coll)
 	if x, err := c.Noop(bg, 7); err != nil || x != 7 {
 		t.Fatalf("noop after errors = %d, %v", x, err)
@@ -272,7 +276,7 @@ func testMgMalformed(t *testing.T, c *client, coll string) {
 		"doc":     func() error { _, err := c.MgInsert(bg, ctx(), p, tb, 0, bad); return err },
 		"docs[1]": func() error { _, err := c.MgInserts(bg, ctx(), p, tb, 0, [][]byte{good, bad}); return err },
 	} {
-		wantErrContains(t, name, call(), "mongodb: "+name+" is not a valid BSON document: ")
+		wantErrContains(t, name, call(), "bad argument: "+name+" is not a valid BSON document: ")
 	}
 	for _, tc := range []struct { // the rest of the methods, each with one bad argument
 		arg  string
@@ -295,7 +299,59 @@ func testMgMalformed(t *testing.T, c *client, coll string) {
 			return err
 		}},
 	} {
-		wantErrContains(t, tc.arg, tc.call(), "mongodb: "+tc.arg+" is not a valid BSON document: ")
+		wantErrContains(t, tc.arg, tc.call(), "bad argument: "+tc.arg+" is not a valid BSON document: ")
+	}
+}
+
+// testMgNestedGarbage (REVIEW §2.A5): garbage inside an embedded document or
+// an array, which bson.Raw.Validate lets through, is refused naming the
+// argument and the path of the bad element; nothing reaches the server.
+func testMgNestedGarbage(t *testing.T, c *client, mc *mongo.Client, coll string) {
+	// garbage turns the int32 element x of doc into one of the unknown type 0x42
+	garbage := func(doc bson.D) []byte {
+		b := bs(t, doc)
+		return bytes.Replace(b, []byte("\x10x\x00"), []byte("\x42x\x00"), 1)
+	}
+	x := bson.D{{Key: "x", Value: int32(7)}}
+	p, tb, set := "default", coll, bs(t, bson.D{{Key: "$set", Value: bson.D{{Key: "a", Value: 2}}}})
+	for _, tc := range []struct {
+		path string
+		call func() error
+	}{
+		{"doc.a.b.x", func() error {
+			_, err := c.MgInsert(bg, ctx(), p, tb, 0, garbage(bson.D{{Key: "a", Value: bson.D{{Key: "b", Value: x}}}}))
+			return err
+		}},
+		{"docs[0].a.0.x", func() error {
+			_, err := c.MgInserts(bg, ctx(), p, tb, 0, [][]byte{garbage(bson.D{{Key: "a", Value: bson.A{x}}})})
+			return err
+		}},
+		{"query.a.0.x", func() error {
+			_, err := c.MgFindAll(bg, ctx(), p, tb, 0, garbage(bson.D{{Key: "a", Value: bson.A{x}}}), nil, 0, 0, nil)
+			return err
+		}},
+		{"query.$or.1.x", func() error {
+			_, err := c.MgUpsert(bg, ctx(), p, tb, 0, garbage(bson.D{{Key: "$or", Value: bson.A{bson.D{}, x}}}), set)
+			return err
+		}},
+		{"change.$set.a.x", func() error {
+			_, err := c.MgUpsert(bg, ctx(), p, tb, 0, nil, garbage(bson.D{{Key: "$set", Value: bson.D{{Key: "a", Value: x}}}}))
+			return err
+		}},
+		{"fields.a.x", func() error {
+			_, err := c.MgFindOne(bg, ctx(), p, tb, 0, nil, garbage(bson.D{{Key: "a", Value: x}}))
+			return err
+		}},
+		{"id._id.x", func() error {
+			_, err := c.MgFindID(bg, ctx(), p, tb, 0, garbage(bson.D{{Key: "_id", Value: x}}))
+			return err
+		}},
+	} {
+		arg, _, _ := strings.Cut(tc.path, ".")
+		wantErrContains(t, tc.path, tc.call(), fmt.Sprintf("bad argument: %s is not a valid BSON document: %s: unknown element type 0x42", arg, tc.path))
+	}
+	if n, err := mc.Database(mgDB).Collection(coll).CountDocuments(bg, bson.D{}); n != 0 || err != nil {
+		t.Errorf("%d documents in the collection after refused inserts and upserts, %v; want none", n, err)
 	}
 }
 
@@ -310,23 +366,23 @@ func testMgCallerErrors(t *testing.T, c *client, coll string) {
 		t.Errorf("find_one of nothing: %v, want TMongoNotFound \"not found\"", err)
 	}
 	_, err = c.MgCount(bg, ctx(), "nosuchpool", coll, 0, nil)
-	wantErrContains(t, "unknown pool", err, `mongodb: unknown pool "nosuchpool"`)
+	wantErrContains(t, "unknown pool", err, `mongodb count: pool "nosuchpool": unknown pool`)
 	_, err = c.MgInsert(bg, ctx(), "database.nosuch", coll, 0, good)
-	wantErrContains(t, "unknown pool, legacy prefix", err, `mongodb: unknown pool "database.nosuch" (no server entry "nosuch")`)
+	wantErrContains(t, "unknown pool, legacy prefix", err, `mongodb insert: pool "database.nosuch": unknown pool: no server entry "nosuch"`)
 	_, err = c.MgUpdate(bg, ctx(), "default", coll, 0, good, bs(t, bson.D{{Key: "$set", Value: bson.D{}}, {Key: "b", Value: 1}}))
-	wantErrContains(t, "mixed change", err, "mongodb: change mixes update operators ($…) and plain fields")
+	wantErrContains(t, "mixed change", err, "bad argument: change mixes update operators ($…) and plain fields")
 	_, err = c.MgUpsertID(bg, ctx(), "default", coll, 0, 1, emptyDoc)
-	wantErrContains(t, "empty change", err, "mongodb: change is an empty document")
+	wantErrContains(t, "empty change", err, "bad argument: change is an empty document")
 	_, err = c.MgInserts(bg, ctx(), "default", coll, 0, nil)
-	wantErrContains(t, "no docs", err, "mongodb: docs is empty: nothing to insert")
+	wantErrContains(t, "no docs", err, "bad argument: docs is empty: nothing to insert")
 	_, err = c.MgFindID(bg, ctx(), "default", coll, 0, []byte("abc"))
-	wantErrContains(t, "bad id", err, "mongodb: id is neither a BSON document {_id: <value>} nor a 12-byte ObjectId (got 3 bytes)")
+	wantErrContains(t, "bad id", err, "bad argument: id is neither a BSON document {_id: <value>} nor a 12-byte ObjectId (got 3 bytes)")
 	_, err = c.MgFindID(bg, ctx(), "default", coll, 0, good)
-	wantErrContains(t, "id document without _id", err, "mongodb: id is a BSON document but not {_id: <value>}")
+	wantErrContains(t, "id document without _id", err, "bad argument: id is a BSON document but not {_id: <value>}")
 	_, err = c.MgFindAll(bg, ctx(), "default", coll, 0, nil, nil, 0, 0, []string{"a", "-"})
-	wantErrContains(t, "bad orderBy", err, `mongodb: orderBy[1] "-" names no field`)
+	wantErrContains(t, "bad orderBy", err, `bad argument: orderBy[1] "-" names no field`)
 	_, err = c.MgCount(bg, ctx(), "default", coll, 0, bs(t, bson.D{{Key: "$bogus", Value: 1}}))
-	wantErrContains(t, "bad query operator", err, fmt.Sprintf("mongodb: count on default (%s): refused by the server: ", mongoAddr), "$bogus")
+	wantErrContains(t, "bad query operator", err, fmt.Sprintf(`mongodb count: pool "default", server default (%s): refused: refused by the server: `, mongoAddr), "$bogus")
 	_, err = c.MgUpdate(bg, ctx(), "default", coll, 0, good, bs(t, bson.D{{Key: "$bogus", Value: bson.D{}}}))
-	wantErrContains(t, "bad update operator", err, fmt.Sprintf("mongodb: update on default (%s): refused by the server: ", mongoAddr), "$bogus")
+	wantErrContains(t, "bad update operator", err, fmt.Sprintf(`mongodb update: pool "default", server default (%s): refused: refused by the server: `, mongoAddr), "$bogus")
 }
