@@ -55,7 +55,7 @@ func memcacheBenchSetup(b *testing.B) (pool.MemcacheConfig, []string, []*memcach
 		host, port, _ := strings.Cut(a, ":")
 		var p int
 		fmt.Sscan(port, &p)
-		mc.Servers = append(mc.Servers, pool.MemcacheServer{Host: host, Port: pool.Port(p), Pool: "default"})
+		mc.Servers = append(mc.Servers, pool.MemcacheServerConfig{Host: host, Port: pool.Port(p), Pool: "default"})
 	}
 	if err := mc.Validate("servants.memcache"); err != nil {
 		b.Fatal(err)
@@ -116,15 +116,15 @@ func BenchmarkRedis(b *testing.B) {
 func redisBenchSetup(b *testing.B) (pool.RedisConfig, []string, []*redis.Pool) {
 	var rc pool.RedisConfig
 	rc.SetDefaults()
-	rp := pool.RedisPool{Name: "default"}
+	rp := pool.RedisPoolConfig{Name: "default"}
 	direct := map[string]*redis.Pool{}
 	for _, a := range redisAddrs {
-		rp.Servers = append(rp.Servers, pool.RedisServer{Addr: a, MaxIdle: concurrency, MaxActive: 2 * concurrency, IdleTimeout: time.Minute})
+		rp.Servers = append(rp.Servers, pool.RedisServerConfig{Addr: a, MaxIdle: concurrency, MaxActive: 2 * concurrency, IdleTimeout: time.Minute})
 		direct[a] = &redis.Pool{MaxIdle: concurrency, MaxActive: 2 * concurrency, Wait: true,
 			Dial: func() (redis.Conn, error) { return redis.Dial("tcp", a) }}
 		b.Cleanup(func() { direct[a].Close() })
 	}
-	rc.Pools = []pool.RedisPool{rp}
+	rc.Pools = []pool.RedisPoolConfig{rp}
 	if err := rc.Validate("servants.redis"); err != nil {
 		b.Fatal(err)
 	}

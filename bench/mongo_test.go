@@ -72,7 +72,7 @@ func mongoBenchConfig(b *testing.B, db string) *pool.MongoConfig {
 	var c pool.MongoConfig
 	c.SetDefaults()
 	c.MaxConnsPerServer = concurrency
-	c.Servers = []pool.MongoServer{{Pool: "default", Host: host, Port: pool.Port(p), DB: db}}
+	c.Servers = []pool.MongoServerConfig{{Pool: "default", Host: host, Port: pool.Port(p), DB: db}}
 	if err := c.Validate("servants.mongodb"); err != nil {
 		b.Fatal(err)
 	}

@@ -52,11 +52,11 @@ func BenchmarkMyQuery(b *testing.B) {
 	})
 }
 
-func mysqlBenchConfig() *pool.MysqlConfig {
-	var c pool.MysqlConfig
+func mysqlBenchConfig() *pool.MySQLConfig {
+	var c pool.MySQLConfig
 	c.SetDefaults()
 	port, _ := strconv.Atoi(envOr("FAE_MYSQL_PORT", "13306"))
-	c.Servers = []pool.MysqlServerConfig{{Pool: "Global", Host: "127.0.0.1", Port: pool.Port(port),
+	c.Servers = []pool.MySQLServerConfig{{Pool: "Global", Host: "127.0.0.1", Port: pool.Port(port),
 		DB: "faeb_Global", Username: "fae", Password: "fae", Charset: "utf8mb4"}}
 	c.GlobalPools = []string{"Global"}
 	c.MaxIdleConnsPerServer, c.MaxConnsPerServer = 16, 32

@@ -36,8 +36,8 @@ func (c *BreakerConfig) Validate(prefix string) error {
 	return nil
 }
 
-// MysqlServerConfig is one entry of servants.mysql.servers: one MySQL server named by its pool.
-type MysqlServerConfig struct {
+// MySQLServerConfig is one entry of servants.mysql.servers: one MySQL server named by its pool.
+type MySQLServerConfig struct {
 	Pool     string `cf:"pool"`     // server name: a global pool or <sharded pool><shard id>; required
 	Host     string `cf:"host"`     // required
 	Port     Port   `cf:"port"`     // default 3306
@@ -48,11 +48,11 @@ type MysqlServerConfig struct {
 }
 
 // SetDefaults fills in port 3306 and charset utf8 (original fae).
-func (s *MysqlServerConfig) SetDefaults() { *s = MysqlServerConfig{Port: 3306, Charset: "utf8"} }
+func (s *MySQLServerConfig) SetDefaults() { *s = MySQLServerConfig{Port: 3306, Charset: "utf8"} }
 
-// MysqlConfig is the servants.mysql section. Absent = MySQL off.
-type MysqlConfig struct {
-	Servers                      []MysqlServerConfig `cf:"servers"`
+// MySQLConfig is the servants.mysql section. Absent = MySQL off.
+type MySQLConfig struct {
+	Servers                      []MySQLServerConfig `cf:"servers"`
 	ShardStrategy                string              `cf:"shard_strategy"`                   // standard | vbucket; default standard
 	GlobalPools                  []string            `cf:"global_pools"`                     // pools that are not sharded
 	LookupPool                   string              `cf:"lookup_pool"`                      // server holding the lookup tables; default ShardLookup
@@ -83,8 +83,8 @@ type MysqlConfig struct {
 }
 
 // SetDefaults fills in the original fae's defaults.
-func (c *MysqlConfig) SetDefaults() {
-	*c = MysqlConfig{
+func (c *MySQLConfig) SetDefaults() {
+	*c = MySQLConfig{
 		ShardStrategy:                "standard",
 		LookupPool:                   "ShardLookup",
 		LookupCacheMaxItems:          1 << 20,
@@ -106,7 +106,7 @@ func (c *MysqlConfig) SetDefaults() {
 }
 
 // Validate checks the section and fills in derived defaults; prefix is its key path.
-func (c *MysqlConfig) Validate(prefix string) error {
+func (c *MySQLConfig) Validate(prefix string) error {
 	if c.MaxConnsPerServer == 0 {
 		c.MaxConnsPerServer = 5 * c.MaxIdleConnsPerServer
 	}
@@ -198,9 +198,9 @@ func IsIdentifier(s string) bool {
 	return true
 }
 
-// MongoServer is one entry of servants.mongodb.servers: one MongoDB server
+// MongoServerConfig is one entry of servants.mongodb.servers: one MongoDB server
 // (or replica set) named by its pool; faed keeps one driver client per entry.
-type MongoServer struct {
+type MongoServerConfig struct {
 	Pool         string `cf:"pool"`           // server name (see shard_strategy); required, unique
 	Host         string `cf:"host"`           // required
 	Port         Port   `cf:"port"`           // default 27017
@@ -212,11 +212,11 @@ type MongoServer struct {
 }
 
 // SetDefaults fills in port 27017 (original fae).
-func (s *MongoServer) SetDefaults() { *s = MongoServer{Port: 27017} }
+func (s *MongoServerConfig) SetDefaults() { *s = MongoServerConfig{Port: 27017} }
 
 // MongoConfig is the servants.mongodb section. Absent = MongoDB off.
 type MongoConfig struct {
-	Servers []MongoServer `cf:"servers"`
+	Servers []MongoServerConfig `cf:"servers"`
 	// ShardBaseNum (shard_base_num): with shard_strategy standard, shard ids
 	// per "db<n>" server. Default 100000.
 	ShardBaseNum int `cf:"shard_base_num"`
@@ -291,8 +291,8 @@ func (c *MongoConfig) Validate(prefix string) error {
 	return c.Breaker.Validate(prefix + ".breaker")
 }
 
-// RedisServer is one server of a Redis pool.
-type RedisServer struct {
+// RedisServerConfig is one server of a Redis pool.
+type RedisServerConfig struct {
 	Addr        string        `cf:"addr"`         // host:port; required
 	MaxIdle     int           `cf:"max_idle"`     // idle connections kept; default 10
 	MaxActive   int           `cf:"max_active"`   // open connections at most; 0 = 2 × max_idle
@@ -300,17 +300,19 @@ type RedisServer struct {
 }
 
 // SetDefaults fills in the original fae's defaults.
-func (s *RedisServer) SetDefaults() { *s = RedisServer{MaxIdle: 10, IdleTimeout: 10 * time.Minute} }
+func (s *RedisServerConfig) SetDefaults() {
+	*s = RedisServerConfig{MaxIdle: 10, IdleTimeout: 10 * time.Minute}
+}
 
-// RedisPool is one entry of servants.redis.pools.
-type RedisPool struct {
-	Name    string        `cf:"name"` // required
-	Servers []RedisServer `cf:"servers"`
+// RedisPoolConfig is one entry of servants.redis.pools.
+type RedisPoolConfig struct {
+	Name    string              `cf:"name"` // required
+	Servers []RedisServerConfig `cf:"servers"`
 }
 
 // RedisConfig is the servants.redis section. Absent = Redis off.
 type RedisConfig struct {
-	Pools []RedisPool `cf:"pools"`
+	Pools []RedisPoolConfig `cf:"pools"`
 	// DenyCommands (deny_commands) are the commands refused before any server is
 	// asked, case-insensitive. Default DefaultRedisDenyCommands; [] = allow all.
 	DenyCommands []string `cf:"deny_commands"`
@@ -380,20 +382,20 @@ func (c *RedisConfig) Validate(prefix string) error {
 	return c.Breaker.Validate(prefix + ".breaker")
 }
 
-// MemcacheServer is one entry of servants.memcache.servers.
-type MemcacheServer struct {
+// MemcacheServerConfig is one entry of servants.memcache.servers.
+type MemcacheServerConfig struct {
 	Host string `cf:"host"` // required
 	Port Port   `cf:"port"` // required; a number or a numeric string, as in the original sample
 	Pool string `cf:"pool"` // default "default"
 }
 
 // SetDefaults fills in pool "default" (original fae).
-func (s *MemcacheServer) SetDefaults() { *s = MemcacheServer{Pool: "default"} }
+func (s *MemcacheServerConfig) SetDefaults() { *s = MemcacheServerConfig{Pool: "default"} }
 
 // MemcacheConfig is the servants.memcache section. Absent = memcache off.
 type MemcacheConfig struct {
-	Servers      []MemcacheServer `cf:"servers"`
-	HashStrategy string           `cf:"hash_strategy"` // standard | consistent; default standard
+	Servers      []MemcacheServerConfig `cf:"servers"`
+	HashStrategy string                 `cf:"hash_strategy"` // standard | consistent; default standard
 	// Timeout (timeout) bounds dialling a server, each read and write of one
 	// operation, and the wait for a free connection slot. Default 4s.
 	Timeout time.Duration `cf:"timeout"`

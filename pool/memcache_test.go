@@ -44,7 +44,7 @@ func mcConfig(t testing.TB, strategy string, replicas int, addrs ...string) Memc
 	for _, a := range addrs {
 		host, port, _ := net.SplitHostPort(a)
 		p, _ := strconv.Atoi(port)
-		cfg.Servers = append(cfg.Servers, MemcacheServer{Host: host, Port: Port(p), Pool: "p"})
+		cfg.Servers = append(cfg.Servers, MemcacheServerConfig{Host: host, Port: Port(p), Pool: "p"})
 	}
 	if err := cfg.Validate("servants.memcache"); err != nil {
 		t.Fatal(err)

@@ -93,7 +93,7 @@ func NewMongo(cfg MongoConfig, obs Observer, limits Limits) (*Mongo, error) {
 	return c, nil
 }
 
-func newMongoServer(cfg *MongoConfig, e MongoServer) (*mongoServer, error) {
+func newMongoServer(cfg *MongoConfig, e MongoServerConfig) (*mongoServer, error) {
 	client, err := mongo.Connect(mongoClientOptions(cfg, e))
 	if err != nil {
 		return nil, err
@@ -118,7 +118,7 @@ func (s *mongoServer) healthCheck(ctx context.Context) error {
 // mongoClientOptions are the driver options of the server entry e. Server
 // selection waits at most connect_timeout, so a dead server fails fast; the
 // driver does not retry, so a failure reaches the caller (and the breaker) at once.
-func mongoClientOptions(cfg *MongoConfig, e MongoServer) *options.ClientOptions {
+func mongoClientOptions(cfg *MongoConfig, e MongoServerConfig) *options.ClientOptions {
 	o := options.Client().
 		SetHosts([]string{fmt.Sprintf("%s:%d", e.Host, e.Port)}).
 		SetAppName("faed").
@@ -146,7 +146,7 @@ func mongoClientOptions(cfg *MongoConfig, e MongoServer) *options.ClientOptions 
 
 // mongoCheckOptions are those of the health check's client of e: the same
 // server and user, one connection, every wait bounded by HealthCheckTimeout.
-func mongoCheckOptions(cfg *MongoConfig, e MongoServer) *options.ClientOptions {
+func mongoCheckOptions(cfg *MongoConfig, e MongoServerConfig) *options.ClientOptions {
 	return mongoClientOptions(cfg, e).
 		SetAppName("faed-health").
 		SetMaxPoolSize(1).

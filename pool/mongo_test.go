@@ -41,7 +41,7 @@ func deadPort(t *testing.T) Port {
 	return Port(l.Addr().(*net.TCPAddr).Port)
 }
 
-func mongoConfig(t *testing.T, strategy string, servers ...MongoServer) MongoConfig {
+func mongoConfig(t *testing.T, strategy string, servers ...MongoServerConfig) MongoConfig {
 	t.Helper()
 	var cfg MongoConfig
 	cfg.SetDefaults()
@@ -65,8 +65,8 @@ func newMongo(t *testing.T, cfg MongoConfig, limits Limits) (*Mongo, *Counters) 
 	return c, obs
 }
 
-func server(pool, db string, port Port) MongoServer {
-	return MongoServer{Pool: pool, Host: "127.0.0.1", Port: port, DB: db}
+func server(pool, db string, port Port) MongoServerConfig {
+	return MongoServerConfig{Pool: pool, Host: "127.0.0.1", Port: port, DB: db}
 }
 
 // wantMongoError fails unless err is a *Error of kind on server with the text want (a prefix when it ends in "…").
@@ -126,7 +126,7 @@ func TestMongoServerChoice(t *testing.T) {
 func TestMongoClientOptions(t *testing.T) {
 	cfg := mongoConfig(t, "legacy")
 	cfg.ConnectTimeout, cfg.IOTimeout, cfg.MaxConnsPerServer, cfg.HeartbeatInterval = time.Second, 3*time.Second, 7, 15
-	e := MongoServer{Pool: "p", Host: "h", Port: 27018, DB: "d", User: "u", Pass: "pw"}
+	e := MongoServerConfig{Pool: "p", Host: "h", Port: 27018, DB: "d", User: "u", Pass: "pw"}
 	o := mongoClientOptions(&cfg, e)
 	if o.Hosts[0] != "h:27018" || *o.ConnectTimeout != time.Second || *o.ServerSelectionTimeout != time.Second ||
 		*o.Timeout != 3*time.Second || *o.MaxPoolSize != 7 || *o.HeartbeatInterval != 15*time.Second || !*o.Direct {
@@ -144,7 +144,7 @@ func TestMongoClientOptions(t *testing.T) {
 			o.Hosts, *o.MaxPoolSize, *o.ConnectTimeout, *o.ServerSelectionTimeout, *o.Timeout, o.Auth)
 	}
 	cfg.HeartbeatInterval, cfg.IOTimeout = 0, 0
-	o = mongoClientOptions(&cfg, MongoServer{Pool: "p", Host: "h", Port: 1, DB: "d", ReplicaSet: "rs0"})
+	o = mongoClientOptions(&cfg, MongoServerConfig{Pool: "p", Host: "h", Port: 1, DB: "d", ReplicaSet: "rs0"})
 	if o.Auth != nil || o.HeartbeatInterval != nil || o.Timeout != nil || o.Direct != nil || *o.ReplicaSet != "rs0" {
 		t.Errorf("without user, heartbeat, io_timeout, with replicaSet: %+v", o)
 	}
@@ -153,7 +153,7 @@ func TestMongoClientOptions(t *testing.T) {
 func TestMongoConfigValidate(t *testing.T) {
 	for want, edit := range map[string]func(*MongoConfig){
 		`servants.mongodb.servers[1].pool: "a" is listed twice`: func(c *MongoConfig) {
-			c.Servers = []MongoServer{server("a", "x", 1), server("a", "y", 1)}
+			c.Servers = []MongoServerConfig{server("a", "x", 1), server("a", "y", 1)}
 		},
 		"servants.mongodb.connect_timeout: must be positive, got 0s": func(c *MongoConfig) { c.ConnectTimeout = 0 },
 		"servants.mongodb.io_timeout: must not be negative, got -1s": func(c *MongoConfig) { c.IOTimeout = -time.Second },

@@ -44,7 +44,7 @@ const shardsInFlight = 8
 // A statement whose ctx ends while it runs is killed on the server (KILL
 // QUERY on a connection of its own, reported as op "kill").
 type MySQL struct {
-	cfg     MysqlConfig
+	cfg     MySQLConfig
 	obs     Observer
 	limits  Limits
 	servers map[string]*mysqlServer
@@ -60,7 +60,7 @@ type MySQL struct {
 // every operation, limits bound each reply. It does not dial: connections are
 // opened on first use, so faed starts with MySQL down. The error is a charset
 // or driver configuration error.
-func NewMySQL(cfg MysqlConfig, obs Observer, limits Limits) (*MySQL, error) {
+func NewMySQL(cfg MySQLConfig, obs Observer, limits Limits) (*MySQL, error) {
 	if obs == nil {
 		obs = NopObserver{}
 	}

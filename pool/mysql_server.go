@@ -38,7 +38,7 @@ type mysqlServer struct {
 	killSlots      chan struct{}
 }
 
-func newMysqlServer(sc MysqlServerConfig, cfg *MysqlConfig, obs Observer, limits Limits) (*mysqlServer, error) {
+func newMysqlServer(sc MySQLServerConfig, cfg *MySQLConfig, obs Observer, limits Limits) (*mysqlServer, error) {
 	mc := mysql.NewConfig()
 	mc.User, mc.Passwd = sc.Username, sc.Password
 	mc.Net, mc.Addr = "tcp", net.JoinHostPort(sc.Host, strconv.Itoa(int(sc.Port)))

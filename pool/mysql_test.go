@@ -64,14 +64,14 @@ func myExec(t testing.TB, db *sql.DB, q string) {
 
 // myConfig is a validated MySQL section: servers maps each server entry to
 // its database on addr; globals are its global pools.
-func myConfig(t testing.TB, addr string, servers map[string]string, globals ...string) MysqlConfig {
+func myConfig(t testing.TB, addr string, servers map[string]string, globals ...string) MySQLConfig {
 	t.Helper()
 	host, port, _ := strings.Cut(addr, ":")
 	p, _ := strconv.Atoi(port)
-	var c MysqlConfig
+	var c MySQLConfig
 	c.SetDefaults()
 	for name, db := range servers {
-		c.Servers = append(c.Servers, MysqlServerConfig{Pool: name, Host: host, Port: Port(p), DB: db,
+		c.Servers = append(c.Servers, MySQLServerConfig{Pool: name, Host: host, Port: Port(p), DB: db,
 			Username: "fae", Password: "fae", Charset: "utf8mb4"})
 	}
 	c.GlobalPools = globals
@@ -81,7 +81,7 @@ func myConfig(t testing.TB, addr string, servers map[string]string, globals ...s
 	return c
 }
 
-func newMyTest(t testing.TB, c MysqlConfig, obs Observer, limits Limits) *MySQL {
+func newMyTest(t testing.TB, c MySQLConfig, obs Observer, limits Limits) *MySQL {
 	t.Helper()
 	if err := c.Validate("servants.mysql"); err != nil {
 		t.Fatal(err)

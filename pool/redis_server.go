@@ -29,7 +29,7 @@ type rdServer struct {
 
 var errRdStale = errors.New("connection from before a server failure")
 
-func newRdServer(sc RedisServer, cfg RedisConfig, limits Limits) *rdServer {
+func newRdServer(sc RedisServerConfig, cfg RedisConfig, limits Limits) *rdServer {
 	s := &rdServer{addr: sc.Addr, ioTimeout: cfg.IOTimeout, borrow: cfg.BorrowTimeout}
 	s.breaker = NewBreaker("redis", sc.Addr, cfg.Breaker, s.ping)
 	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 5 * time.Minute}

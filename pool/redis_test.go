@@ -25,14 +25,14 @@ func rdConfig(t testing.TB, addrs ...string) RedisConfig {
 	t.Helper()
 	var cfg RedisConfig
 	cfg.SetDefaults()
-	p := RedisPool{Name: "p"}
+	p := RedisPoolConfig{Name: "p"}
 	for _, a := range addrs {
-		s := RedisServer{}
+		s := RedisServerConfig{}
 		s.SetDefaults()
 		s.Addr = a
 		p.Servers = append(p.Servers, s)
 	}
-	cfg.Pools = []RedisPool{p}
+	cfg.Pools = []RedisPoolConfig{p}
 	if err := cfg.Validate("servants.redis"); err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ type Config struct {
 	Proxy    *proxy.Config        `cf:"proxy"`
 	Lcache   *LcacheConfig        `cf:"lcache"`
 	Lock     *LockConfig          `cf:"lock"`
-	Mysql    *pool.MysqlConfig    `cf:"mysql"`
+	Mysql    *pool.MySQLConfig    `cf:"mysql"`
 	Mongodb  *pool.MongoConfig    `cf:"mongodb"`
 	Redis    *pool.RedisConfig    `cf:"redis"`
 	Memcache *pool.MemcacheConfig `cf:"memcache"`

@@ -151,7 +151,7 @@ func (s *FunServant) limits(cfg Config) pool.Limits {
 func (s *FunServant) buildMysql(g, old *generation) (*mysqlServant, error) {
 	cfg := g.cfg.Mysql
 	m := &mysqlServant{keyHash: cfg.CacheKeyHash, ttl: cfg.CacheTTL, log: s.log, stats: &s.QueryCache}
-	var oldCfg *pool.MysqlConfig
+	var oldCfg *pool.MySQLConfig
 	if old.my != nil {
 		oldCfg = old.cfg.Mysql
 	}
@@ -195,7 +195,7 @@ func (g *generation) myCluster() *pool.MySQL {
 // mysqlPoolKeys is cfg without the keys that only the servant reads (the
 // query cache's), so that changing those reuses the pools. (The pool reads
 // allow_nullable_columns.)
-func mysqlPoolKeys(cfg pool.MysqlConfig) pool.MysqlConfig {
+func mysqlPoolKeys(cfg pool.MySQLConfig) pool.MySQLConfig {
 	cfg.CacheStore, cfg.CacheStoreMemMaxItems, cfg.CacheStoreMemMaxBytes, cfg.CacheStoreRedisPool = "", 0, 0, ""
 	cfg.CacheKeyHash, cfg.CacheTTL = false, 0
 	return cfg

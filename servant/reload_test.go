@@ -55,10 +55,10 @@ func (b *reloadBackends) config(i int) Config {
 	var rd pool.RedisConfig
 	rd.SetDefaults()
 	rd.IOTimeout = 4*time.Second + time.Duration(i)*time.Millisecond
-	var rs pool.RedisServer
+	var rs pool.RedisServerConfig
 	rs.SetDefaults()
 	rs.Addr = b.redis.Addr()
-	rd.Pools = []pool.RedisPool{{Name: "default", Servers: []pool.RedisServer{rs}}}
+	rd.Pools = []pool.RedisPoolConfig{{Name: "default", Servers: []pool.RedisServerConfig{rs}}}
 	cfg.Redis = &rd
 
 	cfg.Memcache = memcacheConfig(4*time.Second + time.Duration(i)*time.Millisecond)
@@ -67,20 +67,20 @@ func (b *reloadBackends) config(i int) Config {
 	var mg pool.MongoConfig
 	mg.SetDefaults()
 	mg.IOTimeout = 10*time.Second + time.Duration(i)*time.Millisecond
-	var ms pool.MongoServer
+	var ms pool.MongoServerConfig
 	ms.SetDefaults()
 	ms.Pool, ms.Host, ms.Port, ms.DB = "default", "127.0.0.1", pool.Port(b.ferretdb.Port), "fae_test"
-	mg.Servers = []pool.MongoServer{ms}
+	mg.Servers = []pool.MongoServerConfig{ms}
 	cfg.Mongodb = &mg
 
-	var my pool.MysqlConfig
+	var my pool.MySQLConfig
 	my.SetDefaults()
 	my.GlobalPools = []string{"Global"}
 	my.QueryTimeout = 30*time.Second + time.Duration(i)*time.Millisecond
-	var srv pool.MysqlServerConfig
+	var srv pool.MySQLServerConfig
 	srv.SetDefaults()
 	srv.Pool, srv.Host, srv.Port, srv.DB, srv.Username, srv.Password = "Global", "127.0.0.1", pool.Port(b.mariadb.Port), "fae_test", "fae", "fae"
-	my.Servers = []pool.MysqlServerConfig{srv}
+	my.Servers = []pool.MySQLServerConfig{srv}
 	cfg.Mysql = &my
 	if err := cfg.Validate("servants"); err != nil {
 		panic(err)

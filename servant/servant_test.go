@@ -40,7 +40,7 @@ func memcacheConfig(timeout time.Duration) *pool.MemcacheConfig {
 	var mc pool.MemcacheConfig
 	mc.SetDefaults()
 	mc.Timeout = timeout
-	mc.Servers = []pool.MemcacheServer{{Host: "127.0.0.1", Port: 1, Pool: "default"}}
+	mc.Servers = []pool.MemcacheServerConfig{{Host: "127.0.0.1", Port: 1, Pool: "default"}}
 	return &mc
 }
 
