@@ -1,0 +1,99 @@
+package pool
+
+import (
+	"fmt"
+	"time"
+)
+
+// MongoServerConfig is one entry of servants.mongodb.servers: one MongoDB server
+// (or replica set) named by its pool; faed keeps one driver client per entry.
+type MongoServerConfig struct {
+	Pool         string `cf:"pool"`           // server name (see shard_strategy); required, unique
+	Host         string `cf:"host"`           // required
+	Port         Port   `cf:"port"`           // default 27017
+	DB           string `cf:"db"`             // database of every collection (table) of the pool; required
+	User         string `cf:"user"`           // when set, authenticate as user (source: db); the original ignored it
+	Pass         string `cf:"pass"`           // password of user
+	ReplicaSet   string `cf:"replicaSet"`     // replica set name; empty = connect directly to host:port
+	ShardBaseNum int    `cf:"shard_base_num"` // accepted for compatibility; the section's key is used
+}
+
+// SetDefaults fills in port 27017 (original fae).
+func (s *MongoServerConfig) SetDefaults() { *s = MongoServerConfig{Port: 27017} }
+
+// MongoConfig is the servants.mongodb section. Absent = MongoDB off.
+type MongoConfig struct {
+	Servers []MongoServerConfig `cf:"servers"`
+	// ShardBaseNum (shard_base_num): with shard_strategy standard, shard ids
+	// per "db<n>" server. Default 100000.
+	ShardBaseNum int `cf:"shard_base_num"`
+	// ShardStrategy (shard_strategy) picks the server entry of a call:
+	// legacy = the entry named like the pool (a leading "database." dropped);
+	// standard = "db<shardId/shard_base_num+1>" for pools starting with "db",
+	// else the entry named like the pool. Default legacy.
+	ShardStrategy string `cf:"shard_strategy"`
+	// ConnectTimeout (connect_timeout) bounds a TCP connect and the wait for a
+	// usable server: a call to a dead server fails after it. Default 4s; must be positive.
+	ConnectTimeout time.Duration `cf:"connect_timeout"`
+	// IOTimeout (io_timeout) bounds each operation as a whole. Default 30s; 0 = none.
+	IOTimeout time.Duration `cf:"io_timeout"`
+	// MaxIdleConnsPerServer (max_idle_conns_per_server): default 2. Only feeds
+	// the default of max_conns_per_server; the driver keeps idle connections itself.
+	MaxIdleConnsPerServer int `cf:"max_idle_conns_per_server"`
+	// MaxConnsPerServer (max_conns_per_server): open connections per server at
+	// most (the driver's MaxPoolSize); more calls wait. 0 = 5 × max_idle_conns_per_server
+	// (if that is 0 too: no limit).
+	MaxConnsPerServer int `cf:"max_conns_per_server"`
+	// HeartbeatInterval (heartbeat_interval): seconds between the driver's
+	// checks of an idle server. Default 120; 0 = the driver's default (10 s).
+	HeartbeatInterval int `cf:"heartbeat_interval"`
+	// DebugProtocol, DebugHeartbeat (debug_protocol, debug_heartbeat) are
+	// accepted for compatibility and unused.
+	DebugProtocol  bool          `cf:"debug_protocol"`
+	DebugHeartbeat bool          `cf:"debug_heartbeat"`
+	Breaker        BreakerConfig `cf:"breaker"`
+}
+
+// SetDefaults fills in the original fae's defaults.
+func (c *MongoConfig) SetDefaults() {
+	*c = MongoConfig{ShardBaseNum: 100000, ShardStrategy: "legacy", ConnectTimeout: 4 * time.Second,
+		IOTimeout: 30 * time.Second, MaxIdleConnsPerServer: 2, HeartbeatInterval: 120}
+	c.Breaker.SetDefaults()
+}
+
+// Validate checks the section and fills in derived defaults; prefix is its key path.
+func (c *MongoConfig) Validate(prefix string) error {
+	if c.MaxConnsPerServer == 0 {
+		c.MaxConnsPerServer = 5 * c.MaxIdleConnsPerServer
+	}
+	if err := oneOf(prefix+".shard_strategy", c.ShardStrategy, "legacy", "standard"); err != nil {
+		return err
+	}
+	if c.ShardBaseNum < 1 {
+		return fmt.Errorf("%s.shard_base_num: must be at least 1, got %d", prefix, c.ShardBaseNum)
+	}
+	if c.MaxIdleConnsPerServer < 0 || c.MaxConnsPerServer < 0 || c.HeartbeatInterval < 0 {
+		return fmt.Errorf("%s: connection counts and heartbeat_interval must not be negative", prefix)
+	}
+	if c.ConnectTimeout <= 0 {
+		return fmt.Errorf("%s.connect_timeout: must be positive, got %s", prefix, c.ConnectTimeout)
+	}
+	if c.IOTimeout < 0 {
+		return fmt.Errorf("%s.io_timeout: must not be negative, got %s", prefix, c.IOTimeout)
+	}
+	seen := map[string]bool{}
+	for i, s := range c.Servers {
+		p := fmt.Sprintf("%s.servers[%d]", prefix, i)
+		if err := required(p, "pool", s.Pool, "host", s.Host, "db", s.DB); err != nil {
+			return err
+		}
+		if err := s.Port.Validate(p + ".port"); err != nil {
+			return err
+		}
+		if seen[s.Pool] {
+			return fmt.Errorf("%s.pool: %q is listed twice", p, s.Pool)
+		}
+		seen[s.Pool] = true
+	}
+	return c.Breaker.Validate(prefix + ".breaker")
+}
