@@ -65,3 +65,30 @@ func required(prefix string, kv ...string) error {
 	}
 	return nil
 }
+
+// serverEntry is what validateEntries checks of a MySQL or MongoDB server entry.
+type serverEntry struct {
+	pool, host, db string
+	port           Port
+}
+
+// validateEntries checks the server entries of a section (prefix.servers):
+// pool, host and db are required, the port valid, and each pool named once.
+func validateEntries[T any](prefix string, servers []T, entry func(T) serverEntry) error {
+	seen := map[string]bool{}
+	for i, srv := range servers {
+		s := entry(srv)
+		p := fmt.Sprintf("%s.servers[%d]", prefix, i)
+		if err := required(p, "pool", s.pool, "host", s.host, "db", s.db); err != nil {
+			return err
+		}
+		if err := s.port.Validate(p + ".port"); err != nil {
+			return err
+		}
+		if seen[s.pool] {
+			return fmt.Errorf("%s.pool: %q is listed twice", p, s.pool)
+		}
+		seen[s.pool] = true
+	}
+	return nil
+}

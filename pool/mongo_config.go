@@ -81,19 +81,8 @@ func (c *MongoConfig) Validate(prefix string) error {
 	if c.IOTimeout < 0 {
 		return fmt.Errorf("%s.io_timeout: must not be negative, got %s", prefix, c.IOTimeout)
 	}
-	seen := map[string]bool{}
-	for i, s := range c.Servers {
-		p := fmt.Sprintf("%s.servers[%d]", prefix, i)
-		if err := required(p, "pool", s.Pool, "host", s.Host, "db", s.DB); err != nil {
-			return err
-		}
-		if err := s.Port.Validate(p + ".port"); err != nil {
-			return err
-		}
-		if seen[s.Pool] {
-			return fmt.Errorf("%s.pool: %q is listed twice", p, s.Pool)
-		}
-		seen[s.Pool] = true
+	if err := validateEntries(prefix, c.Servers, func(s MongoServerConfig) serverEntry { return serverEntry{s.Pool, s.Host, s.DB, s.Port} }); err != nil {
+		return err
 	}
 	return c.Breaker.Validate(prefix + ".breaker")
 }

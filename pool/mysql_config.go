@@ -127,19 +127,8 @@ func (c *MySQLConfig) Validate(prefix string) error {
 			return fmt.Errorf("%s: %q is not a plain identifier (letters, digits, _, $)", prefix, name)
 		}
 	}
-	seen := map[string]bool{}
-	for i, s := range c.Servers {
-		p := fmt.Sprintf("%s.servers[%d]", prefix, i)
-		if err := required(p, "pool", s.Pool, "host", s.Host, "db", s.DB); err != nil {
-			return err
-		}
-		if err := s.Port.Validate(p + ".port"); err != nil {
-			return err
-		}
-		if seen[s.Pool] {
-			return fmt.Errorf("%s.pool: %q is listed twice", p, s.Pool)
-		}
-		seen[s.Pool] = true
+	if err := validateEntries(prefix, c.Servers, func(s MySQLServerConfig) serverEntry { return serverEntry{s.Pool, s.Host, s.DB, s.Port} }); err != nil {
+		return err
 	}
 	return c.Breaker.Validate(prefix + ".breaker")
 }
