@@ -60,6 +60,7 @@ var (
 type Breaker struct {
 	backend, name string
 	dial, cmd     *gobreaker.TwoStepCircuitBreaker[struct{}]
+	dialState     atomic.Int32 // the dial side's gobreaker.State as of its last change: read without its mutex
 	check         HealthCheck
 	checks        singleflight.Group
 
@@ -81,16 +82,29 @@ func NewBreaker(backend, name string, cfg BreakerConfig, check HealthCheck) *Bre
 			IsExcluded:  func(err error) bool { return err == errNeutral },
 		}
 	}
-	return &Breaker{backend: backend, name: name, check: check,
-		dial: gobreaker.NewTwoStepCircuitBreaker[struct{}](settings("dial")),
-		cmd:  gobreaker.NewTwoStepCircuitBreaker[struct{}](settings("command"))}
+	b := &Breaker{backend: backend, name: name, check: check,
+		cmd: gobreaker.NewTwoStepCircuitBreaker[struct{}](settings("command"))}
+	ds := settings("dial")
+	ds.OnStateChange = func(_ string, _, to gobreaker.State) { b.dialState.Store(int32(to)) }
+	b.dial = gobreaker.NewTwoStepCircuitBreaker[struct{}](ds)
+	return b
+}
+
+// dialSide is the dial side's state. While it is not closed, its own State is
+// asked (which moves it from open to half-open once retry_interval has
+// passed); while closed, the common case, no mutex is taken.
+func (b *Breaker) dialSide() gobreaker.State {
+	if gobreaker.State(b.dialState.Load()) == gobreaker.StateClosed {
+		return gobreaker.StateClosed
+	}
+	return b.dial.State()
 }
 
 // Do runs op unless the breaker is open, in which case it returns
 // KindBreakerOpen without running op. op returns its outcome's kind and
 // error; Do counts it as the type comment says and returns it unchanged.
 func (b *Breaker) Do(op func() (Kind, error)) (Kind, error) {
-	if b.dial.State() == gobreaker.StateOpen {
+	if b.dialSide() == gobreaker.StateOpen {
 		return KindBreakerOpen, nil
 	}
 	done, err := b.cmd.Allow()
@@ -112,7 +126,7 @@ func (b *Breaker) Do(op func() (Kind, error)) (Kind, error) {
 		}
 	case kind.Answered():
 		done(nil)
-		if b.dial.State() != gobreaker.StateClosed {
+		if b.dialSide() != gobreaker.StateClosed {
 			b.report(b.dial, nil) // the server answered: it can be dialled
 		}
 	default:
