@@ -35,15 +35,18 @@ func EnvOr(key, def string) string {
 	return def
 }
 
-// RequireServer fails the test when addr does not accept connections: the
-// suite needs its real servers (contrib/test-services start, as make test does).
-func RequireServer(t testing.TB, name, addr string) {
+// RequireServer fails the test when one of addrs (servers called name) does
+// not accept a connection within 2 s: the suite needs its real servers
+// (contrib/test-services start, as make test does) and never skips.
+func RequireServer(t testing.TB, name string, addrs ...string) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		t.Fatalf("%s at %s is not running (contrib/test-services start): %v", name, addr, err)
+	for _, addr := range addrs {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			t.Fatalf("%s at %s is not running (contrib/test-services start): %v", name, addr, err)
+		}
+		c.Close()
 	}
-	c.Close()
 }
 
 // Eventually polls cond every 10 ms until it holds, failing the test with what
@@ -68,6 +71,13 @@ func FreePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// FreeAddr is 127.0.0.1:FreePort: nothing listens there (a dial is refused)
+// unless another process took the port since.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return "127.0.0.1:" + strconv.Itoa(FreePort(t))
 }
 
 // Server is a server process a test owns: it can stop, restart, freeze and
