@@ -2,24 +2,13 @@ package main_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// sleeping counts the statements running SLEEP(…) tagged with tag on MariaDB.
-func sleeping(t *testing.T, db *sql.DB, tag string) int {
-	t.Helper()
-	var n int
-	err := db.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE ? AND INFO NOT LIKE '%PROCESSLIST%'",
-		"%"+tag+"%").Scan(&n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
+	"github.com/fae-go/fae/internal/testenv"
+)
 
 // Issue 7: a php-fpm worker that gives up mid-call cancels its call, and the
 // backend sees it: the MySQL statement is killed, not left running.
@@ -31,10 +20,10 @@ func TestClientGoneKillsStatement(t *testing.T) {
 		_, err := c.MyQuery(context.Background(), ctx(), "Global", "t", 0, "SELECT SLEEP(30) AS "+tag, nil, "")
 		done <- err
 	}()
-	eventually(t, 10*time.Second, "the statement running on MariaDB", func() bool { return sleeping(t, db, tag) == 1 })
+	testenv.Eventually(t, 10*time.Second, "the statement running on MariaDB", func() bool { return testenv.MySQLRunning(t, db, tag) == 1 })
 	c.Close() // the worker gives up
 	start := time.Now()
-	eventually(t, 5*time.Second, "the statement killed", func() bool { return sleeping(t, db, tag) == 0 })
+	testenv.Eventually(t, 5*time.Second, "the statement killed", func() bool { return testenv.MySQLRunning(t, db, tag) == 0 })
 	t.Logf("statement gone %s after the client closed", time.Since(start).Round(time.Millisecond))
 	<-done
 	// faed goes on serving.
@@ -48,18 +37,18 @@ func TestClientGoneKillsStatement(t *testing.T) {
 // When the drain gives up (shutdown_timeout), calls still running are
 // cancelled and their statements killed, and pools close after them.
 func TestShutdownKillsStatement(t *testing.T) {
-	requireServer(t, "MariaDB", mysqlAddr)
-	db := setupMysqlSchema(t, mysqlAddr)
+	testenv.RequireServer(t, "MariaDB", testenv.MySQLAddr)
+	db := setupMysqlSchema(t, testenv.MySQLAddr)
 	m := allModes[0]
 	dir := t.TempDir()
-	f := startFaedIn(t, dir, m.config(dir, `shutdown_timeout: "500ms"`, mysqlSection(mysqlAddr, "")))
+	f := startFaedIn(t, dir, m.config(dir, `shutdown_timeout: "500ms"`, mysqlSection(testenv.MySQLAddr, "")))
 	c := f.dial(t, m)
 	defer c.Close()
 	tag := fmt.Sprintf("shut%d", time.Now().UnixNano())
 	go c.MyQuery(context.Background(), ctx(), "Global", "t", 0, "SELECT SLEEP(30) AS "+tag, nil, "")
-	eventually(t, 10*time.Second, "the statement running on MariaDB", func() bool { return sleeping(t, db, tag) == 1 })
+	testenv.Eventually(t, 10*time.Second, "the statement running on MariaDB", func() bool { return testenv.MySQLRunning(t, db, tag) == 1 })
 	if code := f.stop(syscall.SIGTERM, 10*time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	eventually(t, 5*time.Second, "the statement killed", func() bool { return sleeping(t, db, tag) == 0 })
+	testenv.Eventually(t, 5*time.Second, "the statement killed", func() bool { return testenv.MySQLRunning(t, db, tag) == 0 })
 }

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // TestDrainOnSIGTERM: php-fpm-like sessions (a few calls with think time in
@@ -76,7 +78,7 @@ func TestDrainOnSIGTERM(t *testing.T) {
 					}
 				}()
 			}
-			eventually(t, 10*time.Second, "every worker through a session and most inside one", func() bool {
+			testenv.Eventually(t, 10*time.Second, "every worker through a session and most inside one", func() bool {
 				return completed.Load() >= workers && inSession.Load() >= workers/2
 			})
 			signalled.Store(time.Now().UnixNano())

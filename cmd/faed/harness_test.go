@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -19,6 +17,7 @@ import (
 	"github.com/apache/thrift/lib/go/thrift"
 
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // faedBin is the faed binary under test, built once by TestMain with the
@@ -46,29 +45,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // faed is one running faed process.
 type faed struct {
 	t        testing.TB
 	cmd      *exec.Cmd
-	out      *syncBuffer
+	out      *testenv.SyncBuffer
 	dir      string
 	rpcAddr  string // host:port, or the socket path
 	httpAddr string
@@ -130,17 +111,21 @@ func (m mode) config(dir, rpcExtra, servantsExtra string) string {
 
 var startedRE = regexp.MustCompile(`msg="faed started".* rpc=(\S+).* http=(\S*)`)
 
-// startFaed runs faed on the config text conf (written into a temp dir) and
-// waits until it serves. The process is killed at the end of the test.
-func startFaed(t testing.TB, conf string, args ...string) *faed {
-	t.Helper()
-	dir := t.TempDir()
-	return startFaedIn(t, dir, conf, args...)
-}
-
+// startFaedIn runs faed on the config text conf (written into dir as faed.cf)
+// and waits until it serves. The process is killed at the end of the test.
 func startFaedIn(t testing.TB, dir, conf string, args ...string) *faed {
 	t.Helper()
 	return startFaedBin(t, faedBin, dir, conf, args...)
+}
+
+// startFaedSession starts faed (binary, buffered, TCP) with servantsExtra in
+// its servants section and opens a session.
+func startFaedSession(t *testing.T, servantsExtra string) (*faed, *client) {
+	t.Helper()
+	m := allModes[0]
+	dir := t.TempDir()
+	f := startFaedIn(t, dir, m.config(dir, "", servantsExtra))
+	return f, f.dial(t, m)
 }
 
 // startFaedBin is startFaedIn with the faed binary bin.
@@ -150,7 +135,7 @@ func startFaedBin(t testing.TB, bin, dir, conf string, args ...string) *faed {
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f := &faed{t: t, out: new(syncBuffer), dir: dir, done: make(chan struct{})}
+	f := &faed{t: t, out: new(testenv.SyncBuffer), dir: dir, done: make(chan struct{})}
 	f.cmd = exec.Command(bin, append([]string{"-conf", path, "-lockfile", filepath.Join(dir, "faed.lock")}, args...)...)
 	f.cmd.Stdout, f.cmd.Stderr = f.out, f.out
 	if err := f.cmd.Start(); err != nil {
@@ -186,7 +171,7 @@ func startFaedBin(t testing.TB, bin, dir, conf string, args ...string) *faed {
 	}
 }
 
-// signal sends sig and waits up to timeout for the exit; it returns the exit code.
+// stop sends sig and waits up to timeout for the exit; it returns the exit code.
 func (f *faed) stop(sig syscall.Signal, timeout time.Duration) int {
 	f.t.Helper()
 	f.cmd.Process.Signal(sig)
@@ -266,18 +251,6 @@ func ctx() *rpc.Context {
 }
 
 var bg = context.Background()
-
-// eventually polls cond every 10 ms until it holds or timeout passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // wantErrContains fails unless err's text contains every part.
 func wantErrContains(t testing.TB, what string, err error, parts ...string) {

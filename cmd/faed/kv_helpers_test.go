@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"regexp"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +14,7 @@ import (
 	"github.com/apache/thrift/lib/go/thrift"
 
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // Helpers of the memcache and Redis tests. Keys start with "kvtest:" and are
@@ -68,15 +67,6 @@ func rdSection(extra string, pools ...rdPool) string {
         }`, b.String(), extra)
 }
 
-// startKV starts faed (binary, buffered, TCP) with servantsExtra and opens a session.
-func startKV(t *testing.T, servantsExtra string) (*faed, *client) {
-	t.Helper()
-	m := allModes[0]
-	dir := t.TempDir()
-	f := startFaedIn(t, dir, m.config(dir, "", servantsExtra))
-	return f, f.dial(t, m)
-}
-
 // wantErr fails unless err is a TApplicationException whose message matches re.
 func wantErr(t testing.TB, what string, err error, re string) {
 	t.Helper()
@@ -100,7 +90,10 @@ func phpStandardIndex(key string, n int) int {
 // a test stops and restarts a backend.
 type load struct {
 	ok, failed atomic.Int64
-	maxFail    atomic.Int64 // longest failed call since reset, ns
+	maxFail    atomic.Int64   // longest failed call since reset, ns
+	calls      []atomic.Int64 // calls made, per session
+	lastProbe  atomic.Int64   // when the last failure other than "circuit open" ended, Unix ns
+	lastOpen   atomic.Int64   // when the last call refused with "circuit open" started, Unix ns
 	mu         sync.Mutex
 	errs       map[string]int // error texts since reset
 	stop       chan struct{}
@@ -110,7 +103,7 @@ type load struct {
 // startLoad runs op on each of the sessions until l.halt. op returns a call's
 // error; a declared exception (a cache miss) counts as an answer.
 func startLoad(sessions []*client, op func(c *client, worker, i int) error) *load {
-	l := &load{errs: map[string]int{}, stop: make(chan struct{})}
+	l := &load{errs: map[string]int{}, stop: make(chan struct{}), calls: make([]atomic.Int64, len(sessions))}
 	for w, c := range sessions {
 		l.wg.Go(func() {
 			for i := 0; ; i++ {
@@ -124,26 +117,38 @@ func startLoad(sessions []*client, op func(c *client, worker, i int) error) *loa
 				var miss *rpc.TCacheMissed
 				if err == nil || errors.As(err, &miss) {
 					l.ok.Add(1)
-					continue
+				} else {
+					l.record(err, start, time.Now())
 				}
-				l.record(err, time.Since(start))
+				l.calls[w].Add(1)
 			}
 		})
 	}
 	return l
 }
 
-func (l *load) record(err error, d time.Duration) {
+// record counts a call that started at start and failed with err at end.
+func (l *load) record(err error, start, end time.Time) {
 	l.failed.Add(1)
-	for {
-		m := l.maxFail.Load()
-		if int64(d) <= m || l.maxFail.CompareAndSwap(m, int64(d)) {
-			break
-		}
+	storeMax(&l.maxFail, int64(end.Sub(start)))
+	if strings.Contains(err.Error(), "circuit open") {
+		storeMax(&l.lastOpen, start.UnixNano())
+	} else {
+		storeMax(&l.lastProbe, end.UnixNano())
 	}
 	l.mu.Lock()
 	l.errs[err.Error()]++
 	l.mu.Unlock()
+}
+
+// storeMax stores v into a unless a holds more already.
+func storeMax(a *atomic.Int64, v int64) {
+	for {
+		m := a.Load()
+		if v <= m || a.CompareAndSwap(m, v) {
+			return
+		}
+	}
 }
 
 // loadSnapshot is what a load saw between two resets.
@@ -162,6 +167,31 @@ func (l *load) reset() loadSnapshot {
 	return s
 }
 
+// reopened reports whether, after after, a call the open breaker let through
+// failed (a probe), and the breaker then refused a call again.
+func (l *load) reopened(after time.Time) bool {
+	probe := l.lastProbe.Load()
+	return probe > after.UnixNano() && l.lastOpen.Load() > probe
+}
+
+// settle returns once every session has finished two calls more than when it
+// was called, so that each has made a call that started after it was called.
+func (l *load) settle(t testing.TB) {
+	t.Helper()
+	from := make([]int64, len(l.calls))
+	for w := range l.calls {
+		from[w] = l.calls[w].Load()
+	}
+	testenv.Eventually(t, 10*time.Second, "every session to make a new call", func() bool {
+		for w := range l.calls {
+			if l.calls[w].Load() < from[w]+2 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func (l *load) halt() {
 	close(l.stop)
 	l.wg.Wait()
@@ -169,34 +199,38 @@ func (l *load) halt() {
 
 // restartUnderLoad stops srv while 16 sessions call op, and checks that: the
 // calls fail fast with typed errors (every error text matches errRE) and the
-// breaker opens ("circuit open") after failure_allowance; and that within
-// retry (the breaker's retry_interval) and a second of slack after srv is back
-// every call succeeds again.
-func restartUnderLoad(t *testing.T, f *faed, srv *backendServer, retry time.Duration, errRE string, op func(c *client, worker, i int) error) {
+// breaker opens ("circuit open") after failure_allowance, and opens again after
+// a failed probe once retry (the breaker's retry_interval) has passed; and that
+// within retry and a second of slack after srv is back calls succeed, and then
+// the next 500 calls all do.
+func restartUnderLoad(t *testing.T, f *faed, srv *testenv.Server, retry time.Duration, errRE string, op func(c *client, worker, i int) error) {
 	sessions := make([]*client, 16)
 	for i := range sessions {
 		sessions[i] = f.dial(t, allModes[0])
 	}
 	l := startLoad(sessions, op)
 	defer l.halt()
-	eventually(t, 5*time.Second, "calls succeeding before the stop", func() bool { return l.ok.Load() > 200 })
+	testenv.Eventually(t, 5*time.Second, "calls succeeding before the stop", func() bool { return l.ok.Load() > 200 })
 	if s := l.reset(); len(s.errs) > 0 {
 		t.Fatalf("errors before the stop: %v", s.errs)
 	}
 
 	srv.Stop()
-	eventually(t, 5*time.Second, "the breaker to open", func() bool { return l.openErrors() > 0 })
+	testenv.Eventually(t, 5*time.Second, "the breaker to open", func() bool { return l.openErrors() > 0 })
 	l.reset()
-	time.Sleep(retry + 200*time.Millisecond) // a whole open period and a failed probe
-	checkDown(t, l.reset(), retry+200*time.Millisecond, errRE)
+	down := time.Now()
+	// A whole open period, then a failed probe and the breaker open again.
+	testenv.Eventually(t, 2*retry+5*time.Second, "a failed probe after retry_interval and the breaker open again",
+		func() bool { return l.reopened(down.Add(retry)) })
+	checkDown(t, l.reset(), time.Since(down), errRE)
 
 	srv.Start()
 	up := time.Now()
-	eventually(t, retry+time.Second, "calls succeeding after the restart", func() bool { return l.ok.Load() > 0 })
+	testenv.Eventually(t, retry+time.Second, "calls succeeding after the restart", func() bool { return l.ok.Load() > 0 })
 	t.Logf("first success %s after the restart (retry_interval %s)", time.Since(up).Round(time.Millisecond), retry)
-	time.Sleep(100 * time.Millisecond)
+	l.settle(t) // calls that started before the breaker closed may still fail
 	l.reset()
-	time.Sleep(300 * time.Millisecond)
+	testenv.Eventually(t, 10*time.Second, "500 calls after the recovery", func() bool { return l.ok.Load()+l.failed.Load() >= 500 })
 	if s := l.reset(); s.failed > 0 || s.ok == 0 {
 		t.Errorf("after recovery: %d successes, %d failures %v", s.ok, s.failed, s.errs)
 	}
@@ -237,27 +271,4 @@ func (l *load) openErrors() int {
 		}
 	}
 	return n
-}
-
-// originalRedisRing is the original fae's Redis ring (funkygao/golib
-// hash.Map), written out here as reference: crc32 of "<i><addr>" for i < 32,
-// the first point ≥ crc32(key) by linear scan, else the first point.
-func originalRedisRing(addrs []string, key string) string {
-	var points []int
-	owner := map[int]string{}
-	for _, a := range addrs {
-		for i := 0; i < 32; i++ {
-			h := int(crc32.ChecksumIEEE([]byte(strconv.Itoa(i) + a)))
-			points = append(points, h)
-			owner[h] = a
-		}
-	}
-	sort.Ints(points)
-	h := int(crc32.ChecksumIEEE([]byte(key)))
-	for _, p := range points {
-		if p >= h {
-			return owner[p]
-		}
-	}
-	return owner[points[0]]
 }

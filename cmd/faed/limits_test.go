@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // TestSessionTimeout: a session idle longer than rpc.session_timeout is closed;
@@ -26,7 +28,7 @@ func TestSessionTimeout(t *testing.T) {
 		t.Fatalf("call after 200ms idle (io_timeout 100ms, session_timeout 300ms): %v", err)
 	}
 	idleFrom := time.Now()
-	eventually(t, 5*time.Second, "the idle timeout in the log", func() bool {
+	testenv.Eventually(t, 5*time.Second, "the idle timeout in the log", func() bool {
 		return strings.Contains(f.out.String(), "session idle timeout")
 	})
 	if el := time.Since(idleFrom); el < 300*time.Millisecond {
@@ -56,7 +58,7 @@ func TestIOTimeout(t *testing.T) {
 	if el := time.Since(start); el < 250*time.Millisecond || el > 3*time.Second {
 		t.Errorf("session closed after %s, want about io_timeout 300ms", el)
 	}
-	eventually(t, 5*time.Second, "the io timeout in the log", func() bool {
+	testenv.Eventually(t, 5*time.Second, "the io timeout in the log", func() bool {
 		return strings.Contains(f.out.String(), `reason="io timeout"`)
 	})
 	if _, err := f.dial(t, m).Ping(bg, ctx()); err != nil {
@@ -108,7 +110,7 @@ func TestMessageSizeCap(t *testing.T) {
 			if _, err := f.dial(t, m).Ping(bg, ctx()); err != nil {
 				t.Fatalf("ping after bad frames: %v", err)
 			}
-			eventually(t, 5*time.Second, "the oversize reason in the log", func() bool {
+			testenv.Eventually(t, 5*time.Second, "the oversize reason in the log", func() bool {
 				return strings.Contains(f.out.String(), `reason=oversize`)
 			})
 		})
@@ -157,7 +159,7 @@ func TestMalformedInput(t *testing.T) {
 		t.Fatalf("a good session after junk on others: %v", err)
 	}
 	for _, reason := range []string{`reason=oversize`, `reason="protocol error"`, `reason="io timeout"`} {
-		eventually(t, 5*time.Second, reason+" in the log", func() bool { return strings.Contains(f.out.String(), reason) })
+		testenv.Eventually(t, 5*time.Second, reason+" in the log", func() bool { return strings.Contains(f.out.String(), reason) })
 	}
 }
 

@@ -1,13 +1,11 @@
 package main_test
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // TestMemcacheServerFrozen: a memcached the test owns is frozen with SIGSTOP
@@ -17,10 +15,9 @@ import (
 // after failure_allowance calls the breaker opens and calls fail at once with
 // "circuit open". After SIGCONT calls succeed again within retry_interval.
 func TestMemcacheServerFrozen(t *testing.T) {
-	srv := newMemcachedServer(t)
-	t.Cleanup(func() { srv.cmd.Process.Signal(syscall.SIGCONT) }) // runs before srv's own Stop
+	srv := testenv.StartMemcached(t)
 	const timeout, retry = 300 * time.Millisecond, time.Second
-	_, c := startKV(t, mcSection("standard", 1, `timeout: "300ms", breaker: { failure_allowance: 2, retry_interval: "1s" }`,
+	_, c := startFaedSession(t, mcSection("standard", 1, `timeout: "300ms", breaker: { failure_allowance: 2, retry_interval: "1s" }`,
 		mcSrv{"p", srv.Addr()}))
 	k := kvKey(t, "k")
 	if ok, err := c.McSet(bg, ctx(), "p", k, mcData("v", 0), 60); !ok || err != nil {
@@ -31,8 +28,7 @@ func TestMemcacheServerFrozen(t *testing.T) {
 		_, err := c.McGet(bg, ctx(), "p", k)
 		return time.Since(start), err
 	}
-	srv.cmd.Process.Signal(syscall.SIGSTOP)
-	waitThreads(t, srv.cmd.Process.Pid, true)
+	srv.Freeze()
 	at := `memcache get "` + k + `": pool "p", server ` + srv.Addr() + ": "
 	for i := 0; i < 2; i++ {
 		d, err := get()
@@ -47,10 +43,9 @@ func TestMemcacheServerFrozen(t *testing.T) {
 	if d > 100*time.Millisecond {
 		t.Errorf("refusal took %s, want it at once", d)
 	}
-	srv.cmd.Process.Signal(syscall.SIGCONT)
-	waitThreads(t, srv.cmd.Process.Pid, false)
+	srv.Thaw()
 	resumed := time.Now()
-	eventually(t, retry+time.Second, "calls to succeed after SIGCONT", func() bool {
+	testenv.Eventually(t, retry+time.Second, "calls to succeed after SIGCONT", func() bool {
 		_, err := get()
 		if err != nil && !strings.Contains(err.Error(), "circuit open") {
 			t.Errorf("%s after SIGCONT: %v; want circuit open until the probe, then success",
@@ -59,23 +54,4 @@ func TestMemcacheServerFrozen(t *testing.T) {
 		return err == nil
 	})
 	t.Logf("back %s after SIGCONT (retry_interval %s)", time.Since(resumed).Round(time.Millisecond), retry)
-}
-
-// waitThreads polls the states of the threads of process pid
-// (/proc/<pid>/task/*/stat) until all are stopped ("T"), or none is: SIGSTOP
-// and SIGCONT take effect asynchronously, and a memcached worker thread
-// already woken by a request may still answer it.
-func waitThreads(t testing.TB, pid int, stopped bool) {
-	t.Helper()
-	eventually(t, 5*time.Second, fmt.Sprintf("process %d stopped = %v", pid, stopped), func() bool {
-		stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
-		for _, f := range stats {
-			b, err := os.ReadFile(f)
-			i := strings.LastIndexByte(string(b), ')')
-			if err != nil || i < 0 || i+2 >= len(b) || (b[i+2] == 'T') != stopped {
-				return false
-			}
-		}
-		return len(stats) > 0
-	})
 }

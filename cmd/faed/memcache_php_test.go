@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // TestMemcacheSharedWithPHP: items are shared with PHP's own memcache
@@ -14,8 +16,8 @@ import (
 // memcached, libketama compatible). Needs php-memcache and php-memcached
 // (contrib/install-deps).
 func TestMemcacheSharedWithPHP(t *testing.T) {
-	requireServer(t, "memcached", memcacheAddr)
-	requireServer(t, "memcached2", memcache2Addr)
+	testenv.RequireServer(t, "memcached", testenv.MemcacheAddr)
+	testenv.RequireServer(t, "memcached2", testenv.Memcache2Addr)
 	if out, err := exec.Command("php", "-m").Output(); err != nil ||
 		!strings.Contains(string(out), "\nmemcache\n") || !strings.Contains(string(out), "\nmemcached\n") {
 		t.Fatalf("php-memcache and php-memcached are needed (contrib/install-deps): %v", err)
@@ -27,11 +29,11 @@ func TestMemcacheSharedWithPHP(t *testing.T) {
 
 // testSharedWithPHP shares items both ways with PHP for one hash strategy.
 func testSharedWithPHP(t *testing.T, strategy string) {
-	_, c := startKV(t, mcSection(strategy, 1, "", mcSrv{"default", memcacheAddr}, mcSrv{"default", memcache2Addr}))
+	_, c := startFaedSession(t, mcSection(strategy, 1, "", mcSrv{"default", testenv.MemcacheAddr}, mcSrv{"default", testenv.Memcache2Addr}))
 	const n = 50
 	php := func(action, prefix string) string {
 		out, err := exec.Command("php", "testdata/mc_share.php", strategy, action, prefix, fmt.Sprint(n),
-			memcacheAddr, memcache2Addr).CombinedOutput()
+			testenv.MemcacheAddr, testenv.Memcache2Addr).CombinedOutput()
 		if err != nil {
 			t.Fatalf("php mc_share.php %s: %v\n%s", action, err, out)
 		}

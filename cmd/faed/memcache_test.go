@@ -1,11 +1,8 @@
 package main_test
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +10,7 @@ import (
 	"github.com/bradfitz/gomemcache/memcache"
 
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // The memcache servant through a running faed, against real memcached servers:
@@ -26,9 +24,9 @@ func mcData(s string, flags int32) *rpc.TMemcacheData {
 // TestMemcacheMethods: every mc_* method and its errors, on a pool of the
 // shared pair.
 func TestMemcacheMethods(t *testing.T) {
-	requireServer(t, "memcached", memcacheAddr)
-	requireServer(t, "memcached2", memcache2Addr)
-	_, c := startKV(t, mcSection("standard", 1, "", mcSrv{"default", memcacheAddr}, mcSrv{"default", memcache2Addr}))
+	testenv.RequireServer(t, "memcached", testenv.MemcacheAddr)
+	testenv.RequireServer(t, "memcached2", testenv.Memcache2Addr)
+	_, c := startFaedSession(t, mcSection("standard", 1, "", mcSrv{"default", testenv.MemcacheAddr}, mcSrv{"default", testenv.Memcache2Addr}))
 	k := kvKey(t, "k")
 
 	if ok, err := c.McSet(bg, ctx(), "default", k, mcData("v\x00\xff", -2), 60); !ok || err != nil {
@@ -146,10 +144,10 @@ func regexpQuote(s string) string {
 // TestMemcacheStandardMapping: keys set through faed are on the server PHP's
 // formula names (read directly with gomemcache), and only there.
 func TestMemcacheStandardMapping(t *testing.T) {
-	requireServer(t, "memcached", memcacheAddr)
-	requireServer(t, "memcached2", memcache2Addr)
-	addrs := []string{memcacheAddr, memcache2Addr}
-	_, c := startKV(t, mcSection("standard", 1, "", mcSrv{"default", addrs[0]}, mcSrv{"default", addrs[1]}))
+	testenv.RequireServer(t, "memcached", testenv.MemcacheAddr)
+	testenv.RequireServer(t, "memcached2", testenv.Memcache2Addr)
+	addrs := []string{testenv.MemcacheAddr, testenv.Memcache2Addr}
+	_, c := startFaedSession(t, mcSection("standard", 1, "", mcSrv{"default", addrs[0]}, mcSrv{"default", addrs[1]}))
 	direct := []*memcache.Client{memcache.New(addrs[0]), memcache.New(addrs[1])}
 	on := [2]int{}
 	for i := 0; i < 40; i++ {
@@ -175,10 +173,10 @@ func TestMemcacheStandardMapping(t *testing.T) {
 // pool is not visible from the other, and a pool hashes only over its own
 // servers: every key of pool a is on a's server, whatever its hash.
 func TestMemcachePoolIsolation(t *testing.T) {
-	requireServer(t, "memcached", memcacheAddr)
-	requireServer(t, "memcached2", memcache2Addr)
-	_, c := startKV(t, mcSection("consistent", 2, "", mcSrv{"a", memcacheAddr}, mcSrv{"b", memcache2Addr}))
-	onA := memcache.New(memcacheAddr)
+	testenv.RequireServer(t, "memcached", testenv.MemcacheAddr)
+	testenv.RequireServer(t, "memcached2", testenv.Memcache2Addr)
+	_, c := startFaedSession(t, mcSection("consistent", 2, "", mcSrv{"a", testenv.MemcacheAddr}, mcSrv{"b", testenv.Memcache2Addr}))
+	onA := memcache.New(testenv.MemcacheAddr)
 	for i := 0; i < 10; i++ {
 		k := kvKey(t, fmt.Sprint(i))
 		if ok, err := c.McSet(bg, ctx(), "a", k, mcData("in a", 0), 60); !ok || err != nil {
@@ -200,8 +198,8 @@ func TestMemcachePoolIsolation(t *testing.T) {
 // TestMemcacheReplicas: with replica_num 2, a key is on both servers of its
 // pool, and with one server stopped every read is still answered and writes go on.
 func TestMemcacheReplicas(t *testing.T) {
-	a, b := newMemcachedServer(t), newMemcachedServer(t)
-	_, c := startKV(t, mcSection("standard", 2, `timeout: "500ms"`, mcSrv{"p", a.Addr()}, mcSrv{"p", b.Addr()}))
+	a, b := testenv.StartMemcached(t), testenv.StartMemcached(t)
+	_, c := startFaedSession(t, mcSection("standard", 2, `timeout: "500ms"`, mcSrv{"p", a.Addr()}, mcSrv{"p", b.Addr()}))
 	var keys []string
 	for i := 0; i < 20; i++ {
 		k := kvKey(t, fmt.Sprint(i))
@@ -209,7 +207,7 @@ func TestMemcacheReplicas(t *testing.T) {
 		if ok, err := c.McSet(bg, ctx(), "p", k, mcData(k, 3), 600); !ok || err != nil {
 			t.Fatalf("mc_set = %v, %v", ok, err)
 		}
-		for _, s := range []*backendServer{a, b} {
+		for _, s := range []*testenv.Server{a, b} {
 			if it, err := memcache.New(s.Addr()).Get(k); err != nil || string(it.Value) != k || it.Flags != 3 {
 				t.Fatalf("%q is not on %s: %v", k, s.Addr(), err)
 			}
@@ -235,9 +233,9 @@ func TestMemcacheReplicas(t *testing.T) {
 // TestMemcacheServerRestart: a server of the test's own is stopped while 16
 // sessions call mc_set and mc_get, then started again on the same port.
 func TestMemcacheServerRestart(t *testing.T) {
-	srv := newMemcachedServer(t)
+	srv := testenv.StartMemcached(t)
 	retry := time.Second
-	f, _ := startKV(t, mcSection("standard", 1,
+	f, _ := startFaedSession(t, mcSection("standard", 1,
 		`timeout: "500ms", breaker: { failure_allowance: 3, retry_interval: "1s" }`, mcSrv{"p", srv.Addr()}))
 	prefix := kvKey(t, "w")
 	errRE := `^Internal error processing mc_(set|get): memcache (set|get) "kvtest:.*": pool "p", server ` +
@@ -260,9 +258,9 @@ func TestMemcacheServerRestart(t *testing.T) {
 // checked on the server before the restart) stays closed and the server is
 // used again at once.
 func TestMemcacheQuickRestart(t *testing.T) {
-	srv := newMemcachedServer(t)
+	srv := testenv.StartMemcached(t)
 	const allowance = 3
-	f, c := startKV(t, mcSection("standard", 1, fmt.Sprintf(`max_idle_conns_per_server: 16
+	f, c := startFaedSession(t, mcSection("standard", 1, fmt.Sprintf(`max_idle_conns_per_server: 16
             breaker: { failure_allowance: %d, retry_interval: "1m" }`, allowance), mcSrv{"p", srv.Addr()}))
 	sessions := make([]*client, 16)
 	for i := range sessions {
@@ -272,13 +270,13 @@ func TestMemcacheQuickRestart(t *testing.T) {
 		_, err := c.McSet(bg, ctx(), "p", kvKey(t, "warm"), mcData("v", 0), 60)
 		return err
 	})
-	eventually(t, 10*time.Second, fmt.Sprintf("more than %d connections from faed to %s", allowance, srv.Addr()),
-		func() bool { return memcachedClients(t, srv.Addr()) > allowance })
+	testenv.Eventually(t, 10*time.Second, fmt.Sprintf("more than %d connections from faed to %s", allowance, srv.Addr()),
+		func() bool { return testenv.MemcachedClients(t, srv.Addr()) > allowance })
 	l.halt()
 	if s := l.reset(); s.failed > 0 {
 		t.Fatalf("warm-up: %d failures %v", s.failed, s.errs)
 	}
-	idle := memcachedClients(t, srv.Addr())
+	idle := testenv.MemcachedClients(t, srv.Addr())
 	if idle <= allowance {
 		t.Fatalf("%d idle connections from faed before the restart, want more than failure_allowance (%d)", idle, allowance)
 	}
@@ -295,29 +293,4 @@ func TestMemcacheQuickRestart(t *testing.T) {
 	if failed > 1 {
 		t.Errorf("%d of 20 calls failed after a restart; want at most the first", failed)
 	}
-}
-
-// memcachedClients is the number of connections the memcached at addr has
-// open besides the one asking (its "stats" curr_connections less one).
-func memcachedClients(t testing.TB, addr string) int {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	fmt.Fprintf(c, "stats\r\n")
-	sc := bufio.NewScanner(c)
-	for sc.Scan() && sc.Text() != "END" {
-		if v, ok := strings.CutPrefix(sc.Text(), "STAT curr_connections "); ok {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				t.Fatalf("memcached %s: curr_connections %q", addr, v)
-			}
-			return n - 1
-		}
-	}
-	t.Fatalf("memcached %s: no curr_connections in stats (%v)", addr, sc.Err())
-	return 0
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // plainFaed is a faed binary built without -race, for the tests that measure
@@ -87,9 +89,9 @@ func TestLcacheBoundedByBytes(t *testing.T) {
 // and the limit, faed never holds anything that large, and the session and
 // the daemon go on. rd_call is bounded the same way (a 1 MiB limit here).
 func TestReplyLimit(t *testing.T) {
-	requireServer(t, "MariaDB", mysqlAddr)
-	requireServer(t, "Redis", redisAddr)
-	db := setupMysqlSchema(t, mysqlAddr)
+	testenv.RequireServer(t, "MariaDB", testenv.MySQLAddr)
+	testenv.RequireServer(t, "Redis", testenv.RedisAddr)
+	db := setupMysqlSchema(t, testenv.MySQLAddr)
 	big := faet + "Global.Big"
 	mustExec(t, db, "CREATE TABLE "+big+" (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(1000) NOT NULL)")
 	mustExec(t, db, "INSERT INTO "+big+" (v) VALUES (REPEAT('x', 1000))")
@@ -99,8 +101,8 @@ func TestReplyLimit(t *testing.T) {
 
 	m := allModes[0]
 	dir := t.TempDir()
-	conf := m.config(dir, "", mysqlSection(mysqlAddr, "")+"\n"+
-		rdSection("", rdPool{name: "default", addrs: []string{redisAddr}}))
+	conf := m.config(dir, "", mysqlSection(testenv.MySQLAddr, "")+"\n"+
+		rdSection("", rdPool{name: "default", addrs: []string{testenv.RedisAddr}}))
 	f := startFaedBin(t, plainFaedBin(t), dir, conf)
 	c := f.dial(t, m)
 	defer c.Close()
@@ -121,7 +123,7 @@ func TestReplyLimit(t *testing.T) {
 	// rd_call: a 2 MiB value under a 1 MiB limit, set with a faed of its own.
 	dir2 := t.TempDir()
 	f2 := startFaedIn(t, dir2, m.config(dir2, "max_reply_bytes: 1048576",
-		rdSection("", rdPool{name: "default", addrs: []string{redisAddr}})))
+		rdSection("", rdPool{name: "default", addrs: []string{testenv.RedisAddr}})))
 	c2 := f2.dial(t, m)
 	defer c2.Close()
 	key := kvKey(t, "replylimit")

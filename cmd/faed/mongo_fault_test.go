@@ -2,21 +2,22 @@ package main_test
 
 import (
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // TestMongoServerSelection: with two or three server entries on different
 // databases of the same FerretDB, a document lands in the database of the entry
 // that shard_strategy picks (checked with a driver client of the test's own).
 func TestMongoServerSelection(t *testing.T) {
-	requireServer(t, "FerretDB", mongoAddr)
-	mc := directMongo(t, mongoAddr)
+	testenv.RequireServer(t, "FerretDB", testenv.MongoAddr)
+	mc := directMongo(t, testenv.MongoAddr)
 	coll := uniqueName("mgtest_select")
 	dbs := map[string]string{}
 	for _, n := range []string{"a", "b", "db1", "db2"} {
@@ -34,9 +35,9 @@ func TestMongoServerSelection(t *testing.T) {
 	} {
 		var servers []string
 		for _, e := range tc.entries {
-			servers = append(servers, mgServer(e, mongoAddr, dbs[e]))
+			servers = append(servers, mgServer(e, testenv.MongoAddr, dbs[e]))
 		}
-		_, c := startMongoFaed(t, mgSection(fmt.Sprintf("shard_strategy: %q", tc.strategy), servers...))
+		_, c := startFaedSession(t, mgSection(fmt.Sprintf("shard_strategy: %q", tc.strategy), servers...))
 		for i, l := range tc.calls {
 			checkLanding(t, c, mc, fmt.Sprintf("%s-%d", tc.strategy, i), coll, l, tc.entries, dbs)
 		}
@@ -74,26 +75,21 @@ func checkLanding(t *testing.T, c *client, mc *mongo.Client, key, coll string, l
 // backend) supports no SCRAM authentication, so a configured user is refused
 // by the real server: the error says so and names the pool, server and user.
 func TestMongoUserPass(t *testing.T) {
-	requireServer(t, "FerretDB", mongoAddr)
-	host, port, _ := strings.Cut(mongoAddr, ":")
+	testenv.RequireServer(t, "FerretDB", testenv.MongoAddr)
+	host, port, _ := strings.Cut(testenv.MongoAddr, ":")
 	entry := fmt.Sprintf(`{ pool: "default", host: %q, port: %s, db: %q, user: "fae", pass: "secret" }`, host, port, mgDB)
-	_, c := startMongoFaed(t, mgSection("", entry))
+	_, c := startFaedSession(t, mgSection("", entry))
 	_, err := c.MgCount(bg, ctx(), "default", uniqueName("mgtest_auth"), 0, nil)
-	wantErrContains(t, "count as user fae", err, fmt.Sprintf(`mongodb count: pool "default", server default (%s): refused: authentication failed as user "fae": `, mongoAddr))
+	wantErrContains(t, "count as user fae", err, fmt.Sprintf(`mongodb count: pool "default", server default (%s): refused: authentication failed as user "fae": `, testenv.MongoAddr))
 }
 
 // TestMongoStartsWhileDown: faed starts with its MongoDB down (nothing listens
 // on the port) and a call fails within connect_timeout, naming the server.
 func TestMongoStartsWhileDown(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	_, c := startMongoFaed(t, mgSection(`connect_timeout: "300ms"`, mgServer("default", addr, mgDB)))
+	addr := testenv.FreeAddr(t) // nothing listens there
+	_, c := startFaedSession(t, mgSection(`connect_timeout: "300ms"`, mgServer("default", addr, mgDB)))
 	start := time.Now()
-	_, err = c.MgFindOne(bg, ctx(), "default", "t", 0, nil, nil)
+	_, err := c.MgFindOne(bg, ctx(), "default", "t", 0, nil, nil)
 	wantErrContains(t, "find_one on a dead server", err,
 		fmt.Sprintf(`mongodb find_one: pool "default", server default (%s): server failure: server unreachable (no connection within connect_timeout 300ms): `, addr), "connection refused")
 	if d := time.Since(start); d > 2*time.Second {

@@ -23,15 +23,6 @@ func mgSection(extra string, servers ...string) string {
 	return fmt.Sprintf("mongodb: {\n %s\n servers: [\n %s\n ]\n }", extra, strings.Join(servers, "\n"))
 }
 
-// startMongoFaed runs faed (binary, buffered, TCP) with the mongodb section and returns a session.
-func startMongoFaed(t *testing.T, section string) (*faed, *client) {
-	t.Helper()
-	m := allModes[0]
-	dir := t.TempDir()
-	f := startFaedIn(t, dir, m.config(dir, "", section))
-	return f, f.dial(t, m)
-}
-
 // uniqueName is a collection or database name no other test run uses.
 func uniqueName(prefix string) string {
 	return fmt.Sprintf("%s_%d", prefix, time.Now().UnixNano())

@@ -2,16 +2,15 @@ package main_test
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/fae-go/fae/internal/testenv"
 	"github.com/fae-go/fae/pool"
 )
 
@@ -95,15 +94,15 @@ func (l *mgLoad) succeeded(t0 time.Time) int {
 // the restart every caller succeeds again within retry_interval + a few seconds.
 func TestMongoServerKilledUnderLoad(t *testing.T) {
 	const allowance, retry, callers = 3, 2 * time.Second, 16
-	fdb := newFerretDBServer(t)
-	f, _ := startMongoFaed(t, mgSection(fmt.Sprintf(`connect_timeout: "300ms"
+	fdb := testenv.StartFerretDB(t)
+	f, _ := startFaedSession(t, mgSection(fmt.Sprintf(`connect_timeout: "300ms"
  io_timeout: "2s"
  heartbeat_interval: 1
  breaker: { failure_allowance: %d, retry_interval: %q }`, allowance, retry), mgServer("default", fdb.Addr(), "fae_outage")))
 	load := startMgLoad(t, f, callers)
 
 	t0 := time.Now()
-	eventually(t, 10*time.Second, "every caller to succeed while the server is up", func() bool {
+	testenv.Eventually(t, 10*time.Second, "every caller to succeed while the server is up", func() bool {
 		return load.succeeded(t0) == callers
 	})
 	up := load.since(t0, time.Time{})
@@ -118,13 +117,13 @@ func TestMongoServerKilledUnderLoad(t *testing.T) {
 	stopped := time.Now()
 	addr := fdb.Addr()
 	var firstOpen time.Time // when the first refusal of the open breaker was answered
-	eventually(t, 10*time.Second, "the breaker to open", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the breaker to open", func() bool {
 		firstOpen = firstRefusal(load.since(stopping, time.Time{}), addr)
 		return !firstOpen.IsZero()
 	})
 	// At least one half-open probe while still down: a call past retry_interval
 	// that the breaker let through, failed, and a refusal after it.
-	eventually(t, retry+10*time.Second, "a failed probe and the breaker open again", func() bool {
+	testenv.Eventually(t, retry+10*time.Second, "a failed probe and the breaker open again", func() bool {
 		return reopened(load.since(firstOpen.Add(retry), time.Time{}), addr)
 	})
 	restart := time.Now()
@@ -132,7 +131,7 @@ func TestMongoServerKilledUnderLoad(t *testing.T) {
 
 	fdb.Start()
 	back := time.Now()
-	eventually(t, retry+5*time.Second, "every caller to succeed after the restart", func() bool {
+	testenv.Eventually(t, retry+5*time.Second, "every caller to succeed after the restart", func() bool {
 		return load.succeeded(back) == callers
 	})
 	t.Logf("up: %d calls; Stop took %s; down %s: %d calls; all %d callers back %s after the restart",
@@ -238,20 +237,6 @@ func countMg(outs []mgOutcome, match func(mgOutcome) bool) (n int) {
 	return n
 }
 
-// freeze stops s with SIGSTOP and waits until the kernel says it is stopped.
-func freeze(t *testing.T, s *backendServer) {
-	t.Helper()
-	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	stat := fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid)
-	eventually(t, 5*time.Second, s.name+" to be stopped", func() bool {
-		b, err := os.ReadFile(stat)
-		_, after, _ := strings.Cut(string(b), ") ") // pid (comm) state …
-		return err == nil && strings.HasPrefix(after, "T")
-	})
-}
-
 // TestMongoServerHangs: a FerretDB the test owns is frozen with SIGSTOP (a real
 // hung server: the kernel still accepts connections, nothing answers). Each
 // call fails after io_timeout, naming the server, and counts for the breaker
@@ -261,9 +246,8 @@ func freeze(t *testing.T, s *backendServer) {
 // retry_interval after the breaker opened, succeeds.
 func TestMongoServerHangs(t *testing.T) {
 	const allowance, ioTimeout, retry = 2, 500 * time.Millisecond, time.Second
-	fdb := newFerretDBServer(t)
-	t.Cleanup(func() { fdb.cmd.Process.Signal(syscall.SIGCONT) }) // runs before fdb's own Stop
-	_, c := startMongoFaed(t, mgSection(fmt.Sprintf(`connect_timeout: "300ms"
+	fdb := testenv.StartFerretDB(t)
+	_, c := startFaedSession(t, mgSection(fmt.Sprintf(`connect_timeout: "300ms"
  io_timeout: %q
  breaker: { failure_allowance: %d, retry_interval: %q }`, ioTimeout, allowance, retry), mgServer("default", fdb.Addr(), "fae_hang")))
 	count := func() (time.Duration, error) {
@@ -274,7 +258,7 @@ func TestMongoServerHangs(t *testing.T) {
 	if _, err := count(); err != nil {
 		t.Fatal(err)
 	}
-	freeze(t, fdb)
+	fdb.Freeze()
 	at := fmt.Sprintf(`mongodb count: pool "default", server default (%s): `, fdb.Addr())
 	open := errText("count", at+"circuit open")
 	if failures := failUntilOpen(t, count, at, open, ioTimeout+pool.HealthCheckTimeout+time.Second, allowance); failures != allowance {
@@ -286,10 +270,10 @@ func TestMongoServerHangs(t *testing.T) {
 			t.Errorf("call %d with the breaker open: %v after %s; want %q at once", i, err, d, open)
 		}
 	}
-	fdb.cmd.Process.Signal(syscall.SIGCONT)
+	fdb.Thaw()
 	resumed := time.Now()
 	var probes []error // failures other than the open breaker's: failed probes
-	eventually(t, retry+ioTimeout+5*time.Second, "calls to succeed after SIGCONT", func() bool {
+	testenv.Eventually(t, retry+ioTimeout+5*time.Second, "calls to succeed after SIGCONT", func() bool {
 		_, err := count()
 		if err != nil && err.Error() != open {
 			probes = append(probes, err)

@@ -12,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // mgDB is the database of the process tests on the shared FerretDB; every
@@ -23,9 +24,9 @@ var emptyDoc = []byte{5, 0, 0, 0, 0}
 // TestMongoMethods runs every mg_* method through faed against FerretDB and
 // checks the documents with a driver client of its own.
 func TestMongoMethods(t *testing.T) {
-	requireServer(t, "FerretDB", mongoAddr)
-	_, c := startMongoFaed(t, mgSection("", mgServer("default", mongoAddr, mgDB)))
-	mc := directMongo(t, mongoAddr)
+	testenv.RequireServer(t, "FerretDB", testenv.MongoAddr)
+	_, c := startFaedSession(t, mgSection("", mgServer("default", testenv.MongoAddr, mgDB)))
+	mc := directMongo(t, testenv.MongoAddr)
 	for name, test := range map[string]func(*testing.T, *client, string){
 		"insert_find_one": testMgInsertFindOne, "inserts_find_all_count": testMgFindAll,
 		"update": testMgUpdate, "upsert": testMgUpsert, "by_id": testMgByID, "delete": testMgDelete,
@@ -61,11 +62,11 @@ func testMgInsertFindOne(t *testing.T, c *client, coll string) {
 		}
 	}
 	_, err = c.MgInsert(bg, ctx(), "default", coll, 0, bs(t, bson.D{{Key: "_id", Value: 1}}))
-	wantErrContains(t, "duplicate _id", err, `mongodb insert: pool "default", server default (`+mongoAddr+`): refused: duplicate key in collection "`+coll+`"`)
+	wantErrContains(t, "duplicate _id", err, `mongodb insert: pool "default", server default (`+testenv.MongoAddr+`): refused: duplicate key in collection "`+coll+`"`)
 	// ordered: the documents before the duplicate stay inserted, those after it are not
 	_, err = c.MgInserts(bg, ctx(), "default", coll, 0, [][]byte{bs(t, bson.D{{Key: "_id", Value: 2}}),
 		bs(t, bson.D{{Key: "_id", Value: 1}}), bs(t, bson.D{{Key: "_id", Value: 3}})})
-	wantErrContains(t, "inserts with a duplicate _id", err, `mongodb insert: pool "default", server default (`+mongoAddr+`): refused: duplicate key in collection "`+coll+`"`)
+	wantErrContains(t, "inserts with a duplicate _id", err, `mongodb insert: pool "default", server default (`+testenv.MongoAddr+`): refused: duplicate key in collection "`+coll+`"`)
 	if n, err := c.MgCount(bg, ctx(), "default", coll, 0, nil); n != 2 || err != nil {
 		t.Errorf("after the failed inserts: %d documents, %v; want 2 (_id 1 and 2)", n, err)
 	}
@@ -248,9 +249,9 @@ func testMgFindID(t *testing.T, c *client, coll string) {
 // unknown pool, a miss, a bad change, id or orderBy and a server refusal each
 // have their own error; the session survives them all.
 func TestMongoErrors(t *testing.T) {
-	requireServer(t, "FerretDB", mongoAddr)
-	_, c := startMongoFaed(t, mgSection("", mgServer("default", mongoAddr, mgDB)))
-	mc := directMongo(t, mongoAddr)
+	testenv.RequireServer(t, "FerretDB", testenv.MongoAddr)
+	_, c := startFaedSession(t, mgSection("", mgServer("default", testenv.MongoAddr, mgDB)))
+	mc := directMongo(t, testenv.MongoAddr)
 	coll := uniqueName("mgtest_errors")
 	dropLater(t, mc, mgDB, coll)
 	testMgMalformed(t, c, coll)
@@ -382,7 +383,7 @@ func testMgCallerErrors(t *testing.T, c *client, coll string) {
 	_, err = c.MgFindAll(bg, ctx(), "default", coll, 0, nil, nil, 0, 0, []string{"a", "-"})
 	wantErrContains(t, "bad orderBy", err, `bad argument: orderBy[1] "-" names no field`)
 	_, err = c.MgCount(bg, ctx(), "default", coll, 0, bs(t, bson.D{{Key: "$bogus", Value: 1}}))
-	wantErrContains(t, "bad query operator", err, fmt.Sprintf(`mongodb count: pool "default", server default (%s): refused: refused by the server: `, mongoAddr), "$bogus")
+	wantErrContains(t, "bad query operator", err, fmt.Sprintf(`mongodb count: pool "default", server default (%s): refused: refused by the server: `, testenv.MongoAddr), "$bogus")
 	_, err = c.MgUpdate(bg, ctx(), "default", coll, 0, good, bs(t, bson.D{{Key: "$bogus", Value: bson.D{}}}))
-	wantErrContains(t, "bad update operator", err, fmt.Sprintf(`mongodb update: pool "default", server default (%s): refused: refused by the server: `, mongoAddr), "$bogus")
+	wantErrContains(t, "bad update operator", err, fmt.Sprintf(`mongodb update: pool "default", server default (%s): refused: refused by the server: `, testenv.MongoAddr), "$bogus")
 }

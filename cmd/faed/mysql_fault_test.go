@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // comSelect reads MariaDB's own count of SELECT statements run.
@@ -24,7 +26,7 @@ func comSelect(t *testing.T, db *sql.DB) int64 {
 // query, counted by MariaDB itself (a MariaDB of the test's own, so no other
 // test's SELECTs are counted).
 func TestMySingleflight(t *testing.T) {
-	srv := newMariaDBServer(t)
+	srv := testenv.StartMariaDB(t)
 	db := setupMysqlSchema(t, srv.Addr())
 	m := allModes[0]
 	dir := t.TempDir()
@@ -64,7 +66,7 @@ func TestMySingleflight(t *testing.T) {
 // failure_allowance (3) failures, and calls succeed again within retry_interval
 // (1s) after the server is back.
 func TestMyBreaker(t *testing.T) {
-	srv := newMariaDBServer(t)
+	srv := testenv.StartMariaDB(t)
 	setupMysqlSchema(t, srv.Addr())
 	m := allModes[0]
 	dir := t.TempDir()
@@ -102,7 +104,7 @@ func TestMyBreaker(t *testing.T) {
 
 	srv.Start()
 	back := time.Now()
-	eventually(t, 10*time.Second, "queries to succeed after MariaDB is back", func() bool { return q() == nil })
+	testenv.Eventually(t, 10*time.Second, "queries to succeed after MariaDB is back", func() bool { return q() == nil })
 	if el := time.Since(back); el > 5*time.Second {
 		t.Errorf("recovered %s after the restart; want within about retry_interval (1s)", el)
 	}

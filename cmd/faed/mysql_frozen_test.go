@@ -1,43 +1,14 @@
 package main_test
 
 import (
-	"database/sql"
 	"fmt"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
+	"github.com/fae-go/fae/internal/testenv"
 )
-
-// openMysqlRoot is a pool on a test-owned MariaDB as root, so that its own
-// connections are told apart from faed's (user fae) in PROCESSLIST.
-func openMysqlRoot(t testing.TB, addr string) *sql.DB {
-	t.Helper()
-	cfg := mysql.NewConfig()
-	cfg.User, cfg.Net, cfg.Addr = "root", "tcp", addr
-	c, err := mysql.NewConnector(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := sql.OpenDB(c)
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
-// mysqlRunning is the number of statements on the server at db whose text
-// contains marker (the asking statement left out).
-func mysqlRunning(t testing.TB, db *sql.DB, marker string) int {
-	t.Helper()
-	var n int
-	if err := db.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE ? AND ID <> CONNECTION_ID()",
-		"%"+marker+"%").Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
 
 // TestMyServerFrozen: a MariaDB the test owns is frozen with SIGSTOP (a real
 // hung server: the kernel still accepts connections, nothing answers). Calls
@@ -46,10 +17,9 @@ func mysqlRunning(t testing.TB, db *sql.DB, marker string) int {
 // next call fails at once; after SIGCONT calls succeed again within
 // retry_interval (1s) and a few seconds.
 func TestMyServerFrozen(t *testing.T) {
-	srv := newMariaDBServer(t)
-	t.Cleanup(func() { srv.cmd.Process.Signal(syscall.SIGCONT) }) // runs before srv's own Stop
+	srv := testenv.StartMariaDB(t)
 	setupMysqlSchema(t, srv.Addr())
-	root := openMysqlRoot(t, srv.Addr())
+	root := testenv.OpenMySQLRoot(t, srv.Addr())
 	m := allModes[0]
 	dir := t.TempDir()
 	f := startFaedIn(t, dir, m.config(dir, "", mysqlSection(srv.Addr(), `timeout: "1s"
@@ -81,7 +51,7 @@ func TestMyServerFrozen(t *testing.T) {
 		t.Fatalf("faed holds %d connections to Global, want at least 3 for the test", conns)
 	}
 
-	srv.cmd.Process.Signal(syscall.SIGSTOP)
+	srv.Freeze()
 	at := fmt.Sprintf(`mysql query: pool "Global", server Global (%s): `, srv.Addr())
 	for i := range 3 {
 		d, err := q()
@@ -96,9 +66,9 @@ func TestMyServerFrozen(t *testing.T) {
 		t.Errorf("refusal took %s, want it at once", d)
 	}
 
-	srv.cmd.Process.Signal(syscall.SIGCONT)
+	srv.Thaw()
 	resumed := time.Now()
-	eventually(t, 8*time.Second, "calls to succeed after SIGCONT", func() bool { _, err := q(); return err == nil })
+	testenv.Eventually(t, 8*time.Second, "calls to succeed after SIGCONT", func() bool { _, err := q(); return err == nil })
 	t.Logf("back %s after SIGCONT", time.Since(resumed).Round(time.Millisecond))
 }
 
@@ -106,8 +76,7 @@ func TestMyServerFrozen(t *testing.T) {
 // rules: with no client call at all, pings of a frozen server open its breaker,
 // so the first call fails at once instead of waiting for query_timeout.
 func TestMyKeepAliveFrozen(t *testing.T) {
-	srv := newMariaDBServer(t)
-	t.Cleanup(func() { srv.cmd.Process.Signal(syscall.SIGCONT) })
+	srv := testenv.StartMariaDB(t)
 	setupMysqlSchema(t, srv.Addr())
 	m := allModes[0]
 	dir := t.TempDir()
@@ -118,9 +87,11 @@ func TestMyKeepAliveFrozen(t *testing.T) {
 	if _, err := c.MyQuery(bg, ctx(), "Global", "Setting", 0, "SELECT 1", nil, ""); err != nil {
 		t.Fatal(err)
 	}
-	srv.cmd.Process.Signal(syscall.SIGSTOP)
+	srv.Freeze()
 	// Wait out the pings: each failing one takes its 100ms bound, plus the 1s
-	// health check after a timeout; three open the breaker.
+	// health check after a timeout; three open the breaker. Time-based on
+	// purpose: nothing outside faed shows the breaker's state, and a call made
+	// to find out would be one of the calls this test says are not needed.
 	time.Sleep(5 * time.Second)
 	start := time.Now()
 	_, err := c.MyQuery(bg, ctx(), "Global", "Setting", 0, "SELECT 1", nil, "")
@@ -128,8 +99,8 @@ func TestMyKeepAliveFrozen(t *testing.T) {
 	if d := time.Since(start); d > 100*time.Millisecond {
 		t.Errorf("the call took %s, want an immediate refusal", d)
 	}
-	srv.cmd.Process.Signal(syscall.SIGCONT)
-	eventually(t, 8*time.Second, "calls to succeed after SIGCONT", func() bool {
+	srv.Thaw()
+	testenv.Eventually(t, 8*time.Second, "calls to succeed after SIGCONT", func() bool {
 		_, err := c.MyQuery(bg, ctx(), "Global", "Setting", 0, "SELECT 1", nil, "")
 		return err == nil
 	})
@@ -166,5 +137,5 @@ func TestMySlowStatements(t *testing.T) {
 	if r, err := c.MyQuery(bg, ctx(), "Global", "Setting", 0, "SELECT v FROM Setting WHERE k = 'a'", nil, ""); err != nil || r.Rows[0][0] != "1" {
 		t.Errorf("a quick statement after the slow ones: %v, %v", r.GetRows(), err)
 	}
-	eventually(t, 2*time.Second, "the slow statements to be killed on the server", func() bool { return mysqlRunning(t, db, marker) == 0 })
+	testenv.Eventually(t, 2*time.Second, "the slow statements to be killed on the server", func() bool { return testenv.MySQLRunning(t, db, marker) == 0 })
 }

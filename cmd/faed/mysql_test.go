@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // faet prefixes the databases of this test process, so that the runs of
@@ -24,7 +24,7 @@ var faet = fmt.Sprintf("faet%d_", os.Getpid())
 // faet<pid>_Global.Setting, faet<pid>_UserShard{1,2,3}.UserInfo with one row per entity of that shard.
 func setupMysqlSchema(t testing.TB, addr string) *sql.DB {
 	t.Helper()
-	db := openMysql(t, addr, "")
+	db := testenv.OpenMySQL(t, addr, "")
 	for _, q := range []string{
 		"DROP DATABASE IF EXISTS " + faet + "ShardLookup", "CREATE DATABASE " + faet + "ShardLookup",
 		"CREATE TABLE " + faet + "ShardLookup.UserLookup (entityId BIGINT PRIMARY KEY, shardId INT NOT NULL, shardLock INT NOT NULL DEFAULT 0)",
@@ -50,19 +50,6 @@ func setupMysqlSchema(t testing.TB, addr string) *sql.DB {
 			db.Exec("DROP DATABASE IF EXISTS " + faet + d)
 		}
 	})
-	return db
-}
-
-func openMysql(t testing.TB, addr, dbName string) *sql.DB {
-	t.Helper()
-	cfg := mysql.NewConfig()
-	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = "fae", "fae", "tcp", addr, dbName
-	c, err := mysql.NewConnector(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := sql.OpenDB(c)
-	t.Cleanup(func() { db.Close() })
 	return db
 }
 
@@ -98,11 +85,11 @@ func mysqlSection(addr, extra string) string {
 // startMysqlFaed runs faed on the shared MariaDB with the schema set up; extra goes into servants.mysql.
 func startMysqlFaed(t *testing.T, extra string) (*faed, *client, *sql.DB) {
 	t.Helper()
-	requireServer(t, "MariaDB", mysqlAddr)
-	db := setupMysqlSchema(t, mysqlAddr)
+	testenv.RequireServer(t, "MariaDB", testenv.MySQLAddr)
+	db := setupMysqlSchema(t, testenv.MySQLAddr)
 	m := allModes[0]
 	dir := t.TempDir()
-	f := startFaedIn(t, dir, m.config(dir, "", mysqlSection(mysqlAddr, extra)))
+	f := startFaedIn(t, dir, m.config(dir, "", mysqlSection(testenv.MySQLAddr, extra)))
 	return f, f.dial(t, m), db
 }
 
@@ -144,7 +131,7 @@ func TestMyQuery(t *testing.T) {
 	}
 
 	// exec: rowsAffected, lastInsertId; argv bound, never spliced
-	mustExec(t, openMysql(t, mysqlAddr, faet+"Global"), "CREATE TABLE Counter (id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(64))")
+	mustExec(t, testenv.OpenMySQL(t, testenv.MySQLAddr, faet+"Global"), "CREATE TABLE Counter (id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(64))")
 	r, err = c.MyQuery(bg, ctx(), "Global", "Counter", 0, "INSERT INTO Counter (note) VALUES (?), (?)", []string{"x'); DROP TABLE Counter; --", "y"}, "")
 	if err != nil || r.RowsAffected != 2 || r.LastInsertId != 1 {
 		t.Fatalf("insert = %+v, %v", r, err)
@@ -237,7 +224,7 @@ func TestMyLookupTTL(t *testing.T) {
 	if got := whichDB(t, c, "UserShard", 5); got != faet+"UserShard1" {
 		t.Fatalf("cached lookup not used: %s", got)
 	}
-	time.Sleep(400 * time.Millisecond)
+	time.Sleep(400 * time.Millisecond) // waits out lookup_cache_ttl (300ms) on purpose
 	if got := whichDB(t, c, "UserShard", 5); got != faet+"UserShard3" {
 		t.Errorf("after lookup_cache_ttl: %s", got)
 	}
@@ -310,7 +297,7 @@ func TestMyQueryCacheTTL(t *testing.T) {
 	if v := q(); v != "1" {
 		t.Fatalf("within ttl: %s", v)
 	}
-	time.Sleep(400 * time.Millisecond)
+	time.Sleep(400 * time.Millisecond) // waits out cache_ttl (300ms) on purpose
 	if v := q(); v != "changed" {
 		t.Errorf("after cache_ttl: %s", v)
 	}
@@ -427,13 +414,13 @@ begin: refused: Internal error processing my_query: mysql: statement refused: BE
 
 // TestMyQueryCacheRedis: the query cache in a Redis pool; values read back exactly.
 func TestMyQueryCacheRedis(t *testing.T) {
-	requireServer(t, "Redis", redisAddr)
-	requireServer(t, "MariaDB", mysqlAddr)
-	db := setupMysqlSchema(t, mysqlAddr)
+	testenv.RequireServer(t, "Redis", testenv.RedisAddr)
+	testenv.RequireServer(t, "MariaDB", testenv.MySQLAddr)
+	db := setupMysqlSchema(t, testenv.MySQLAddr)
 	m := allModes[0]
 	dir := t.TempDir()
-	redis := fmt.Sprintf(`redis: { pools: [ { name: "db_cache", servers: [ { addr: %q } ] } ] }`, redisAddr)
-	f := startFaedIn(t, dir, m.config(dir, "", mysqlSection(mysqlAddr, `cache_store: "redis"
+	redis := fmt.Sprintf(`redis: { pools: [ { name: "db_cache", servers: [ { addr: %q } ] } ] }`, testenv.RedisAddr)
+	f := startFaedIn(t, dir, m.config(dir, "", mysqlSection(testenv.MySQLAddr, `cache_store: "redis"
             cache_store_redis_pool: "db_cache"`)+"\n"+redis))
 	c := f.dial(t, m)
 	key := fmt.Sprintf("user:2:redis:%d", time.Now().UnixNano())
@@ -450,7 +437,7 @@ func TestMyQueryCacheRedis(t *testing.T) {
 	}
 
 	// cache_store redis without a Redis pool of that name: faed does not start, and says why.
-	bad := writeConf(t, m.config(dir, "", mysqlSection(mysqlAddr, `cache_store: "redis"`)))
+	bad := writeConf(t, m.config(dir, "", mysqlSection(testenv.MySQLAddr, `cache_store: "redis"`)))
 	out, code := runFaed(t, "-conf", bad, "-lockfile", "")
 	if code == 0 || !strings.Contains(out, "servants.redis is not configured") {
 		t.Errorf("faed with cache_store redis and no redis section: %d %s", code, out)

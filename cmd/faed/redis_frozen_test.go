@@ -4,11 +4,12 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // What one client cannot do to the others through rd_call, and a Redis that
@@ -19,13 +20,12 @@ import (
 // io_timeout, the breaker opens after failure_allowance of them and then
 // refuses at once, and after SIGCONT calls succeed again within retry_interval.
 func TestRedisFrozenServer(t *testing.T) {
-	srv := newRedisServer(t)
-	t.Cleanup(func() { srv.cmd.Process.Signal(syscall.SIGCONT) }) // runs before srv's own Stop
-	_, c := startKV(t, rdSection(`connect_timeout: "300ms", io_timeout: "500ms"
+	srv := testenv.StartRedis(t)
+	_, c := startFaedSession(t, rdSection(`connect_timeout: "300ms", io_timeout: "500ms"
             breaker: { failure_allowance: 2, retry_interval: "1s" }`, rdPool{"p", []string{srv.Addr()}}))
 	k := kvKey(t, "k")
 	rdWant(t, c, "p", "SET", []string{k, "v"}, "OK")
-	srv.cmd.Process.Signal(syscall.SIGSTOP)
+	srv.Freeze()
 	at := `^Internal error processing rd_call: redis GET ".*": pool "p", server ` + regexp.QuoteMeta(srv.Addr())
 	for i := 0; i < 2; i++ {
 		start := time.Now()
@@ -39,9 +39,9 @@ func TestRedisFrozenServer(t *testing.T) {
 	if d := time.Since(start); d > 200*time.Millisecond {
 		t.Errorf("refusal took %s, want it at once", d)
 	}
-	srv.cmd.Process.Signal(syscall.SIGCONT)
+	srv.Thaw()
 	resumed := time.Now()
-	eventually(t, 5*time.Second, "rd_call GET to succeed after SIGCONT", func() bool {
+	testenv.Eventually(t, 5*time.Second, "rd_call GET to succeed after SIGCONT", func() bool {
 		v, err := c.RdCall(bg, ctx(), "GET", "p", []string{k})
 		return err == nil && v == "v"
 	})
@@ -55,9 +55,9 @@ func TestRedisFrozenServer(t *testing.T) {
 // connection, one client's SELECT 3 is refused while another client's SETs go
 // on, and they land in db 0; QUIT is refused and the connection keeps working.
 func TestRdCallStateCommands(t *testing.T) {
-	requireServer(t, "redis", redisAddr)
-	f, c := startKV(t, `redis: {
-            pools: [ { name: "p", servers: [ { addr: "`+redisAddr+`", max_idle: 1, max_active: 1 } ] } ]
+	testenv.RequireServer(t, "redis", testenv.RedisAddr)
+	f, c := startFaedSession(t, `redis: {
+            pools: [ { name: "p", servers: [ { addr: "`+testenv.RedisAddr+`", max_idle: 1, max_active: 1 } ] } ]
             deny_commands: []
             breaker: { failure_allowance: 1, retry_interval: "1m" }
         }`)
@@ -81,7 +81,7 @@ func TestRdCallStateCommands(t *testing.T) {
 		}
 	})
 	wg.Wait()
-	direct, err := redis.Dial("tcp", redisAddr)
+	direct, err := redis.Dial("tcp", testenv.RedisAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,9 +103,9 @@ func TestRdCallStateCommands(t *testing.T) {
 // own timeout, even several at once, and never open the breaker
 // (failure_allowance 1).
 func TestRdCallBlocking(t *testing.T) {
-	requireServer(t, "redis", redisAddr)
-	f, c := startKV(t, rdSection(`io_timeout: "2s"
-            breaker: { failure_allowance: 1, retry_interval: "1m" }`, rdPool{"p", []string{redisAddr}}))
+	testenv.RequireServer(t, "redis", testenv.RedisAddr)
+	f, c := startFaedSession(t, rdSection(`io_timeout: "2s"
+            breaker: { failure_allowance: 1, retry_interval: "1m" }`, rdPool{"p", []string{testenv.RedisAddr}}))
 	k := kvKey(t, "list")
 	sessions := []*client{c}
 	for range 3 {

@@ -2,13 +2,13 @@ package main_test
 
 import (
 	"regexp"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // The Redis servant through a running faed, against real Redis servers: the
@@ -33,10 +33,10 @@ func rdWantErr(t *testing.T, c *client, pool, cmd string, args []string, re stri
 // TestRedisCall: replies of every type, as strings; error replies, which do not
 // trip the breaker (failure_allowance 1 here).
 func TestRedisCall(t *testing.T) {
-	requireServer(t, "redis", redisAddr)
-	requireServer(t, "redis2", redis2Addr)
-	_, c := startKV(t, rdSection(`breaker: { failure_allowance: 1, retry_interval: "1m" }`,
-		rdPool{"default", []string{redisAddr, redis2Addr}}))
+	testenv.RequireServer(t, "redis", testenv.RedisAddr)
+	testenv.RequireServer(t, "redis2", testenv.Redis2Addr)
+	_, c := startFaedSession(t, rdSection(`breaker: { failure_allowance: 1, retry_interval: "1m" }`,
+		rdPool{"default", []string{testenv.RedisAddr, testenv.Redis2Addr}}))
 	k, n, l, h, x := kvKey(t, "k"), kvKey(t, "n"), kvKey(t, "list"), kvKey(t, "hash"), kvKey(t, "stream")
 	for _, key := range []string{k, n, l, h, x} {
 		defer c.RdCall(bg, ctx(), "DEL", "default", []string{key})
@@ -88,12 +88,12 @@ func testRedisRefusals(t *testing.T, c *client) {
 // TestRedisRingAndPools: a key set through faed is on the server the original
 // ring names (read directly with redigo), and pools are isolated.
 func TestRedisRingAndPools(t *testing.T) {
-	requireServer(t, "redis", redisAddr)
-	requireServer(t, "redis2", redis2Addr)
-	_, c := startKV(t, rdSection("", rdPool{"both", []string{redisAddr, redis2Addr}},
-		rdPool{"a", []string{redisAddr}}, rdPool{"b", []string{redis2Addr}}))
+	testenv.RequireServer(t, "redis", testenv.RedisAddr)
+	testenv.RequireServer(t, "redis2", testenv.Redis2Addr)
+	_, c := startFaedSession(t, rdSection("", rdPool{"both", []string{testenv.RedisAddr, testenv.Redis2Addr}},
+		rdPool{"a", []string{testenv.RedisAddr}}, rdPool{"b", []string{testenv.Redis2Addr}}))
 	direct := map[string]redis.Conn{}
-	for _, a := range []string{redisAddr, redis2Addr} {
+	for _, a := range []string{testenv.RedisAddr, testenv.Redis2Addr} {
 		conn, err := redis.Dial("tcp", a)
 		if err != nil {
 			t.Fatal(err)
@@ -105,7 +105,7 @@ func TestRedisRingAndPools(t *testing.T) {
 	for i := 0; i < 30; i++ {
 		k := kvKey(t, "ring")
 		rdWant(t, c, "both", "SET", []string{k, "x", "EX", "60"}, "OK")
-		own := originalRedisRing([]string{redisAddr, redis2Addr}, k)
+		own := testenv.OriginalRedisRing([]string{testenv.RedisAddr, testenv.Redis2Addr}, k)
 		on[own]++
 		for a, conn := range direct {
 			if n, _ := redis.Int(conn.Do("EXISTS", k)); (n == 1) != (a == own) {
@@ -127,8 +127,8 @@ func TestRedisRingAndPools(t *testing.T) {
 // call waits borrow_timeout and fails with its own error; the breaker
 // (failure_allowance 1) does not count it.
 func TestRedisExhaustion(t *testing.T) {
-	srv := newRedisServer(t)
-	f, c := startKV(t, `redis: {
+	srv := testenv.StartRedis(t)
+	f, c := startFaedSession(t, `redis: {
             pools: [ { name: "p", servers: [ { addr: "`+srv.Addr()+`", max_idle: 1, max_active: 1 } ] } ]
             borrow_timeout: "300ms"
             breaker: { failure_allowance: 1, retry_interval: "1m" }
@@ -141,7 +141,7 @@ func TestRedisExhaustion(t *testing.T) {
 			t.Errorf("BLPOP: %v", err)
 		}
 	})
-	eventually(t, 5*time.Second, "the BLPOP to block on the server", func() bool { return redisInfo(t, srv.Addr(), "blocked_clients") == 1 })
+	testenv.Eventually(t, 5*time.Second, "the BLPOP to block on the server", func() bool { return testenv.RedisInfo(t, srv.Addr(), "blocked_clients") == 1 })
 	start := time.Now()
 	rdWantErr(t, c, "p", "SET", []string{k + ".x", "v"},
 		`^Internal error processing rd_call: redis SET ".*": pool "p", server `+regexp.QuoteMeta(srv.Addr())+
@@ -153,34 +153,12 @@ func TestRedisExhaustion(t *testing.T) {
 	rdWant(t, c, "p", "SET", []string{k + ".x", "v", "EX", "60"}, "OK")
 }
 
-// redisInfo is field of INFO clients on addr (blocked_clients, connected_clients…).
-func redisInfo(t testing.TB, addr, field string) int {
-	t.Helper()
-	conn, err := redis.Dial("tcp", addr, redis.DialReadTimeout(time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	text, err := redis.String(conn.Do("INFO", "clients"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(text, "\r\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			n, _ := strconv.Atoi(v)
-			return n
-		}
-	}
-	t.Fatalf("no %s in INFO clients of %s", field, addr)
-	return 0
-}
-
 // TestRedisServerRestart: a server of the test's own is stopped while 16
 // sessions call rd_call SET and GET, then started again on the same port.
 func TestRedisServerRestart(t *testing.T) {
-	srv := newRedisServer(t)
+	srv := testenv.StartRedis(t)
 	retry := time.Second
-	f, _ := startKV(t, rdSection(`connect_timeout: "500ms", io_timeout: "500ms"
+	f, _ := startFaedSession(t, rdSection(`connect_timeout: "500ms", io_timeout: "500ms"
             breaker: { failure_allowance: 3, retry_interval: "1s" }`, rdPool{"p", []string{srv.Addr()}}))
 	prefix := kvKey(t, "w")
 	errRE := `^Internal error processing rd_call: redis (SET|GET) "kvtest:.*": pool "p", server ` +
@@ -205,8 +183,8 @@ func TestRedisServerRestart(t *testing.T) {
 // the breaker (failure_allowance 3, fewer than the 10 idle connections) stays
 // closed and the server is used again at once.
 func TestRedisQuickRestart(t *testing.T) {
-	srv := newRedisServer(t)
-	f, c := startKV(t, rdSection(`breaker: { failure_allowance: 3, retry_interval: "1m" }`, rdPool{"p", []string{srv.Addr()}}))
+	srv := testenv.StartRedis(t)
+	f, c := startFaedSession(t, rdSection(`breaker: { failure_allowance: 3, retry_interval: "1m" }`, rdPool{"p", []string{srv.Addr()}}))
 	k := kvKey(t, "list")
 	var wg sync.WaitGroup
 	for range 10 { // 10 connections at once, all idle afterwards

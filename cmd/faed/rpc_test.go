@@ -11,6 +11,7 @@ import (
 	"github.com/apache/thrift/lib/go/thrift"
 
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // TestMethods calls every method of this issue through a running faed, in each
@@ -90,7 +91,7 @@ func testMethods(t *testing.T, c *client) {
 	if ok, _ := c.Lock(bg, ctx(), "why", "L"); ok {
 		t.Error("lock of a held key = true")
 	}
-	eventually(t, 5*time.Second, "the held lock to expire", func() bool {
+	testenv.Eventually(t, 5*time.Second, "the held lock to expire", func() bool {
 		ok, _ := c.Lock(bg, ctx(), "why", "L")
 		return ok
 	})
@@ -191,7 +192,7 @@ func TestPanicRecovered(t *testing.T) {
 	if _, err := other.Ping(bg, ctx()); err != nil {
 		t.Fatalf("other session after the panic: %v", err)
 	}
-	eventually(t, 5*time.Second, "the panic and its stack in the log", func() bool {
+	testenv.Eventually(t, 5*time.Second, "the panic and its stack in the log", func() bool {
 		out := f.out.String()
 		return strings.Contains(out, `msg="call panicked"`) && strings.Contains(out, "goroutine ")
 	})
@@ -274,7 +275,7 @@ func TestSlowCallLogged(t *testing.T) {
 	if _, err := c.Ping(bg, &rpc.Context{Rid: 987654321, Reason: "slow.page"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the slow call in the log", func() bool {
+	testenv.Eventually(t, 5*time.Second, "the slow call in the log", func() bool {
 		return regexp.MustCompile(`msg="slow call" method=ping elapsed=\S+ rid=987654321 reason=slow.page`).MatchString(f.out.String())
 	})
 }

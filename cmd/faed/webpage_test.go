@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"regexp"
 	"testing"
+
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 var webpageLines = []*regexp.Regexp{
@@ -28,14 +30,14 @@ func TestPHPWebPage(t *testing.T) {
 	if _, err := os.Stat("/usr/lib/php/Transport/TSocket.php"); err != nil {
 		t.Fatalf("Debian php-thrift is not installed (make test installs it): %v", err)
 	}
-	for _, a := range []string{memcacheAddr, memcache2Addr} {
-		requireServer(t, "memcached", a)
+	for _, a := range []string{testenv.MemcacheAddr, testenv.Memcache2Addr} {
+		testenv.RequireServer(t, "memcached", a)
 	}
-	for _, a := range []string{redisAddr, redis2Addr} {
-		requireServer(t, "redis", a)
+	for _, a := range []string{testenv.RedisAddr, testenv.Redis2Addr} {
+		testenv.RequireServer(t, "redis", a)
 	}
-	f, _ := startKV(t, mcSection("standard", 1, "", mcSrv{"web", memcacheAddr}, mcSrv{"web", memcache2Addr})+"\n"+
-		rdSection("", rdPool{"web", []string{redisAddr, redis2Addr}}))
+	f, _ := startFaedSession(t, mcSection("standard", 1, "", mcSrv{"web", testenv.MemcacheAddr}, mcSrv{"web", testenv.Memcache2Addr})+"\n"+
+		rdSection("", rdPool{"web", []string{testenv.RedisAddr, testenv.Redis2Addr}}))
 	out, err := exec.Command("php", "../../contrib/php/webpage.php", f.rpcAddr, "web", "web").CombinedOutput()
 	if err != nil {
 		t.Fatalf("php webpage.php: %v\n%s", err, out)
