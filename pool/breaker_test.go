@@ -3,10 +3,14 @@ package pool
 import (
 	"context"
 	"errors"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 var errDown = errors.New("connection refused")
@@ -139,13 +143,10 @@ func TestBreakerHealthCheckShared(t *testing.T) {
 		}()
 	}
 	entered.Wait()
-	// Wait until the check is running, then let every caller join it before releasing.
-	for running.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	// The others are past their operation (entered) and need microseconds to reach
-	// the check in flight; give them ample time before it ends.
-	time.Sleep(100 * time.Millisecond)
+	// Let every caller join the check in flight before it ends.
+	testenv.Eventually(t, 5*time.Second, "one check running and the 7 other callers waiting for it", func() bool {
+		return running.Load() == 1 && checkWaiters("TestBreakerHealthCheckShared") == 7
+	})
 	close(release)
 	wg.Wait()
 	if n := b.Checks.Load(); n != 1 {
@@ -154,6 +155,22 @@ func TestBreakerHealthCheckShared(t *testing.T) {
 	if b.State() != "open" {
 		t.Fatalf("state %s after 8 timeouts on a failing server", b.State())
 	}
+}
+
+// checkWaiters is the number of goroutines started by test that wait in
+// singleflight for a health check another one runs (read off their stacks: the
+// group does not count its waiters).
+func checkWaiters(test string) int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "sync.(*WaitGroup).Wait(") && strings.Contains(g, "singleflight.(*Group).Do(") &&
+			strings.Contains(g, "."+test+".") {
+			n++
+		}
+	}
+	return n
 }
 
 func TestBreakerNeutralOutcomes(t *testing.T) {

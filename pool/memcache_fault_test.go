@@ -1,14 +1,10 @@
 package pool
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,76 +24,6 @@ func startMemcachedBacklog1(t testing.TB) *testenv.Server {
 	})
 }
 
-// freeze stops srv (SIGSTOP) and waits until every thread of it has stopped:
-// the signal takes effect asynchronously, and a worker thread already woken by
-// a request may still answer it. thaw resumes srv and waits until no thread is
-// stopped.
-func freeze(t testing.TB, srv *testenv.Server) {
-	t.Helper()
-	srv.Freeze()
-	waitThreads(t, srv, true)
-}
-
-func thaw(t testing.TB, srv *testenv.Server) {
-	t.Helper()
-	srv.Thaw()
-	waitThreads(t, srv, false)
-}
-
-// waitThreads polls the states of the threads of srv's process
-// (/proc/<pid>/task/*/stat) until all are stopped ("T"), or none is.
-func waitThreads(t testing.TB, srv *testenv.Server, stopped bool) {
-	t.Helper()
-	pid := memcachedPid(t, srv.Port)
-	testenv.Eventually(t, 5*time.Second, fmt.Sprintf("memcached %d stopped = %v", pid, stopped), func() bool {
-		stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
-		for _, f := range stats {
-			b, err := os.ReadFile(f)
-			i := strings.LastIndexByte(string(b), ')')
-			if err != nil || i < 0 || i+2 >= len(b) || (b[i+2] == 'T') != stopped {
-				return false
-			}
-		}
-		return len(stats) > 0
-	})
-}
-
-// memcachedPid is the process id of the memcached listening on port, found by
-// its command line (testenv.Server does not expose it).
-func memcachedPid(t testing.TB, port int) int {
-	t.Helper()
-	want := "\x00-p\x00" + strconv.Itoa(port) + "\x00"
-	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, f := range cmdlines {
-		b, err := os.ReadFile(f)
-		if err == nil && strings.HasPrefix(string(b), "/usr/bin/memcached\x00") && strings.Contains(string(b), want) {
-			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
-			return pid
-		}
-	}
-	t.Fatalf("no memcached process with -p %d", port)
-	return 0
-}
-
-// mcStat is the value of memcached's "stats" line name, asked on a
-// connection of its own (counted in curr_connections).
-func mcStat(addr, name string) (int, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(time.Second))
-	fmt.Fprintf(c, "stats\r\n")
-	sc := bufio.NewScanner(c)
-	for sc.Scan() && sc.Text() != "END" {
-		if v, ok := strings.CutPrefix(sc.Text(), "STAT "+name+" "); ok {
-			return strconv.Atoi(v)
-		}
-	}
-	return 0, fmt.Errorf("no stat %s: %v", name, sc.Err())
-}
-
 // TestMemcacheFrozenServer: a frozen memcached times out each call; the
 // health check ("version" on a connection of its own) fails too, so the
 // breaker opens after failure_allowance calls and then refuses at once; after
@@ -112,7 +38,7 @@ func TestMemcacheFrozenServer(t *testing.T) {
 	if err := m.Set("p", k, []byte("v"), 0, 60); err != nil {
 		t.Fatal(err)
 	}
-	freeze(t, srv)
+	srv.Freeze()
 	for i := 0; i < 2; i++ {
 		start := time.Now()
 		_, _, err := m.Get("p", k)
@@ -132,7 +58,7 @@ func TestMemcacheFrozenServer(t *testing.T) {
 	if d := time.Since(start); d > 100*time.Millisecond {
 		t.Errorf("refusal took %s, want it at once", d)
 	}
-	thaw(t, srv)
+	srv.Thaw()
 	thawed := time.Now()
 	testenv.Eventually(t, cfg.Breaker.RetryInterval+2*time.Second, "gets to succeed after SIGCONT", func() bool {
 		v, _, err := m.Get("p", k)
@@ -154,7 +80,7 @@ func TestMemcacheConnectTimeout(t *testing.T) {
 	cfg.Timeout = 200 * time.Millisecond
 	cfg.Breaker = BreakerConfig{FailureAllowance: 2, RetryInterval: time.Hour}
 	m, _ := newTestMemcache(t, cfg, Limits{})
-	freeze(t, srv)
+	srv.Freeze()
 	// Fill the accept queue: connects succeed until it is full, then hang.
 	for filled := false; !filled; {
 		c, err := net.DialTimeout("tcp", srv.Addr(), 200*time.Millisecond)
@@ -195,10 +121,10 @@ func TestMemcacheNoReuseAfterTimeout(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	freeze(t, srv)
+	srv.Freeze()
 	_, _, err := m.Get("p", k1)
 	wantMcError(t, "get of a frozen server", err, KindTimeout, srv.Addr(), "i/o timeout")
-	thaw(t, srv)
+	srv.Thaw()
 	for i := 0; i < 5; i++ {
 		if v, _, err := m.Get("p", k2); err != nil || string(v) != k2 {
 			t.Fatalf("get %d of %q after SIGCONT = %q, %v; want its own value", i, k2, v, err)
@@ -242,13 +168,7 @@ func TestMemcacheRestartDropsIdle(t *testing.T) {
 // the one asking), then stops them and returns how many stayed open, idle.
 func warmMemcache(t *testing.T, m *Memcache, addr string, want int) int {
 	t.Helper()
-	conns := func() int {
-		n, err := mcStat(addr, "curr_connections")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n - 1
-	}
+	conns := func() int { return testenv.MemcachedClients(t, addr) }
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := 0; w < 8; w++ {

@@ -4,36 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
+
+	"github.com/fae-go/fae/internal/testenv"
 )
-
-// The shared memcached pair of contrib/test-services (make test starts it).
-var (
-	mcAddr1 = "127.0.0.1:" + envOr("FAE_MEMCACHE_PORT", "11311")
-	mcAddr2 = "127.0.0.1:" + envOr("FAE_MEMCACHE2_PORT", "11312")
-)
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
-func requireTCP(t testing.TB, name, addr string) {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		t.Fatalf("%s at %s is not running (contrib/test-services start): %v", name, addr, err)
-	}
-	c.Close()
-}
 
 // mcConfig is a validated memcache section over addrs, all in pool "p".
 func mcConfig(t testing.TB, strategy string, replicas int, addrs ...string) MemcacheConfig {
@@ -93,9 +72,9 @@ func wantMcError(t testing.TB, what string, err error, kind Kind, server, part s
 }
 
 func TestMemcacheOperations(t *testing.T) {
-	requireTCP(t, "memcached", mcAddr1)
-	requireTCP(t, "memcached2", mcAddr2)
-	m, obs := newTestMemcache(t, mcConfig(t, "standard", 1, mcAddr1, mcAddr2), Limits{})
+	testenv.RequireServer(t, "memcached", testenv.MemcacheAddr)
+	testenv.RequireServer(t, "memcached2", testenv.Memcache2Addr)
+	m, obs := newTestMemcache(t, mcConfig(t, "standard", 1, testenv.MemcacheAddr, testenv.Memcache2Addr), Limits{})
 	k := testKey(t, "k")
 	own, _ := m.ServerOf("p", k)
 	if err := m.Set("p", k, []byte("v\x00\xff"), 0xfffffffe, 60); err != nil {
@@ -153,7 +132,7 @@ func testMemcacheIncrement(t *testing.T, m *Memcache, k, own string) {
 }
 
 func TestMemcacheCallerMistakes(t *testing.T) {
-	m, obs := newTestMemcache(t, mcConfig(t, "consistent", 1, mcAddr1), Limits{})
+	m, obs := newTestMemcache(t, mcConfig(t, "consistent", 1, testenv.MemcacheAddr), Limits{})
 	for _, c := range []struct{ key, want string }{
 		{"", "bad argument: invalid key: empty"},
 		{strings.Repeat("k", 251), "bad argument: invalid key: 251 bytes, at most 250 allowed"},
@@ -179,9 +158,7 @@ func TestMemcacheCallerMistakes(t *testing.T) {
 // fails failure_allowance times as a dial failure, then the breaker answers at
 // once, without dialling.
 func TestMemcacheDeadServer(t *testing.T) {
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := l.Addr().String()
-	l.Close()
+	dead := testenv.FreeAddr(t)
 	cfg := mcConfig(t, "standard", 1, dead)
 	cfg.Breaker = BreakerConfig{FailureAllowance: 3, RetryInterval: time.Hour}
 	m, obs := newTestMemcache(t, cfg, Limits{})
@@ -212,8 +189,8 @@ func TestMemcacheDeadServer(t *testing.T) {
 // directly: holding real connections busy would need a server that stalls),
 // a call waits timeout, fails with KindBusy, and the breaker does not count it.
 func TestMemcacheConnLimit(t *testing.T) {
-	requireTCP(t, "memcached", mcAddr1)
-	cfg := mcConfig(t, "standard", 1, mcAddr1)
+	testenv.RequireServer(t, "memcached", testenv.MemcacheAddr)
+	cfg := mcConfig(t, "standard", 1, testenv.MemcacheAddr)
 	cfg.MaxConnsPerServer, cfg.Timeout = 2, 200*time.Millisecond
 	cfg.Breaker.FailureAllowance = 1
 	m, obs := newTestMemcache(t, cfg, Limits{})
@@ -222,7 +199,7 @@ func TestMemcacheConnLimit(t *testing.T) {
 	s.slots <- struct{}{}
 	start := time.Now()
 	err := m.Set("p", "kvtest:pool:connlimit", []byte("x"), 0, 10)
-	wantMcError(t, "set with every slot busy", err, KindBusy, mcAddr1,
+	wantMcError(t, "set with every slot busy", err, KindBusy, testenv.MemcacheAddr,
 		"busy: all connections busy: max_conns_per_server 2 in use for timeout 200ms")
 	if d := time.Since(start); d < 200*time.Millisecond {
 		t.Errorf("gave up after %s, want timeout (200ms)", d)
@@ -231,7 +208,7 @@ func TestMemcacheConnLimit(t *testing.T) {
 	if err := m.Set("p", "kvtest:pool:connlimit", []byte("x"), 0, 10); err != nil {
 		t.Fatalf("set with a free slot: %v (breaker %s)", err, s.breaker.State())
 	}
-	if n := mcCount(obs, mcAddr1, "set", KindBusy); n != 1 {
+	if n := mcCount(obs, testenv.MemcacheAddr, "set", KindBusy); n != 1 {
 		t.Errorf("%d busy operations observed, want 1", n)
 	}
 }
@@ -240,20 +217,20 @@ func TestMemcacheConnLimit(t *testing.T) {
 // size limit) is KindRefused with memcached's words, and the breaker counts it
 // as an answer.
 func TestMemcacheRefused(t *testing.T) {
-	requireTCP(t, "memcached", mcAddr1)
-	cfg := mcConfig(t, "standard", 1, mcAddr1)
+	testenv.RequireServer(t, "memcached", testenv.MemcacheAddr)
+	cfg := mcConfig(t, "standard", 1, testenv.MemcacheAddr)
 	cfg.Breaker.FailureAllowance = 1
 	m, obs := newTestMemcache(t, cfg, Limits{})
 	k := testKey(t, "big")
 	err := m.Set("p", k, make([]byte, 2<<20), 0, 10)
-	wantMcError(t, "set of 2 MiB", err, KindRefused, mcAddr1, "SERVER_ERROR object too large for cache")
+	wantMcError(t, "set of 2 MiB", err, KindRefused, testenv.MemcacheAddr, "SERVER_ERROR object too large for cache")
 	if errors.Is(err, ErrNotNumeric) {
 		t.Errorf("%v wraps ErrNotNumeric", err)
 	}
 	if err := m.Set("p", k, []byte("small"), 0, 10); err != nil {
 		t.Fatalf("set after a refusal: %v (breaker %s)", err, m.pools["p"].servers[0].breaker.State())
 	}
-	if n := mcCount(obs, mcAddr1, "set", KindRefused); n != 1 {
+	if n := mcCount(obs, testenv.MemcacheAddr, "set", KindRefused); n != 1 {
 		t.Errorf("%d refusals observed, want 1", n)
 	}
 }
@@ -261,21 +238,21 @@ func TestMemcacheRefused(t *testing.T) {
 // TestMemcacheTooLarge: a value over max_reply_bytes is refused with its size
 // and the limit.
 func TestMemcacheTooLarge(t *testing.T) {
-	requireTCP(t, "memcached", mcAddr1)
-	m, obs := newTestMemcache(t, mcConfig(t, "standard", 1, mcAddr1), Limits{MaxReplyBytes: 10})
+	testenv.RequireServer(t, "memcached", testenv.MemcacheAddr)
+	m, obs := newTestMemcache(t, mcConfig(t, "standard", 1, testenv.MemcacheAddr), Limits{MaxReplyBytes: 10})
 	k := testKey(t, "k")
 	if err := m.Set("p", k, make([]byte, 100), 0, 10); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err := m.Get("p", k)
-	wantMcError(t, "get of 100 bytes", err, KindTooLarge, mcAddr1, "too large: value of 100 bytes, over max_reply_bytes 10")
+	wantMcError(t, "get of 100 bytes", err, KindTooLarge, testenv.MemcacheAddr, "too large: value of 100 bytes, over max_reply_bytes 10")
 	if err := m.Set("p", k, make([]byte, 10), 0, 10); err != nil {
 		t.Fatal(err)
 	}
 	if v, _, err := m.Get("p", k); err != nil || len(v) != 10 {
 		t.Fatalf("get of 10 bytes = %d bytes, %v", len(v), err)
 	}
-	if n := mcCount(obs, mcAddr1, "get", KindTooLarge); n != 1 {
+	if n := mcCount(obs, testenv.MemcacheAddr, "get", KindTooLarge); n != 1 {
 		t.Errorf("%d too-large gets observed, want 1", n)
 	}
 }
@@ -283,8 +260,8 @@ func TestMemcacheTooLarge(t *testing.T) {
 // TestMemcacheClosed: after Close every operation fails with KindClosed,
 // before any server is asked.
 func TestMemcacheClosed(t *testing.T) {
-	requireTCP(t, "memcached", mcAddr1)
-	m, obs := newTestMemcache(t, mcConfig(t, "standard", 1, mcAddr1), Limits{})
+	testenv.RequireServer(t, "memcached", testenv.MemcacheAddr)
+	m, obs := newTestMemcache(t, mcConfig(t, "standard", 1, testenv.MemcacheAddr), Limits{})
 	k := testKey(t, "k")
 	if err := m.Set("p", k, []byte("x"), 0, 10); err != nil {
 		t.Fatal(err)
@@ -307,9 +284,9 @@ func TestMemcacheClosed(t *testing.T) {
 // TestMemcacheReplicaWrites: with replica_num 2 a write is one operation on
 // each server, and the item is on both.
 func TestMemcacheReplicaWrites(t *testing.T) {
-	requireTCP(t, "memcached", mcAddr1)
-	requireTCP(t, "memcached2", mcAddr2)
-	m, obs := newTestMemcache(t, mcConfig(t, "standard", 2, mcAddr1, mcAddr2), Limits{})
+	testenv.RequireServer(t, "memcached", testenv.MemcacheAddr)
+	testenv.RequireServer(t, "memcached2", testenv.Memcache2Addr)
+	m, obs := newTestMemcache(t, mcConfig(t, "standard", 2, testenv.MemcacheAddr, testenv.Memcache2Addr), Limits{})
 	k := testKey(t, "k")
 	if err := m.Set("p", k, []byte("both"), 0, 60); err != nil {
 		t.Fatal(err)
@@ -317,7 +294,7 @@ func TestMemcacheReplicaWrites(t *testing.T) {
 	if _, _, err := m.Get("p", k); err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range []string{mcAddr1, mcAddr2} {
+	for _, a := range []string{testenv.MemcacheAddr, testenv.Memcache2Addr} {
 		if n := mcCount(obs, a, "set", KindOK); n != 1 {
 			t.Errorf("%d sets observed on %s, want 1", n, a)
 		}
@@ -333,9 +310,9 @@ func TestMemcacheReplicaWrites(t *testing.T) {
 // TestMemcacheStandardMapping: a key set through the pool is on the server the
 // PHP formula names, read directly with gomemcache.
 func TestMemcacheStandardMapping(t *testing.T) {
-	requireTCP(t, "memcached", mcAddr1)
-	requireTCP(t, "memcached2", mcAddr2)
-	addrs := []string{mcAddr1, mcAddr2}
+	testenv.RequireServer(t, "memcached", testenv.MemcacheAddr)
+	testenv.RequireServer(t, "memcached2", testenv.Memcache2Addr)
+	addrs := []string{testenv.MemcacheAddr, testenv.Memcache2Addr}
 	m, _ := newTestMemcache(t, mcConfig(t, "standard", 1, addrs...), Limits{})
 	for i := 0; i < 20; i++ {
 		k := testKey(t, strconv.Itoa(i))

@@ -4,42 +4,27 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/fae-go/fae/internal/testenv"
 )
 
-// mongoPort is the FerretDB of contrib/test-services.
+// mongoPort is the port of the FerretDB of contrib/test-services.
 func mongoPort(t *testing.T) Port {
 	t.Helper()
-	p := os.Getenv("FAE_MONGO_PORT")
-	if p == "" {
-		p = "17017"
-	}
+	testenv.RequireServer(t, "FerretDB", testenv.MongoAddr)
+	_, p, _ := strings.Cut(testenv.MongoAddr, ":")
 	n, _ := strconv.Atoi(p)
-	c, err := net.DialTimeout("tcp", "127.0.0.1:"+p, 2*time.Second)
-	if err != nil {
-		t.Fatalf("FerretDB at 127.0.0.1:%s is not running (contrib/test-services start): %v", p, err)
-	}
-	c.Close()
 	return Port(n)
 }
 
 // deadPort is a port nobody listens on (a real refused connection).
-func deadPort(t *testing.T) Port {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return Port(l.Addr().(*net.TCPAddr).Port)
-}
+func deadPort(t *testing.T) Port { return Port(testenv.FreePort(t)) }
 
 func mongoConfig(t *testing.T, strategy string, servers ...MongoServerConfig) MongoConfig {
 	t.Helper()

@@ -2,25 +2,13 @@ package pool
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
-)
 
-// myRunning is the number of statements on the server whose text contains
-// marker (the asking statement itself left out).
-func myRunning(t testing.TB, admin *sql.DB, marker string) int {
-	t.Helper()
-	var n int
-	err := admin.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE ? AND ID <> CONNECTION_ID()",
-		"%"+marker+"%").Scan(&n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
+	"github.com/fae-go/fae/internal/testenv"
+)
 
 // myKillTest runs op (a SELECT SLEEP(30) or DO SLEEP(30) carrying marker)
 // under ctx in the background, waits until the server runs it, calls end (a
@@ -34,7 +22,7 @@ func myKillTest(t *testing.T, m *MySQL, obs *Counters, marker string, kind Kind,
 	admin := myAdmin(t, "")
 	errc := make(chan error, 1)
 	go func() { errc <- op() }()
-	myEventually(t, 5*time.Second, "the statement to run", func() bool { return myRunning(t, admin, marker) == 1 })
+	testenv.Eventually(t, 5*time.Second, "the statement to run", func() bool { return testenv.MySQLRunning(t, admin, marker) == 1 })
 	end()
 	var err error
 	select {
@@ -46,17 +34,17 @@ func myKillTest(t *testing.T, m *MySQL, obs *Counters, marker string, kind Kind,
 	if !errors.Is(err, kind) {
 		t.Errorf("the call failed with %v, want %v", err, kind)
 	}
-	myEventually(t, 2*time.Second, "the statement to be killed on the server", func() bool { return myRunning(t, admin, marker) == 0 })
+	testenv.Eventually(t, 2*time.Second, "the statement to be killed on the server", func() bool { return testenv.MySQLRunning(t, admin, marker) == 0 })
 	t.Logf("%v; gone from the server %s after the call ended", err, time.Since(ended).Round(time.Millisecond))
-	myEventually(t, 5*time.Second, "the kill to be observed", func() bool {
-		return myCount(obs, "Global", "Global ("+mysqlTestAddr+")", "kill", KindOK) == 1
+	testenv.Eventually(t, 5*time.Second, "the kill to be observed", func() bool {
+		return myCount(obs, "Global", "Global ("+testenv.MySQLAddr+")", "kill", KindOK) == 1
 	})
 }
 
 // TestMysqlKillOnCancel: a statement whose ctx is canceled is killed on the
 // server: a prepared SELECT (statement cache on) and a text DO.
 func TestMysqlKillOnCancel(t *testing.T) {
-	c := myConfig(t, mysqlTestAddr, map[string]string{"Global": "mysql"}, "Global")
+	c := myConfig(t, testenv.MySQLAddr, map[string]string{"Global": "mysql"}, "Global")
 	c.CachePrepareStmtMaxItems = 16
 	obs := NewCounters()
 	m := newMyTest(t, c, obs, Limits{})
@@ -64,7 +52,7 @@ func TestMysqlKillOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(myBg)
 	myKillTest(t, m, obs, marker, KindCanceled, cancel, func() error {
 		_, _, err := m.Query(ctx, "Global", 0, "SELECT SLEEP(30), '"+marker+"'", nil)
-		wantMyError(t, err, KindCanceled, "query", "Global", "Global ("+mysqlTestAddr+")")
+		wantMyError(t, err, KindCanceled, "query", "Global", "Global ("+testenv.MySQLAddr+")")
 		return err
 	})
 	if _, rows, err := m.Query(myBg, "Global", 0, "SELECT 1", nil); err != nil || rows[0][0] != "1" {
@@ -73,14 +61,14 @@ func TestMysqlKillOnCancel(t *testing.T) {
 }
 
 func TestMysqlKillOnCancelExec(t *testing.T) {
-	c := myConfig(t, mysqlTestAddr, map[string]string{"Global": "mysql"}, "Global")
+	c := myConfig(t, testenv.MySQLAddr, map[string]string{"Global": "mysql"}, "Global")
 	obs := NewCounters()
 	m := newMyTest(t, c, obs, Limits{})
 	marker := fmt.Sprintf("kill-exec-%d", time.Now().UnixNano())
 	ctx, cancel := context.WithCancel(myBg)
 	myKillTest(t, m, obs, marker, KindCanceled, cancel, func() error {
 		_, _, err := m.Exec(ctx, "Global", 0, "DO SLEEP(30), '"+marker+"'", nil)
-		wantMyError(t, err, KindCanceled, "exec", "Global", "Global ("+mysqlTestAddr+")")
+		wantMyError(t, err, KindCanceled, "exec", "Global", "Global ("+testenv.MySQLAddr+")")
 		return err
 	})
 }
@@ -89,7 +77,7 @@ func TestMysqlKillOnCancelExec(t *testing.T) {
 // KindTimeout naming it, is killed on the server, and does not count on the
 // breaker (the server passes the health check).
 func TestMysqlKillOnQueryTimeout(t *testing.T) {
-	c := myConfig(t, mysqlTestAddr, map[string]string{"Global": "mysql"}, "Global")
+	c := myConfig(t, testenv.MySQLAddr, map[string]string{"Global": "mysql"}, "Global")
 	c.QueryTimeout = time.Second
 	c.Breaker.FailureAllowance = 1
 	obs := NewCounters()
@@ -98,7 +86,7 @@ func TestMysqlKillOnQueryTimeout(t *testing.T) {
 	myKillTest(t, m, obs, marker, KindTimeout, func() {}, func() error {
 		start := time.Now()
 		_, _, err := m.Query(myBg, "Global", 0, "SELECT SLEEP(30), '"+marker+"'", nil)
-		wantMyError(t, err, KindTimeout, "query", "Global", "Global ("+mysqlTestAddr+")", "query_timeout 1s passed")
+		wantMyError(t, err, KindTimeout, "query", "Global", "Global ("+testenv.MySQLAddr+")", "query_timeout 1s passed")
 		if d := time.Since(start); d > 3*time.Second {
 			t.Errorf("the call took %s with query_timeout 1s", d)
 		}

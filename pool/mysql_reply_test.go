@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // heapPeak samples the process's heap in use after a GC, every few ms, until
@@ -50,7 +52,7 @@ func TestMysqlMaxReplyBytes(t *testing.T) {
 	const rows, width, limit = 60000, 1000, 16 << 20
 	db := myCreateDB(t, "big", "CREATE TABLE big (id INT PRIMARY KEY, pad VARBINARY(1000)) ENGINE=InnoDB",
 		fmt.Sprintf("INSERT INTO big SELECT seq, REPEAT('x', %d) FROM seq_1_to_%d", width, rows))
-	c := myConfig(t, mysqlTestAddr, map[string]string{"Global": db}, "Global")
+	c := myConfig(t, testenv.MySQLAddr, map[string]string{"Global": db}, "Global")
 	c.MaxIdleConnsPerServer, c.MaxConnsPerServer = 1, 1 // the next query must reuse the pool's only slot
 	obs := NewCounters()
 	m := newMyTest(t, c, obs, Limits{MaxReplyBytes: limit})
@@ -65,7 +67,7 @@ func TestMysqlMaxReplyBytes(t *testing.T) {
 	peak, base := stop()
 	t.Logf("%v after %s; heap in use %.1f MB at the start, at most %.1f MB during the call", err,
 		time.Since(start).Round(time.Millisecond), float64(base)/1e6, float64(peak)/1e6)
-	wantMyError(t, err, KindTooLarge, "query", "Global", "Global ("+mysqlTestAddr+")", "the statement was stopped")
+	wantMyError(t, err, KindTooLarge, "query", "Global", "Global ("+testenv.MySQLAddr+")", "the statement was stopped")
 	if got != nil {
 		t.Errorf("%d rows returned with the error", len(got))
 	}
@@ -82,11 +84,11 @@ func TestMysqlMaxReplyBytes(t *testing.T) {
 		t.Errorf("the heap grew by %.1f MB during the call, want far below the table's 60 MB", float64(held)/1e6)
 	}
 	admin := myAdmin(t, "")
-	myEventually(t, 2*time.Second, "the statement to stop on the server", func() bool { return myRunning(t, admin, marker) == 0 })
+	testenv.Eventually(t, 2*time.Second, "the statement to stop on the server", func() bool { return testenv.MySQLRunning(t, admin, marker) == 0 })
 	if _, r, err := m.Query(myBg, "Global", 0, "SELECT id FROM big WHERE id = 60000", nil); err != nil || r[0][0] != "60000" {
 		t.Errorf("the next query: %v %v", r, err)
 	}
-	if n := myCount(obs, "Global", "Global ("+mysqlTestAddr+")", "query", KindTooLarge); n != 1 {
+	if n := myCount(obs, "Global", "Global ("+testenv.MySQLAddr+")", "query", KindTooLarge); n != 1 {
 		t.Errorf("%d too-large queries observed, want 1", n)
 	}
 }
@@ -101,7 +103,7 @@ func TestMysqlQueryShardsLimit(t *testing.T) {
 		limit int
 		err   bool
 	}{{2_000_000, true}, {4_000_000, false}} {
-		m := newMyTest(t, myConfig(t, mysqlTestAddr, servers), nil, Limits{MaxReplyBytes: tc.limit})
+		m := newMyTest(t, myConfig(t, testenv.MySQLAddr, servers), nil, Limits{MaxReplyBytes: tc.limit})
 		_, rows, err := m.QueryShards(myBg, "S", "SELECT id, pad FROM t", nil)
 		if !tc.err {
 			if err != nil || len(rows) != 3000 {
@@ -114,7 +116,7 @@ func TestMysqlQueryShardsLimit(t *testing.T) {
 		}
 		wantMyError(t, err, KindTooLarge, "query", "S", err.(*Error).Server, "summed over 3 shards", fmt.Sprintf("limit %d bytes", tc.limit))
 	}
-	m := newMyTest(t, myConfig(t, mysqlTestAddr, servers), nil, Limits{})
+	m := newMyTest(t, myConfig(t, testenv.MySQLAddr, servers), nil, Limits{})
 	_, _, err := m.QueryShards(myBg, "Nope", "SELECT 1", nil)
 	wantMyError(t, err, KindUnknownPool, "query", "Nope", "", "no shard servers Nope<n>")
 	_, _, err = m.QueryShards(myBg, "S", "SELECT nosuch FROM t", nil)

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -14,29 +13,21 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/fae-go/fae/internal/testenv"
 )
 
-var mysqlTestAddr = "127.0.0.1:" + envOr("FAE_MYSQL_PORT", "13306")
+var myBg = context.Background()
 
 // myDBPrefix names the databases of this test process on the shared MariaDB,
 // so that test runs of other checkouts never drop each other's.
-var myBg = context.Background()
-
 var myDBPrefix = fmt.Sprintf("faep%d_", os.Getpid())
 
 // myAdmin is a plain database/sql pool on the shared MariaDB (database db, "" = none).
 func myAdmin(t testing.TB, db string) *sql.DB {
 	t.Helper()
-	requireTCP(t, "MariaDB", mysqlTestAddr)
-	cfg := mysql.NewConfig()
-	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = "fae", "fae", "tcp", mysqlTestAddr, db
-	c, err := mysql.NewConnector(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := sql.OpenDB(c)
-	t.Cleanup(func() { d.Close() })
-	return d
+	testenv.RequireServer(t, "MariaDB", testenv.MySQLAddr)
+	return testenv.OpenMySQL(t, testenv.MySQLAddr, db)
 }
 
 // myCreateDB creates the database myDBPrefix+name, runs stmts in it and drops
@@ -98,21 +89,10 @@ func newMyTest(t testing.TB, c MySQLConfig, obs Observer, limits Limits) *MySQL 
 // (database mysql), with a statement cache of stmtItems.
 func testMySQL(t *testing.T, stmtItems int) *MySQL {
 	t.Helper()
-	requireTCP(t, "MariaDB", mysqlTestAddr)
-	c := myConfig(t, mysqlTestAddr, map[string]string{"Global": "mysql"}, "Global")
+	testenv.RequireServer(t, "MariaDB", testenv.MySQLAddr)
+	c := myConfig(t, testenv.MySQLAddr, map[string]string{"Global": "mysql"}, "Global")
 	c.CachePrepareStmtMaxItems = stmtItems
 	return newMyTest(t, c, nil, Limits{})
-}
-
-func myEventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // wantMyError checks that err is a *Error of kind, op, pool and server whose text contains parts.
@@ -145,12 +125,12 @@ func TestMysqlErrorKinds(t *testing.T) {
 	globalDB := myCreateDB(t, "kinds_global", "CREATE TABLE Setting (k VARCHAR(8) PRIMARY KEY, v VARCHAR(8) NULL)",
 		"INSERT INTO Setting VALUES ('a','1'),('b',NULL)")
 	shardDB := myCreateDB(t, "kinds_shard1", "CREATE TABLE UserInfo (uid BIGINT PRIMARY KEY)", "INSERT INTO UserInfo VALUES (1)")
-	c := myConfig(t, mysqlTestAddr, map[string]string{"ShardLookup": lookupDB, "Global": globalDB, "UserShard1": shardDB},
+	c := myConfig(t, testenv.MySQLAddr, map[string]string{"ShardLookup": lookupDB, "Global": globalDB, "UserShard1": shardDB},
 		"ShardLookup", "Global")
 	c.LookupTables = map[string]string{"UserShard": "UserLookup"}
 	obs := NewCounters()
 	m := newMyTest(t, c, obs, Limits{})
-	at := func(name string) string { return name + " (" + mysqlTestAddr + ")" }
+	at := func(name string) string { return name + " (" + testenv.MySQLAddr + ")" }
 
 	_, _, err := m.Query(myBg, "Nope", 1, "SELECT 1", nil)
 	wantMyError(t, err, KindUnknownPool, "query", "Nope", "", `pool "Nope" is not global and has no lookup table`)
@@ -232,11 +212,11 @@ func myCount(obs *Counters, pool, server, name string, k Kind) int64 {
 
 func TestMysqlNotNullable(t *testing.T) {
 	db := myCreateDB(t, "nulls", "CREATE TABLE Setting (k VARCHAR(8), v VARCHAR(8) NULL)", "INSERT INTO Setting VALUES ('a','1'),('b',NULL)")
-	c := myConfig(t, mysqlTestAddr, map[string]string{"Global": db}, "Global")
+	c := myConfig(t, testenv.MySQLAddr, map[string]string{"Global": db}, "Global")
 	c.AllowNullableColumns = false
 	m := newMyTest(t, c, nil, Limits{})
 	_, _, err := m.Query(myBg, "Global", 0, "SELECT k, v FROM Setting ORDER BY k", nil)
-	wantMyError(t, err, KindRefused, "query", "Global", "Global ("+mysqlTestAddr+")", `NULL value in column "v" (allow_nullable_columns is false)`)
+	wantMyError(t, err, KindRefused, "query", "Global", "Global ("+testenv.MySQLAddr+")", `NULL value in column "v" (allow_nullable_columns is false)`)
 	if _, rows, err := m.Query(myBg, "Global", 0, "SELECT k FROM Setting ORDER BY k", nil); err != nil || len(rows) != 2 {
 		t.Errorf("the next query: %v %v", rows, err)
 	}
@@ -246,12 +226,7 @@ func TestMysqlNotNullable(t *testing.T) {
 // KindServerFailure naming the dial, and after failure_allowance of them the
 // breaker refuses at once (KindBreakerOpen).
 func TestMysqlServerDown(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close() // nothing listens there now
+	addr := testenv.FreeAddr(t) // nothing listens there
 	obs := NewCounters()
 	m := newMyTest(t, myConfig(t, addr, map[string]string{"Global": "x"}, "Global"), obs, Limits{})
 	for range 3 {
@@ -259,7 +234,7 @@ func TestMysqlServerDown(t *testing.T) {
 		wantMyError(t, err, KindServerFailure, "query", "Global", "Global ("+addr+")", "dial", "connection refused")
 	}
 	start := time.Now()
-	_, _, err = m.Query(myBg, "Global", 0, "SELECT 1", nil)
+	_, _, err := m.Query(myBg, "Global", 0, "SELECT 1", nil)
 	wantMyError(t, err, KindBreakerOpen, "query", "Global", "Global ("+addr+")", ": circuit open")
 	if strings.Count(err.Error(), "circuit open") != 1 || time.Since(start) > 100*time.Millisecond {
 		t.Errorf("open breaker: %q after %s", err, time.Since(start))
@@ -357,7 +332,7 @@ func TestMysqlPrepareOwnCtx(t *testing.T) {
 		}
 		resultB <- v
 	}()
-	myEventually(t, 5*time.Second, "the second caller to wait for the prepare", func() bool {
+	testenv.Eventually(t, 5*time.Second, "the second caller to wait for the prepare", func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		e, ok := c.lru.Peek(q)

@@ -2,103 +2,35 @@ package pool
 
 import (
 	"errors"
-	"net"
-	"os/exec"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/fae-go/fae/internal/testenv"
 )
-
-// rdOwnServer is a redis-server of the test's own, on a free port, which the
-// test may freeze (SIGSTOP) without disturbing the shared servers.
-type rdOwnServer struct {
-	addr string
-	cmd  *exec.Cmd
-}
-
-func startRdServer(t *testing.T) *rdOwnServer {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	s := &rdOwnServer{addr: "127.0.0.1:" + strconv.Itoa(port)}
-	s.cmd = exec.Command("/usr/bin/redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning")
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("starting redis-server: %v", err)
-	}
-	t.Cleanup(func() {
-		s.cmd.Process.Signal(syscall.SIGCONT)
-		s.cmd.Process.Kill()
-		s.cmd.Wait()
-	})
-	waitFor(t, "redis-server to listen on "+s.addr, func() bool {
-		c, err := net.DialTimeout("tcp", s.addr, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return s
-}
-
-func (s *rdOwnServer) signal(t *testing.T, sig syscall.Signal) {
-	t.Helper()
-	if err := s.cmd.Process.Signal(sig); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// info is field of the server's INFO clients (blocked_clients, connected_clients).
-func (s *rdOwnServer) info(t testing.TB, field string) int {
-	t.Helper()
-	c, err := redis.Dial("tcp", s.addr, redis.DialReadTimeout(time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	text, err := redis.String(c.Do("INFO", "clients"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(text, "\r\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			n, _ := strconv.Atoi(v)
-			return n
-		}
-	}
-	t.Fatalf("no %s in INFO clients:\n%s", field, text)
-	return 0
-}
 
 // TestRedisFrozenServer: a Redis frozen with SIGSTOP (the kernel still
 // completes TCP handshakes, nothing answers) times out failure_allowance
 // calls, each after io_timeout and a failed health check; then the breaker
 // refuses at once, and after SIGCONT calls succeed again within retry_interval.
 func TestRedisFrozenServer(t *testing.T) {
-	srv := startRdServer(t)
-	cfg := rdConfig(t, srv.addr)
+	srv := testenv.StartRedis(t)
+	cfg := rdConfig(t, srv.Addr())
 	cfg.IOTimeout = 300 * time.Millisecond
 	cfg.Breaker = BreakerConfig{FailureAllowance: 2, RetryInterval: time.Second}
 	r, c := newTestRedis(t, cfg, Limits{})
-	s := r.pools["p"].servers[srv.addr]
+	s := r.pools["p"].servers[srv.Addr()]
 	k := testKey(t, "k")
 	if _, err := r.Do(bg, "p", "SET", k, "v"); err != nil {
 		t.Fatal(err)
 	}
-	srv.signal(t, syscall.SIGSTOP)
+	srv.Freeze()
 	for i := 0; i < 2; i++ {
 		start := time.Now()
 		_, err := r.Do(bg, "p", "GET", k)
-		wantKind(t, "GET on a frozen server", err, KindTimeout, `redis GET "`+k+`": pool "p", server `+srv.addr+
+		wantKind(t, "GET on a frozen server", err, KindTimeout, `redis GET "`+k+`": pool "p", server `+srv.Addr()+
 			": timeout: no reply within io_timeout 300ms: ", "i/o timeout")
 		if d := time.Since(start); d > cfg.IOTimeout+HealthCheckTimeout+time.Second {
 			t.Errorf("call %d failed after %s, want about io_timeout + the health check", i, d)
@@ -112,20 +44,20 @@ func TestRedisFrozenServer(t *testing.T) {
 	}
 	start := time.Now()
 	_, err := r.Do(bg, "p", "GET", k)
-	wantKind(t, "GET with the breaker open", err, KindBreakerOpen, "server "+srv.addr+": circuit open")
+	wantKind(t, "GET with the breaker open", err, KindBreakerOpen, "server "+srv.Addr()+": circuit open")
 	if d := time.Since(start); d > 50*time.Millisecond {
 		t.Errorf("refusal took %s, want it at once", d)
 	}
-	srv.signal(t, syscall.SIGCONT)
+	srv.Thaw()
 	resumed := time.Now()
-	waitFor(t, "GET to succeed after SIGCONT", func() bool {
+	testenv.Eventually(t, 5*time.Second, "GET to succeed after SIGCONT", func() bool {
 		_, err := r.Do(bg, "p", "GET", k)
 		return err == nil
 	})
 	if d := time.Since(resumed); d > cfg.Breaker.RetryInterval+time.Second {
 		t.Errorf("calls came back %s after SIGCONT, want within retry_interval (1s)", d)
 	}
-	if n := count(c, srv.addr, "GET", KindTimeout); n != 2 {
+	if n := count(c, srv.Addr(), "GET", KindTimeout); n != 2 {
 		t.Errorf("observed %d timeouts, want 2", n)
 	}
 }
@@ -134,8 +66,8 @@ func TestRedisFrozenServer(t *testing.T) {
 // refused while another's SET goes on, and the SET lands in db 0; QUIT is
 // refused and the connection keeps working.
 func TestRedisNoStateLeak(t *testing.T) {
-	requireTCP(t, "redis", rdAddr1)
-	cfg := rdConfig(t, rdAddr1)
+	testenv.RequireServer(t, "redis", testenv.RedisAddr)
+	cfg := rdConfig(t, testenv.RedisAddr)
 	cfg.Pools[0].Servers[0].MaxIdle, cfg.Pools[0].Servers[0].MaxActive = 1, 1
 	r, c := newTestRedis(t, cfg, Limits{})
 	victim := testKey(t, "victim")
@@ -157,7 +89,7 @@ func TestRedisNoStateLeak(t *testing.T) {
 		}
 	})
 	wg.Wait()
-	direct := rdDirect(t, rdAddr1)
+	direct := rdDirect(t, testenv.RedisAddr)
 	if n, _ := redis.Int(direct.Do("EXISTS", victim)); n != 1 {
 		t.Errorf("the SET is not in db 0")
 	}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 func TestRedisBlockTimeoutParsing(t *testing.T) {
@@ -56,8 +58,8 @@ func TestRedisBlockTimeoutParsing(t *testing.T) {
 // TestRedisBlockingCalls: BLPOP 0 is refused at once; accepted BLPOPs that
 // wait out their own timeout answer nil and never open the breaker (allowance 1).
 func TestRedisBlockingCalls(t *testing.T) {
-	requireTCP(t, "redis", rdAddr1)
-	cfg := rdConfig(t, rdAddr1)
+	testenv.RequireServer(t, "redis", testenv.RedisAddr)
+	cfg := rdConfig(t, testenv.RedisAddr)
 	cfg.IOTimeout = time.Second
 	cfg.Breaker.FailureAllowance = 1
 	r, c := newTestRedis(t, cfg, Limits{})
@@ -97,8 +99,8 @@ func TestRedisBlockingCalls(t *testing.T) {
 	if _, err := r.Do(bg, "p", "GET", k); err != nil {
 		t.Errorf("GET after the BLPOPs: %v", err)
 	}
-	if count(c, rdAddr1, "BLPOP", KindMiss) != 4 || c.Sum("redis", KindTimeout)+c.Sum("redis", KindBreakerOpen) != 0 {
-		t.Errorf("observed %d BLPOP nil replies (want 4), %d timeouts, %d breaker refusals", count(c, rdAddr1, "BLPOP", KindMiss),
+	if count(c, testenv.RedisAddr, "BLPOP", KindMiss) != 4 || c.Sum("redis", KindTimeout)+c.Sum("redis", KindBreakerOpen) != 0 {
+		t.Errorf("observed %d BLPOP nil replies (want 4), %d timeouts, %d breaker refusals", count(c, testenv.RedisAddr, "BLPOP", KindMiss),
 			c.Sum("redis", KindTimeout), c.Sum("redis", KindBreakerOpen))
 	}
 }
@@ -142,13 +144,13 @@ func TestRedisReplyScan(t *testing.T) {
 // KindTooLarge, their connection closed, without being held; a reply of
 // exactly the limit passes, and the pool keeps working.
 func TestRedisMaxReplyBytes(t *testing.T) {
-	srv := startRdServer(t)
+	srv := testenv.StartRedis(t)
 	const limit = 1 << 20
-	cfg := rdConfig(t, srv.addr)
+	cfg := rdConfig(t, srv.Addr())
 	cfg.Breaker.FailureAllowance = 1
 	r, c := newTestRedis(t, cfg, Limits{MaxReplyBytes: limit})
-	s := r.pools["p"].servers[srv.addr]
-	direct := rdDirect(t, srv.addr)
+	s := r.pools["p"].servers[srv.Addr()]
+	direct := rdDirect(t, srv.Addr())
 	n := limit - len("$1048564\r\n") - 2 // a bulk reply of exactly limit bytes
 	direct.Do("SET", "exact", strings.Repeat("e", n))
 	direct.Do("SET", "over", strings.Repeat("o", n+1))
@@ -169,7 +171,7 @@ func TestRedisMaxReplyBytes(t *testing.T) {
 		_, err := r.Do(bg, "p", args[0].(string), args[1:]...)
 		runtime.ReadMemStats(&after)
 		wantKind(t, args[0].(string)+" "+args[1].(string), err, KindTooLarge,
-			"server "+srv.addr+": too large: reply exceeds max_reply_bytes (1048576 bytes): at least ")
+			"server "+srv.Addr()+": too large: reply exceeds max_reply_bytes (1048576 bytes): at least ")
 		if a := after.TotalAlloc - before.TotalAlloc; a > 8<<20 {
 			t.Errorf("%v: %d bytes allocated for a reply refused at 1 MiB", args, a)
 		}
@@ -180,9 +182,9 @@ func TestRedisMaxReplyBytes(t *testing.T) {
 			t.Fatalf("GET after a reply too large: %v", err)
 		}
 	}
-	if count(c, srv.addr, "GET", KindTooLarge) != 2 || count(c, srv.addr, "LRANGE", KindTooLarge) != 1 || s.breaker.State() != "closed" {
-		t.Errorf("observed %d GET and %d LRANGE too large, breaker %s", count(c, srv.addr, "GET", KindTooLarge),
-			count(c, srv.addr, "LRANGE", KindTooLarge), s.breaker.State())
+	if count(c, srv.Addr(), "GET", KindTooLarge) != 2 || count(c, srv.Addr(), "LRANGE", KindTooLarge) != 1 || s.breaker.State() != "closed" {
+		t.Errorf("observed %d GET and %d LRANGE too large, breaker %s", count(c, srv.Addr(), "GET", KindTooLarge),
+			count(c, srv.Addr(), "LRANGE", KindTooLarge), s.breaker.State())
 	}
 }
 
@@ -190,24 +192,24 @@ func TestRedisMaxReplyBytes(t *testing.T) {
 // sees the connection close — with KindCanceled, uncounted by the breaker;
 // a ctx deadline does the same, and a ctx already ended asks nothing.
 func TestRedisCancel(t *testing.T) {
-	srv := startRdServer(t)
-	cfg := rdConfig(t, srv.addr)
+	srv := testenv.StartRedis(t)
+	cfg := rdConfig(t, srv.Addr())
 	cfg.Breaker.FailureAllowance = 1
 	r, c := newTestRedis(t, cfg, Limits{})
-	s := r.pools["p"].servers[srv.addr]
+	s := r.pools["p"].servers[srv.Addr()]
 
 	ctx, cancel := context.WithCancel(bg)
 	done := make(chan error, 1)
 	go func() { _, err := r.Do(ctx, "p", "BLPOP", "list", "3"); done <- err }()
-	waitFor(t, "the BLPOP to block on the server", func() bool { return srv.info(t, "blocked_clients") == 1 })
+	testenv.Eventually(t, 5*time.Second, "the BLPOP to block on the server", func() bool { return testenv.RedisInfo(t, srv.Addr(), "blocked_clients") == 1 })
 	cancel()
 	canceled := time.Now()
 	err := <-done
-	wantKind(t, "BLPOP canceled", err, KindCanceled, `redis BLPOP "list": pool "p", server `+srv.addr+": canceled: context canceled")
+	wantKind(t, "BLPOP canceled", err, KindCanceled, `redis BLPOP "list": pool "p", server `+srv.Addr()+": canceled: context canceled")
 	if d := time.Since(canceled); d > 200*time.Millisecond {
 		t.Errorf("the canceled BLPOP returned %s after cancel", d)
 	}
-	waitFor(t, "the server to see the connection closed", func() bool { return srv.info(t, "blocked_clients") == 0 })
+	testenv.Eventually(t, 5*time.Second, "the server to see the connection closed", func() bool { return testenv.RedisInfo(t, srv.Addr(), "blocked_clients") == 0 })
 	if st := s.pool.Stats(); st.ActiveCount != 0 {
 		t.Errorf("%d connections left after a canceled call, want it closed", st.ActiveCount)
 	}
@@ -229,10 +231,10 @@ func TestRedisCancel(t *testing.T) {
 	if _, err := r.Do(bg, "p", "GET", "k"); err != nil {
 		t.Fatalf("GET after canceled calls: %v", err)
 	}
-	if count(c, srv.addr, "BLPOP", KindCanceled) != 2 || count(c, srv.addr, "GET", KindCanceled) != 1 ||
+	if count(c, srv.Addr(), "BLPOP", KindCanceled) != 2 || count(c, srv.Addr(), "GET", KindCanceled) != 1 ||
 		s.breaker.Checks.Load() != 0 || s.breaker.State() != "closed" {
 		t.Errorf("observed %d BLPOP and %d GET canceled, %d health checks, breaker %s",
-			count(c, srv.addr, "BLPOP", KindCanceled), count(c, srv.addr, "GET", KindCanceled), s.breaker.Checks.Load(), s.breaker.State())
+			count(c, srv.Addr(), "BLPOP", KindCanceled), count(c, srv.Addr(), "GET", KindCanceled), s.breaker.Checks.Load(), s.breaker.State())
 	}
 }
 

@@ -3,8 +3,6 @@ package pool
 import (
 	"context"
 	"errors"
-	"hash/crc32"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,12 +10,8 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
-)
 
-// The shared Redis pair of contrib/test-services.
-var (
-	rdAddr1 = "127.0.0.1:" + envOr("FAE_REDIS_PORT", "16379")
-	rdAddr2 = "127.0.0.1:" + envOr("FAE_REDIS2_PORT", "16380")
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // rdConfig is a validated redis section with pool "p" over addrs.
@@ -90,9 +84,9 @@ func count(c *Counters, server, name string, k Kind) (n int64) {
 var bg = context.Background()
 
 func TestRedisDo(t *testing.T) {
-	requireTCP(t, "redis", rdAddr1)
-	requireTCP(t, "redis2", rdAddr2)
-	cfg := rdConfig(t, rdAddr1, rdAddr2)
+	testenv.RequireServer(t, "redis", testenv.RedisAddr)
+	testenv.RequireServer(t, "redis2", testenv.Redis2Addr)
+	cfg := rdConfig(t, testenv.RedisAddr, testenv.Redis2Addr)
 	cfg.Breaker.FailureAllowance = 1 // an error reply must not open it
 	r, c := newTestRedis(t, cfg, Limits{})
 	k := testKey(t, "k")
@@ -138,7 +132,7 @@ func TestRedisDo(t *testing.T) {
 }
 
 func TestRedisRefusals(t *testing.T) {
-	cfg := rdConfig(t, rdAddr1)
+	cfg := rdConfig(t, testenv.RedisAddr)
 	r, c := newTestRedis(t, cfg, Limits{})
 	for _, w := range []struct {
 		cmd  string
@@ -181,7 +175,7 @@ func TestRedisRefusals(t *testing.T) {
 	}
 
 	// deny_commands: [] allows a harmless CONFIG GET, never SELECT.
-	requireTCP(t, "redis", rdAddr1)
+	testenv.RequireServer(t, "redis", testenv.RedisAddr)
 	cfg.DenyCommands = nil
 	open, _ := newTestRedis(t, cfg, Limits{})
 	if v, err := open.Do(bg, "p", "CONFIG", "GET", "maxmemory"); err != nil || len(v.([]any)) != 2 {
@@ -194,9 +188,9 @@ func TestRedisRefusals(t *testing.T) {
 // TestRedisDoKey: DoKey routes by its key, not by args[0], and runs what Do
 // refuses (CONFIG is denied, EVAL allowed either way).
 func TestRedisDoKey(t *testing.T) {
-	requireTCP(t, "redis", rdAddr1)
-	requireTCP(t, "redis2", rdAddr2)
-	r, c := newTestRedis(t, rdConfig(t, rdAddr1, rdAddr2), Limits{})
+	testenv.RequireServer(t, "redis", testenv.RedisAddr)
+	testenv.RequireServer(t, "redis2", testenv.Redis2Addr)
+	r, c := newTestRedis(t, rdConfig(t, testenv.RedisAddr, testenv.Redis2Addr), Limits{})
 	route := testKey(t, "route")
 	home, _ := r.ServerOf("p", route)
 	other := testKey(t, "other")
@@ -229,33 +223,6 @@ func TestRedisDoKey(t *testing.T) {
 	}
 }
 
-// originalRing is the original fae's ring (funkygao/golib hash.Map), written out
-// here as reference: crc32 of "<i><addr>" for i < 32, first point ≥ crc32(key)
-// by linear scan, else the first point.
-func originalRing(addrs []string, key string) string {
-	var points []int
-	owner := map[int]string{}
-	for _, a := range addrs {
-		for i := 0; i < 32; i++ {
-			h := int(crc32.ChecksumIEEE([]byte(strconv.Itoa(i) + a)))
-			points = append(points, h)
-			owner[h] = a
-		}
-	}
-	for i := 1; i < len(points); i++ { // insertion sort, as plain as can be
-		for j := i; j > 0 && points[j] < points[j-1]; j-- {
-			points[j], points[j-1] = points[j-1], points[j]
-		}
-	}
-	h := int(crc32.ChecksumIEEE([]byte(key)))
-	for _, p := range points {
-		if p >= h {
-			return owner[p]
-		}
-	}
-	return owner[points[0]]
-}
-
 // TestRedisRing: keys land where the original put them, and a key SET through
 // the pool is on that server (read directly with redigo), not on the other.
 func TestRedisRing(t *testing.T) {
@@ -263,21 +230,21 @@ func TestRedisRing(t *testing.T) {
 	rf, _ := newTestRedis(t, rdConfig(t, addrs...), Limits{})
 	for i := 0; i < 3000; i++ {
 		k := "user:" + strconv.Itoa(i)
-		if got, _ := rf.ServerOf("p", k); got != originalRing(addrs, k) {
-			t.Fatalf("%q → %s, original → %s", k, got, originalRing(addrs, k))
+		if got, _ := rf.ServerOf("p", k); got != testenv.OriginalRedisRing(addrs, k) {
+			t.Fatalf("%q → %s, original → %s", k, got, testenv.OriginalRedisRing(addrs, k))
 		}
 	}
-	requireTCP(t, "redis", rdAddr1)
-	requireTCP(t, "redis2", rdAddr2)
-	r, _ := newTestRedis(t, rdConfig(t, rdAddr1, rdAddr2), Limits{})
-	direct := map[string]redis.Conn{rdAddr1: rdDirect(t, rdAddr1), rdAddr2: rdDirect(t, rdAddr2)}
+	testenv.RequireServer(t, "redis", testenv.RedisAddr)
+	testenv.RequireServer(t, "redis2", testenv.Redis2Addr)
+	r, _ := newTestRedis(t, rdConfig(t, testenv.RedisAddr, testenv.Redis2Addr), Limits{})
+	direct := map[string]redis.Conn{testenv.RedisAddr: rdDirect(t, testenv.RedisAddr), testenv.Redis2Addr: rdDirect(t, testenv.Redis2Addr)}
 	seen := map[string]bool{}
 	for i := 0; i < 20; i++ {
 		k := testKey(t, strconv.Itoa(i))
 		if _, err := r.Do(bg, "p", "SET", k, "x", "EX", 60); err != nil {
 			t.Fatal(err)
 		}
-		own := originalRing([]string{rdAddr1, rdAddr2}, k)
+		own := testenv.OriginalRedisRing([]string{testenv.RedisAddr, testenv.Redis2Addr}, k)
 		seen[own] = true
 		for a, c := range direct {
 			if n, _ := redis.Int(c.Do("EXISTS", k)); (n == 1) != (a == own) {
@@ -305,8 +272,8 @@ func rdInUse(r *Redis, addr string) int {
 // waits borrow_timeout and fails with KindBusy; the breaker (allowance 1)
 // does not count it.
 func TestRedisBusy(t *testing.T) {
-	requireTCP(t, "redis", rdAddr1)
-	cfg := rdConfig(t, rdAddr1)
+	testenv.RequireServer(t, "redis", testenv.RedisAddr)
+	cfg := rdConfig(t, testenv.RedisAddr)
 	cfg.Pools[0].Servers[0].MaxActive = 1
 	cfg.BorrowTimeout = 200 * time.Millisecond
 	cfg.Breaker.FailureAllowance = 1
@@ -318,7 +285,7 @@ func TestRedisBusy(t *testing.T) {
 			t.Errorf("BLPOP = %v, %v", v, err)
 		}
 	})
-	waitFor(t, "the BLPOP to hold the only connection", func() bool { return rdInUse(r, rdAddr1) == 1 })
+	testenv.Eventually(t, 5*time.Second, "the BLPOP to hold the only connection", func() bool { return rdInUse(r, testenv.RedisAddr) == 1 })
 	start := time.Now()
 	_, err := r.Do(bg, "p", "GET", k)
 	wantKind(t, "GET with the only connection busy", err, KindBusy,
@@ -330,27 +297,15 @@ func TestRedisBusy(t *testing.T) {
 	if _, err := r.Do(bg, "p", "GET", k); err != nil {
 		t.Fatalf("GET after the BLPOP: %v", err)
 	}
-	if count(c, rdAddr1, "GET", KindBusy) != 1 || c.Sum("redis", KindBreakerOpen) != 0 {
-		t.Errorf("busy %d, breaker open %d", count(c, rdAddr1, "GET", KindBusy), c.Sum("redis", KindBreakerOpen))
-	}
-}
-
-// waitFor polls cond every 5 ms for up to 5 s.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
+	if count(c, testenv.RedisAddr, "GET", KindBusy) != 1 || c.Sum("redis", KindBreakerOpen) != 0 {
+		t.Errorf("busy %d, breaker open %d", count(c, testenv.RedisAddr, "GET", KindBusy), c.Sum("redis", KindBreakerOpen))
 	}
 }
 
 // TestRedisDeadPort: a port nobody listens on fails failure_allowance dials,
 // then the breaker refuses at once.
 func TestRedisDeadPort(t *testing.T) {
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := l.Addr().String()
-	l.Close()
+	dead := testenv.FreeAddr(t)
 	cfg := rdConfig(t, dead)
 	cfg.Breaker = BreakerConfig{FailureAllowance: 2, RetryInterval: time.Hour}
 	r, c := newTestRedis(t, cfg, Limits{})
@@ -372,8 +327,8 @@ func TestRedisDeadPort(t *testing.T) {
 }
 
 func TestRedisClosed(t *testing.T) {
-	requireTCP(t, "redis", rdAddr1)
-	r, _ := newTestRedis(t, rdConfig(t, rdAddr1), Limits{})
+	testenv.RequireServer(t, "redis", testenv.RedisAddr)
+	r, _ := newTestRedis(t, rdConfig(t, testenv.RedisAddr), Limits{})
 	if _, err := r.Do(bg, "p", "GET", testKey(t, "k")); err != nil {
 		t.Fatal(err)
 	}
