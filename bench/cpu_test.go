@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // warmup is the unmeasured load before each window: sessions and faed's backend
@@ -175,7 +176,7 @@ func cpuScenarios(sessions int) []cpuScenario {
 
 // mcSetOnce stores key=value (an hour's expiry) through the faed at addr.
 func mcSetOnce(b *testing.B, addr, key string, value []byte) {
-	requireServers(b, "memcached", memcacheAddrs[:1])
+	testenv.RequireServer(b, "memcached", testenv.MemcacheAddr)
 	s, err := dialSession(addr, 5*time.Second)
 	if err != nil {
 		b.Fatal(err)

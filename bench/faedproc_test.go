@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,10 +10,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // This file runs a faed binary as a child process on loopback, so that a
@@ -45,26 +45,9 @@ type faedProc struct {
 	addr   string // RPC listener, 127.0.0.1:port (binary protocol, buffered transport)
 	dir    string // holds faed.cf and faed.log
 	cmd    *exec.Cmd
-	stderr *syncBuffer   // what faed writes before its log file is open (config errors)
-	done   chan struct{} // closed once the process has exited
+	stderr *testenv.SyncBuffer // what faed writes before its log file is open (config errors)
+	done   chan struct{}       // closed once the process has exited
 	state  *os.ProcessState
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // faedConfig is a faed.cf that both builds compared here understand: RPC on
@@ -110,7 +93,7 @@ func tryStartFaedProc(tb testing.TB, bin, parent, servantsExtra string) (*faedPr
 	if err != nil {
 		return nil, err
 	}
-	f := &faedProc{bin: bin, dir: dir, addr: freeLoopbackAddr(tb), stderr: new(syncBuffer), done: make(chan struct{})}
+	f := &faedProc{bin: bin, dir: dir, addr: testenv.FreeAddr(tb), stderr: new(testenv.SyncBuffer), done: make(chan struct{})}
 	conf := filepath.Join(dir, "faed.cf")
 	if err := os.WriteFile(conf, []byte(faedConfig(f.addr, servantsExtra)), 0o644); err != nil {
 		return nil, err
@@ -136,16 +119,6 @@ func tryStartFaedProc(tb testing.TB, bin, parent, servantsExtra string) (*faedPr
 		return nil, fmt.Errorf("%w\n%s", err, out)
 	}
 	return f, nil
-}
-
-// freeLoopbackAddr returns 127.0.0.1:<port> of a port free a moment ago.
-func freeLoopbackAddr(tb testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // waitServing polls ping until it answers on f.addr, then checks that the

@@ -4,7 +4,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,25 +18,6 @@ import (
 
 // concurrency is the number of concurrent sessions (through faed) or callers (direct) of every benchmark here.
 const concurrency = 16
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
-// requireServers fails (never skips) when a shared server is down.
-func requireServers(b *testing.B, name string, addrs []string) {
-	b.Helper()
-	for _, a := range addrs {
-		c, err := net.DialTimeout("tcp", a, 2*time.Second)
-		if err != nil {
-			b.Fatalf("%s at %s is not running (contrib/test-services start): %v", name, a, err)
-		}
-		c.Close()
-	}
-}
 
 // serveFaed serves a servant for cfg with fae's engine on loopback TCP until
 // the benchmark ends, and returns its address.

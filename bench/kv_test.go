@@ -11,14 +11,15 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/internal/testenv"
 	"github.com/fae-go/fae/pool"
 	"github.com/fae-go/fae/servant"
 )
 
 // The shared servers of contrib/test-services (make test and make bench need them).
 var (
-	memcacheAddrs = []string{"127.0.0.1:" + envOr("FAE_MEMCACHE_PORT", "11311"), "127.0.0.1:" + envOr("FAE_MEMCACHE2_PORT", "11312")}
-	redisAddrs    = []string{"127.0.0.1:" + envOr("FAE_REDIS_PORT", "16379"), "127.0.0.1:" + envOr("FAE_REDIS2_PORT", "16380")}
+	memcacheAddrs = []string{testenv.MemcacheAddr, testenv.Memcache2Addr}
+	redisAddrs    = []string{testenv.RedisAddr, testenv.Redis2Addr}
 )
 
 // BenchmarkMemcache measures mc_get calls/s of a 100-byte item through faed
@@ -27,7 +28,7 @@ var (
 // gomemcache Gets (a client per server, as faed has) to the same two servers by
 // 16 callers. Both sides keep up to 16 idle connections per server.
 func BenchmarkMemcache(b *testing.B) {
-	requireServers(b, "memcached", memcacheAddrs)
+	testenv.RequireServer(b, "memcached", memcacheAddrs...)
 	mc, keys, owner := memcacheBenchSetup(b)
 	b.Run("via=faed/sessions=16", func(b *testing.B) {
 		addr := serveFaed(b, servant.Config{IdgenWorkerID: 1, Memcache: &mc})
@@ -87,7 +88,7 @@ func memcacheBenchSetup(b *testing.B) (pool.MemcacheConfig, []string, []*memcach
 // GETs to the same two servers by 16 callers. Both sides keep up to 16 idle
 // connections per server.
 func BenchmarkRedis(b *testing.B) {
-	requireServers(b, "redis", redisAddrs)
+	testenv.RequireServer(b, "redis", redisAddrs...)
 	rc, keys, owner := redisBenchSetup(b)
 	b.Run("via=faed/sessions=16", func(b *testing.B) {
 		addr := serveFaed(b, servant.Config{IdgenWorkerID: 1, Redis: &rc})

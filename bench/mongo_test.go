@@ -12,12 +12,10 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/internal/testenv"
 	"github.com/fae-go/fae/pool"
 	"github.com/fae-go/fae/servant"
 )
-
-// mongoBenchAddr is the FerretDB of contrib/test-services.
-var mongoBenchAddr = "127.0.0.1:" + envOr("FAE_MONGO_PORT", "17017")
 
 // BenchmarkMongoFindOne measures mg_find_one calls/s of one small document by
 // _id: through faed (in-process engine and servant, loopback TCP, binary
@@ -26,7 +24,7 @@ var mongoBenchAddr = "127.0.0.1:" + envOr("FAE_MONGO_PORT", "17017")
 // default options and with those faed sets (io_timeout 30s deadline, no
 // retries). All use at most 16 connections to FerretDB.
 func BenchmarkMongoFindOne(b *testing.B) {
-	requireServers(b, "FerretDB", []string{mongoBenchAddr})
+	testenv.RequireServer(b, "FerretDB", testenv.MongoAddr)
 	const db = "fae_bench"
 	coll := "mgbench_" + strconv.FormatInt(time.Now().UnixNano(), 10)
 	direct := mongoBenchClient(b, options.Client())
@@ -57,7 +55,7 @@ func BenchmarkMongoFindOne(b *testing.B) {
 }
 
 func mongoBenchClient(b *testing.B, opts *options.ClientOptions) *mongo.Client {
-	c, err := mongo.Connect(opts.SetHosts([]string{mongoBenchAddr}).SetDirect(true).SetMaxPoolSize(concurrency))
+	c, err := mongo.Connect(opts.SetHosts([]string{testenv.MongoAddr}).SetDirect(true).SetMaxPoolSize(concurrency))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -67,7 +65,7 @@ func mongoBenchClient(b *testing.B, opts *options.ClientOptions) *mongo.Client {
 
 // mongoBenchConfig is servants.mongodb with one server entry, pool "default".
 func mongoBenchConfig(b *testing.B, db string) *pool.MongoConfig {
-	host, port, _ := net.SplitHostPort(mongoBenchAddr)
+	host, port, _ := net.SplitHostPort(testenv.MongoAddr)
 	p, _ := strconv.Atoi(port)
 	var c pool.MongoConfig
 	c.SetDefaults()

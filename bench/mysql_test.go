@@ -3,18 +3,15 @@ package bench
 import (
 	"context"
 	"database/sql"
+	"net"
 	"strconv"
 	"testing"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/internal/testenv"
 	"github.com/fae-go/fae/pool"
 	"github.com/fae-go/fae/servant"
 )
-
-// mysqlBenchAddr is the shared MariaDB of contrib/test-services.
-var mysqlBenchAddr = "127.0.0.1:" + envOr("FAE_MYSQL_PORT", "13306")
 
 // BenchmarkMyQuery measures my_query of one row by primary key, calls/s at 16
 // concurrent sessions over loopback: through faed with the query cache (a hit
@@ -22,7 +19,7 @@ var mysqlBenchAddr = "127.0.0.1:" + envOr("FAE_MYSQL_PORT", "13306")
 // as the baseline in the same run, a direct database/sql prepared query of the
 // same row by 16 callers.
 func BenchmarkMyQuery(b *testing.B) {
-	requireServers(b, "MariaDB", []string{mysqlBenchAddr})
+	testenv.RequireServer(b, "MariaDB", testenv.MySQLAddr)
 	db := mysqlBenchSchema(b)
 	addr := serveFaed(b, servant.Config{IdgenWorkerID: 1, Mysql: mysqlBenchConfig()})
 	const q = "SELECT uid, name, gold FROM BenchUser WHERE uid = ?"
@@ -55,7 +52,8 @@ func BenchmarkMyQuery(b *testing.B) {
 func mysqlBenchConfig() *pool.MySQLConfig {
 	var c pool.MySQLConfig
 	c.SetDefaults()
-	port, _ := strconv.Atoi(envOr("FAE_MYSQL_PORT", "13306"))
+	_, p, _ := net.SplitHostPort(testenv.MySQLAddr)
+	port, _ := strconv.Atoi(p)
 	c.Servers = []pool.MySQLServerConfig{{Pool: "Global", Host: "127.0.0.1", Port: pool.Port(port),
 		DB: "faeb_Global", Username: "fae", Password: "fae", Charset: "utf8mb4"}}
 	c.GlobalPools = []string{"Global"}
@@ -70,15 +68,8 @@ func mysqlBenchConfig() *pool.MySQLConfig {
 // mysqlBenchSchema makes faeb_Global.BenchUser with one row and returns a pool on that database.
 func mysqlBenchSchema(b *testing.B) *sql.DB {
 	open := func(dbName string) *sql.DB {
-		cfg := mysql.NewConfig()
-		cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = "fae", "fae", "tcp", mysqlBenchAddr, dbName
-		conn, err := mysql.NewConnector(cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		db := sql.OpenDB(conn)
+		db := testenv.OpenMySQL(b, testenv.MySQLAddr, dbName)
 		db.SetMaxIdleConns(32)
-		b.Cleanup(func() { db.Close() })
 		return db
 	}
 	admin := open("")

@@ -5,24 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // The real Redis servers of contrib/test-services; a missing one fails the test.
-var redisAddrs = []string{"127.0.0.1:" + envOr("FAE_REDIS_PORT", "16379"), "127.0.0.1:" + envOr("FAE_REDIS2_PORT", "16380")}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
+var redisAddrs = []string{testenv.RedisAddr, testenv.Redis2Addr}
 
 // redigoDoer is a RedisDoer over redigo for these tests: it routes a command by
 // crc32(key) over two real servers, as pool.Redis routes over its ring, so a
@@ -147,7 +141,7 @@ func TestRedisStoreTTL(t *testing.T) {
 	if n := pttl(s.cfg.LeasePrefix + "k"); n <= 0 || n > 300 {
 		t.Fatalf("lease PTTL %d ms, want (0, 300]", n)
 	}
-	eventually(t, time.Second, func() bool { return pttl(s.cfg.LeasePrefix+"k") == -2 }) // waits out the lease's TTL
+	testenv.Eventually(t, time.Second, "the lease's TTL to pass", func() bool { return pttl(s.cfg.LeasePrefix+"k") == -2 })
 	if ok, err := s.Fill(ctx, "k", []byte("late"), 0, l); ok || err != nil {
 		t.Fatalf("Fill after the lease expired = %v, %v; want false", ok, err)
 	}
@@ -158,7 +152,7 @@ func TestRedisStoreTTL(t *testing.T) {
 	if n := pttl(s.cfg.Prefix + "k"); n <= 0 || n > 200 {
 		t.Fatalf("value PTTL %d ms, want (0, 200]", n)
 	}
-	eventually(t, time.Second, func() bool { _, ok, _ := s.Get(ctx, "k"); return !ok }) // waits out the value's TTL
+	testenv.Eventually(t, time.Second, "the value's TTL to pass", func() bool { _, ok, _ := s.Get(ctx, "k"); return !ok })
 	l, _ = s.Lease(ctx, "k")
 	s.Fill(ctx, "k", []byte("v"), 0, l)
 	if n := pttl(s.cfg.Prefix + "k"); n != -1 {
@@ -212,16 +206,6 @@ func TestRedisStoreErrors(t *testing.T) {
 	for _, err := range []error{errGet, errLease, errFill, errDel} {
 		if !errors.Is(err, errUnknownPool) || !strings.HasPrefix(err.Error(), "query cache redis nosuch: ") {
 			t.Errorf("error %v: want errUnknownPool, prefixed with the pool", err)
-		}
-	}
-}
-
-// eventually polls cond every 10 ms until it holds, failing the test after d.
-func eventually(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	for end := time.Now().Add(d); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatalf("condition not met within %s", d)
 		}
 	}
 }

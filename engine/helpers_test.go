@@ -1,7 +1,6 @@
 package engine_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 
 	"github.com/fae-go/fae/engine"
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // handler serves noop and ping through the generated processor; ping runs the
@@ -37,31 +36,13 @@ func (h *handler) Ping(ctx context.Context, _ *rpc.Context) (string, error) {
 	return h.ping(ctx)
 }
 
-// syncBuffer collects log output written from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // testServer is an engine.Server serving h on a real loopback listener.
 type testServer struct {
 	*engine.Server
 	network, addr string
 	framed        bool
 	served        chan error // Serve's result
-	log           *syncBuffer
+	log           *testenv.SyncBuffer
 }
 
 // startServer serves h on network ("tcp" on 127.0.0.1, or "unix" in a temp dir)
@@ -87,7 +68,7 @@ func startServerWith(t testing.TB, network string, h *handler, edit func(*engine
 	if err := cfg.Validate("rpc"); err != nil {
 		t.Fatal(err)
 	}
-	logs := new(syncBuffer)
+	logs := new(testenv.SyncBuffer)
 	srv := engine.NewServer(cfg, rpc.NewFunServantProcessor(h), slog.New(slog.NewTextHandler(logs, nil)))
 	if setup != nil {
 		setup(srv)
@@ -231,18 +212,6 @@ func readClosed(t testing.TB, conn net.Conn, within time.Duration) time.Duration
 		t.Fatalf("waiting for the server to close the session: %v", err)
 	}
 	return time.Since(start)
-}
-
-// eventually polls cond every 5 ms until it holds, or fails the test after timeout.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // goroutines returns the stacks of the live goroutines that run code of package

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fae-go/fae/engine"
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // TestShutdownLeavesNoGoroutine: after Shutdown, Serve has returned
@@ -68,7 +69,7 @@ func TestShutdownDrainsIdleAndBusy(t *testing.T) {
 		reply <- s
 	}()
 	<-started
-	eventually(t, 5*time.Second, "both sessions live", func() bool { return ts.Sessions() == 2 })
+	testenv.Eventually(t, 5*time.Second, "both sessions live", func() bool { return ts.Sessions() == 2 })
 
 	shutdown := make(chan error, 1)
 	begin := time.Now()
@@ -77,7 +78,7 @@ func TestShutdownDrainsIdleAndBusy(t *testing.T) {
 	if el := readClosed(t, idle, 5*time.Second); el < engine.DrainIdleGrace-50*time.Millisecond {
 		t.Errorf("idle session closed %s into the drain, want after DrainIdleGrace %s", el, engine.DrainIdleGrace)
 	}
-	eventually(t, 5*time.Second, "the listener closed", ts.listenerClosed)
+	testenv.Eventually(t, 5*time.Second, "the listener closed", ts.listenerClosed)
 	select {
 	case err := <-shutdown:
 		t.Fatalf("Shutdown returned %v while a call was in flight", err)

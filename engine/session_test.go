@@ -10,6 +10,7 @@ import (
 
 	"github.com/fae-go/fae/engine"
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // TestIOTimeoutZeroSlowRequest: with io_timeout 0 a request whose first byte
@@ -41,7 +42,7 @@ func TestIOTimeoutZeroSlowRequest(t *testing.T) {
 				}
 				<-started
 				go func() { shutdown <- ts.Shutdown(bg) }()
-				eventually(t, 5*time.Second, "the drain to begin", func() bool { return ts.listenerClosed() })
+				testenv.Eventually(t, 5*time.Second, "the drain to begin", func() bool { return ts.listenerClosed() })
 				close(release)
 				var res rpc.FunServantPingResult
 				if _, _, err := r.read(&res); err != nil || res.GetSuccess() != "pong" {
@@ -116,7 +117,7 @@ func TestSessionTimeout(t *testing.T) {
 	if el := readClosed(t, c.conn, 5*time.Second); el < 100*time.Millisecond || el > 3*time.Second {
 		t.Errorf("idle session closed after %s, want about session_timeout 150ms", el)
 	}
-	eventually(t, 5*time.Second, "the idle timeout counted", func() bool { return ts.Stats.EndIdleTimeout.Load() == 1 })
+	testenv.Eventually(t, 5*time.Second, "the idle timeout counted", func() bool { return ts.Stats.EndIdleTimeout.Load() == 1 })
 }
 
 // TestPipelinedRequests: requests written back to back, before any reply, are all
@@ -152,7 +153,7 @@ func TestPipelinedRequests(t *testing.T) {
 func TestCallLoggerThrottled(t *testing.T) {
 	leakCheck(t)
 	h := &handler{ping: func(context.Context) (string, error) { return "", errors.New("backend down") }}
-	calls := new(syncBuffer)
+	calls := new(testenv.SyncBuffer)
 	throttled := engine.NewThrottledHandler(slog.NewTextHandler(calls, nil), 0, 3)
 	ts := startServerWith(t, "tcp", h, nil, func(s *engine.Server) { s.CallLogger = slog.New(throttled) })
 	c := ts.dial(t)
@@ -163,7 +164,7 @@ func TestCallLoggerThrottled(t *testing.T) {
 		}
 	}
 	// The session counts, then logs, a call after writing its reply.
-	eventually(t, 5*time.Second, "every line written or suppressed", func() bool { return throttled.Suppressed() == n-3 })
+	testenv.Eventually(t, 5*time.Second, "every line written or suppressed", func() bool { return throttled.Suppressed() == n-3 })
 	if got := strings.Count(calls.String(), `msg="call failed"`); got != 3 {
 		t.Errorf("%d call-failed lines, want the burst of 3:\n%s", got, calls)
 	}
@@ -194,7 +195,7 @@ func TestUnknownMethodKeepsSession(t *testing.T) {
 		t.Errorf("next call = %d, want 9", x)
 	}
 	// The session counts a call after writing its reply.
-	eventually(t, 5*time.Second, "both calls counted", func() bool { return ts.Stats.Calls.Load() == 2 })
+	testenv.Eventually(t, 5*time.Second, "both calls counted", func() bool { return ts.Stats.Calls.Load() == 2 })
 	if e := ts.Stats.CallErrors.Load(); e != 1 {
 		t.Errorf("CallErrors %d, want 1 (the unknown method)", e)
 	}

@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/fae-go/fae/engine"
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // TestThrottledHandler: records over the rate are dropped and counted; the next
 // record written says how many were dropped before it; loggers derived with With
 // and WithGroup share the one limit.
 func TestThrottledHandler(t *testing.T) {
-	out := new(syncBuffer)
+	out := new(testenv.SyncBuffer)
 	h := engine.NewThrottledHandler(slog.NewTextHandler(out, nil), 20, 2) // a token every 50 ms
 	log := slog.New(h)
 	servantLog := log.With("component", "servant") // as main hands one logger to several parts
@@ -36,7 +37,7 @@ func TestThrottledHandler(t *testing.T) {
 	if len(got) != 3 || !strings.Contains(got[2], "msg=five suppressed=2") {
 		t.Fatalf("the record after the drops does not report them:\n%s", out)
 	}
-	time.Sleep(60 * time.Millisecond)
+	time.Sleep(60 * time.Millisecond) // the next token, time-based on purpose too
 	log.Warn("six")
 	if got := lines(out); len(got) != 4 || strings.Contains(got[3], "suppressed") {
 		t.Errorf("a record with no drops before it reports some:\n%s", out)
@@ -46,7 +47,7 @@ func TestThrottledHandler(t *testing.T) {
 // TestThrottledHandlerDisabledLevel: a record below the wrapped handler's level
 // takes no token.
 func TestThrottledHandlerDisabledLevel(t *testing.T) {
-	out := new(syncBuffer)
+	out := new(testenv.SyncBuffer)
 	h := engine.NewThrottledHandler(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelWarn}), 0, 1)
 	log := slog.New(h)
 	for i := 0; i < 10; i++ {
@@ -64,7 +65,7 @@ func TestThrottledHandlerDisabledLevel(t *testing.T) {
 // TestThrottledHandlerConcurrent: under concurrent use the limit holds and every
 // record is either written or counted.
 func TestThrottledHandlerConcurrent(t *testing.T) {
-	out := new(syncBuffer)
+	out := new(testenv.SyncBuffer)
 	h := engine.NewThrottledHandler(slog.NewTextHandler(out, nil), 0, 25)
 	log := slog.New(h)
 	var wg sync.WaitGroup
@@ -87,7 +88,7 @@ func TestThrottledHandlerConcurrent(t *testing.T) {
 	}
 }
 
-func lines(b *syncBuffer) []string {
+func lines(b *testenv.SyncBuffer) []string {
 	s := strings.TrimSpace(b.String())
 	if s == "" {
 		return nil

@@ -10,12 +10,12 @@ import (
 
 	"github.com/fae-go/fae/engine"
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // watchResult is what a watching handler saw.
 type watchResult struct {
-	cause   error         // context.Cause of the watched ctx when the wait ended; nil = released
-	elapsed time.Duration // from the client's close (closedAt) to ctx.Done
+	cause error // context.Cause of the watched ctx when the wait ended; nil = released
 }
 
 // watchingHandler is a handler whose ping calls WatchClient and waits until the
@@ -68,7 +68,7 @@ func TestWatchClientGone(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatal("the call's ctx was not cancelled after the client closed")
 			}
-			eventually(t, 5*time.Second, "the session's end", func() bool { return ts.Sessions() == 0 })
+			testenv.Eventually(t, 5*time.Second, "the session's end", func() bool { return ts.Sessions() == 0 })
 			if n := ts.Stats.ClientGone.Load(); n != 1 {
 				t.Errorf("ClientGone = %d, want 1", n)
 			}
@@ -99,14 +99,14 @@ func TestWatchClientPipelined(t *testing.T) {
 				t.Fatal(err)
 			}
 			<-started
-			eventually(t, 5*time.Second, "the watch running", func() bool { return len(goroutines("(*watch).run")) == 1 })
+			testenv.Eventually(t, 5*time.Second, "the watch running", func() bool { return len(goroutines("(*watch).run")) == 1 })
 			if _, err := conn.Write(noopRequest(t, false, 2, 5)); err != nil {
 				t.Fatal(err)
 			}
 			if err := closeWrite(conn); err != nil { // after the data; a live watch would take this FIN as gone
 				t.Fatal(err)
 			}
-			eventually(t, 5*time.Second, "the watch to end on the data", func() bool { return len(goroutines("(*watch).run")) == 0 })
+			testenv.Eventually(t, 5*time.Second, "the watch to end on the data", func() bool { return len(goroutines("(*watch).run")) == 0 })
 			close(release)
 			if r := <-results; r.cause != nil {
 				t.Fatalf("watched ctx ended with %v; pipelined data taken as a disconnect", r.cause)
