@@ -175,6 +175,7 @@ func (s *mysqlServer) run(ctx context.Context, pool string, fn func(ctx context.
 		return kind, nil // refused by the breaker (Do, or Breaker.Dial in the connector)
 	}
 	if kind == KindTimeout {
+		<-ctx.Done() // its deadline has passed (classify): the timer and its cause are at most a moment away
 		var qt *queryTimeoutError
 		if errors.As(context.Cause(ctx), &qt) {
 			return kind, fmt.Errorf("%w: %w", qt, opErr)
@@ -213,6 +214,11 @@ func (s *mysqlServer) classify(ctx context.Context, err error) Kind {
 	}
 	if ctx.Err() != nil {
 		return ctxKind(ctx.Err())
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		// The socket's deadline, set from ctx's, can fire a moment before ctx's
+		// own timer: the driver then reports a broken connection, not a timeout.
+		return KindTimeout
 	}
 	var ke *kindError
 	var k Kind
