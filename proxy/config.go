@@ -1,7 +1,6 @@
-// Package proxy holds pooled Thrift clients to remote faed peers.
-//
 // This file holds the servants.proxy section, with the original fae's keys and
 // defaults and a breaker subsection of its own.
+
 package proxy
 
 import (

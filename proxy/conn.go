@@ -30,6 +30,7 @@ var longAgo = time.Unix(1, 0)
 // serves) and the generated client. Only the call that borrowed it uses it.
 type conn struct {
 	nc       net.Conn
+	buf      *thrift.TBufferedTransport // buffer_size bytes each way
 	client   *rpc.FunServantClient
 	lastUsed time.Time // when it was last given back
 }
@@ -48,7 +49,8 @@ func (sockTransport) RemainingBytes() uint64      { return math.MaxUint64 }
 func newConn(nc net.Conn, peer Peer, bufferSize int) *conn {
 	tconf := &thrift.TConfiguration{MaxMessageSize: maxReplyBytes, MaxFrameSize: maxReplyBytes,
 		TBinaryStrictWrite: thrift.BoolPtr(true)}
-	var trans thrift.TTransport = thrift.NewTBufferedTransport(sockTransport{nc}, bufferSize)
+	buf := thrift.NewTBufferedTransport(sockTransport{nc}, bufferSize)
+	var trans thrift.TTransport = buf
 	if peer.Framed {
 		trans = thrift.NewTFramedTransportConf(trans, tconf)
 	}
@@ -56,7 +58,7 @@ func newConn(nc net.Conn, peer Peer, bufferSize int) *conn {
 	if peer.Protocol == "compact" {
 		pf = thrift.NewTCompactProtocolFactoryConf(tconf)
 	}
-	return &conn{nc: nc, client: rpc.NewFunServantClientFactory(trans, pf)}
+	return &conn{nc: nc, buf: buf, client: rpc.NewFunServantClientFactory(trans, pf)}
 }
 
 // dialConn connects to peer within timeout (not bounded by any caller's ctx:

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -83,5 +84,35 @@ func TestConcurrentDialsShareFailure(t *testing.T) {
 	}
 	if s.Breaker != "closed" {
 		t.Errorf("breaker %s after %d failed connects (failure_allowance 5), want closed", s.Breaker, s.Dials)
+	}
+}
+
+// buffer_size and tcp_nodelay reach the peer connections.
+func TestSocketOptions(t *testing.T) {
+	tp := startPeer(t, "compact", true, nil)
+	for _, noDelay := range []bool{true, false} {
+		cfg := testConfig()
+		cfg.TCPNoDelay, cfg.BufferSize = noDelay, 100
+		p, _ := newProxies(t, cfg)
+		big := strings.Repeat("x", 10000) // replies and requests far over buffer_size
+		if v, err := lcGet(bg, p, tp.peer, big); err != nil || v != big {
+			t.Fatalf("lc_get of a 10000-byte key with buffer_size 100: %d bytes, %v", len(v), err)
+		}
+		pp, _, _ := p.pool(tp.peer)
+		pp.mu.Lock()
+		c := pp.idle[0]
+		pp.mu.Unlock()
+		if r, w := c.buf.Reader.Size(), c.buf.Writer.Size(); r != 100 || w != 100 {
+			t.Errorf("buffers of %d and %d bytes, want buffer_size 100", r, w)
+		}
+		raw, err := c.nc.(*net.TCPConn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v int
+		raw.Control(func(fd uintptr) { v, err = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY) })
+		if err != nil || (v != 0) != noDelay {
+			t.Errorf("TCP_NODELAY = %d (%v), want tcp_nodelay %t", v, err, noDelay)
+		}
 	}
 }

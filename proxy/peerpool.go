@@ -66,24 +66,25 @@ func (pp *peerPool) call(ctx context.Context, method string, fn func(context.Con
 	if err != nil {
 		return dialKind(ctx, err)
 	}
+	reuse := false // unless the call proves it in step (a panic of fn closes it too)
+	defer func() { pp.put(c, reuse) }()
 	if ctx.Err() != nil { // the caller left during the dial: the connection is unused
-		pp.put(c, true)
+		reuse = true
 		return pool.KindCanceled, context.Cause(ctx)
 	}
 	ran := false
 	var out error
-	var keep bool
 	kind, _ := pp.breaker.Do(func() (pool.Kind, error) {
 		ran = true
 		var k pool.Kind
-		k, out, keep = c.call(ctx, pp.peer.Addr, method, pp.cfg.CallTimeout(), fn)
+		k, out, reuse = c.call(ctx, pp.peer.Addr, method, pp.cfg.CallTimeout(), fn)
+		reuse = reuse && k.Reusable()
 		return k, out
 	})
-	if !ran { // the breaker opened meanwhile
-		pp.put(c, true)
+	if !ran { // the breaker opened meanwhile: the connection is unused
+		reuse = true
 		return pool.KindBreakerOpen, nil
 	}
-	pp.put(c, keep && kind.Reusable())
 	return kind, out
 }
 

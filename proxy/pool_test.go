@@ -247,3 +247,56 @@ func TestRetain(t *testing.T) {
 		t.Fatalf("call to b = %q, %v, with %d connections accepted; want its pooled connection reused", v, err, b.accepted())
 	}
 }
+
+// A peer that comes back on the same address with another protocol and
+// transport gets a new pool speaking them; the old one is retired.
+func TestPeerChangesProtocol(t *testing.T) {
+	old := startPeer(t, "binary", false, nil)
+	p, _ := newProxies(t, testConfig())
+	if _, err := lcGet(bg, p, old.peer, "a"); err != nil {
+		t.Fatal(err)
+	}
+	old.srv.Close()
+	addr := old.peer.Addr
+	now := startPeer(t, "compact", true, func(c *engine.Config, _ *rpc.FunServantProcessor) { c.ListenAddr = addr })
+	if v, err := lcGet(bg, p, now.peer, "b"); err != nil || v != "b" {
+		t.Fatalf("call to the peer serving compact/framed = %q, %v", v, err)
+	}
+	if s, _ := statsOf(p, addr); s.Peer != now.peer || len(p.Stats()) != 1 {
+		t.Errorf("stats %+v, want one pool, of %+v", p.Stats(), now.peer)
+	}
+}
+
+// io_timeout 0 is a bound of 5s (IOTimeoutWhenZero), not an immediate timeout.
+func TestZeroIOTimeout(t *testing.T) {
+	tp := startPeer(t, "binary", false, nil)
+	cfg := testConfig()
+	cfg.IOTimeout = 0
+	p, _ := newProxies(t, cfg)
+	if v, err := lcGet(bg, p, tp.peer, "sleep:100ms:slow"); err != nil || v != "slow" {
+		t.Fatalf("a 100ms call with io_timeout 0 = %q, %v", v, err)
+	}
+}
+
+// A panic in fn closes its connection and frees its slot.
+func TestPanicInFn(t *testing.T) {
+	tp := startPeer(t, "binary", false, nil)
+	cfg := testConfig()
+	cfg.PoolCapacity = 1
+	p, _ := newProxies(t, cfg)
+	func() {
+		defer func() {
+			if r := recover(); r != "fn bug" {
+				t.Errorf("recovered %v, want the panic of fn", r)
+			}
+		}()
+		p.Call(bg, tp.peer, "lc_get", func(ctx context.Context, c *rpc.FunServantClient) error {
+			c.LcGet(ctx, rctx, "a")
+			panic("fn bug")
+		})
+	}()
+	eventually(t, 5*time.Second, "the connection of the call that panicked to close", func() bool { return tp.open() == 0 })
+	if v, err := lcGet(bg, p, tp.peer, "b"); err != nil || v != "b" {
+		t.Fatalf("call after a panic (capacity 1) = %q, %v", v, err)
+	}
+}

@@ -1,3 +1,5 @@
+// Package proxy forwards calls to peer faed nodes: pooled clients of the
+// generated FunServant client, one bounded pool and one breaker per peer.
 package proxy
 
 import (
