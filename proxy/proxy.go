@@ -62,7 +62,11 @@ func New(cfg Config, obs pool.Observer) *Proxies {
 // IOTimeoutWhenZero; then KindTimeout). When ctx ends first the call stops at
 // once (KindCanceled): its connection is closed, so the peer sees the client
 // leave too. A connection that saw any failure, timeout or cancellation is
-// closed, never reused, so a late reply never answers another call.
+// closed, never reused, so a late reply never answers another call; it is
+// kept after a reply read to its end: a result, a declared exception, or an
+// INTERNAL_ERROR or UNKNOWN_METHOD exception (after which the peer's session
+// goes on). The generated client's sequence ids would also refuse a reply
+// that is not the call's (KindServerFailure).
 //
 // It returns nil; or the peer's declared exception as is (*rpc.TCacheMissed,
 // *rpc.TMongoNotFound…), so that it reaches the client as itself; or a
