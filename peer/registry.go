@@ -62,8 +62,12 @@ func (e *IDConflictError) Error() string {
 type Registry struct {
 	cfg     Config
 	servers []string
+	dial    zk.Dialer
 	log     *slog.Logger
-	conn    *zk.Conn
+
+	conn       atomic.Pointer[zk.Conn] // the current client (replaced by restartClient)
+	gen        atomic.Int64            // the current client's generation; events of older ones are ignored
+	handshakes atomic.Int64            // the current client's TCP connections since its last session
 
 	ctx      context.Context // ends with Close: bounds every operation
 	cancel   context.CancelFunc
@@ -108,21 +112,35 @@ func newRegistry(servers []string, cfg Config, log *slog.Logger, dial zk.Dialer)
 	if log == nil {
 		log = slog.Default()
 	}
-	r := &Registry{cfg: cfg, servers: append([]string(nil), servers...), log: log.With("component", "peer"), kick: make(chan struct{}, 1),
+	r := &Registry{cfg: cfg, servers: append([]string(nil), servers...), dial: dial, log: log.With("component", "peer"), kick: make(chan struct{}, 1),
 		cmds: make(chan func()), done: make(chan struct{}), subs: map[*subscriber]struct{}{}}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	r.loopState = loopState{view: newView(cfg.SessionTimeout), waitingLog: time.Now().Add(cfg.SessionTimeout)}
-	conn, _, err := zk.Connect(servers, cfg.SessionTimeout,
-		zk.WithHostProvider(&hostList{}), // resolves names at each dial: start without DNS too
-		zk.WithDialer(dial), zk.WithEventCallback(r.onEvent),
-		zk.WithLogger(zkLogger{r.log}), zk.WithLogInfo(false))
-	if err != nil {
-		return nil, fmt.Errorf("peer: %w", err)
+	r.loopState = loopState{view: newView(cfg.SessionTimeout), waitingLog: time.Now().Add(cfg.SessionTimeout),
+		lastSession: time.Now()}
+	if err := r.connect(); err != nil {
+		return nil, err
 	}
-	r.conn = conn
 	go r.loop()
 	return r, nil
 }
+
+// connect starts a new go-zookeeper client; it connects in the background.
+func (r *Registry) connect() error {
+	gen := r.gen.Add(1)
+	conn, _, err := zk.Connect(r.servers, r.cfg.SessionTimeout,
+		zk.WithHostProvider(&hostList{}), // resolves names at each dial: start without DNS too
+		zk.WithDialer(r.dial), zk.WithEventCallback(func(ev zk.Event) { r.onEvent(gen, ev) }),
+		zk.WithLogger(zkLogger{r.log}), zk.WithLogInfo(false))
+	if err != nil {
+		return fmt.Errorf("peer: %w", err)
+	}
+	r.handshakes.Store(0)
+	r.conn.Store(conn)
+	return nil
+}
+
+// client is the current go-zookeeper client.
+func (r *Registry) client() *zk.Conn { return r.conn.Load() }
 
 // Register asks for this node's registration as <root>/<addr> with info
 // (Impl and Format are filled in). It returns at once: the registry
@@ -263,7 +281,7 @@ func (r *Registry) Close() error {
 	r.closing.Do(func() {
 		r.cancel()
 		<-r.done
-		r.conn.Close()
+		r.client().Close()
 		r.mu.Lock()
 		r.closed = true
 		for s := range r.subs {
@@ -293,9 +311,18 @@ func (r *Registry) exec(ctx context.Context, fn func() error) error {
 	return <-res
 }
 
-// onEvent is go-zookeeper's event callback: it must not block.
-func (r *Registry) onEvent(ev zk.Event) {
-	if ev.Type == zk.EventSession && ev.State == zk.StateHasSession {
+// onEvent is go-zookeeper's event callback for the client of generation
+// gen: it must not block.
+func (r *Registry) onEvent(gen int64, ev zk.Event) {
+	if gen != r.gen.Load() {
+		return // a replaced client
+	}
+	switch {
+	case ev.Type != zk.EventSession:
+	case ev.State == zk.StateConnected: // TCP connected, handshake next
+		r.handshakes.Add(1)
+	case ev.State == zk.StateHasSession:
+		r.handshakes.Store(0)
 		r.connects.Add(1)
 	}
 	r.poke()

@@ -14,6 +14,13 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
+// refusedHandshakes is how many TCP connections in a row without a session,
+// over at least two session timeouts, make the registry start over with a
+// new client. ZooKeeper refuses the handshake of a client that saw a later
+// zxid than its own (a ZooKeeper that lost its data), and go-zookeeper keeps
+// that zxid until a session expires, which then never happens.
+const refusedHandshakes = 3
+
 // readParallel bounds the concurrent reads of the children's records: a
 // membership change costs each node one read per member (ZooKeeper has no
 // batched read, and a children watch does not tell which record changed).
@@ -39,6 +46,7 @@ type loopState struct {
 	session     int64     // the session last seen, for the log
 	connected   bool      // whether the last look found a session, for the log
 	waitingLog  time.Time // when to say that no session came yet; zero = said or not needed
+	lastSession time.Time // when the last look found a session (or the start)
 	lastErr     string
 	foreignSeen map[string]string // reported foreign children → reason
 }
@@ -85,6 +93,9 @@ func (r *Registry) nextWake() time.Time {
 // to look at: a new connection, a fired watch, a new registration, a retry.
 func (r *Registry) step() {
 	if !r.noteState() {
+		if r.handshakes.Load() >= refusedHandshakes && time.Since(r.lastSession) > 2*r.cfg.SessionTimeout {
+			r.restartClient()
+		}
 		return
 	}
 	n := r.connects.Load()
@@ -95,7 +106,7 @@ func (r *Registry) step() {
 		return
 	}
 	r.dirty = false
-	if err := r.sync(r.conn.SessionID(), n); err != nil {
+	if err := r.sync(r.client().SessionID(), n); err != nil {
 		r.dirty, r.retryAt = true, time.Now().Add(RetryDelay)
 		if r.ctx.Err() != nil {
 			return // closing
@@ -111,14 +122,14 @@ func (r *Registry) step() {
 
 // noteState logs session changes and reports whether there is a session.
 func (r *Registry) noteState() bool {
-	has := r.conn.State() == zk.StateHasSession
-	sid := r.conn.SessionID()
+	has := r.client().State() == zk.StateHasSession
+	sid := r.client().SessionID()
 	switch {
 	case has && sid != r.session && r.session != 0:
-		r.log.Warn("new ZooKeeper session (the previous one expired): registering again and re-arming the watch",
+		r.log.Warn("new ZooKeeper session (the previous one is gone: expired, or lost by ZooKeeper): registering again and re-arming the watch",
 			"session", fmt.Sprintf("0x%x", sid), "previous", fmt.Sprintf("0x%x", r.session))
 	case has && sid != r.session:
-		r.log.Info("ZooKeeper session established", "session", fmt.Sprintf("0x%x", sid), "server", r.conn.Server())
+		r.log.Info("ZooKeeper session established", "session", fmt.Sprintf("0x%x", sid), "server", r.client().Server())
 	case has && !r.connected:
 		r.log.Info("ZooKeeper connection back, same session", "session", fmt.Sprintf("0x%x", sid))
 	case !has && r.connected:
@@ -129,10 +140,25 @@ func (r *Registry) noteState() bool {
 		r.waitingLog = time.Time{}
 	}
 	if has {
-		r.session, r.waitingLog = sid, time.Time{}
+		r.session, r.waitingLog, r.lastSession = sid, time.Time{}, time.Now()
 	}
 	r.connected = has
 	return has
+}
+
+// restartClient replaces a client whose handshakes ZooKeeper keeps refusing
+// by a new one (no session, no zxid seen); the old one is closed.
+func (r *Registry) restartClient() {
+	old := r.client()
+	r.log.Warn("ZooKeeper accepts connections but no session for this client "+
+		"(it refuses a client that saw a later zxid: did ZooKeeper lose its data?): starting a new client",
+		"handshakes", r.handshakes.Load(), "since", time.Since(r.lastSession).Round(time.Millisecond))
+	if err := r.connect(); err != nil {
+		r.log.Error("restarting the ZooKeeper client", "err", err)
+		return
+	}
+	r.watch, r.lastSession = nil, time.Now()
+	go old.Close()
 }
 
 // sync reads the root's children and their records, registers this node if
@@ -180,7 +206,7 @@ func (r *Registry) readChildren(conns int64) ([]string, error) {
 	root := r.cfg.Root
 	if r.watch != nil && r.watchConn == conns {
 		names, err := call(r.ctx, r.cfg.SessionTimeout, func() ([]string, error) {
-			names, _, err := r.conn.Children(root)
+			names, _, err := r.client().Children(root)
 			return names, err
 		})
 		return names, wrap("children", root, err)
@@ -190,7 +216,7 @@ func (r *Registry) readChildren(conns int64) ([]string, error) {
 		ch    <-chan zk.Event
 	}
 	a, err := call(r.ctx, r.cfg.SessionTimeout, func() (armed, error) {
-		names, _, ch, err := r.conn.ChildrenW(root)
+		names, _, ch, err := r.client().ChildrenW(root)
 		return armed{names, ch}, err
 	})
 	if err != nil {
@@ -228,7 +254,7 @@ func (r *Registry) readRecord(ctx context.Context, name string) (seen, error) {
 		stat *zk.Stat
 	}
 	v, err := call(ctx, r.cfg.SessionTimeout, func() (got, error) {
-		data, stat, err := r.conn.Get(path)
+		data, stat, err := r.client().Get(path)
 		return got{data, stat}, err
 	})
 	if err != nil {
@@ -289,7 +315,7 @@ func (r *Registry) register(w *registration, sid int64, children map[string]seen
 	}
 	r.setRegistered(false)
 	_, err := call(r.ctx, r.cfg.SessionTimeout, func() (string, error) {
-		return r.conn.Create(w.path, data, zk.FlagEphemeral, zk.WorldACL(zk.PermAll))
+		return r.client().Create(w.path, data, zk.FlagEphemeral, zk.WorldACL(zk.PermAll))
 	})
 	if err != nil {
 		return wrap("create", w.path, err)
@@ -367,7 +393,7 @@ func (r *Registry) readOwn(ctx context.Context, w *registration) (*seen, error) 
 		return nil, nil
 	case err != nil:
 		return nil, err
-	case s.owner != r.conn.SessionID():
+	case s.owner != r.client().SessionID():
 		return nil, nil
 	}
 	return &s, nil
@@ -378,7 +404,7 @@ func (r *Registry) readOwn(ctx context.Context, w *registration) (*seen, error) 
 // children watches of peers fire.
 func (r *Registry) replace(ctx context.Context, path string, version int32, data []byte) error {
 	_, err := call(ctx, r.cfg.SessionTimeout, func() ([]zk.MultiResponse, error) {
-		return r.conn.Multi(&zk.DeleteRequest{Path: path, Version: version},
+		return r.client().Multi(&zk.DeleteRequest{Path: path, Version: version},
 			&zk.CreateRequest{Path: path, Data: data, Acl: zk.WorldACL(zk.PermAll), Flags: zk.FlagEphemeral})
 	})
 	return wrap("replace", path, err)
@@ -386,7 +412,7 @@ func (r *Registry) replace(ctx context.Context, path string, version int32, data
 
 func (r *Registry) delete(ctx context.Context, path string, version int32) error {
 	_, err := call(ctx, r.cfg.SessionTimeout, func() (struct{}, error) {
-		return struct{}{}, r.conn.Delete(path, version)
+		return struct{}{}, r.client().Delete(path, version)
 	})
 	return wrap("delete", path, err)
 }
@@ -400,7 +426,7 @@ func (r *Registry) ensurePath(ctx context.Context, path string) error {
 		}
 		p := path[:i]
 		_, err := call(ctx, r.cfg.SessionTimeout, func() (string, error) {
-			return r.conn.Create(p, nil, 0, zk.WorldACL(zk.PermAll))
+			return r.client().Create(p, nil, 0, zk.WorldACL(zk.PermAll))
 		})
 		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
 			return wrap("create", p, err)

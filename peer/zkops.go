@@ -27,7 +27,7 @@ func (r *Registry) Create(ctx context.Context, path string, data []byte) error {
 		return err
 	}
 	_, err := call(ctx, r.cfg.SessionTimeout, func() (string, error) {
-		return r.conn.Create(path, data, 0, zk.WorldACL(zk.PermAll))
+		return r.client().Create(path, data, 0, zk.WorldACL(zk.PermAll))
 	})
 	return wrap("create", path, err)
 }
@@ -39,7 +39,7 @@ func (r *Registry) Children(ctx context.Context, path string) ([]string, error) 
 		return nil, err
 	}
 	names, err := call(ctx, r.cfg.SessionTimeout, func() ([]string, error) {
-		names, _, err := r.conn.Children(path)
+		names, _, err := r.client().Children(path)
 		return names, err
 	})
 	if err != nil {
@@ -56,7 +56,7 @@ func (r *Registry) Delete(ctx context.Context, path string) error {
 		return err
 	}
 	_, err := call(ctx, r.cfg.SessionTimeout, func() (struct{}, error) {
-		return struct{}{}, r.conn.Delete(path, -1)
+		return struct{}{}, r.client().Delete(path, -1)
 	})
 	return wrap("delete", path, err)
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -44,7 +45,25 @@ func StartZooKeeper(t testing.TB) *Server {
 			"org.apache.zookeeper.server.ZooKeeperServerMain", cfg}
 	})
 	Eventually(t, 30*time.Second, "ZooKeeper at "+s.Addr()+" answering ruok", func() bool { return ZooKeeperOK(s.Addr()) })
+	zooKeeperData.Store(s, filepath.Join(dir, "data"))
 	return s
+}
+
+// zooKeeperData maps each *Server of StartZooKeeper to its data directory.
+var zooKeeperData sync.Map
+
+// WipeZooKeeperData deletes the data (znodes and sessions) of a stopped
+// ZooKeeper of StartZooKeeper: started again, it is an empty ZooKeeper that
+// knows no session, as a replaced server would be.
+func WipeZooKeeperData(t testing.TB, s *Server) {
+	t.Helper()
+	dir, ok := zooKeeperData.Load(s)
+	if !ok {
+		t.Fatal("WipeZooKeeperData: not a ZooKeeper of StartZooKeeper")
+	}
+	if err := os.RemoveAll(dir.(string)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func writeZooCfg(t testing.TB, path, data string, port int) {
