@@ -226,7 +226,8 @@ func (r *Registry) readChildren(conns int64) ([]string, error) {
 	return a.names, nil
 }
 
-// readRecords reads every child's data and stat. A child deleted meanwhile is left out.
+// readRecords reads every child's data and stat. A child deleted meanwhile
+// is left out; one this client may not read (its ACL) is foreign.
 func (r *Registry) readRecords(names []string) (map[string]seen, error) {
 	var mu sync.Mutex
 	out := make(map[string]seen, len(names))
@@ -235,8 +236,11 @@ func (r *Registry) readRecords(names []string) (map[string]seen, error) {
 	for _, name := range names {
 		g.Go(func() error {
 			s, err := r.readRecord(ctx, name)
-			if errors.Is(err, zk.ErrNoNode) {
+			switch {
+			case errors.Is(err, zk.ErrNoNode):
 				return nil
+			case errors.Is(err, zk.ErrNoAuth):
+				s, err = seen{reason: "unreadable: " + err.Error()}, nil
 			}
 			mu.Lock()
 			out[name] = s
