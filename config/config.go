@@ -22,6 +22,7 @@ import (
 	hjson "github.com/hjson/hjson-go/v4"
 
 	"github.com/fae-go/fae/engine"
+	"github.com/fae-go/fae/peer"
 	"github.com/fae-go/fae/pool"
 	"github.com/fae-go/fae/servant"
 )
@@ -65,6 +66,10 @@ type Config struct {
 	// RateLimiter, did nothing, and neither does it here.
 	Plugin PluginConfig `cf:"plugin"`
 
+	// Peer (peer) is how this node takes part in the cluster: the ZooKeeper
+	// root it registers under and the session timeout (new in this fae).
+	Peer peer.Config `cf:"peer"`
+
 	RPC      engine.Config  `cf:"rpc"`
 	Servants servant.Config `cf:"servants"`
 }
@@ -83,6 +88,7 @@ type PluginConfig struct {
 // SetDefaults fills in the top-level defaults.
 func (c *Config) SetDefaults() {
 	*c = Config{ReloadWatchdogInterval: time.Second, ServerMode: true, CPUNum: "auto", MetricsLogfile: "metrics.log"}
+	c.Peer.SetDefaults()
 }
 
 // GoMaxProcs is the GOMAXPROCS that cpu_num asks for, given ncpu CPUs.
@@ -172,6 +178,12 @@ func (c *Config) validate() error {
 		if p.Name != "RateLimiter" {
 			return fmt.Errorf("plugin.plugins[%d].name: unknown plugin %q (only RateLimiter is known)", i, p.Name)
 		}
+	}
+	if err := peer.ValidateServers("etcd_servers", c.EtcdServers); err != nil {
+		return err
+	}
+	if err := c.Peer.Validate("peer"); err != nil {
+		return err
 	}
 	if err := c.RPC.Validate("rpc"); err != nil {
 		return err

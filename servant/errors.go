@@ -30,14 +30,3 @@ type NotConfiguredError struct {
 func (e *NotConfiguredError) Error() string {
 	return fmt.Sprintf("%s is not configured (%s)", e.Name, e.Key)
 }
-
-// NotBuiltError is returned by the methods of a backend whose section is set but
-// whose servant is not part of this build yet.
-type NotBuiltError struct {
-	Name string
-	Key  string
-}
-
-func (e *NotBuiltError) Error() string {
-	return fmt.Sprintf("%s is configured (%s) but not implemented in this faed version", e.Name, e.Key)
-}

@@ -8,7 +8,9 @@ import (
 	"sync/atomic"
 
 	"github.com/fae-go/fae/cache"
+	"github.com/fae-go/fae/peer"
 	"github.com/fae-go/fae/pool"
+	"github.com/fae-go/fae/proxy"
 )
 
 // ErrClosed is answered to calls that start after Close (faed is stopping).
@@ -30,6 +32,9 @@ type generation struct {
 	mc *pool.Memcache
 	rd *pool.Redis
 	mg *pool.Mongo
+
+	picker *peer.Picker          // the ring of the members known; nil = this node owns every key
+	peers  map[string]proxy.Peer // how to reach each member, by address
 
 	refs    atomic.Int64 // calls that pinned it
 	retired atomic.Bool
@@ -102,6 +107,7 @@ func (s *FunServant) build(cfg Config, old *generation) (*generation, error) {
 	if old == nil {
 		old = &generation{}
 	}
+	s.buildPicker(g)
 	if err := s.buildPools(g, old); err != nil {
 		g.next = old // close only what was built here
 		g.closePools()

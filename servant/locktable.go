@@ -29,6 +29,7 @@ type lockTable struct {
 
 	refused   atomic.Int64
 	tookOver  atomic.Int64
+	notHolder atomic.Int64
 	swept     atomic.Int64
 	sweepRuns atomic.Int64
 }
@@ -41,9 +42,10 @@ type lockShard struct {
 	oldest time.Time
 }
 
-// lockHolder is who holds a lock: its time. The cluster issue adds an owner token.
+// lockHolder is who holds a lock: the rid of the call that took it, and when.
 type lockHolder struct {
-	at time.Time // when it was taken
+	at  time.Time // when it was taken
+	rid int64     // the taker's Context.rid: only the same rid unlocks it before it expires
 }
 
 // lockTableStats are a lockTable's counters since it was made.
@@ -51,6 +53,7 @@ type lockTableStats struct {
 	Held      int64 // locks held now
 	Refused   int64 // new locks refused because the table was full
 	TookOver  int64 // locks taken over past their expiry
+	NotHolder int64 // unlocks by another rid, which left the lock held
 	Swept     int64 // expired locks dropped to make room in a full table
 	SweepRuns int64 // scans of a shard for expired locks
 }
@@ -76,7 +79,7 @@ func (t *lockTable) shard(key string) *lockShard {
 // drops the expired locks of its shard (with expires > 0), then, if still
 // full, is refused with an error wrapping ErrLockTableFull, e.g.
 // "lock table full: 1048576 locks held (servants.lock.max_items)".
-func (t *lockTable) lock(key string, now time.Time, expires time.Duration) (got, tookOver bool, err error) {
+func (t *lockTable) lock(key string, rid int64, now time.Time, expires time.Duration) (got, tookOver bool, err error) {
 	s := t.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -84,7 +87,7 @@ func (t *lockTable) lock(key string, now time.Time, expires time.Duration) (got,
 		if expires <= 0 || now.Sub(h.at) <= expires {
 			return false, false, nil
 		}
-		s.held[key] = lockHolder{at: now}
+		s.held[key] = lockHolder{at: now, rid: rid}
 		t.tookOver.Add(1)
 		return true, true, nil
 	}
@@ -92,7 +95,7 @@ func (t *lockTable) lock(key string, now time.Time, expires time.Duration) (got,
 		t.refused.Add(1)
 		return false, false, fmt.Errorf("%w: %d locks held (servants.lock.max_items)", ErrLockTableFull, t.max)
 	}
-	s.held[key] = lockHolder{at: now}
+	s.held[key] = lockHolder{at: now, rid: rid}
 	if s.oldest.IsZero() || now.Before(s.oldest) {
 		s.oldest = now
 	}
@@ -135,17 +138,25 @@ func (t *lockTable) sweep(s *lockShard, now time.Time, expires time.Duration) in
 	return dropped
 }
 
-// unlock frees the lock named key, whoever holds it; it reports whether it was held.
-func (t *lockTable) unlock(key string) bool {
+// unlock frees the lock named key if rid took it, or if (with expires > 0) it
+// was taken more than expires before now. It reports whether the key was
+// held, and holder, the rid holding it, when another rid's unlock left it
+// held (counted: the original let anyone unlock any lock).
+func (t *lockTable) unlock(key string, rid int64, now time.Time, expires time.Duration) (held bool, holder int64) {
 	s := t.shard(key)
 	s.mu.Lock()
-	_, ok := s.held[key]
-	if ok {
-		delete(s.held, key)
-		t.n.Add(-1)
+	defer s.mu.Unlock()
+	h, ok := s.held[key]
+	if !ok {
+		return false, 0
 	}
-	s.mu.Unlock()
-	return ok
+	if h.rid != rid && (expires <= 0 || now.Sub(h.at) <= expires) {
+		t.notHolder.Add(1)
+		return true, h.rid
+	}
+	delete(s.held, key)
+	t.n.Add(-1)
+	return true, 0
 }
 
 // len is the number of locks held.
@@ -153,6 +164,6 @@ func (t *lockTable) len() int { return int(t.n.Load()) }
 
 // stats returns the table's counters.
 func (t *lockTable) stats() lockTableStats {
-	return lockTableStats{Held: t.n.Load(), Refused: t.refused.Load(), TookOver: t.tookOver.Load(),
+	return lockTableStats{Held: t.n.Load(), Refused: t.refused.Load(), TookOver: t.tookOver.Load(), NotHolder: t.notHolder.Load(),
 		Swept: t.swept.Load(), SweepRuns: t.sweepRuns.Load()}
 }

@@ -41,12 +41,12 @@ func TestLockTableLockUnlock(t *testing.T) {
 	}
 	for i, st := range steps {
 		if st.unlock {
-			if got := lt.unlock(st.key); got != st.want {
+			if got := lt.unlockAny(st.key); got != st.want {
 				t.Fatalf("step %d: unlock(%s) = %v", i, st.key, got)
 			}
 			continue
 		}
-		got, took, err := lt.lock(st.key, t0, 0)
+		got, took, err := lt.lock(st.key, 1, t0, 0)
 		if got != st.want || took != st.wantTaken || err != nil {
 			t.Fatalf("step %d: lock(%s) = %v, %v, %v", i, st.key, got, took, err)
 		}
@@ -59,20 +59,20 @@ func TestLockTableLockUnlock(t *testing.T) {
 func TestLockTableFull(t *testing.T) {
 	lt := newLockTable(4)
 	for _, k := range []string{"a", "b", "c", "d"} {
-		if got, _, err := lt.lock(k, t0, 0); !got || err != nil {
+		if got, _, err := lt.lock(k, 1, t0, 0); !got || err != nil {
 			t.Fatalf("lock(%s) = %v, %v", k, got, err)
 		}
 	}
-	got, _, err := lt.lock("e", t0, 0)
+	got, _, err := lt.lock("e", 1, t0, 0)
 	if got || !errors.Is(err, ErrLockTableFull) || err.Error() != "lock table full: 4 locks held (servants.lock.max_items)" {
 		t.Fatalf("lock in a full table = %v, %v", got, err)
 	}
 	// A held key in a full table is an ordinary "held", not an error.
-	if got, _, err := lt.lock("a", t0, 0); got || err != nil {
+	if got, _, err := lt.lock("a", 1, t0, 0); got || err != nil {
 		t.Fatalf("lock(a) held in a full table = %v, %v", got, err)
 	}
-	lt.unlock("b")
-	if got, _, err := lt.lock("e", t0, 0); !got || err != nil {
+	lt.unlockAny("b")
+	if got, _, err := lt.lock("e", 1, t0, 0); !got || err != nil {
 		t.Fatalf("lock(e) after an unlock = %v, %v", got, err)
 	}
 	if st := lt.stats(); st != (lockTableStats{Held: 4, Refused: 1}) {
@@ -87,17 +87,17 @@ func TestLockTableNeverEvicts(t *testing.T) {
 	lt := newLockTable(max)
 	held := keysIn(lt, "x", true, max) // one shard only
 	for _, k := range held {
-		if got, _, err := lt.lock(k, t0, time.Second); !got || err != nil {
+		if got, _, err := lt.lock(k, 1, t0, time.Second); !got || err != nil {
 			t.Fatalf("lock(%s) = %v, %v with %d held", k, got, err, lt.len())
 		}
 	}
 	for i := range 20 * max {
-		if got, _, err := lt.lock(fmt.Sprint("new", i), t0, time.Second); got || !errors.Is(err, ErrLockTableFull) {
+		if got, _, err := lt.lock(fmt.Sprint("new", i), 1, t0, time.Second); got || !errors.Is(err, ErrLockTableFull) {
 			t.Fatalf("new lock %d in a full table = %v, %v", i, got, err)
 		}
 	}
 	for _, k := range held {
-		if got, _, err := lt.lock(k, t0.Add(time.Second), time.Second); got || err != nil {
+		if got, _, err := lt.lock(k, 1, t0.Add(time.Second), time.Second); got || err != nil {
 			t.Fatalf("held lock %s: lock = %v, %v; want held", k, got, err)
 		}
 	}
@@ -109,18 +109,18 @@ func TestLockTableNeverEvicts(t *testing.T) {
 func TestLockTableExpiry(t *testing.T) {
 	lt := newLockTable(10)
 	const exp = 10 * time.Second
-	lt.lock("a", t0, exp)
-	if got, took, _ := lt.lock("a", t0.Add(exp), exp); got || took {
+	lt.lock("a", 1, t0, exp)
+	if got, took, _ := lt.lock("a", 1, t0.Add(exp), exp); got || took {
 		t.Fatal("taken over at exactly its expiry")
 	}
 	t1 := t0.Add(exp + time.Nanosecond)
-	if got, took, err := lt.lock("a", t1, exp); !got || !took || err != nil {
+	if got, took, err := lt.lock("a", 1, t1, exp); !got || !took || err != nil {
 		t.Fatalf("lock past expiry = %v, %v, %v; want taken over", got, took, err)
 	}
-	if got, _, _ := lt.lock("a", t1.Add(exp), exp); got {
+	if got, _, _ := lt.lock("a", 1, t1.Add(exp), exp); got {
 		t.Fatal("the takeover did not restart the lock's time")
 	}
-	if got, _, _ := lt.lock("a", t1.Add(time.Hour), 0); got {
+	if got, _, _ := lt.lock("a", 1, t1.Add(time.Hour), 0); got {
 		t.Fatal("taken over with expires 0 (never)")
 	}
 	if st := lt.stats(); st.Held != 1 || st.TookOver != 1 {
@@ -134,29 +134,29 @@ func TestLockTableFullSweepsShard(t *testing.T) {
 	const exp = 10 * time.Second
 	lt := newLockTable(4)
 	same, other := keysIn(lt, "new", true, 2), keysIn(lt, "new", false, 1)
-	lt.lock(same[0], t0, exp)
-	lt.lock(same[1], t0.Add(5*time.Second), exp)
-	lt.lock(other[0], t0, exp)
-	lt.lock("new2", t0.Add(8*time.Second), exp) // the fourth lock, in whatever shard
-	if _, _, err := lt.lock("new", t0.Add(exp), exp); !errors.Is(err, ErrLockTableFull) {
+	lt.lock(same[0], 1, t0, exp)
+	lt.lock(same[1], 1, t0.Add(5*time.Second), exp)
+	lt.lock(other[0], 1, t0, exp)
+	lt.lock("new2", 1, t0.Add(8*time.Second), exp) // the fourth lock, in whatever shard
+	if _, _, err := lt.lock("new", 1, t0.Add(exp), exp); !errors.Is(err, ErrLockTableFull) {
 		t.Fatalf("nothing expired yet: %v", err)
 	}
-	if _, _, err := lt.lock("new", t0.Add(exp+time.Second), exp); err != nil {
+	if _, _, err := lt.lock("new", 1, t0.Add(exp+time.Second), exp); err != nil {
 		t.Fatalf("with %s expired: %v", same[0], err)
 	}
 	if st := lt.stats(); st.Swept != 1 || st.Held != 4 || st.Refused != 1 {
 		t.Fatalf("stats %+v", st)
 	}
-	if got, _, _ := lt.lock(same[1], t0.Add(exp+time.Second), exp); got {
+	if got, _, _ := lt.lock(same[1], 1, t0.Add(exp+time.Second), exp); got {
 		t.Fatalf("%s, not expired, was dropped", same[1])
 	}
-	if !lt.unlock(other[0]) {
+	if !lt.unlockAny(other[0]) {
 		t.Fatalf("%s, expired in another shard, was dropped", other[0])
 	}
 	// With expires 0 nothing is ever swept.
 	lt = newLockTable(1)
-	lt.lock("a", t0, 0)
-	if _, _, err := lt.lock("b", t0.Add(time.Hour), 0); !errors.Is(err, ErrLockTableFull) {
+	lt.lock("a", 1, t0, 0)
+	if _, _, err := lt.lock("b", 1, t0.Add(time.Hour), 0); !errors.Is(err, ErrLockTableFull) {
 		t.Fatalf("expires 0: %v", err)
 	}
 }
@@ -167,7 +167,7 @@ func TestLockTableConcurrent(t *testing.T) {
 	var wins, full, holding atomic.Int64
 	var wg sync.WaitGroup
 	try := func(k int) bool {
-		got, _, err := lt.lock(fmt.Sprint("key", k), time.Now(), 0)
+		got, _, err := lt.lock(fmt.Sprint("key", k), 1, time.Now(), 0)
 		if errors.Is(err, ErrLockTableFull) {
 			full.Add(1)
 		}
@@ -182,7 +182,7 @@ func TestLockTableConcurrent(t *testing.T) {
 	release := func(k int) {
 		holding.Add(-1)
 		inside[k].Store(0)
-		if !lt.unlock(fmt.Sprint("key", k)) {
+		if !lt.unlockAny(fmt.Sprint("key", k)) {
 			t.Errorf("key%d not held at unlock", k)
 		}
 	}
@@ -211,4 +211,38 @@ func TestLockTableConcurrent(t *testing.T) {
 		t.Fatalf("len %d, %d locks won, stats %+v, %d refusals seen", n, wins.Load(), lt.stats(), full.Load())
 	}
 	t.Logf("%d locks won, %d refused as full", wins.Load(), full.Load())
+}
+
+// unlockAny frees key as the rid that takes every lock in these tests (1).
+func (t *lockTable) unlockAny(key string) bool {
+	held, holder := t.unlock(key, 1, time.Time{}, 0)
+	return held && holder == 0
+}
+
+// Only the rid that took a lock frees it before it expires (issue 8: the
+// original let anyone unlock); after the expiry anyone may.
+func TestLockTableUnlockByHolder(t *testing.T) {
+	lt := newLockTable(10)
+	t0 := time.Unix(1000, 0)
+	if got, _, _ := lt.lock("k", 7, t0, 10*time.Second); !got {
+		t.Fatal("lock")
+	}
+	if held, holder := lt.unlock("k", 8, t0.Add(time.Second), 10*time.Second); !held || holder != 7 {
+		t.Fatalf("unlock by another rid: held %v holder %d", held, holder)
+	}
+	if got, _, _ := lt.lock("k", 8, t0.Add(time.Second), 10*time.Second); got {
+		t.Fatal("lock still held after another rid's unlock: taken")
+	}
+	if held, holder := lt.unlock("k", 8, t0.Add(11*time.Second), 10*time.Second); !held || holder != 0 {
+		t.Fatalf("unlock by another rid past the expiry: held %v holder %d", held, holder)
+	}
+	if got, _, _ := lt.lock("k", 9, t0.Add(12*time.Second), 0); !got {
+		t.Fatal("lock after the expired unlock")
+	}
+	if held, holder := lt.unlock("k", 9, t0.Add(13*time.Second), 0); !held || holder != 0 {
+		t.Fatalf("unlock by the holder: held %v holder %d", held, holder)
+	}
+	if st := lt.stats(); st.NotHolder != 1 || st.Held != 0 {
+		t.Fatalf("stats %+v", st)
+	}
 }

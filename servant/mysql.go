@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -49,25 +50,47 @@ func (g *generation) mysql() (*mysqlServant, error) {
 	return g.my, nil
 }
 
-// MyQuery runs one statement on the server of (pool, table, hintID); see the IDL.
+// MyQuery runs one statement on the server of (pool, table, hintID); see the
+// IDL. With a cacheKey it runs on the owner of the cacheKey, so that one node
+// caches it; when that owner is unreachable a read runs here without the
+// cache (counted) and a write fails naming the owner.
 func (s *FunServant) MyQuery(ctx context.Context, c *rpc.Context, pool, table string, hintID int64, sql string, argv []string, cacheKey string) (*rpc.MysqlResult_, error) {
 	return runBackend(s, "my.query", ctx, c, func(ctx context.Context, g *generation) (*rpc.MysqlResult_, error) {
-		m, err := g.mysql()
-		if err != nil {
-			return nil, err
-		}
-		return m.query(ctx, pool, table, hintID, sql, argv, cacheKey)
+		return s.myQuery(ctx, g, c, pool, table, hintID, sql, argv, cacheKey)
 	})
 }
 
-// MyBulkExec runs my_query for each index in order; not atomic. It returns
+// myQuery is my_query routed by its cacheKey.
+func (s *FunServant) myQuery(ctx context.Context, g *generation, c *rpc.Context, pool, table string, hintID int64, sql string, argv []string, cacheKey string) (*rpc.MysqlResult_, error) {
+	p, remote, err := s.route(g, c, cacheKey)
+	if err != nil {
+		return nil, err
+	}
+	if remote {
+		r, err := forward(s, ctx, p, "my_query", c, func(ctx context.Context, cl *rpc.FunServantClient, fc *rpc.Context) (*rpc.MysqlResult_, error) {
+			return cl.MyQuery(ctx, fc, pool, table, hintID, sql, argv, cacheKey)
+		})
+		if err == nil || peerAnswered(err) || errors.Is(err, thrift.ErrAbandonRequest) {
+			return r, err
+		}
+		if kind, cerr := classify(sql); cerr != nil || kind != kindRows {
+			return nil, err // a write is never run twice or elsewhere
+		}
+		s.Cluster.LocalFallback.Add(1)
+		cacheKey = "" // the owner's cache is the cache; read around it
+	}
+	m, err := g.mysql()
+	if err != nil {
+		return nil, err
+	}
+	return m.query(ctx, pool, table, hintID, sql, argv, cacheKey)
+}
+
+// MyBulkExec runs my_query for each index in order (an element with a
+// cacheKey on that key's owner); not atomic. It returns
 // the sum of rowsAffected, or the first error naming its index.
 func (s *FunServant) MyBulkExec(ctx context.Context, c *rpc.Context, pools, tables []string, hintIDs []int64, sqls []string, argvs [][]string, cacheKeys []string) (int64, error) {
 	return runBackend(s, "my.bexec", ctx, c, func(ctx context.Context, g *generation) (int64, error) {
-		m, err := g.mysql()
-		if err != nil {
-			return 0, err
-		}
 		n := len(sqls)
 		if len(pools) != n || len(tables) != n || len(hintIDs) != n || len(argvs) != n || len(cacheKeys) != n {
 			return 0, fmt.Errorf("my_bulk_exec: lists of unequal length: pool %d, table %d, hintId %d, sql %d, argv %d, cacheKey %d",
@@ -75,7 +98,7 @@ func (s *FunServant) MyBulkExec(ctx context.Context, c *rpc.Context, pools, tabl
 		}
 		var sum int64
 		for i := range sqls {
-			r, err := m.query(ctx, pools[i], tables[i], hintIDs[i], sqls[i], argvs[i], cacheKeys[i])
+			r, err := s.myQuery(ctx, g, c, pools[i], tables[i], hintIDs[i], sqls[i], argvs[i], cacheKeys[i])
 			if err != nil {
 				return sum, fmt.Errorf("my_bulk_exec[%d] (%d statements before it ran): %w", i, i, err)
 			}
@@ -96,9 +119,20 @@ func (s *FunServant) MyQueryShards(ctx context.Context, c *rpc.Context, pool, ta
 	})
 }
 
-// MyMerge deep-merges a JSON object into one column of one row, atomically; see merge.
+// MyMerge deep-merges a JSON object into one column of one row, atomically;
+// see merge. It runs on the owner of key, or when key is empty of the row
+// (pool, table, hintId, where), so that merges of one row are serialised on
+// one node.
 func (s *FunServant) MyMerge(ctx context.Context, c *rpc.Context, pool, table string, hintID int64, where, key, column, jsonValue string) (*rpc.MysqlMergeResult_, error) {
 	return runBackend(s, "my.merge", ctx, c, func(ctx context.Context, g *generation) (*rpc.MysqlMergeResult_, error) {
+		if p, remote, err := s.route(g, c, mergeKey(pool, table, hintID, where, key)); err != nil || remote {
+			if err != nil {
+				return nil, err
+			}
+			return forward(s, ctx, p, "my_merge", c, func(ctx context.Context, cl *rpc.FunServantClient, fc *rpc.Context) (*rpc.MysqlMergeResult_, error) {
+				return cl.MyMerge(ctx, fc, pool, table, hintID, where, key, column, jsonValue)
+			})
+		}
 		m, err := g.mysql()
 		if err != nil {
 			return nil, err
@@ -107,10 +141,19 @@ func (s *FunServant) MyMerge(ctx context.Context, c *rpc.Context, pool, table st
 	})
 }
 
-// MyEvict deletes cacheKey from the query cache (hashed like every other use
-// when cache_key_hash is on; the original could not evict in that mode).
+// MyEvict deletes cacheKey from the query cache of the key's owner (hashed
+// like every other use when cache_key_hash is on; the original could not
+// evict in that mode).
 func (s *FunServant) MyEvict(ctx context.Context, c *rpc.Context, cacheKey string) error {
 	_, err := runBackend(s, "my.evict", ctx, c, func(ctx context.Context, g *generation) (struct{}, error) {
+		if p, remote, err := s.route(g, c, cacheKey); err != nil || remote {
+			if err != nil {
+				return struct{}{}, err
+			}
+			return forward(s, ctx, p, "my_evict", c, func(ctx context.Context, cl *rpc.FunServantClient, fc *rpc.Context) (struct{}, error) {
+				return struct{}{}, cl.MyEvict(ctx, fc, cacheKey)
+			})
+		}
 		m, err := g.mysql()
 		if err != nil {
 			return struct{}{}, err

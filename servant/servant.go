@@ -16,7 +16,9 @@ import (
 	"github.com/fae-go/fae/cache"
 	"github.com/fae-go/fae/engine"
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/peer"
 	"github.com/fae-go/fae/pool"
+	"github.com/fae-go/fae/proxy"
 )
 
 // Options are what a FunServant needs besides its config.
@@ -30,6 +32,15 @@ type Options struct {
 	CallLogger *slog.Logger
 	// ZooKeeper reports whether etcd_servers is set; zk_* methods need it.
 	ZooKeeper bool
+	// Self is this node's advertised address (host:port), its name on the
+	// cluster's ring; "" when it is not a member (server_mode false: it
+	// forwards every keyed call).
+	Self string
+	// ZK runs zk_* on the node's ZooKeeper session; nil without etcd_servers.
+	ZK ZooKeeper
+	// IDConflict, when set and returning an error, stops id_next: another live
+	// member holds this node's idgen_worker_id (peer.Registry.Conflict).
+	IDConflict func() error
 	// Fault, when set, is called at the start of every call's work, inside the
 	// call pipeline. Tests use it to cause faults they cannot cause for real (a
 	// panic); production leaves it nil.
@@ -56,6 +67,11 @@ type FunServant struct {
 	// generation's pools), so backend figures survive reloads.
 	Backends   *pool.Counters
 	QueryCache QueryCacheStats
+	Cluster    ClusterStats
+
+	proxies      *proxy.Proxies // pooled clients to peers (servants.proxy; restart-only)
+	members      []peer.Member  // the membership the ring is built from; guarded by reload
+	membersKnown bool           // SetMembers was called: route by the ring
 
 	gen      atomic.Pointer[generation]
 	reload   sync.Mutex    // serialises Reload and Close
@@ -98,8 +114,15 @@ func New(cfg Config, opts Options) (*FunServant, error) {
 	if cfg.Lock != nil {
 		s.locks = newLockTable(cfg.Lock.MaxItems)
 	}
+	pc := cfg.Proxy
+	if pc == nil {
+		pc = new(proxy.Config)
+		pc.SetDefaults()
+	}
+	s.proxies = proxy.New(*pc, s.Backends)
 	g, err := s.build(cfg, nil)
 	if err != nil {
+		s.proxies.Close()
 		return nil, err
 	}
 	s.gen.Store(g)
@@ -119,6 +142,10 @@ func (s *FunServant) Close() {
 	s.gen.Store(&generation{cfg: old.cfg, closed: true, done: closedChan})
 	old.retire(nil)
 	s.lastDone = old.done
+	go func() { // the peers' pools close after the last call, as the backends' do
+		<-old.done
+		s.proxies.Close()
+	}()
 }
 
 // Closed returns a channel closed once the generation last replaced (by

@@ -6,28 +6,38 @@ import (
 	"github.com/fae-go/fae/idl/fun/rpc"
 )
 
-// The zk_* methods pass through to the node's ZooKeeper session; they come with
-// the cluster issue. Until then they answer that ZooKeeper is not available:
-// "not configured" without etcd_servers, "not implemented" with it.
+var errZkOff = &NotConfiguredError{Name: "zookeeper", Key: "etcd_servers"}
 
-func (s *FunServant) zkErr() error {
-	if !s.opts.ZooKeeper {
-		return &NotConfiguredError{Name: "zookeeper", Key: "etcd_servers"}
-	}
-	return &NotBuiltError{Name: "zookeeper", Key: "etcd_servers"}
+// ZkCreate creates a persistent node at path with data, on the node's
+// ZooKeeper session; true on success. Errors name the path and ZooKeeper's
+// reason; paths under the registration root (peer.root) are refused.
+func (s *FunServant) ZkCreate(ctx context.Context, c *rpc.Context, path, data string) (bool, error) {
+	return runBackend(s, "zk.create", ctx, c, func(ctx context.Context, _ *generation) (bool, error) {
+		if s.opts.ZK == nil {
+			return false, errZkOff
+		}
+		err := s.opts.ZK.Create(ctx, path, []byte(data))
+		return err == nil, err
+	})
 }
 
-// ZkCreate creates a persistent node at path with data.
-func (s *FunServant) ZkCreate(_ context.Context, c *rpc.Context, path, data string) (bool, error) {
-	return run(s, "zk.create", c, true, func(*generation) (bool, error) { return false, s.zkErr() })
+// ZkChildren lists the children of path, sorted.
+func (s *FunServant) ZkChildren(ctx context.Context, c *rpc.Context, path string) ([]string, error) {
+	return runBackend(s, "zk.children", ctx, c, func(ctx context.Context, _ *generation) ([]string, error) {
+		if s.opts.ZK == nil {
+			return nil, errZkOff
+		}
+		return s.opts.ZK.Children(ctx, path)
+	})
 }
 
-// ZkChildren lists the children of path.
-func (s *FunServant) ZkChildren(_ context.Context, c *rpc.Context, path string) ([]string, error) {
-	return run(s, "zk.children", c, true, func(*generation) ([]string, error) { return nil, s.zkErr() })
-}
-
-// ZkDel deletes the node at path.
-func (s *FunServant) ZkDel(_ context.Context, c *rpc.Context, path string) (bool, error) {
-	return run(s, "zk.del", c, true, func(*generation) (bool, error) { return false, s.zkErr() })
+// ZkDel deletes the node at path, whatever its version; true on success.
+func (s *FunServant) ZkDel(ctx context.Context, c *rpc.Context, path string) (bool, error) {
+	return runBackend(s, "zk.del", ctx, c, func(ctx context.Context, _ *generation) (bool, error) {
+		if s.opts.ZK == nil {
+			return false, errZkOff
+		}
+		err := s.opts.ZK.Delete(ctx, path)
+		return err == nil, err
+	})
 }

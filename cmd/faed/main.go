@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/apache/thrift/lib/go/thrift"
+
 	"github.com/fae-go/fae/config"
 	"github.com/fae-go/fae/engine"
 	"github.com/fae-go/fae/idl/fun/rpc"
@@ -122,22 +124,29 @@ func serve(cfg *config.Config, confName string, logger *slog.Logger) error {
 	// One throttle for every per-call warning and error line in the process,
 	// the engine's and the servant's alike.
 	callLog := slog.New(engine.NewThrottledHandler(logger.Handler(), engine.DefaultCallLogRate, engine.DefaultCallLogBurst))
-	opts := servant.Options{Version: version, BuildID: buildID, Logger: logger, CallLogger: callLog,
-		ZooKeeper: len(cfg.EtcdServers) > 0}
+	ln, err := engine.Listen(cfg.RPC)
+	if err != nil {
+		return err
+	}
+	cl, err := joinCluster(cfg, ln, logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer cl.close()
+	opts := servant.Options{Version: version, BuildID: buildID, Logger: logger, CallLogger: callLog}
+	cl.options(&opts)
 	if faultHook != nil {
 		faultHook(&opts)
 	}
 	svt, err := servant.New(cfg.Servants, opts)
 	if err != nil {
+		ln.Close()
 		return err
 	}
 	defer closeServant(svt, logger)
-	srv := engine.NewServer(cfg.RPC, rpc.NewFunServantProcessor(svt), logger)
+	srv := engine.NewServer(cfg.RPC, thrift.WrapProcessor(rpc.NewFunServantProcessor(svt), passPeerExceptions), logger)
 	srv.CallLogger = callLog
-	ln, err := engine.Listen(cfg.RPC)
-	if err != nil {
-		return err
-	}
 	var api *engine.API
 	httpAddr := ""
 	if cfg.HTTPListenAddr != "" {
@@ -160,6 +169,9 @@ func serve(cfg *config.Config, confName string, logger *slog.Logger) error {
 	signal.Ignore(syscall.SIGHUP)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	if err := cl.start(cfg, svt, httpAddr); err != nil {
+		logger.Error("cannot register in the cluster", "err", err)
+	}
 	logger.Info("faed started", "version", version, "build", buildID, "config", confName,
 		"rpc", ln.Addr().String(), "protocol", cfg.RPC.Protocol, "framed", cfg.RPC.Framed,
 		"http", httpAddr, "gomaxprocs", runtime.GOMAXPROCS(0))
@@ -171,6 +183,7 @@ func serve(cfg *config.Config, confName string, logger *slog.Logger) error {
 		logger.Info("draining", "signal", sig.String(), "sessions", srv.Sessions(), "shutdown_timeout", cfg.RPC.ShutdownTimeout)
 	}
 	start := time.Now()
+	cl.leave(logger) // peers stop sending; what they sent is still answered
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.RPC.ShutdownTimeout)
 	defer cancel()
 	err = srv.Shutdown(ctx)
@@ -206,9 +219,6 @@ func closeServant(svt *servant.FunServant, logger *slog.Logger) {
 // warnUnserved says which keys of cfg this build accepts but does not act on yet.
 func warnUnserved(cfg *config.Config, logger *slog.Logger) {
 	var keys []string
-	if len(cfg.EtcdServers) > 0 {
-		keys = append(keys, "etcd_servers (cluster)")
-	}
 	for key, on := range map[string]bool{"servants.couchbase": cfg.Servants.Couchbase != nil,
 		"dashboard_listen_addr": cfg.DashboardListenAddr != "", "pprof_listen_addr": cfg.PprofListenAddr != ""} {
 		if on {

@@ -83,7 +83,7 @@ func testMethods(t *testing.T, c *client) {
 		t.Fatalf("lc_get after lc_del: %v, want TCacheMissed 'lcache missed: k1'", err)
 	}
 
-	// lock: free → true, held → false, expired (300ms) → true, unlock → true
+	// lock: free → true, held → false, expired (300ms) → true; unlock by the holder's rid only
 	locked := time.Now()
 	if ok, _ := c.Lock(bg, ctx(), "why", "L"); !ok {
 		t.Error("lock of a free key = false")
@@ -98,11 +98,23 @@ func testMethods(t *testing.T, c *client) {
 	if el := time.Since(locked); el < 300*time.Millisecond {
 		t.Errorf("held lock taken again after %s, before its expiry of 300ms", el)
 	}
-	if err := c.Unlock(bg, ctx(), "why", "L"); err != nil {
+	// The lock was taken over by some rid: unlock frees it only for the
+	// rid that holds it (issue 8; the original let anyone unlock).
+	holder := ctx()
+	if ok, _ := c.Lock(bg, holder, "why", "M"); !ok {
+		t.Error("lock of a free key = false")
+	}
+	if err := c.Unlock(bg, ctx(), "why", "M"); err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := c.Lock(bg, ctx(), "why", "L"); !ok {
-		t.Error("lock after unlock = false")
+	if ok, _ := c.Lock(bg, ctx(), "why", "M"); ok {
+		t.Error("unlock by another rid freed the lock")
+	}
+	if err := c.Unlock(bg, holder, "why", "M"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := c.Lock(bg, ctx(), "why", "M"); !ok {
+		t.Error("lock after the holder's unlock = false")
 	}
 
 	// backends that are not configured
