@@ -116,9 +116,13 @@ func (e *Error) Error() string {
 		}
 		fmt.Fprintf(&b, " %q", key)
 	}
-	fmt.Fprintf(&b, ": pool %q", e.Pool)
-	if e.Server != "" {
-		b.WriteString(", server " + e.Server)
+	switch {
+	case e.Server != "" && e.Pool == e.Server: // a peer: its pool is its address
+		b.WriteString(": server " + e.Server)
+	case e.Server != "":
+		fmt.Fprintf(&b, ": pool %q, server %s", e.Pool, e.Server)
+	default:
+		fmt.Fprintf(&b, ": pool %q", e.Pool)
 	}
 	b.WriteString(": " + e.Kind.Error())
 	if e.Err != nil {
