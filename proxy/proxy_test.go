@@ -34,7 +34,7 @@ func TestCombinations(t *testing.T) {
 			}
 			_, err = lcGet(bg, p, tp.peer, "fail:lock table full")
 			wantApplicationError(t, err, tp.peer.Addr, thrift.INTERNAL_ERROR, "lock table full")
-			if want := "peer lc_get: pool \"" + tp.peer.Addr + "\", server " + tp.peer.Addr + ": refused: lock table full"; err.Error() != want {
+			if want := "peer lc_get: server " + tp.peer.Addr + ": refused: lock table full"; err.Error() != want {
 				t.Errorf("error text %q, want %q", err.Error(), want)
 			}
 			err = p.Call(bg, tp.peer, "my_merge", func(ctx context.Context, c *rpc.FunServantClient) error {
