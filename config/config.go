@@ -208,11 +208,13 @@ var (
 	numberType   = reflect.TypeOf(json.Number(""))
 	portType     = reflect.TypeOf(pool.Port(0))
 	cpuNumType   = reflect.TypeOf(CPUNum(""))
+	addrListType = reflect.TypeOf(engine.AddrList(nil))
 )
 
 // hook runs before mapstructure decodes a value into to. It fills in a section's
 // defaults before its keys are decoded, and converts durations, numbers and ports
-// strictly: "4s" is a duration, 4 is not; 1.5 is not an int.
+// strictly: "4s" is a duration, 4 is not; 1.5 is not an int. rpc.listen_addr
+// takes a string or a list of strings.
 func hook(from, to reflect.Value) (any, error) {
 	data := from.Interface()
 	if to.CanAddr() {
@@ -250,6 +252,15 @@ func hook(from, to reflect.Value) (any, error) {
 			}
 			return p, nil
 		}
+	case t == addrListType:
+		// rpc.listen_addr: one address as a string, or a list of them.
+		switch v := data.(type) {
+		case string:
+			return []string{v}, nil
+		case []any:
+			return v, nil
+		}
+		return nil, fmt.Errorf("want an address string or a list of them, got %v", data)
 	case t == cpuNumType:
 		if n, ok := data.(json.Number); ok {
 			return n.String(), nil

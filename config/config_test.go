@@ -1,6 +1,8 @@
 package config
 
 import (
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -20,7 +22,8 @@ func TestOriginalSampleDefaults(t *testing.T) {
 		name      string
 		got, want any
 	}{
-		{"rpc.listen_addr", c.RPC.ListenAddr, ":9001"},
+		{"rpc.listen_addr (a string in the file)", strings.Join(c.RPC.ListenAddrs, ","), ":9001"},
+		{"rpc.advertise_addr (default)", c.RPC.AdvertiseAddr, ""},
 		{"rpc.io_timeout", c.RPC.IOTimeout, 4 * time.Second},
 		{"rpc.session_timeout", c.RPC.SessionTimeout, time.Duration(0)},
 		{"rpc.max_outstanding_sessions", c.RPC.MaxOutstandingSessions, 50000},
@@ -96,8 +99,8 @@ func TestEmbeddedDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.RPC.ListenAddr != "127.0.0.1:9001" || c.HTTPListenAddr != "127.0.0.1:9101" || len(c.EtcdServers) != 0 {
-		t.Errorf("embedded default: rpc %s http %s zk %v", c.RPC.ListenAddr, c.HTTPListenAddr, c.EtcdServers)
+	if !slices.Equal(c.RPC.Addrs(), []string{"127.0.0.1:9001"}) || c.HTTPListenAddr != "127.0.0.1:9101" || len(c.EtcdServers) != 0 {
+		t.Errorf("embedded default: rpc %q http %s zk %v", c.RPC.Addrs(), c.HTTPListenAddr, c.EtcdServers)
 	}
 	if c.Servants.Mysql != nil || c.Servants.Lcache == nil || c.Servants.Lock == nil {
 		t.Error("embedded default must have lcache and lock, and no backend")

@@ -3,7 +3,6 @@ package engine
 import (
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -23,9 +22,27 @@ const (
 
 // Config is the rpc section of faed.cf: the Thrift listener and its sessions.
 type Config struct {
-	// ListenAddr (listen_addr) is "host:port", ":port" (all interfaces) or, when it
-	// contains a "/", the path of a unix socket. Required.
-	ListenAddr string `cf:"listen_addr"`
+	// ListenAddrs (listen_addr) are the addresses the service listens on, each
+	// "host:port", ":port" (every interface) or, when it contains a "/", the path
+	// of a unix socket. In faed.cf a string (one address) or a list, such as
+	// ["/run/fae/faed.sock", ":9001"]: a unix socket for the local php-fpm and TCP
+	// for peers. Every listener serves the same service, with the same protocol,
+	// transport and limits; max_outstanding_sessions counts the sessions of all
+	// of them together. No address twice, no two unix sockets on one path, no
+	// TCP port both on every interface and on one address. Required (or ListenAddr).
+	ListenAddrs AddrList `cf:"listen_addr"`
+	// ListenAddr is one listen address, for code that builds a Config by hand
+	// (tests, embedders): used when ListenAddrs is empty. Not a key of faed.cf,
+	// whose listen_addr fills ListenAddrs; setting both is an error. Read the
+	// addresses with Addrs.
+	ListenAddr string `cf:"-"`
+	// AdvertiseAddr (advertise_addr) is the TCP "host:port" other nodes reach
+	// this node at, the name it registers under in ZooKeeper. "" (default) = the
+	// first TCP address of listen_addr (see PeerAddr), a ":port" form being
+	// completed with the host's first non-loopback address. Set it when that
+	// guess is wrong (several interfaces, NAT). If set: a host peers can dial
+	// (not empty, not 0.0.0.0 or ::) and a port 1..65535; never a unix socket.
+	AdvertiseAddr string `cf:"advertise_addr"`
 	// Protocol (protocol) is the Thrift protocol: "binary" (default) or "compact".
 	Protocol string `cf:"protocol"`
 	// Framed (framed) selects the framed transport (4-byte length before each message),
@@ -40,9 +57,10 @@ type Config struct {
 	// IOTimeout (io_timeout) is the longest time to read one request, once its first
 	// byte arrived, and to write its reply. 0 = no limit. Default 2s.
 	IOTimeout time.Duration `cf:"io_timeout"`
-	// MaxOutstandingSessions (max_outstanding_sessions) bounds concurrent sessions. Past
-	// it, the accept loop waits for a session to end, so new connections wait in the
-	// kernel's listen backlog (as in the original). Default 20000.
+	// MaxOutstandingSessions (max_outstanding_sessions) bounds concurrent sessions,
+	// those of every listener together. Past it, each listener's accept loop holds
+	// the one connection it accepted until a session ends, and the next ones wait
+	// in the kernel's listen backlog (as in the original). Default 20000.
 	MaxOutstandingSessions int `cf:"max_outstanding_sessions"`
 	// MaxMessageBytes (max_message_bytes) bounds one request: its frame, every string and
 	// container, and the bytes read for it. A longer one ends the session with a logged
@@ -58,7 +76,8 @@ type Config struct {
 	// ShutdownTimeout (shutdown_timeout) bounds the drain on SIGTERM/SIGINT: calls in
 	// flight get this long to finish. Default 10s.
 	ShutdownTimeout time.Duration `cf:"shutdown_timeout"`
-	// UnixSocketMode (unix_socket_mode) is the octal file mode of a unix socket. Default "0666".
+	// UnixSocketMode (unix_socket_mode) is the octal file mode of every unix socket
+	// of listen_addr. Default "0666".
 	UnixSocketMode string `cf:"unix_socket_mode"`
 	// StatsOutputInterval (stats_output_interval) is the interval of the rpc stats log line. 0 = off. Default 10s.
 	StatsOutputInterval time.Duration `cf:"stats_output_interval"`
@@ -89,9 +108,10 @@ func (c *Config) SetDefaults() {
 
 // Validate checks every key; prefix is the key path of the section ("rpc").
 func (c *Config) Validate(prefix string) error {
+	if err := c.validateAddrs(prefix); err != nil {
+		return err
+	}
 	switch {
-	case c.ListenAddr == "":
-		return fmt.Errorf("%s.listen_addr: required", prefix)
 	case c.Protocol != "binary" && c.Protocol != "compact":
 		return fmt.Errorf("%s.protocol: must be \"binary\" or \"compact\", got %q", prefix, c.Protocol)
 	case c.BufferSize < 64 || c.BufferSize > 16<<20:
@@ -114,14 +134,8 @@ func (c *Config) Validate(prefix string) error {
 	if _, err := c.SocketMode(); err != nil {
 		return fmt.Errorf("%s.unix_socket_mode: %v", prefix, err)
 	}
-	if !c.IsUnix() && !strings.Contains(c.ListenAddr, ":") {
-		return fmt.Errorf("%s.listen_addr: %q is neither host:port, :port nor a socket path", prefix, c.ListenAddr)
-	}
 	return nil
 }
-
-// IsUnix reports whether ListenAddr names a unix socket (it contains a "/").
-func (c *Config) IsUnix() bool { return strings.Contains(c.ListenAddr, "/") }
 
 // SocketMode parses UnixSocketMode as an octal file mode.
 func (c *Config) SocketMode() (uint32, error) {

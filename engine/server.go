@@ -6,6 +6,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -127,8 +128,12 @@ func (s *Server) init() {
 
 // Serve accepts sessions on l until Shutdown or Close, and then returns
 // ErrServerClosed. A temporary accept error (such as too many open files) is
-// logged and retried after 5 ms, doubling up to 1 s. While max_outstanding_sessions
-// sessions are live, Serve waits before accepting the next one.
+// logged and retried after 5 ms, doubling up to 1 s; any other accept error is
+// returned. Serve may run on several listeners at once (see ServeAll): they
+// share max_outstanding_sessions. While that many sessions are live, Serve
+// holds the connection it has just accepted until one ends, and the next ones
+// wait in the kernel's listen backlog. An idle listener holds no session slot,
+// so it never keeps another listener's clients waiting.
 func (s *Server) Serve(l net.Listener) error {
 	s.init()
 	s.mu.Lock()
@@ -147,14 +152,8 @@ func (s *Server) Serve(l net.Listener) error {
 
 	var backoff time.Duration
 	for {
-		select {
-		case s.sem <- struct{}{}:
-		case <-s.done:
-			return ErrServerClosed
-		}
 		conn, err := l.Accept()
 		if err != nil {
-			<-s.sem
 			if s.shutdown.Load() {
 				return ErrServerClosed
 			}
@@ -162,7 +161,7 @@ func (s *Server) Serve(l net.Listener) error {
 			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				s.Stats.AcceptErrors.Add(1)
-				s.Logger.Warn("accept failed; retrying", "err", err, "in", backoff)
+				s.Logger.Warn("accept failed; retrying", "listener", l.Addr().String(), "err", err, "in", backoff)
 				select {
 				case <-time.After(backoff):
 				case <-s.done:
@@ -173,6 +172,12 @@ func (s *Server) Serve(l net.Listener) error {
 			return err
 		}
 		backoff = 0
+		select { // a session slot, shared by every listener
+		case s.sem <- struct{}{}:
+		case <-s.done:
+			conn.Close()
+			return ErrServerClosed
+		}
 		sess := s.newSession(conn)
 		if sess == nil { // shutting down
 			<-s.sem
@@ -180,6 +185,34 @@ func (s *Server) Serve(l net.Listener) error {
 		}
 		go s.serveSession(sess)
 	}
+}
+
+// ServeAll serves on every listener of lns at once, one Serve each, with one
+// max_outstanding_sessions for all, and returns ErrServerClosed once every
+// Serve has returned after Shutdown or Close. If a listener fails for good (an
+// accept error that is not temporary), ServeAll returns that error at once,
+// naming the listener's address; the other listeners go on serving until
+// Shutdown or Close. No listener is an error.
+func (s *Server) ServeAll(lns []net.Listener) error {
+	if len(lns) == 0 {
+		return errors.New("engine: ServeAll: no listener")
+	}
+	errs := make(chan error, len(lns))
+	for _, l := range lns {
+		go func() {
+			err := s.Serve(l)
+			if !errors.Is(err, ErrServerClosed) {
+				err = fmt.Errorf("listener %s: %w", l.Addr(), err)
+			}
+			errs <- err
+		}()
+	}
+	for range lns {
+		if err := <-errs; !errors.Is(err, ErrServerClosed) {
+			return err
+		}
+	}
+	return ErrServerClosed
 }
 
 func isTemporary(err error) bool {
