@@ -14,6 +14,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -187,6 +188,10 @@ func (c *Config) validate() error {
 	}
 	if err := c.RPC.Validate("rpc"); err != nil {
 		return err
+	}
+	if c.ServerMode && len(c.EtcdServers) > 0 && c.RPC.AdvertiseAddr == "" &&
+		!slices.ContainsFunc(c.RPC.Addrs(), func(a string) bool { return !engine.IsUnixAddr(a) }) {
+		return errors.New("rpc.listen_addr: a node that registers in the cluster needs a TCP address for its peers, or rpc.advertise_addr")
 	}
 	return c.Servants.Validate("servants")
 }

@@ -32,7 +32,7 @@ type cluster struct {
 // for it: faed serves as a one-node cluster until ZooKeeper answers) and
 // works out the advertised address from rpc.advertise_addr or the listener.
 // It returns nil without etcd_servers.
-func joinCluster(cfg *config.Config, ln net.Listener, logger *slog.Logger) (*cluster, error) {
+func joinCluster(cfg *config.Config, lns []net.Listener, logger *slog.Logger) (*cluster, error) {
 	if len(cfg.EtcdServers) == 0 {
 		return nil, nil
 	}
@@ -42,12 +42,24 @@ func joinCluster(cfg *config.Config, ln net.Listener, logger *slog.Logger) (*clu
 	}
 	c := &cluster{reg: reg}
 	if cfg.ServerMode {
-		if c.self, err = peer.AdvertiseAddr(ln.Addr().String(), nil); err != nil {
+		src, err := cfg.RPC.PeerAddr(lns)
+		if err == nil {
+			c.self, err = peer.AdvertiseAddr(src, nil)
+		}
+		if err != nil {
 			reg.Close()
-			return nil, fmt.Errorf("rpc.listen_addr %s: cannot advertise it to peers: %w", ln.Addr(), err)
+			return nil, fmt.Errorf("rpc.advertise_addr: cannot work out the address peers reach this node at: %w", err)
 		}
 	}
 	return c, nil
+}
+
+// advertised is the address this node registers under ("" when none).
+func (c *cluster) advertised() string {
+	if c == nil {
+		return ""
+	}
+	return c.self
 }
 
 // options gives the servant what it needs of the cluster.

@@ -124,13 +124,18 @@ func serve(cfg *config.Config, confName string, logger *slog.Logger) error {
 	// One throttle for every per-call warning and error line in the process,
 	// the engine's and the servant's alike.
 	callLog := slog.New(engine.NewThrottledHandler(logger.Handler(), engine.DefaultCallLogRate, engine.DefaultCallLogBurst))
-	ln, err := engine.Listen(cfg.RPC)
+	lns, err := engine.ListenAll(cfg.RPC)
 	if err != nil {
 		return err
 	}
-	cl, err := joinCluster(cfg, ln, logger)
+	closeListeners := func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}
+	cl, err := joinCluster(cfg, lns, logger)
 	if err != nil {
-		ln.Close()
+		closeListeners()
 		return err
 	}
 	defer cl.close()
@@ -141,7 +146,7 @@ func serve(cfg *config.Config, confName string, logger *slog.Logger) error {
 	}
 	svt, err := servant.New(cfg.Servants, opts)
 	if err != nil {
-		ln.Close()
+		closeListeners()
 		return err
 	}
 	defer closeServant(svt, logger)
@@ -152,7 +157,7 @@ func serve(cfg *config.Config, confName string, logger *slog.Logger) error {
 	if cfg.HTTPListenAddr != "" {
 		hl, err := net.Listen("tcp", cfg.HTTPListenAddr)
 		if err != nil {
-			ln.Close()
+			closeListeners()
 			return fmt.Errorf("http_listen_addr %s: %w", cfg.HTTPListenAddr, err)
 		}
 		httpAddr = hl.Addr().String()
@@ -168,17 +173,18 @@ func serve(cfg *config.Config, confName string, logger *slog.Logger) error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	signal.Ignore(syscall.SIGHUP)
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() { served <- srv.ServeAll(lns) }()
 	if err := cl.start(cfg, svt, httpAddr); err != nil {
 		logger.Error("cannot register in the cluster", "err", err)
 	}
 	logger.Info("faed started", "version", version, "build", buildID, "config", confName,
-		"rpc", ln.Addr().String(), "protocol", cfg.RPC.Protocol, "framed", cfg.RPC.Framed,
+		"rpc", strings.Join(engine.ListenerAddrs(lns), ","), "advertise", cl.advertised(), "protocol", cfg.RPC.Protocol, "framed", cfg.RPC.Framed,
 		"http", httpAddr, "gomaxprocs", runtime.GOMAXPROCS(0))
 
 	select {
 	case err := <-served:
-		return fmt.Errorf("rpc listener: %w", err)
+		srv.Close()
+		return fmt.Errorf("rpc: %w", err)
 	case sig := <-sigs:
 		logger.Info("draining", "signal", sig.String(), "sessions", srv.Sessions(), "shutdown_timeout", cfg.RPC.ShutdownTimeout)
 	}
