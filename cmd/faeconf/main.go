@@ -5,7 +5,8 @@
 //	faeconf -zk host:port,… [-root /fae] [-json FILE] [-php FILE] [-session-timeout 4s] [-level info]
 //
 // It watches the registration root (the nodes' <root>/<host:port> znodes)
-// through a peer.Registry that never registers, and on every membership
+// through a peer.Registry that never registers (it creates the root if it is
+// missing, as every node does, and writes nothing else), and on every membership
 // change rewrites each file given, atomically (a temporary file in the same
 // directory, fsync, rename: a reader sees the old file or the new one, never
 // a part): -json an object {generated, root, zookeeper, nodes: [{addr,
