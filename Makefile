@@ -6,12 +6,20 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.buildID=$(BUILD_ID)
 # Where make idl writes (the tests regenerate into a temp dir to compare).
 IDL_OUT  ?= .
 
-.PHONY: all build run test deps vet idl bench clean services-stop
+.PHONY: all build pingfae faeconf run test deps vet idl bench clean services-stop
 
 all: build
 
-build:
+build: pingfae faeconf
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/faed ./cmd/faed
+
+# The operator tools: pingfae pings nodes (one, or all registered in ZooKeeper);
+# faeconf keeps the JSON/PHP file of the live nodes that FaeClient.php reads.
+pingfae:
+	$(GO) build -o bin/pingfae ./cmd/pingfae
+
+faeconf:
+	$(GO) build -o bin/faeconf ./cmd/faeconf
 
 # faed on its embedded default config: RPC 127.0.0.1:9001, HTTP 127.0.0.1:9101.
 run: build
