@@ -90,25 +90,36 @@ service FunServant {
 
     // ---------------------------------------------------------------- zookeeper
 
-    /** Creates a persistent ZooKeeper node at path with data. Errors: ZooKeeper not configured, node exists, no parent. */
+    /**
+     * Creates a persistent ZooKeeper node at path with data, on the node's session. Errors (naming the path and
+     * ZooKeeper's reason): ZooKeeper not configured, node exists, no parent, a path under the registration root.
+     */
     bool zk_create(1: Context c, 2: string path, 3: string data)
 
-    /** Child names of the ZooKeeper node at path, in ZooKeeper's order. Errors: not configured, no node. */
+    /** Child names of the ZooKeeper node at path, sorted. Errors: not configured, no node, the registration root. */
     list<string> zk_children(1: Context c, 2: string path)
 
-    /** Deletes the ZooKeeper node at path (any version). Errors: not configured, no node, node has children. */
+    /**
+     * Deletes the ZooKeeper node at path (any version). Errors: not configured, no node, node has children, a path
+     * under the registration root.
+     */
     bool zk_del(1: Context c, 2: string path)
 
     // ---------------------------------------------------------------- lock
 
     /**
-     * Takes the lock named key without waiting. True if the key was free or its lock is older than
-     * servants.lock.expires (default 10s; the stale lock is taken over), false if it is held.
-     * reason is only logged.
+     * Takes the lock named key without waiting, on the key's owner in a cluster. True if the key was free or its
+     * lock is older than servants.lock.expires (default 10s; the stale lock is taken over), false if it is held.
+     * The lock records c.rid. reason is only logged. A lock held on a node that dies, or whose key moves to
+     * another owner (a node joins or leaves), is lost.
      */
     bool lock(1: Context c, 2: string reason, 3: string key)
 
-    /** Frees the lock named key, whoever holds it. Freeing a free key is not an error. */
+    /**
+     * Frees the lock named key if c.rid took it, or once it has expired. Another rid's unlock returns normally
+     * and leaves the lock held (counted and logged). Freeing a free key is not an error. PHP rids
+     * (hexdec(uniqid())) can collide across web hosts.
+     */
     void unlock(1: Context c, 2: string reason, 3: string key)
 
     // ---------------------------------------------------------------- id generator

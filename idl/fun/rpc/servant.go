@@ -1491,35 +1491,40 @@ type FunServant interface {
 	// Parameters:
 	//  - C
 	Ping(ctx context.Context, c *Context) (_r string, _err error)
-	// Creates a persistent ZooKeeper node at path with data. Errors: ZooKeeper not configured, node exists, no parent.
+	// Creates a persistent ZooKeeper node at path with data, on the node's session. Errors (naming the path and
+	// ZooKeeper's reason): ZooKeeper not configured, node exists, no parent, a path under the registration root.
 	//
 	// Parameters:
 	//  - C
 	//  - Path
 	//  - Data
 	ZkCreate(ctx context.Context, c *Context, path string, data string) (_r bool, _err error)
-	// Child names of the ZooKeeper node at path, in ZooKeeper's order. Errors: not configured, no node.
+	// Child names of the ZooKeeper node at path, sorted. Errors: not configured, no node, the registration root.
 	//
 	// Parameters:
 	//  - C
 	//  - Path
 	ZkChildren(ctx context.Context, c *Context, path string) (_r []string, _err error)
-	// Deletes the ZooKeeper node at path (any version). Errors: not configured, no node, node has children.
+	// Deletes the ZooKeeper node at path (any version). Errors: not configured, no node, node has children, a path
+	// under the registration root.
 	//
 	// Parameters:
 	//  - C
 	//  - Path
 	ZkDel(ctx context.Context, c *Context, path string) (_r bool, _err error)
-	// Takes the lock named key without waiting. True if the key was free or its lock is older than
-	// servants.lock.expires (default 10s; the stale lock is taken over), false if it is held.
-	// reason is only logged.
+	// Takes the lock named key without waiting, on the key's owner in a cluster. True if the key was free or its
+	// lock is older than servants.lock.expires (default 10s; the stale lock is taken over), false if it is held.
+	// The lock records c.rid. reason is only logged. A lock held on a node that dies, or whose key moves to
+	// another owner (a node joins or leaves), is lost.
 	//
 	// Parameters:
 	//  - C
 	//  - Reason
 	//  - Key
 	Lock(ctx context.Context, c *Context, reason string, key string) (_r bool, _err error)
-	// Frees the lock named key, whoever holds it. Freeing a free key is not an error.
+	// Frees the lock named key if c.rid took it, or once it has expired. Another rid's unlock returns normally
+	// and leaves the lock held (counted and logged). Freeing a free key is not an error. PHP rids
+	// (hexdec(uniqid())) can collide across web hosts.
 	//
 	// Parameters:
 	//  - C
@@ -1865,7 +1870,8 @@ func (p *FunServantClient) Ping(ctx context.Context, c *Context) (_r string, _er
 	return _result11.GetSuccess(), nil
 }
 
-// Creates a persistent ZooKeeper node at path with data. Errors: ZooKeeper not configured, node exists, no parent.
+// Creates a persistent ZooKeeper node at path with data, on the node's session. Errors (naming the path and
+// ZooKeeper's reason): ZooKeeper not configured, node exists, no parent, a path under the registration root.
 //
 // Parameters:
 //   - C
@@ -1886,7 +1892,7 @@ func (p *FunServantClient) ZkCreate(ctx context.Context, c *Context, path string
 	return _result14.GetSuccess(), nil
 }
 
-// Child names of the ZooKeeper node at path, in ZooKeeper's order. Errors: not configured, no node.
+// Child names of the ZooKeeper node at path, sorted. Errors: not configured, no node, the registration root.
 //
 // Parameters:
 //   - C
@@ -1905,7 +1911,8 @@ func (p *FunServantClient) ZkChildren(ctx context.Context, c *Context, path stri
 	return _result17.GetSuccess(), nil
 }
 
-// Deletes the ZooKeeper node at path (any version). Errors: not configured, no node, node has children.
+// Deletes the ZooKeeper node at path (any version). Errors: not configured, no node, node has children, a path
+// under the registration root.
 //
 // Parameters:
 //   - C
@@ -1924,9 +1931,10 @@ func (p *FunServantClient) ZkDel(ctx context.Context, c *Context, path string) (
 	return _result20.GetSuccess(), nil
 }
 
-// Takes the lock named key without waiting. True if the key was free or its lock is older than
-// servants.lock.expires (default 10s; the stale lock is taken over), false if it is held.
-// reason is only logged.
+// Takes the lock named key without waiting, on the key's owner in a cluster. True if the key was free or its
+// lock is older than servants.lock.expires (default 10s; the stale lock is taken over), false if it is held.
+// The lock records c.rid. reason is only logged. A lock held on a node that dies, or whose key moves to
+// another owner (a node joins or leaves), is lost.
 //
 // Parameters:
 //   - C
@@ -1947,7 +1955,9 @@ func (p *FunServantClient) Lock(ctx context.Context, c *Context, reason string, 
 	return _result23.GetSuccess(), nil
 }
 
-// Frees the lock named key, whoever holds it. Freeing a free key is not an error.
+// Frees the lock named key if c.rid took it, or once it has expired. Another rid's unlock returns normally
+// and leaves the lock held (counted and logged). Freeing a free key is not an error. PHP rids
+// (hexdec(uniqid())) can collide across web hosts.
 //
 // Parameters:
 //   - C

@@ -34,7 +34,8 @@ interface FunServantIf
      */
     public function ping(\fun\rpc\Context $c);
     /**
-     * Creates a persistent ZooKeeper node at path with data. Errors: ZooKeeper not configured, node exists, no parent.
+     * Creates a persistent ZooKeeper node at path with data, on the node's session. Errors (naming the path and
+     * ZooKeeper's reason): ZooKeeper not configured, node exists, no parent, a path under the registration root.
      * 
      * @param \fun\rpc\Context $c
      * @param string $path
@@ -43,7 +44,7 @@ interface FunServantIf
      */
     public function zk_create(\fun\rpc\Context $c, $path, $data);
     /**
-     * Child names of the ZooKeeper node at path, in ZooKeeper's order. Errors: not configured, no node.
+     * Child names of the ZooKeeper node at path, sorted. Errors: not configured, no node, the registration root.
      * 
      * @param \fun\rpc\Context $c
      * @param string $path
@@ -51,7 +52,8 @@ interface FunServantIf
      */
     public function zk_children(\fun\rpc\Context $c, $path);
     /**
-     * Deletes the ZooKeeper node at path (any version). Errors: not configured, no node, node has children.
+     * Deletes the ZooKeeper node at path (any version). Errors: not configured, no node, node has children, a path
+     * under the registration root.
      * 
      * @param \fun\rpc\Context $c
      * @param string $path
@@ -59,9 +61,10 @@ interface FunServantIf
      */
     public function zk_del(\fun\rpc\Context $c, $path);
     /**
-     * Takes the lock named key without waiting. True if the key was free or its lock is older than
-     * servants.lock.expires (default 10s; the stale lock is taken over), false if it is held.
-     * reason is only logged.
+     * Takes the lock named key without waiting, on the key's owner in a cluster. True if the key was free or its
+     * lock is older than servants.lock.expires (default 10s; the stale lock is taken over), false if it is held.
+     * The lock records c.rid. reason is only logged. A lock held on a node that dies, or whose key moves to
+     * another owner (a node joins or leaves), is lost.
      * 
      * @param \fun\rpc\Context $c
      * @param string $reason
@@ -70,7 +73,9 @@ interface FunServantIf
      */
     public function lock(\fun\rpc\Context $c, $reason, $key);
     /**
-     * Frees the lock named key, whoever holds it. Freeing a free key is not an error.
+     * Frees the lock named key if c.rid took it, or once it has expired. Another rid's unlock returns normally
+     * and leaves the lock held (counted and logged). Freeing a free key is not an error. PHP rids
+     * (hexdec(uniqid())) can collide across web hosts.
      * 
      * @param \fun\rpc\Context $c
      * @param string $reason

@@ -42,7 +42,8 @@ class Iface(object):
 
     def zk_create(self, c, path, data):
         """
-        Creates a persistent ZooKeeper node at path with data. Errors: ZooKeeper not configured, node exists, no parent.
+        Creates a persistent ZooKeeper node at path with data, on the node's session. Errors (naming the path and
+        ZooKeeper's reason): ZooKeeper not configured, node exists, no parent, a path under the registration root.
 
         Parameters:
          - c
@@ -54,7 +55,7 @@ class Iface(object):
 
     def zk_children(self, c, path):
         """
-        Child names of the ZooKeeper node at path, in ZooKeeper's order. Errors: not configured, no node.
+        Child names of the ZooKeeper node at path, sorted. Errors: not configured, no node, the registration root.
 
         Parameters:
          - c
@@ -65,7 +66,8 @@ class Iface(object):
 
     def zk_del(self, c, path):
         """
-        Deletes the ZooKeeper node at path (any version). Errors: not configured, no node, node has children.
+        Deletes the ZooKeeper node at path (any version). Errors: not configured, no node, node has children, a path
+        under the registration root.
 
         Parameters:
          - c
@@ -76,9 +78,10 @@ class Iface(object):
 
     def lock(self, c, reason, key):
         """
-        Takes the lock named key without waiting. True if the key was free or its lock is older than
-        servants.lock.expires (default 10s; the stale lock is taken over), false if it is held.
-        reason is only logged.
+        Takes the lock named key without waiting, on the key's owner in a cluster. True if the key was free or its
+        lock is older than servants.lock.expires (default 10s; the stale lock is taken over), false if it is held.
+        The lock records c.rid. reason is only logged. A lock held on a node that dies, or whose key moves to
+        another owner (a node joins or leaves), is lost.
 
         Parameters:
          - c
@@ -90,7 +93,9 @@ class Iface(object):
 
     def unlock(self, c, reason, key):
         """
-        Frees the lock named key, whoever holds it. Freeing a free key is not an error.
+        Frees the lock named key if c.rid took it, or once it has expired. Another rid's unlock returns normally
+        and leaves the lock held (counted and logged). Freeing a free key is not an error. PHP rids
+        (hexdec(uniqid())) can collide across web hosts.
 
         Parameters:
          - c
@@ -591,7 +596,8 @@ class Client(Iface):
 
     def zk_create(self, c, path, data):
         """
-        Creates a persistent ZooKeeper node at path with data. Errors: ZooKeeper not configured, node exists, no parent.
+        Creates a persistent ZooKeeper node at path with data, on the node's session. Errors (naming the path and
+        ZooKeeper's reason): ZooKeeper not configured, node exists, no parent, a path under the registration root.
 
         Parameters:
          - c
@@ -629,7 +635,7 @@ class Client(Iface):
 
     def zk_children(self, c, path):
         """
-        Child names of the ZooKeeper node at path, in ZooKeeper's order. Errors: not configured, no node.
+        Child names of the ZooKeeper node at path, sorted. Errors: not configured, no node, the registration root.
 
         Parameters:
          - c
@@ -665,7 +671,8 @@ class Client(Iface):
 
     def zk_del(self, c, path):
         """
-        Deletes the ZooKeeper node at path (any version). Errors: not configured, no node, node has children.
+        Deletes the ZooKeeper node at path (any version). Errors: not configured, no node, node has children, a path
+        under the registration root.
 
         Parameters:
          - c
@@ -701,9 +708,10 @@ class Client(Iface):
 
     def lock(self, c, reason, key):
         """
-        Takes the lock named key without waiting. True if the key was free or its lock is older than
-        servants.lock.expires (default 10s; the stale lock is taken over), false if it is held.
-        reason is only logged.
+        Takes the lock named key without waiting, on the key's owner in a cluster. True if the key was free or its
+        lock is older than servants.lock.expires (default 10s; the stale lock is taken over), false if it is held.
+        The lock records c.rid. reason is only logged. A lock held on a node that dies, or whose key moves to
+        another owner (a node joins or leaves), is lost.
 
         Parameters:
          - c
@@ -741,7 +749,9 @@ class Client(Iface):
 
     def unlock(self, c, reason, key):
         """
-        Frees the lock named key, whoever holds it. Freeing a free key is not an error.
+        Frees the lock named key if c.rid took it, or once it has expired. Another rid's unlock returns normally
+        and leaves the lock held (counted and logged). Freeing a free key is not an error. PHP rids
+        (hexdec(uniqid())) can collide across web hosts.
 
         Parameters:
          - c
