@@ -73,8 +73,14 @@ func faedConfig(addr, servantsExtra string) string {
 // faedStartTimeout; the process is stopped at the end of tb in any case.
 func startFaedProc(tb testing.TB, bin, parent, servantsExtra string) *faedProc {
 	tb.Helper()
+	return startFaedProcConf(tb, bin, parent, func(addr string) string { return faedConfig(addr, servantsExtra) })
+}
+
+// startFaedProcConf is startFaedProc with the whole config, conf(addr).
+func startFaedProcConf(tb testing.TB, bin, parent string, conf func(addr string) string) *faedProc {
+	tb.Helper()
 	for attempt := 1; ; attempt++ {
-		f, err := tryStartFaedProc(tb, bin, parent, servantsExtra)
+		f, err := tryStartFaedProc(tb, bin, parent, conf)
 		if err == nil {
 			return f
 		}
@@ -88,14 +94,14 @@ func startFaedProc(tb testing.TB, bin, parent, servantsExtra string) *faedProc {
 
 var errPortTaken = errors.New("port taken")
 
-func tryStartFaedProc(tb testing.TB, bin, parent, servantsExtra string) (*faedProc, error) {
+func tryStartFaedProc(tb testing.TB, bin, parent string, confFor func(addr string) string) (*faedProc, error) {
 	dir, err := os.MkdirTemp(parent, "faed-")
 	if err != nil {
 		return nil, err
 	}
 	f := &faedProc{bin: bin, dir: dir, addr: testenv.FreeAddr(tb), stderr: new(testenv.SyncBuffer), done: make(chan struct{})}
 	conf := filepath.Join(dir, "faed.cf")
-	if err := os.WriteFile(conf, []byte(faedConfig(f.addr, servantsExtra)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(confFor(f.addr)), 0o644); err != nil {
 		return nil, err
 	}
 	f.cmd = exec.Command(bin, "-conf", conf, "-lockfile", "", "-log", filepath.Join(dir, "faed.log"))
