@@ -79,6 +79,7 @@ type Registry struct {
 
 	mu         sync.Mutex // guards the fields below
 	members    []Member
+	published  bool // members has been published once: the membership is known
 	foreign    []Foreign
 	conflict   error
 	registered bool
@@ -207,7 +208,8 @@ func (r *Registry) Registered() bool {
 	return r.registered
 }
 
-// Subscribe calls fn with the membership (sorted by address) now and after
+// Subscribe calls fn with the membership (sorted by address) once it is known
+// (now, or after the first read of ZooKeeper) and after
 // every change, from a goroutine of its own, one call at a time. A slow fn
 // never blocks the registry: changes that come meanwhile are folded into the
 // latest. cancel stops the calls (one in progress finishes); Close also does.
@@ -225,7 +227,9 @@ func (r *Registry) Subscribe(fn func([]Member)) (cancel func()) {
 		return func() {}
 	}
 	r.subs[s] = struct{}{}
-	s.send(append([]Member(nil), r.members...))
+	if r.published { // else the first publish sends it: no empty membership before ZooKeeper was read
+		s.send(append([]Member(nil), r.members...))
+	}
 	return func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -343,6 +347,7 @@ func (r *Registry) publish() {
 	r.mu.Lock()
 	old := r.members
 	r.members = ms
+	r.published = true
 	for s := range r.subs {
 		s.send(ms)
 	}

@@ -53,7 +53,10 @@ func (s *FunServant) SetMembers(members []peer.Member) {
 		return
 	}
 	s.members = slices.Clone(members)
-	s.membersKnown = true
+	// A member that sees no member at all (not even itself, not registered
+	// yet) owns every key, as before ZooKeeper was read; a node that is no
+	// member (server_mode false) then has nowhere to send keyed calls.
+	s.membersKnown = len(members) > 0 || s.opts.Self == ""
 	g, err := s.build(old.cfg, old)
 	if err != nil { // unchanged config: it rebuilt nothing but the ring
 		s.log.Error("membership change not applied", "err", err)
