@@ -85,7 +85,7 @@ func TestZooKeeperAway(t *testing.T) {
 	zk, nodes := startCluster(t, 3, "")
 	zk.Stop()
 	away := time.Now()
-	for time.Since(away) < 10*time.Second { // well past the 2 s session timeout
+	for time.Since(away) < 30*time.Second { // the 30 s, well past the 2 s session timeout
 		waitAgree(t, nodes, 5*time.Second)
 	}
 	zk.Start()
