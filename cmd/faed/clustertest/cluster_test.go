@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/apache/thrift/lib/go/thrift"
+
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // Issue 8: all three nodes agree on the owner of 10,000 keys — a lock taken
@@ -109,4 +111,21 @@ func TestForwardedErrorNamesPeer(t *testing.T) {
 	if !asAppException(peerErr, &ae) || ae.TypeId() != thrift.INTERNAL_ERROR {
 		t.Fatalf("forwarded error %T %v", peerErr, peerErr)
 	}
+}
+
+// Issue 8: peers speak what the owner serves: three nodes of three
+// protocol/transport pairs agree and forward to each other.
+func TestMixedProtocols(t *testing.T) {
+	zk := testenv.StartZooKeeper(t)
+	modes := []struct {
+		protocol string
+		framed   bool
+	}{{"binary", false}, {"compact", true}, {"binary", true}}
+	nodes := make([]*node, len(modes))
+	for i, m := range modes {
+		rpc := fmt.Sprintf("protocol: %q, framed: %v", m.protocol, m.framed)
+		nodes[i] = startNodeMode(t, fmt.Sprintf("node%d", i), m.protocol, m.framed,
+			nodeConfRPC(zk.Addr(), testenv.FreePort(t), i+1, rpc, ""))
+	}
+	waitAgree(t, nodes, 30*time.Second)
 }

@@ -46,14 +46,16 @@ func TestMain(m *testing.M) {
 
 // node is one faed process of a test cluster.
 type node struct {
-	t    *testing.T
-	name string
-	dir  string
-	conf string
-	addr string // its RPC address, also what it advertises
-	cmd  *exec.Cmd
-	out  *testenv.SyncBuffer
-	done chan struct{}
+	t        *testing.T
+	protocol string // binary (default) or compact
+	framed   bool
+	name     string
+	dir      string
+	conf     string
+	addr     string // its RPC address, also what it advertises
+	cmd      *exec.Cmd
+	out      *testenv.SyncBuffer
+	done     chan struct{}
 }
 
 var startedRE = regexp.MustCompile(`msg="faed started".* rpc=(\S+)`)
@@ -62,7 +64,14 @@ var startedRE = regexp.MustCompile(`msg="faed started".* rpc=(\S+)`)
 // port, so that a restarted node keeps its address).
 func startNode(t *testing.T, name, conf string) *node {
 	t.Helper()
-	n := &node{t: t, name: name, dir: t.TempDir(), conf: conf}
+	return startNodeMode(t, name, "binary", false, conf)
+}
+
+// startNodeMode is startNode for a node serving protocol and framed (which
+// conf must say too).
+func startNodeMode(t *testing.T, name, protocol string, framed bool, conf string) *node {
+	t.Helper()
+	n := &node{t: t, name: name, dir: t.TempDir(), conf: conf, protocol: protocol, framed: framed}
 	n.start()
 	t.Cleanup(func() {
 		n.kill()
@@ -141,9 +150,16 @@ func (n *node) dial(t *testing.T) *client {
 	if err != nil {
 		t.Fatalf("dial %s: %v", n.name, err)
 	}
-	trans := thrift.NewTBufferedTransport(thrift.NewTSocketFromConnConf(conn, &thrift.TConfiguration{
-		SocketTimeout: 10 * time.Second}), 4096)
-	pf := thrift.NewTBinaryProtocolFactoryConf(nil)
+	var trans thrift.TTransport = thrift.NewTSocketFromConnConf(conn, &thrift.TConfiguration{SocketTimeout: 10 * time.Second})
+	if n.framed {
+		trans = thrift.NewTFramedTransportConf(trans, nil)
+	} else {
+		trans = thrift.NewTBufferedTransport(trans, 4096)
+	}
+	var pf thrift.TProtocolFactory = thrift.NewTBinaryProtocolFactoryConf(nil)
+	if n.protocol == "compact" {
+		pf = thrift.NewTCompactProtocolFactoryConf(nil)
+	}
 	c := &client{FunServantClient: rpc.NewFunServantClient(thrift.NewTStandardClient(pf.GetProtocol(trans), pf.GetProtocol(trans))), trans: trans}
 	t.Cleanup(func() { trans.Close() })
 	return c
@@ -160,6 +176,11 @@ var bg = context.Background()
 // nodeConf is the config of a cluster node listening on port, registered in
 // the ZooKeeper at zk; servantsExtra goes into servants.
 func nodeConf(zk string, port, worker int, servantsExtra string) string {
+	return nodeConfRPC(zk, port, worker, "", servantsExtra)
+}
+
+// nodeConfRPC is nodeConf with rpcExtra added to the rpc section.
+func nodeConfRPC(zk string, port, worker int, rpcExtra, servantsExtra string) string {
 	return fmt.Sprintf(`{
     etcd_servers: [%q]
     peer: { session_timeout: "2s" }
@@ -167,6 +188,7 @@ func nodeConf(zk string, port, worker int, servantsExtra string) string {
         listen_addr: "127.0.0.1:%d"
         session_timeout: "0s"
         io_timeout: "0s"
+        %s
     }
     servants: {
         idgen_worker_id: %d
@@ -174,7 +196,7 @@ func nodeConf(zk string, port, worker int, servantsExtra string) string {
         proxy: { io_timeout: "2s", borrow_timeout: "1s", breaker: { failure_allowance: 2, retry_interval: "500ms" } }
         %s
     }
-}`, zk, port, worker, servantsExtra)
+}`, zk, port, rpcExtra, worker, servantsExtra)
 }
 
 // startCluster starts a private ZooKeeper and n faed nodes registered in it,
