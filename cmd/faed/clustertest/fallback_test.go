@@ -2,12 +2,9 @@ package clustertest
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/fae-go/fae/internal/testenv"
 	"github.com/fae-go/fae/peer"
 )
 
@@ -16,21 +13,7 @@ import (
 // and a write with that cacheKey fails at once naming the owner: it is never
 // run here instead.
 func TestOwnerUnreachable(t *testing.T) {
-	testenv.RequireServer(t, "MariaDB", testenv.MySQLAddr)
-	db := testenv.OpenMySQL(t, testenv.MySQLAddr, "fae_test")
-	table := fmt.Sprintf("fb_%d_%d", os.Getpid(), time.Now().UnixNano())
-	if _, err := db.Exec("CREATE TABLE " + table + " (id INT PRIMARY KEY, v INT NOT NULL)"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Exec("DROP TABLE " + table) })
-	if _, err := db.Exec("INSERT INTO " + table + " VALUES (1, 10)"); err != nil {
-		t.Fatal(err)
-	}
-	host, port, _ := strings.Cut(testenv.MySQLAddr, ":")
-	mysql := fmt.Sprintf(`mysql: {
-            servers: [{ pool: "Global", host: %q, port: %s, db: "fae_test", username: "fae", password: "fae" }]
-            global_pools: ["Global"]
-        }`, host, port)
+	db, table, mysql := mysqlTable(t, "fb", "id INT PRIMARY KEY, v INT NOT NULL", "1, 10")
 	_, nodes := startCluster(t, 2, mysql)
 	ring := peer.NewRing([]string{nodes[0].addr, nodes[1].addr})
 	var key string

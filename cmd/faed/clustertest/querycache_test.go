@@ -1,6 +1,7 @@
 package clustertest
 
 import (
+	"database/sql"
 	"fmt"
 	"os"
 	"strings"
@@ -15,21 +16,7 @@ import (
 // any node until the key is evicted (through any node) or a write with the
 // same cacheKey invalidates it.
 func TestQueryCacheOnOwner(t *testing.T) {
-	testenv.RequireServer(t, "MariaDB", testenv.MySQLAddr)
-	db := testenv.OpenMySQL(t, testenv.MySQLAddr, "fae_test")
-	table := fmt.Sprintf("qc_%d_%d", os.Getpid(), time.Now().UnixNano())
-	if _, err := db.Exec("CREATE TABLE " + table + " (id INT PRIMARY KEY, v VARCHAR(16) NOT NULL)"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Exec("DROP TABLE " + table) })
-	if _, err := db.Exec("INSERT INTO " + table + " VALUES (1, 'a')"); err != nil {
-		t.Fatal(err)
-	}
-	host, port, _ := strings.Cut(testenv.MySQLAddr, ":")
-	mysql := fmt.Sprintf(`mysql: {
-            servers: [{ pool: "Global", host: %q, port: %s, db: "fae_test", username: "fae", password: "fae" }]
-            global_pools: ["Global"]
-        }`, host, port)
+	db, table, mysql := mysqlTable(t, "qc", "id INT PRIMARY KEY, v VARCHAR(16) NOT NULL", "1, 'a'")
 	_, nodes := startCluster(t, 3, mysql)
 	cs := []*client{nodes[0].dial(t), nodes[1].dial(t), nodes[2].dial(t)}
 	key := "qc:" + table
@@ -67,4 +54,27 @@ func TestQueryCacheOnOwner(t *testing.T) {
 			t.Fatalf("read through node%d after a cacheKey'd write = %q, want \"c\"", i, v)
 		}
 	}
+}
+
+// mysqlTable creates a table of the test's own in fae_test on the shared
+// MariaDB with columns cols and one row, drops it at the end, and returns the
+// database handle, the table's name and a servants.mysql section whose global
+// pool "Global" reaches it.
+func mysqlTable(t *testing.T, prefix, cols, row string) (*sql.DB, string, string) {
+	t.Helper()
+	testenv.RequireServer(t, "MariaDB", testenv.MySQLAddr)
+	db := testenv.OpenMySQL(t, testenv.MySQLAddr, "fae_test")
+	table := fmt.Sprintf("%s_%d_%d", prefix, os.Getpid(), time.Now().UnixNano())
+	if _, err := db.Exec("CREATE TABLE " + table + " (" + cols + ")"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Exec("DROP TABLE " + table) })
+	if _, err := db.Exec("INSERT INTO " + table + " VALUES (" + row + ")"); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := strings.Cut(testenv.MySQLAddr, ":")
+	return db, table, fmt.Sprintf(`mysql: {
+            servers: [{ pool: "Global", host: %q, port: %s, db: "fae_test", username: "fae", password: "fae" }]
+            global_pools: ["Global"]
+        }`, host, port)
 }
