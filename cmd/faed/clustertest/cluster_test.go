@@ -56,7 +56,9 @@ func TestOwnersAgreeAndClusterLock(t *testing.T) {
 
 // zk_* run on the node's session; the registration root is refused.
 func TestZkMethods(t *testing.T) {
-	_, nodes := startCluster(t, 1, "")
+	zk, nodes := startCluster(t, 1, "")
+	// zk_* need the node's ZooKeeper session: wait for it (its registration).
+	testenv.Eventually(t, 20*time.Second, "the node registered", func() bool { return registered(t, zk.Addr()) == 1 })
 	c := nodes[0].dial(t)
 	path := fmt.Sprintf("/fae-test-%d", time.Now().UnixNano())
 	if ok, err := c.ZkCreate(bg, ctx(), path, "data"); err != nil || !ok {
