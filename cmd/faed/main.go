@@ -1,11 +1,16 @@
 // Command faed is the fae daemon: it serves FunServant over Thrift.
 //
 //	faed [-conf FILE] [-t] [-level LEVEL] [-log FILE] [-lockfile FILE] [-version]
+//	faed -k [-lockfile FILE] [-kwait DURATION]
 //
 // Without -conf it runs on the embedded default config (RPC 127.0.0.1:9001, HTTP
-// API 127.0.0.1:9101, no backends). SIGTERM or SIGINT drains it: it stops
-// accepting, lets calls in flight finish (at most rpc.shutdown_timeout) and exits 0.
-// A bad config makes it exit 2 with a message naming the file and the key.
+// API 127.0.0.1:9101, no backends). SIGTERM, SIGINT or SIGUSR1 (the original's
+// graceful signal) drains it: it leaves the cluster, stops accepting, lets calls
+// in flight finish (at most rpc.shutdown_timeout) and exits 0. SIGHUP, and a
+// change of the -conf file (checked every reload_watchdog_interval), reload the
+// config (see reload.go). faed -k stops the faed of the lock file that way and
+// waits for its exit. A bad config at start makes it exit 2 with a message
+// naming the file and the key.
 package main
 
 import (
@@ -20,7 +25,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -46,7 +50,8 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 type flags struct {
 	conf, level, logFile, lockFile string
-	check, version                 bool
+	check, version, kill           bool
+	killWait                       time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
@@ -59,6 +64,8 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.logFile, "log", "stdout", "log to stdout or to this file (appended)")
 	fs.StringVar(&f.lockFile, "lockfile", "faed.lock", "pid file, locked while faed runs; empty = none")
 	fs.BoolVar(&f.version, "version", false, "print the version and build id and exit")
+	fs.BoolVar(&f.kill, "k", false, "stop the faed of -lockfile gracefully (SIGTERM) and wait for its exit: 0 = stopped")
+	fs.DurationVar(&f.killWait, "kwait", 90*time.Second, "with -k: how long to wait for the exit")
 	return f, fs.Parse(args)
 }
 
@@ -72,7 +79,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
 	}
-	cfg, name, err := loadConfig(f.conf)
+	if f.kill {
+		return killInstance(f.lockFile, f.killWait, stdout, stderr)
+	}
+	cfg, name, data, err := loadConfig(f.conf)
 	if err != nil {
 		fmt.Fprintf(stderr, "faed: %v\n", err)
 		return 2
@@ -97,27 +107,35 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		defer unlock()
 	}
-	if err := serve(cfg, name, logger); err != nil {
+	if err := serve(cfg, name, f.conf, data, logger); err != nil {
 		logger.Error("faed stopped", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func loadConfig(path string) (*config.Config, string, error) {
+// loadConfig reads and checks the -conf file path ("" = the embedded
+// default). It returns the config, its name for messages and the file's
+// content (what the reload watchdog compares with).
+func loadConfig(path string) (*config.Config, string, []byte, error) {
 	if path == "" {
 		c, err := config.Parse(config.DefaultName, config.Default)
-		return c, config.DefaultName, err
+		return c, config.DefaultName, nil, err
 	}
-	c, err := config.Load(path)
-	return c, path, err
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, path, nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	c, err := config.Parse(path, data)
+	return c, path, data, err
 }
 
-// serve runs faed until SIGTERM or SIGINT, then drains it.
-func serve(cfg *config.Config, confName string, logger *slog.Logger) error {
+// serve runs faed until SIGTERM, SIGINT or SIGUSR1, then drains it. confPath
+// is the -conf file ("" = embedded) whose content was data.
+func serve(cfg *config.Config, confName, confPath string, data []byte, logger *slog.Logger) error {
 	runtime.GOMAXPROCS(cfg.GoMaxProcs(runtime.NumCPU()))
 	if cfg.MemoryLimit > 0 {
-		debug.SetMemoryLimit(cfg.MemoryLimit)
+		setMemoryLimit(cfg.MemoryLimit)
 	}
 	warnUnserved(cfg, logger)
 
@@ -169,9 +187,13 @@ func serve(cfg *config.Config, confName string, logger *slog.Logger) error {
 		}()
 	}
 
+	rl := newReloader(confPath, data, cfg, svt, logger)
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	signal.Ignore(syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGHUP)
+	stop := make(chan struct{})
+	defer close(stop)
+	go rl.watch(cfg.ReloadWatchdogInterval, stop)
+	go logStats(&srv.Stats, cfg.RPC.StatsOutputInterval, logger, stop)
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeAll(lns) }()
 	if err := cl.start(cfg, svt, httpAddr); err != nil {
@@ -181,13 +203,11 @@ func serve(cfg *config.Config, confName string, logger *slog.Logger) error {
 		"rpc", strings.Join(engine.ListenerAddrs(lns), ","), "advertise", cl.advertised(), "protocol", cfg.RPC.Protocol, "framed", cfg.RPC.Framed,
 		"http", httpAddr, "gomaxprocs", runtime.GOMAXPROCS(0))
 
-	select {
-	case err := <-served:
+	if err := waitForStop(sigs, served, rl); err != nil {
 		srv.Close()
 		return fmt.Errorf("rpc: %w", err)
-	case sig := <-sigs:
-		logger.Info("draining", "signal", sig.String(), "sessions", srv.Sessions(), "shutdown_timeout", cfg.RPC.ShutdownTimeout)
 	}
+	logger.Info("draining", "sessions", srv.Sessions(), "shutdown_timeout", cfg.RPC.ShutdownTimeout)
 	start := time.Now()
 	cl.leave(logger) // peers stop sending; what they sent is still answered
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.RPC.ShutdownTimeout)
@@ -205,6 +225,25 @@ func serve(cfg *config.Config, confName string, logger *slog.Logger) error {
 	logger.Info("faed stopped", "drain", time.Since(start).Round(time.Millisecond),
 		"sessions", srv.Stats.Sessions.Load(), "calls", srv.Stats.Calls.Load())
 	return nil
+}
+
+// waitForStop returns nil at the first SIGTERM, SIGINT or SIGUSR1, reloading
+// the config at every SIGHUP meanwhile, or the error that ended serving.
+func waitForStop(sigs <-chan os.Signal, served <-chan error, rl *reloader) error {
+	for {
+		select {
+		case err := <-served:
+			return err
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				rl.logger.Info("SIGHUP: reloading the config", "config", rl.path)
+				rl.reload()
+				continue
+			}
+			rl.logger.Info("stop signal", "signal", sig.String())
+			return nil
+		}
+	}
 }
 
 // servantCloseGrace bounds the wait, at exit, for the calls still running
