@@ -82,6 +82,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if f.kill {
 		return killInstance(f.lockFile, f.killWait, stdout, stderr)
 	}
+	signal.Ignore(syscall.SIGHUP) // until serve handles it: a reload while starting must not kill faed
 	cfg, name, data, err := loadConfig(f.conf)
 	if err != nil {
 		fmt.Fprintf(stderr, "faed: %v\n", err)

@@ -99,6 +99,7 @@ func (r *reloader) apply() ([]string, error) {
 	}
 	if cfg.MemoryLimit != r.memLimit {
 		setMemoryLimit(cfg.MemoryLimit)
+		r.logger.Info("memory_limit set", "bytes", cfg.MemoryLimit, "was", r.memLimit)
 		r.memLimit = cfg.MemoryLimit
 	}
 	return restart, nil

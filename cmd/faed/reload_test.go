@@ -124,8 +124,9 @@ func TestReloadUnderLoad(t *testing.T) {
 // TestReloadBadFile: a file with a bad value is refused whole at SIGHUP: the
 // error names the key, the failure is counted, faed goes on serving on the
 // running config (its Redis server, not the bad file's). A good file then
-// applies; a change of rpc.protocol and servants.idgen_worker_id is logged as
-// ignored, and the session (binary) goes on working.
+// applies: memory_limit is set at once (hot); a change of rpc.protocol and
+// servants.idgen_worker_id is logged as ignored, and the session (binary)
+// goes on working.
 func TestReloadBadFile(t *testing.T) {
 	testenv.RequireServer(t, "redis", testenv.RedisAddr)
 	testenv.RequireServer(t, "redis2", testenv.Redis2Addr)
@@ -146,10 +147,12 @@ func TestReloadBadFile(t *testing.T) {
 		t.Errorf("after the refused reload: %q on the running config's server, want v1", got)
 	}
 
-	rewriteConf(t, f, strings.Replace(strings.Replace(conf(testenv.RedisAddr, ""), `"binary"`, `"compact"`, 1),
-		"idgen_worker_id: 7", "idgen_worker_id: 9", 1))
+	good := strings.Replace(strings.Replace(conf(testenv.RedisAddr, ""), `"binary"`, `"compact"`, 1),
+		"idgen_worker_id: 7", "idgen_worker_id: 9", 1)
+	rewriteConf(t, f, strings.Replace(good, "{\n", "{\n    memory_limit: 134217728\n", 1))
 	f.cmd.Process.Signal(syscall.SIGHUP)
 	waitLog(t, f, `msg="config reloaded".* reloads_ok=1 reloads_failed=1`, 1)
+	waitLog(t, f, `msg="memory_limit set" bytes=134217728 was=0`, 1)
 	waitLog(t, f, `msg="config keys changed that only a restart applies: ignored" keys="rpc.protocol, servants.idgen_worker_id"`, 1)
 	rdWant(t, c, "default", "GET", []string{key}, "v1")
 }
