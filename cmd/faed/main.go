@@ -169,6 +169,7 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, logger *s
 		return err
 	}
 	defer closeServant(svt, logger)
+	rl := newReloader(confPath, data, cfg, svt, logger) // rl.reload and rl.counts are for the HTTP API too
 	srv := engine.NewServer(cfg.RPC, thrift.WrapProcessor(rpc.NewFunServantProcessor(svt), passPeerExceptions), logger)
 	srv.CallLogger = callLog
 	var api *engine.API
@@ -188,7 +189,6 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, logger *s
 		}()
 	}
 
-	rl := newReloader(confPath, data, cfg, svt, logger)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGHUP)
 	stop := make(chan struct{})
