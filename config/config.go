@@ -49,7 +49,7 @@ type Config struct {
 	// PprofListenAddr (pprof_listen_addr) is the net/http/pprof address; "" = off.
 	PprofListenAddr string `cf:"pprof_listen_addr"`
 	// ReloadWatchdogInterval (reload_watchdog_interval) is how often the file is checked
-	// for changes. Default 1s.
+	// for changes. Default 1s; 0 = off.
 	ReloadWatchdogInterval time.Duration `cf:"reload_watchdog_interval"`
 	// ServerMode (server_mode): false = proxy only, never registers in ZooKeeper. Default true.
 	ServerMode bool `cf:"server_mode"`
