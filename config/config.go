@@ -67,6 +67,9 @@ type Config struct {
 	// RateLimiter, did nothing, and neither does it here.
 	Plugin PluginConfig `cf:"plugin"`
 
+	// Log (log) is the rotation and retention of the -log FILE (new in this fae).
+	Log LogConfig `cf:"log"`
+
 	// Peer (peer) is how this node takes part in the cluster: the ZooKeeper
 	// root it registers under and the session timeout (new in this fae).
 	Peer peer.Config `cf:"peer"`
@@ -90,6 +93,45 @@ type PluginConfig struct {
 func (c *Config) SetDefaults() {
 	*c = Config{ReloadWatchdogInterval: time.Second, ServerMode: true, CPUNum: "auto", MetricsLogfile: "metrics.log"}
 	c.Peer.SetDefaults()
+	c.Log.SetDefaults()
+}
+
+// LogConfig is the log section: size-based rotation and retention of the file
+// given by faed's -log FILE (gopkg.in/natefinch/lumberjack.v2). It does not
+// apply to -log stdout nor to a file that is not a regular one (/dev/full, a
+// FIFO): those are never rotated. Read at start only: a change needs a restart.
+type LogConfig struct {
+	// MaxSizeMB (max_size_mb) is the size in megabytes (MiB) past which the
+	// file is rotated: renamed to NAME-<UTC time>.EXT and a new one started.
+	// Default 100; at least 1.
+	MaxSizeMB int `cf:"max_size_mb"`
+	// MaxBackups (max_backups) is how many rotated files are kept; 0 = all
+	// (max_age_days still applies). Default 10.
+	MaxBackups int `cf:"max_backups"`
+	// MaxAgeDays (max_age_days) is how many days (24 h) a rotated file is kept,
+	// by the time in its name; 0 = no age limit. Default 30.
+	MaxAgeDays int `cf:"max_age_days"`
+	// Compress (compress) gzips rotated files (in the background). Default false.
+	Compress bool `cf:"compress"`
+}
+
+// SetDefaults fills in the log section's defaults: 100 MiB files, 10 backups, 30 days.
+func (l *LogConfig) SetDefaults() {
+	*l = LogConfig{MaxSizeMB: 100, MaxBackups: 10, MaxAgeDays: 30}
+}
+
+// Validate checks the log section; prefix is its key path ("log").
+func (l *LogConfig) Validate(prefix string) error {
+	if l.MaxSizeMB < 1 {
+		return fmt.Errorf("%s.max_size_mb: must be at least 1 (MiB), got %d", prefix, l.MaxSizeMB)
+	}
+	if l.MaxBackups < 0 {
+		return fmt.Errorf("%s.max_backups: must be 0 (keep all) or more, got %d", prefix, l.MaxBackups)
+	}
+	if l.MaxAgeDays < 0 {
+		return fmt.Errorf("%s.max_age_days: must be 0 (no age limit) or more, got %d", prefix, l.MaxAgeDays)
+	}
+	return nil
 }
 
 // GoMaxProcs is the GOMAXPROCS that cpu_num asks for, given ncpu CPUs.
@@ -179,6 +221,9 @@ func (c *Config) validate() error {
 		if p.Name != "RateLimiter" {
 			return fmt.Errorf("plugin.plugins[%d].name: unknown plugin %q (only RateLimiter is known)", i, p.Name)
 		}
+	}
+	if err := c.Log.Validate("log"); err != nil {
+		return err
 	}
 	if err := peer.ValidateServers("etcd_servers", c.EtcdServers); err != nil {
 		return err

@@ -276,24 +276,6 @@ func warnUnserved(cfg *config.Config, logger *slog.Logger) {
 	}
 }
 
-// newLogger builds the slog logger for -level and -log.
-func newLogger(level, file string, stdout io.Writer) (*slog.Logger, func(), error) {
-	lv, ok := map[string]slog.Level{"trace": slog.LevelDebug - 4, "debug": slog.LevelDebug, "info": slog.LevelInfo,
-		"warn": slog.LevelWarn, "error": slog.LevelError, "alarm": slog.LevelError + 4}[strings.ToLower(level)]
-	if !ok {
-		return nil, nil, fmt.Errorf("-level %q: want trace, debug, info, warn, error or alarm", level)
-	}
-	w, closeFn := stdout, func() {}
-	if file != "" && file != "stdout" {
-		fh, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			return nil, nil, fmt.Errorf("-log: %w", err)
-		}
-		w, closeFn = fh, func() { fh.Close() }
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lv})), closeFn, nil
-}
-
 // lockPIDFile writes our pid into path and holds an exclusive flock on it while
 // faed runs. The lock dies with the process, so a file left by a crash does not
 // block a restart (the original refused to start whenever the file existed).
