@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -86,18 +87,6 @@ func logDropped() (records, bytes uint64) {
 		return w.Dropped()
 	}
 	return 0, 0
-}
-
-// newLogger builds the slog logger for -level and -log with the default log
-// section (config.LogConfig.SetDefaults); close flushes and closes it.
-func newLogger(level, file string, stdout io.Writer) (*slog.Logger, func(), error) {
-	var lc config.LogConfig
-	lc.SetDefaults()
-	lo, err := openLog(level, file, lc, stdout, os.Stderr)
-	if err != nil {
-		return nil, nil, err
-	}
-	return lo.Logger, lo.Close, nil
 }
 
 // openLog opens faed's log for -level (a logLevels name) and -log ("" or
@@ -327,4 +316,16 @@ func requestedLevel(r *http.Request) (string, error) {
 		return "", errors.New("no level given: want level=NAME, one of " + logLevelNames)
 	}
 	return name, nil
+}
+
+// loopbackOnly lets only loopback clients use fn: the endpoints that change
+// state are not for the network at large (403 otherwise).
+func loopbackOnly(fn func(*http.Request) (any, int)) func(*http.Request) (any, int) {
+	return func(r *http.Request) (any, int) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			return map[string]string{"error": "only loopback clients may change state (" + r.URL.Path + ")"}, http.StatusForbidden
+		}
+		return fn(r)
+	}
 }

@@ -92,12 +92,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "faed: config %s is good\n", name)
 		return 0
 	}
-	logger, closeLog, err := newLogger(f.level, f.logFile, stdout)
+	lo, err := openLog(f.level, f.logFile, cfg.Log, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "faed: %v\n", err)
 		return 2
 	}
-	defer closeLog()
+	defer lo.Close()
+	logger := lo.Logger
 	slog.SetDefault(logger)
 
 	if f.lockFile != "" {
@@ -108,7 +109,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		defer unlock()
 	}
-	if err := serve(cfg, name, f.conf, data, logger); err != nil {
+	if err := serve(cfg, name, f.conf, data, logger, lo.Level); err != nil {
 		logger.Error("faed stopped", "err", err)
 		return 1
 	}
@@ -133,7 +134,7 @@ func loadConfig(path string) (*config.Config, string, []byte, error) {
 
 // serve runs faed until SIGTERM, SIGINT or SIGUSR1, then drains it. confPath
 // is the -conf file ("" = embedded) whose content was data.
-func serve(cfg *config.Config, confName, confPath string, data []byte, logger *slog.Logger) error {
+func serve(cfg *config.Config, confName, confPath string, data []byte, logger *slog.Logger, level *slog.LevelVar) error {
 	runtime.GOMAXPROCS(cfg.GoMaxProcs(runtime.NumCPU()))
 	if cfg.MemoryLimit > 0 {
 		setMemoryLimit(cfg.MemoryLimit)
@@ -182,6 +183,7 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, logger *s
 		}
 		httpAddr = hl.Addr().String()
 		api = engine.NewAPI(logger)
+		api.HandleJSON("POST /engine/loglevel", loopbackOnly(logLevelHandler(level)))
 		go func() {
 			if err := api.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				logger.Error("http api stopped", "addr", httpAddr, "err", err)
