@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"reflect"
 	"regexp"
@@ -44,6 +45,11 @@ type Config struct {
 	EtcdServers []string `cf:"etcd_servers"`
 	// HTTPListenAddr (http_listen_addr) is the JSON/HTTP API address; "" = off.
 	HTTPListenAddr string `cf:"http_listen_addr"`
+	// HTTPAdminAllow (http_admin_allow) lists the CIDRs ("10.0.0.0/8",
+	// "192.168.1.7/32") whose clients may use the HTTP API's state-changing
+	// endpoints (POST /engine/reload, /engine/stop, /engine/loglevel) besides
+	// loopback clients, which always may. Default empty: loopback only. New in this fae.
+	HTTPAdminAllow []string `cf:"http_admin_allow"`
 	// DashboardListenAddr (dashboard_listen_addr) is the dashboard address; "" = off.
 	DashboardListenAddr string `cf:"dashboard_listen_addr"`
 	// PprofListenAddr (pprof_listen_addr) is the net/http/pprof address; "" = off.
@@ -220,6 +226,11 @@ func (c *Config) validate() error {
 	for i, p := range c.Plugin.Plugins {
 		if p.Name != "RateLimiter" {
 			return fmt.Errorf("plugin.plugins[%d].name: unknown plugin %q (only RateLimiter is known)", i, p.Name)
+		}
+	}
+	for i, cidr := range c.HTTPAdminAllow {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			return fmt.Errorf("http_admin_allow[%d]: not a CIDR such as 10.0.0.0/8: %q", i, cidr)
 		}
 	}
 	if err := c.Log.Validate("log"); err != nil {

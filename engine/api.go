@@ -3,17 +3,24 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"time"
 )
 
 // API is the JSON/HTTP API server (http_listen_addr). The engine registers
-// /engine/ping; other packages add their handlers with Handle before Serve.
+// /engine/ping; other packages add their handlers with HandleJSON, HandleAdmin
+// and Handle before Serve. Every answer of HandleJSON and HandleAdmin
+// handlers, errors included, is indented JSON; an unknown path is a 404 with
+// {"error": "not found: PATH"}.
 type API struct {
-	mux *http.ServeMux
-	srv *http.Server
+	mux   *http.ServeMux
+	srv   *http.Server
+	allow []netip.Prefix // besides loopback, the clients HandleAdmin lets in
 }
 
 // NewAPI returns an API with /engine/ping registered.
@@ -31,6 +38,34 @@ func NewAPI(logger *slog.Logger) *API {
 	return a
 }
 
+// APIListenAddr is the address to listen on for addr, an http_listen_addr
+// (or dashboard/pprof address): a bare ":port" binds the loopback interface, "127.0.0.1:port"; any address with a host is
+// returned unchanged ("0.0.0.0:9101" still binds every interface, on purpose).
+// The original bound every interface for ":port".
+func APIListenAddr(addr string) string {
+	if strings.HasPrefix(addr, ":") {
+		return "127.0.0.1" + addr
+	}
+	return addr
+}
+
+// SetAdminAllow sets the CIDRs (http_admin_allow, e.g. "10.0.0.0/8") whose
+// clients HandleAdmin endpoints accept besides loopback clients. It returns an
+// error naming the first entry that is not a CIDR, and then changes nothing.
+// Call it before Serve.
+func (a *API) SetAdminAllow(cidrs []string) error {
+	allow := make([]netip.Prefix, 0, len(cidrs))
+	for _, c := range cidrs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return fmt.Errorf("http_admin_allow: %q is not a CIDR: %w", c, err)
+		}
+		allow = append(allow, p.Masked())
+	}
+	a.allow = allow
+	return nil
+}
+
 // HandleJSON registers fn for pattern (net/http ServeMux syntax); fn returns the
 // value to write as indented JSON and the HTTP status.
 func (a *API) HandleJSON(pattern string, fn func(*http.Request) (any, int)) {
@@ -39,6 +74,58 @@ func (a *API) HandleJSON(pattern string, fn func(*http.Request) (any, int)) {
 		writeJSON(w, v, status)
 	})
 }
+
+// HandleAdmin registers fn, an endpoint that changes state, for pattern, a
+// path without a method ("/engine/reload"). It runs fn only for a POST
+// (else 405, with Allow: POST) from a loopback client or one in
+// http_admin_allow (else 403); either refusal is a JSON {"error": ...} that
+// names the rule. It panics if pattern names a method.
+func (a *API) HandleAdmin(pattern string, fn func(*http.Request) (any, int)) {
+	if strings.ContainsAny(pattern, " \t") {
+		panic("engine: HandleAdmin pattern must be a path without a method: " + pattern)
+	}
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			writeJSON(w, map[string]string{"error": r.URL.Path + " changes state: POST only, not " + r.Method},
+				http.StatusMethodNotAllowed)
+			return
+		}
+		if !a.adminClient(r.RemoteAddr) {
+			writeJSON(w, map[string]string{"error": r.URL.Path + " changes state: only loopback clients " +
+				"and those in http_admin_allow may use it, not " + r.RemoteAddr}, http.StatusForbidden)
+			return
+		}
+		v, status := fn(r)
+		writeJSON(w, v, status)
+	})
+}
+
+// adminClient reports whether remote (a RemoteAddr, "ip:port") is loopback or
+// in the admin allow list.
+func (a *API) adminClient(remote string) bool {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return false
+	}
+	ip := ap.Addr().Unmap()
+	if ip.IsLoopback() {
+		return true
+	}
+	for _, p := range a.allow {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// Handle registers h for pattern as is (for handlers that do not answer
+// JSON, such as Prometheus's /metrics).
+func (a *API) Handle(pattern string, h http.Handler) { a.mux.Handle(pattern, h) }
+
+// Handler is the API's handler (its mux), for tests with net/http/httptest.
+func (a *API) Handler() http.Handler { return a.mux }
 
 func writeJSON(w http.ResponseWriter, v any, status int) {
 	w.Header().Set("Content-Type", "application/json")
