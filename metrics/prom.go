@@ -1,0 +1,135 @@
+package metrics
+
+import (
+	"runtime"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/fae-go/fae/pool"
+	"github.com/fae-go/fae/servant"
+)
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("fae_"+name, help, labels, nil)
+}
+
+// The metrics of /metrics. Counters end in _total, times are in seconds.
+var (
+	descBuild        = desc("build_info", "Always 1: the version, build id (git commit) and Go version of this faed.", "version", "build", "goversion")
+	descCalls        = desc("calls_total", "Servant calls that ended, by method and outcome (ok, miss: a declared exception such as a cache miss, error, gone: the client left, panic). A call in flight counts as ok until it ends. noop is counted by fae_engine_calls_total only.", "method", "outcome")
+	descCallSeconds  = desc("call_seconds_total", "Time spent in servant calls, by method, in seconds.", "method")
+	descSlow         = desc("slow_calls_total", "Servant calls slower than servants.call_slow_threshold, by method.", "method")
+	descEngineCalls  = desc("engine_calls_total", "Calls processed by the RPC server, every method (noop included).")
+	descEngineFailed = desc("engine_call_errors_total", "Calls the RPC server answered with a TApplicationException (declared exceptions not counted).")
+	descSessions     = desc("sessions", "RPC sessions (client connections) open now.")
+	descSessionsTot  = desc("sessions_total", "RPC sessions accepted since start.")
+	descSessionEnds  = desc("session_ends_total", "RPC sessions ended, by reason (eof, idle_timeout, io_timeout, oversize, protocol, transport, drained, closed, panic).", "reason")
+	descPanics       = desc("panics_total", "Panics recovered: in a servant method (where=servant) or in a session outside it (where=session).", "where")
+	descAcceptErrors = desc("accept_errors_total", "Temporary accept failures of the RPC listeners, retried.")
+	descClientGone   = desc("client_gone_total", "Calls whose client closed its connection while the call waited on a backend.")
+	descBackendOps   = desc("backend_operations_total", "Backend operations, by backend, pool, server, op and kind (pool.Kind: ok, miss, timeout, breaker_open…).", "backend", "pool", "server", "op", "kind")
+	descBackendSecs  = desc("backend_operation_seconds_total", "Time spent in backend operations, borrowing included, in seconds.", "backend", "pool", "server", "op")
+	descForwarded    = desc("forwarded_calls_total", "Calls sent to their key's owner in the cluster.")
+	descForwardFail  = desc("forward_failures_total", "Forwarded calls that failed (the owner's answer of an error not included).")
+	descMisrouted    = desc("misrouted_calls_total", "Sticky calls served here though this node's ring names another owner.")
+	descQueryCache   = desc("query_cache_total", "Query cache outcomes: hit, miss, shared (waited for an identical miss), kick (key deleted after a write), error (store failure), refused (statement not cacheable).", "result")
+	descLcacheItems  = desc("lcache_items", "Items in the local cache (servants.lcache).")
+	descLcacheBytes  = desc("lcache_bytes", "Bytes of values in the local cache (servants.lcache), per-item overhead not included.")
+	descReloads      = desc("config_reloads_total", "Config reloads, by result (ok, failed: the running config stayed).", "result")
+)
+
+// collector reads every fae_ metric from the live counters at scrape time.
+type collector struct{ m *Metrics }
+
+// Describe implements prometheus.Collector.
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descBuild, descCalls, descCallSeconds, descSlow, descEngineCalls,
+		descEngineFailed, descSessions, descSessionsTot, descSessionEnds, descPanics, descAcceptErrors,
+		descClientGone, descBackendOps, descBackendSecs, descForwarded, descForwardFail, descMisrouted,
+		descQueryCache, descLcacheItems, descLcacheBytes, descReloads} {
+		ch <- d
+	}
+}
+
+func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v int64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v int64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
+}
+
+// Collect implements prometheus.Collector.
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	src := c.m.src
+	gauge(ch, descBuild, 1, src.Version, src.BuildID, runtime.Version())
+	st := src.Engine
+	counter(ch, descEngineCalls, st.Calls.Load())
+	counter(ch, descEngineFailed, st.CallErrors.Load())
+	gauge(ch, descSessions, st.SessionsActive.Load())
+	counter(ch, descSessionsTot, st.Sessions.Load())
+	for reason, n := range sessionEnds(st) {
+		counter(ch, descSessionEnds, n, reason)
+	}
+	counter(ch, descPanics, st.EndPanic.Load(), "session")
+	counter(ch, descAcceptErrors, st.AcceptErrors.Load())
+	counter(ch, descClientGone, st.ClientGone.Load())
+	if src.Reloads != nil {
+		ok, failed := src.Reloads()
+		counter(ch, descReloads, ok, "ok")
+		counter(ch, descReloads, failed, "failed")
+	}
+	if src.Servant != nil {
+		collectServant(ch, src.Servant)
+	}
+}
+
+func collectServant(ch chan<- prometheus.Metric, s *servant.FunServant) {
+	var panics int64
+	for _, name := range servant.MethodNames() {
+		ms := s.Stats(name)
+		calls, errs, misses := ms.Calls.Load(), ms.Errors.Load(), ms.Misses.Load()
+		p, gone := ms.Panics.Load(), ms.Gone.Load()
+		panics += p
+		counter(ch, descCalls, calls-errs-misses, name, "ok")
+		counter(ch, descCalls, misses, name, "miss")
+		counter(ch, descCalls, errs-p-gone, name, "error")
+		counter(ch, descCalls, gone, name, "gone")
+		counter(ch, descCalls, p, name, "panic")
+		ch <- prometheus.MustNewConstMetric(descCallSeconds, prometheus.CounterValue, float64(ms.Nanos.Load())/1e9, name)
+		counter(ch, descSlow, ms.Slow.Load(), name)
+	}
+	counter(ch, descPanics, panics, "servant")
+	for _, oc := range s.Backends.Snapshot() {
+		for _, k := range pool.Kinds() {
+			if n := oc.Count(k); n > 0 || k == pool.KindOK {
+				counter(ch, descBackendOps, n, oc.Backend, oc.Pool, oc.Server, oc.Name, k.String())
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(descBackendSecs, prometheus.CounterValue, float64(oc.Nanos.Load())/1e9,
+			oc.Backend, oc.Pool, oc.Server, oc.Name)
+	}
+	counter(ch, descForwarded, s.Cluster.Forwarded.Load())
+	counter(ch, descForwardFail, s.Cluster.ForwardFailed.Load())
+	counter(ch, descMisrouted, s.Cluster.Misrouted.Load())
+	qc := &s.QueryCache
+	for result, n := range map[string]int64{"hit": qc.Hits.Load(), "miss": qc.Misses.Load(), "shared": qc.Shared.Load(),
+		"kick": qc.Kicks.Load(), "error": qc.Errors.Load(), "refused": qc.Refused.Load()} {
+		counter(ch, descQueryCache, n, result)
+	}
+	if items, bytes, ok := s.LcacheSize(); ok {
+		gauge(ch, descLcacheItems, int64(items))
+		gauge(ch, descLcacheBytes, bytes)
+	}
+}
+
+// Registry returns a new Prometheus registry holding the fae_ metrics of m
+// and the client library's standard Go runtime (go_*) and process
+// (process_*) collectors.
+func (m *Metrics) Registry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collector{m}, collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
