@@ -1,0 +1,59 @@
+package main
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/fae-go/fae/config"
+	"github.com/fae-go/fae/engine"
+	"github.com/fae-go/fae/metrics"
+	"github.com/fae-go/fae/servant"
+)
+
+// wireAPI adds to api the figures of this faed — the JSON endpoints of
+// package metrics and Prometheus's /metrics — and POST /engine/reload, and
+// applies http_admin_allow to the endpoints that change state. ready reports
+// whether faed takes calls (/ready answers 503 when it returns false: while
+// starting or draining); nil = always ready. cl is nil without a cluster. It
+// returns the function that stops the rate meters' goroutine (call it at
+// exit). main calls it once, right after engine.NewAPI and before api.Serve:
+//
+//	defer wireAPI(api, cfg, srv, svt, cl, rl, nil)()
+func wireAPI(api *engine.API, cfg *config.Config, srv *engine.Server, svt *servant.FunServant,
+	cl *cluster, rl *reloader, ready func() bool) (stop func()) {
+	api.SetAdminAllow(cfg.HTTPAdminAllow) // checked by config.Parse already
+	src := metrics.Sources{Version: version, BuildID: buildID, Started: time.Now(), Engine: &srv.Stats,
+		Servant: svt, Ready: ready,
+		Config: func() any { // restart-only keys as booted, the servants as last reloaded
+			c := *cfg
+			c.Servants = svt.Config()
+			return &c
+		},
+		ServantConfig: func() any { return svt.Config() },
+		Reloads:       func() (int64, int64) { return rl.counts.OK.Load(), rl.counts.Failed.Load() },
+	}
+	if cl != nil {
+		src.Peers = func() metrics.Peers { return metrics.Peers{Self: cl.self, Members: cl.reg.Members()} }
+	}
+	m := metrics.New(src)
+	m.Register(api)
+	api.HandleAdmin("/engine/reload", reloadHandler(rl))
+	return m.Stop
+}
+
+// reloadHandler is POST /engine/reload: it reloads the -conf file (see
+// reloader.reload) and answers {"status": "reloaded", "restart_needed": [keys
+// whose change was ignored]}, or 409 {"error": ...} when the file is bad or
+// absent (the running config stays).
+func reloadHandler(rl *reloader) func(*http.Request) (any, int) {
+	return func(*http.Request) (any, int) {
+		restart, err := rl.reload()
+		if restart == nil {
+			restart = []string{}
+		}
+		if err != nil {
+			return map[string]any{"error": err.Error(), "restart_needed": restart}, http.StatusConflict
+		}
+		return map[string]any{"status": "reloaded", "restart_needed": restart}, 200
+	}
+}

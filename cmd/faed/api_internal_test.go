@@ -1,0 +1,85 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/fae-go/fae/config"
+	"github.com/fae-go/fae/engine"
+	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/servant"
+)
+
+// wireAPI on a real HTTP server: the metrics endpoints are there, POST
+// /engine/reload reloads (and fails here: no -conf file) and is counted,
+// http_admin_allow applies to it, /ready follows ready.
+func TestWireAPI(t *testing.T) {
+	cfg, err := config.Parse("test", []byte(`{rpc: {listen_addr: "127.0.0.1:0"}, http_admin_allow: ["10.9.0.0/16"],
+		servants: {lcache: {}, mysql: {servers: [{pool: "p", host: "127.0.0.1", port: 13306, db: "d", username: "u", password: "hunter2"}]}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	svt, err := servant.New(cfg.Servants, servant.Options{Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svt.Close()
+	srv := engine.NewServer(cfg.RPC, rpc.NewFunServantProcessor(svt), logger)
+	rl := newReloader("", nil, cfg, svt, logger)
+	var ready atomic.Bool
+	api := engine.NewAPI(logger)
+	defer wireAPI(api, cfg, srv, svt, nil, rl, ready.Load)()
+	ts := httptest.NewServer(api.Handler())
+	defer ts.Close()
+
+	do := func(method, path string) (int, string) {
+		req, _ := http.NewRequest(method, ts.URL+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := do("POST", "/engine/reload"); code != http.StatusConflict || !strings.Contains(body, "no config file to reload") {
+		t.Fatalf("POST /engine/reload without -conf: %d %s", code, body)
+	}
+	if code, _ := do("GET", "/engine/reload"); code != http.StatusMethodNotAllowed {
+		t.Fatalf("GET /engine/reload: %d, want 405", code)
+	}
+	// Clients off loopback cannot be made here: RemoteAddr is set in a handler test.
+	for remote, want := range map[string]int{"10.9.1.1:1000": http.StatusConflict, "10.8.1.1:1000": http.StatusForbidden} {
+		req := httptest.NewRequest("POST", "/engine/reload", nil)
+		req.RemoteAddr = remote
+		rec := httptest.NewRecorder()
+		api.Handler().ServeHTTP(rec, req)
+		if rec.Code != want {
+			t.Fatalf("POST /engine/reload from %s: %d, want %d: %s", remote, rec.Code, want, rec.Body)
+		}
+	}
+	if _, body := do("GET", "/metrics"); !strings.Contains(body, "\nfae_config_reloads_total{result=\"failed\"} 2\n") {
+		t.Fatalf("/metrics: reloads not counted 2 failed:\n%s", body)
+	}
+	if code, _ := do("GET", "/ready"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/ready while not ready: %d", code)
+	}
+	ready.Store(true)
+	if code, _ := do("GET", "/ready"); code != 200 {
+		t.Fatalf("/ready: %d", code)
+	}
+	code, body := do("GET", "/engine/conf")
+	if code != 200 || strings.Contains(body, "hunter2") || !strings.Contains(body, `"password": "***"`) ||
+		!strings.Contains(body, `"http_admin_allow": [`) {
+		t.Fatalf("/engine/conf: %d %s", code, body)
+	}
+	if code, body := do("GET", "/engine/peers"); code != 200 || !strings.Contains(body, `"cluster": false`) {
+		t.Fatalf("/engine/peers: %d %s", code, body)
+	}
+}
