@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	gometrics "github.com/rcrowley/go-metrics"
 
 	"github.com/fae-go/fae/engine"
@@ -57,6 +58,7 @@ type Metrics struct {
 	src   Sources
 	calls gometrics.Meter // calls (engine.Stats.Calls), marked every MeterInterval
 	fails gometrics.Meter // failed calls (engine.Stats.CallErrors)
+	reg   *prometheus.Registry
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -64,13 +66,16 @@ type Metrics struct {
 }
 
 // New returns the Metrics of src and starts marking its meters every
-// MeterInterval (one goroutine, ended by Stop).
+// MeterInterval (one goroutine, ended by Stop). With a Servant, it gives
+// every method an observer of fae_call_duration_seconds (see
+// servant.ObserveLatency).
 func New(src Sources) *Metrics {
 	if src.Started.IsZero() {
 		src.Started = time.Now()
 	}
 	m := &Metrics{src: src, calls: gometrics.NewMeter(), fails: gometrics.NewMeter(),
 		stop: make(chan struct{}), done: make(chan struct{})}
+	m.reg = m.newRegistry()
 	go m.mark(src.Engine.Calls.Load(), src.Engine.CallErrors.Load())
 	return m
 }

@@ -267,6 +267,12 @@ func TestCountersExact(t *testing.T) {
 	if got := at(t, n.getJSON(t, "/svt/stat", 200), "methods", "ping", "calls"); got != float64(N) {
 		t.Fatalf("/svt/stat ping calls %v, want %d", got, N)
 	}
+	if got := n.scrape(t, `fae_call_duration_seconds_count{method="ping"}`); got != N {
+		t.Fatalf("ping latency observations %v, want %d", got, N)
+	}
+	if got := n.scrape(t, `fae_call_duration_seconds_bucket{method="ping",le="+Inf"}`); got != N {
+		t.Fatalf("ping latency +Inf bucket %v, want %d", got, N)
+	}
 	if got := n.scrape(t, `fae_calls_total{method="ping",outcome="error"}`); got != 0 {
 		t.Fatalf("ping errors %v", got)
 	}

@@ -124,12 +124,25 @@ func collectServant(ch chan<- prometheus.Metric, s *servant.FunServant) {
 	}
 }
 
-// Registry returns a new Prometheus registry holding the fae_ metrics of m
-// and the client library's standard Go runtime (go_*) and process
-// (process_*) collectors.
-func (m *Metrics) Registry() *prometheus.Registry {
+// LatencyBuckets are the upper bounds of fae_call_duration_seconds, in
+// seconds: 100 µs × 4ⁿ, from 100 µs to 6.6 s (a ping takes tens of µs, a
+// slow MySQL query seconds; the default call_slow_threshold is 2 s).
+var LatencyBuckets = prometheus.ExponentialBuckets(0.0001, 4, 9)
+
+// Registry returns m's Prometheus registry: the fae_ metrics and the client
+// library's standard Go runtime (go_*) and process (process_*) collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+func (m *Metrics) newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collector{m}, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if s := m.src.Servant; s != nil {
+		hv := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "fae_call_duration_seconds",
+			Help:    "Duration of servant calls, by method, in seconds (noop not included).",
+			Buckets: LatencyBuckets}, []string{"method"})
+		reg.MustRegister(hv)
+		s.ObserveLatency(func(name string) servant.LatencyObserver { return hv.WithLabelValues(name) })
+	}
 	return reg
 }

@@ -90,6 +90,8 @@ type MethodStats struct {
 	Gone   atomic.Int64 // calls abandoned because the client disconnected (also in Errors)
 	Slow   atomic.Int64 // calls slower than call_slow_threshold
 	Nanos  atomic.Int64 // total time in the method, ns
+
+	latency atomic.Pointer[latencyBox] // set by ObserveLatency; nil = none
 }
 
 // New returns a FunServant for cfg, which must have passed Validate. It builds
@@ -256,6 +258,9 @@ func (s *FunServant) leave(cl call, err *error) {
 	}
 	elapsed := time.Since(cl.start)
 	cl.stats.Nanos.Add(int64(elapsed))
+	if b := cl.stats.latency.Load(); b != nil {
+		b.o.Observe(elapsed.Seconds())
+	}
 	if *err != nil {
 		switch {
 		case isDeclared(*err):
