@@ -35,7 +35,7 @@ var (
 	descMisrouted    = desc("misrouted_calls_total", "Sticky calls served here though this node's ring names another owner.")
 	descQueryCache   = desc("query_cache_total", "Query cache outcomes: hit, miss, shared (waited for an identical miss), kick (key deleted after a write), error (store failure), refused (statement not cacheable).", "result")
 	descLcacheItems  = desc("lcache_items", "Items in the local cache (servants.lcache).")
-	descLcacheBytes  = desc("lcache_bytes", "Bytes of values in the local cache (servants.lcache), per-item overhead not included.")
+	descLcacheBytes  = desc("lcache_bytes", "Bytes charged against servants.lcache.max_bytes: keys, values and the fixed per-item overhead.")
 	descReloads      = desc("config_reloads_total", "Config reloads, by result (ok, failed: the running config stayed).", "result")
 )
 

@@ -7,8 +7,9 @@ import "slices"
 // bypasses the call pipeline and only the engine counts it).
 func MethodNames() []string { return slices.Clone(methodNames) }
 
-// LcacheSize returns the lcache's item count and bytes (values' capacity,
-// without per-item overhead); ok is false without servants.lcache.
+// LcacheSize returns the lcache's item count and the bytes charged against
+// its max_bytes (keys, values' capacity and the fixed per-item overhead, see
+// cache.LRU.Bytes); ok is false without servants.lcache.
 func (s *FunServant) LcacheSize() (items int, bytes int64, ok bool) {
 	if s.lcache == nil {
 		return 0, 0, false
