@@ -182,17 +182,26 @@ func (m *Metrics) servantStat() map[string]any {
 	return out
 }
 
-// peers is /engine/peers: {"cluster": false} without a cluster.
+// peerJSON is one member in /engine/peers.
+type peerJSON struct {
+	Addr string          `json:"addr"` // advertised host:port
+	Self bool            `json:"self"` // this node
+	Info peer.MemberInfo `json:"info"` // its znode's record: version, pid, started, HTTP and dashboard addresses…
+}
+
+// peers is /engine/peers: {"cluster": false} without a cluster, else this
+// node's address and the members sorted by address.
 func (m *Metrics) peers(*http.Request) (any, int) {
 	if m.src.Peers == nil {
 		return map[string]any{"cluster": false}, 200
 	}
 	p := m.src.Peers()
-	sort.Slice(p.Members, func(i, j int) bool { return p.Members[i].Addr < p.Members[j].Addr })
-	if p.Members == nil {
-		p.Members = []peer.Member{}
+	members := make([]peerJSON, 0, len(p.Members))
+	for _, mb := range p.Members {
+		members = append(members, peerJSON{mb.Addr, mb.Addr == p.Self, mb.Info})
 	}
-	return map[string]any{"cluster": true, "self": p.Self, "members": p.Members}, 200
+	sort.Slice(members, func(i, j int) bool { return members[i].Addr < members[j].Addr })
+	return map[string]any{"cluster": true, "self": p.Self, "members": members}, 200
 }
 
 // ready is /ready: 200 {"ready": true}, or 503 {"ready": false} while starting or draining.

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/fae-go/fae/config"
 	"github.com/fae-go/fae/engine"
@@ -81,5 +85,72 @@ func TestWireAPI(t *testing.T) {
 	}
 	if code, body := do("GET", "/engine/peers"); code != 200 || !strings.Contains(body, `"cluster": false`) {
 		t.Fatalf("/engine/peers: %d %s", code, body)
+	}
+}
+
+// /engine/peers of a node registered in a real ZooKeeper (the test services'
+// one on 127.0.0.1:12181, under a root of this test's own).
+func TestWireAPIPeers(t *testing.T) {
+	root := fmt.Sprintf("/fae-test-peers-%d-%d", os.Getpid(), time.Now().UnixNano())
+	cfg, err := config.Parse("test", []byte(`{rpc: {listen_addr: "127.0.0.1:0"}, etcd_servers: ["127.0.0.1:12181"],
+		peer: {root: "`+root+`"}, servants: {}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	lns, err := engine.ListenAll(cfg.RPC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lns[0].Close()
+	cl, err := joinCluster(cfg, lns, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.close()
+	svt, err := servant.New(cfg.Servants, servant.Options{Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svt.Close()
+	srv := engine.NewServer(cfg.RPC, rpc.NewFunServantProcessor(svt), logger)
+	api := engine.NewAPI(logger)
+	defer wireAPI(api, cfg, srv, svt, cl, newReloader("", nil, cfg, svt, logger), nil)()
+	ts := httptest.NewServer(api.Handler())
+	defer ts.Close()
+	if err := cl.start(cfg, svt, ts.Listener.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Cluster bool
+		Self    string
+		Members []struct {
+			Addr string
+			Self bool
+			Info struct {
+				Pid      int
+				HTTPAddr string `json:"http_addr"`
+			}
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(ts.URL + "/engine/peers")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Members) > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // polling for the registration to be seen
+	}
+	if !got.Cluster || got.Self != cl.self || len(got.Members) != 1 || got.Members[0].Addr != cl.self ||
+		!got.Members[0].Self || got.Members[0].Info.Pid != os.Getpid() {
+		t.Fatalf("/engine/peers: %+v, want this node (%s, pid %d) alone", got, cl.self, os.Getpid())
 	}
 }
