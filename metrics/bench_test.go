@@ -65,7 +65,12 @@ func cpuTime() time.Duration {
 // with the client in the same process: its cpu-ns/op (server and client
 // together) bounds from above the server CPU of a ping call.
 func BenchmarkRPCPing(b *testing.B) {
-	svt, _ := benchServant(b, true)
+	b.Run("bare", func(b *testing.B) { benchRPCPing(b, false) })
+	b.Run("histogram", func(b *testing.B) { benchRPCPing(b, true) })
+}
+
+func benchRPCPing(b *testing.B, observed bool) {
+	svt, _ := benchServant(b, observed)
 	var cfg engine.Config
 	cfg.SetDefaults()
 	cfg.ListenAddr = "127.0.0.1:0"

@@ -283,3 +283,32 @@ func TestCountersExact(t *testing.T) {
 		t.Fatalf("fae_build_info %v", got)
 	}
 }
+
+// The rate meters are fed from the engine's counter every MeterInterval: after
+// N pings the mean rate becomes positive, and at most N per MeterInterval
+// (the first mark comes one interval after the meter started; go-metrics
+// computes the mean at the mark).
+func TestRatesFed(t *testing.T) {
+	const N = 40
+	start := time.Now()
+	n := startNode(t)
+	for i := range N {
+		if _, err := n.client.Ping(context.Background(), &rpc.Context{Rid: int64(i + 1), Reason: "rate"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(3 * metrics.MeterInterval)
+	var mean float64
+	for time.Now().Before(deadline) {
+		if mean = at(t, n.getJSON(t, "/engine/stat", 200), "rpc", "qps", "mean").(float64); mean > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // waiting out the meters' 5 s tick
+	}
+	if mean <= 0 || mean > N/metrics.MeterInterval.Seconds() {
+		t.Fatalf("qps mean %v after %d calls in %v", mean, N, time.Since(start))
+	}
+	if m1 := at(t, n.getJSON(t, "/engine/stat", 200), "rpc", "qps", "1m").(float64); m1 < 0 {
+		t.Fatalf("qps 1m %v", m1)
+	}
+}
