@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -279,7 +280,7 @@ func TestCountersExact(t *testing.T) {
 	if got := n.scrape(t, "fae_sessions"); got != 1 {
 		t.Fatalf("fae_sessions %v, want 1", got)
 	}
-	if got := n.scrape(t, `fae_build_info{build="b-test",goversion="`+goVersion()+`",version="v-test"}`); got != 1 {
+	if got := n.scrape(t, `fae_build_info{build="b-test",goversion="`+runtime.Version()+`",version="v-test"}`); got != 1 {
 		t.Fatalf("fae_build_info %v", got)
 	}
 }

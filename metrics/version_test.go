@@ -1,5 +1,0 @@
-package metrics_test
-
-import "runtime"
-
-func goVersion() string { return runtime.Version() }
