@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -316,16 +315,4 @@ func requestedLevel(r *http.Request) (string, error) {
 		return "", errors.New("no level given: want level=NAME, one of " + logLevelNames)
 	}
 	return name, nil
-}
-
-// loopbackOnly lets only loopback clients use fn: the endpoints that change
-// state are not for the network at large (403 otherwise).
-func loopbackOnly(fn func(*http.Request) (any, int)) func(*http.Request) (any, int) {
-	return func(r *http.Request) (any, int) {
-		host, _, _ := net.SplitHostPort(r.RemoteAddr)
-		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-			return map[string]string{"error": "only loopback clients may change state (" + r.URL.Path + ")"}, http.StatusForbidden
-		}
-		return fn(r)
-	}
 }

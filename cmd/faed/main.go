@@ -26,6 +26,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -170,20 +171,22 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, logger *s
 		return err
 	}
 	defer closeServant(svt, logger)
+	var ready atomic.Bool                               // /ready: serving, not starting or draining
 	rl := newReloader(confPath, data, cfg, svt, logger) // rl.reload and rl.counts are for the HTTP API too
 	srv := engine.NewServer(cfg.RPC, thrift.WrapProcessor(rpc.NewFunServantProcessor(svt), passPeerExceptions), logger)
 	srv.CallLogger = callLog
 	var api *engine.API
 	httpAddr := ""
 	if cfg.HTTPListenAddr != "" {
-		hl, err := net.Listen("tcp", cfg.HTTPListenAddr)
+		hl, err := net.Listen("tcp", engine.APIListenAddr(cfg.HTTPListenAddr))
 		if err != nil {
 			closeListeners()
 			return fmt.Errorf("http_listen_addr %s: %w", cfg.HTTPListenAddr, err)
 		}
 		httpAddr = hl.Addr().String()
 		api = engine.NewAPI(logger)
-		api.HandleJSON("POST /engine/loglevel", loopbackOnly(logLevelHandler(level)))
+		api.HandleAdmin("/engine/loglevel", logLevelHandler(level))
+		defer wireAPI(api, cfg, srv, svt, cl, rl, ready.Load)()
 		go func() {
 			if err := api.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				logger.Error("http api stopped", "addr", httpAddr, "err", err)
@@ -199,6 +202,7 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, logger *s
 	go logStats(&srv.Stats, cfg.RPC.StatsOutputInterval, logger, stop)
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeAll(lns) }()
+	ready.Store(true)
 	if err := cl.start(cfg, svt, httpAddr); err != nil {
 		logger.Error("cannot register in the cluster", "err", err)
 	}
@@ -210,6 +214,7 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, logger *s
 		srv.Close()
 		return fmt.Errorf("rpc: %w", err)
 	}
+	ready.Store(false) // load balancers: /ready answers 503 while faed drains
 	logger.Info("draining", "sessions", srv.Sessions(), "shutdown_timeout", cfg.RPC.ShutdownTimeout)
 	start := time.Now()
 	cl.leave(logger) // peers stop sending; what they sent is still answered
