@@ -10,6 +10,7 @@ import (
 
 	"github.com/fae-go/fae/engine"
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/internal/testenv"
 	"github.com/fae-go/fae/pool"
 )
 
@@ -63,7 +64,7 @@ func TestDeadPeer(t *testing.T) {
 	}
 
 	back := startPeer(t, "binary", false, func(c *engine.Config, _ *rpc.FunServantProcessor) { c.ListenAddr = addr })
-	eventually(t, 5*time.Second, "calls to go through once the peer is back", func() bool {
+	testenv.Eventually(t, 5*time.Second, "calls to go through once the peer is back", func() bool {
 		v, err := lcGet(bg, p, back.peer, "back")
 		return err == nil && v == "back"
 	})
@@ -112,7 +113,7 @@ func TestFrozenPeer(t *testing.T) {
 	}
 
 	child.signal(t, syscall.SIGCONT)
-	eventually(t, 10*time.Second, "calls to go through after SIGCONT", func() bool {
+	testenv.Eventually(t, 10*time.Second, "calls to go through after SIGCONT", func() bool {
 		v, err := lcGet(bg, p, child.peer, "back")
 		return err == nil && v == "back"
 	})

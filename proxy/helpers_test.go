@@ -214,18 +214,6 @@ func waiting(p *Proxies, addr string) int64 {
 	return s.Waiting
 }
 
-// eventually polls cond every 5 ms until it holds, or fails the test after timeout.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // The child peer: the test binary run again with childEnv set serves a
 // peerHandler (groupcache's http_test pattern), so that a test can freeze a
 // real peer process with SIGSTOP.

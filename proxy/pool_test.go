@@ -10,6 +10,7 @@ import (
 
 	"github.com/fae-go/fae/engine"
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/internal/testenv"
 	"github.com/fae-go/fae/pool"
 )
 
@@ -40,7 +41,7 @@ func TestPoolBoundAndBorrowTimeout(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(bg)
 	go func() { _, err := lcGet(ctx, p, tp.peer, "x"); done <- err }()
-	eventually(t, 5*time.Second, "a call waiting for a connection", func() bool { return waiting(p, tp.peer.Addr) == 1 })
+	testenv.Eventually(t, 5*time.Second, "a call waiting for a connection", func() bool { return waiting(p, tp.peer.Addr) == 1 })
 	cancel()
 	start = time.Now()
 	if err := <-done; !errors.Is(err, pool.KindCanceled) || !errors.Is(err, context.Canceled) {
@@ -58,7 +59,7 @@ func TestPoolBoundAndBorrowTimeout(t *testing.T) {
 	}
 	got := make(chan string, 1)
 	go func() { v, err := lcGet(bg, p2, tp.peer, "waiter"); got <- fmt.Sprintf("%s %v", v, err) }()
-	eventually(t, 5*time.Second, "the third call to wait", func() bool { return waiting(p2, tp.peer.Addr) == 1 })
+	testenv.Eventually(t, 5*time.Second, "the third call to wait", func() bool { return waiting(p2, tp.peer.Addr) == 1 })
 	tp.unblock("c1")
 	if v := <-got; v != "waiter <nil>" {
 		t.Fatalf("waiter: %s, want its answer once a connection was free", v)
@@ -97,7 +98,7 @@ func TestNoReuseAfterTimeout(t *testing.T) {
 	if v, err := lcGet(bg, p, tp.peer, "fresh1"); err != nil || v != "fresh1" {
 		t.Fatalf("call after the timeout, the late reply pending = %q, %v; want fresh1", v, err)
 	}
-	eventually(t, 5*time.Second, "the peer to end the late call's session (its reply had nowhere to go)",
+	testenv.Eventually(t, 5*time.Second, "the peer to end the late call's session (its reply had nowhere to go)",
 		func() bool { return tp.open() == 1 })
 	if v, err := lcGet(bg, p, tp.peer, "fresh2"); err != nil || v != "fresh2" {
 		t.Fatalf("call after the late reply = %q, %v; want fresh2", v, err)
@@ -143,7 +144,7 @@ func TestIdleTimeout(t *testing.T) {
 	if tp.open() != 1 {
 		t.Fatalf("%d connections open, want 1", tp.open())
 	}
-	eventually(t, 5*time.Second, "the idle connection to close", func() bool { return tp.open() == 0 })
+	testenv.Eventually(t, 5*time.Second, "the idle connection to close", func() bool { return tp.open() == 0 })
 	if idle := time.Since(used); idle < 300*time.Millisecond {
 		t.Errorf("closed after %s idle, want at least idle_timeout 300ms", idle)
 	}
@@ -166,7 +167,7 @@ func TestPeerClosedIdleConnection(t *testing.T) {
 	if _, err := lcGet(bg, p, tp.peer, "a"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the peer to close the idle session", func() bool { return tp.open() == 0 })
+	testenv.Eventually(t, 5*time.Second, "the peer to close the idle session", func() bool { return tp.open() == 0 })
 	if v, err := lcGet(bg, p, tp.peer, "b"); err != nil || v != "b" {
 		t.Fatalf("call on a pool whose connection the peer closed = %q, %v", v, err)
 	}
@@ -231,12 +232,12 @@ func TestRetain(t *testing.T) {
 	if _, ok := statsOf(p, a.peer.Addr); ok {
 		t.Error("a still has a pool after Retain without it")
 	}
-	eventually(t, 5*time.Second, "a's idle connection to close", func() bool { return a.open() == 1 })
+	testenv.Eventually(t, 5*time.Second, "a's idle connection to close", func() bool { return a.open() == 1 })
 	a.unblock("r")
 	if v := <-got; v != "r <nil>" {
 		t.Fatalf("call in flight during Retain: %s, want its answer", v)
 	}
-	eventually(t, 5*time.Second, "a's last connection to close after its call", func() bool { return a.open() == 0 })
+	testenv.Eventually(t, 5*time.Second, "a's last connection to close after its call", func() bool { return a.open() == 0 })
 	if b.open() != 1 {
 		t.Errorf("%d connections open to b, want its idle one kept", b.open())
 	}
@@ -295,7 +296,7 @@ func TestPanicInFn(t *testing.T) {
 			panic("fn bug")
 		})
 	}()
-	eventually(t, 5*time.Second, "the connection of the call that panicked to close", func() bool { return tp.open() == 0 })
+	testenv.Eventually(t, 5*time.Second, "the connection of the call that panicked to close", func() bool { return tp.open() == 0 })
 	if v, err := lcGet(bg, p, tp.peer, "b"); err != nil || v != "b" {
 		t.Fatalf("call after a panic (capacity 1) = %q, %v", v, err)
 	}

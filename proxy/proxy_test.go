@@ -10,6 +10,7 @@ import (
 
 	"github.com/fae-go/fae/engine"
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/internal/testenv"
 	"github.com/fae-go/fae/pool"
 )
 
@@ -129,7 +130,7 @@ func TestClose(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Kind != pool.KindClosed {
 		t.Fatalf("after Close: %v, want KindClosed", err)
 	}
-	eventually(t, 5*time.Second, "the peer to see the idle connection closed", func() bool { return tp.open() == 0 })
+	testenv.Eventually(t, 5*time.Second, "the peer to see the idle connection closed", func() bool { return tp.open() == 0 })
 }
 
 func TestConfig(t *testing.T) {
