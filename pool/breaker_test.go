@@ -24,13 +24,7 @@ func outcome(k Kind, err error) func() (Kind, error) { return func() (Kind, erro
 // waitState polls b until it is in state (a time-based transition: the retry interval).
 func waitState(t *testing.T, b *Breaker, state string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for b.State() != state {
-		if time.Now().After(deadline) {
-			t.Fatalf("breaker state %s, want %s", b.State(), state)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testenv.Eventually(t, 5*time.Second, "breaker "+state, func() bool { return b.State() == state })
 }
 
 func TestBreakerOpensAfterConsecutiveFailures(t *testing.T) {
