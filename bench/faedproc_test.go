@@ -106,6 +106,7 @@ func tryStartFaedProc(tb testing.TB, bin, parent string, confFor func(addr strin
 	}
 	f.cmd = exec.Command(bin, "-conf", conf, "-lockfile", "", "-log", filepath.Join(dir, "faed.log"))
 	f.cmd.Stdout, f.cmd.Stderr = f.stderr, f.stderr
+	f.cmd.Dir = dir // files faed names relatively (metrics_logfile) stay out of the repository
 	if err := f.cmd.Start(); err != nil {
 		return nil, err
 	}

@@ -10,18 +10,13 @@ import (
 	"github.com/fae-go/fae/servant"
 )
 
-// wireAPI adds to api the figures of this faed — the JSON endpoints of
-// package metrics and Prometheus's /metrics — and POST /engine/reload, and
-// applies http_admin_allow to the endpoints that change state. ready reports
-// whether faed takes calls (/ready answers 503 when it returns false: while
-// starting or draining); nil = always ready. cl is nil without a cluster. It
-// returns the function that stops the rate meters' goroutine (call it at
-// exit). main calls it once, right after engine.NewAPI and before api.Serve:
-//
-//	defer wireAPI(api, cfg, srv, svt, cl, rl, nil)()
-func wireAPI(api *engine.API, cfg *config.Config, srv *engine.Server, svt *servant.FunServant,
-	cl *cluster, rl *reloader, ready func() bool) (stop func()) {
-	api.SetAdminAllow(cfg.HTTPAdminAllow) // checked by config.Parse already
+// newMetrics returns the figures of this faed (package metrics), read from
+// srv's and svt's counters, the reloader's counts and, with a cluster (cl
+// non-nil), its membership. ready reports whether faed takes calls (/ready
+// answers 503 when it returns false: while starting or draining); nil =
+// always ready. Stop it at exit: it runs the rate meters' goroutine.
+func newMetrics(cfg *config.Config, srv *engine.Server, svt *servant.FunServant, cl *cluster, rl *reloader,
+	ready func() bool) *metrics.Metrics {
 	src := metrics.Sources{Version: version, BuildID: buildID, Started: time.Now(), Engine: &srv.Stats,
 		Servant: svt, Ready: ready,
 		Config: func() any { // restart-only keys as booted, the servants as last reloaded
@@ -35,10 +30,17 @@ func wireAPI(api *engine.API, cfg *config.Config, srv *engine.Server, svt *serva
 	if cl != nil {
 		src.Peers = func() metrics.Peers { return metrics.Peers{Self: cl.self, Members: cl.reg.Members()} }
 	}
-	m := metrics.New(src)
+	return metrics.New(src)
+}
+
+// wireAPI adds to api the figures m — the JSON endpoints of package metrics
+// and Prometheus's /metrics — and POST /engine/reload, and applies
+// http_admin_allow to the endpoints that change state. main calls it once,
+// right after engine.NewAPI and before api.Serve.
+func wireAPI(api *engine.API, cfg *config.Config, m *metrics.Metrics, rl *reloader) {
+	api.SetAdminAllow(cfg.HTTPAdminAllow) // checked by config.Parse already
 	m.Register(api)
 	api.HandleAdmin("/engine/reload", reloadHandler(rl))
-	return m.Stop
 }
 
 // reloadHandler is POST /engine/reload: it reloads the -conf file (see

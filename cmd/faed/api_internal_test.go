@@ -38,7 +38,9 @@ func TestWireAPI(t *testing.T) {
 	rl := newReloader("", nil, cfg, svt, logger)
 	var ready atomic.Bool
 	api := engine.NewAPI(logger)
-	defer wireAPI(api, cfg, srv, svt, nil, rl, ready.Load)()
+	m := newMetrics(cfg, srv, svt, nil, rl, ready.Load)
+	defer m.Stop()
+	wireAPI(api, cfg, m, rl)
 	ts := httptest.NewServer(api.Handler())
 	defer ts.Close()
 
@@ -115,7 +117,10 @@ func TestWireAPIPeers(t *testing.T) {
 	defer svt.Close()
 	srv := engine.NewServer(cfg.RPC, rpc.NewFunServantProcessor(svt), logger)
 	api := engine.NewAPI(logger)
-	defer wireAPI(api, cfg, srv, svt, cl, newReloader("", nil, cfg, svt, logger), nil)()
+	rl := newReloader("", nil, cfg, svt, logger)
+	m := newMetrics(cfg, srv, svt, cl, rl, nil)
+	defer m.Stop()
+	wireAPI(api, cfg, m, rl)
 	ts := httptest.NewServer(api.Handler())
 	defer ts.Close()
 	if err := cl.start(cfg, svt, ts.Listener.Addr().String()); err != nil {

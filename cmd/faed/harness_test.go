@@ -138,6 +138,7 @@ func startFaedBin(t testing.TB, bin, dir, conf string, args ...string) *faed {
 	f := &faed{t: t, out: new(testenv.SyncBuffer), dir: dir, done: make(chan struct{})}
 	f.cmd = exec.Command(bin, append([]string{"-conf", path, "-lockfile", filepath.Join(dir, "faed.lock")}, args...)...)
 	f.cmd.Stdout, f.cmd.Stderr = f.out, f.out
+	f.cmd.Dir = dir // files faed names relatively (metrics_logfile) stay out of the repository
 	if err := f.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

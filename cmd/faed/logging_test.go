@@ -41,6 +41,7 @@ func TestLogToDevFull(t *testing.T) {
 	cmd := exec.Command(faedBin, "-conf", conf, "-lockfile", filepath.Join(dir, "faed.lock"),
 		"-log", "/dev/full", "-level", "debug")
 	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Dir = dir
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -141,6 +141,10 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, logger *s
 		setMemoryLimit(cfg.MemoryLimit)
 	}
 	warnUnserved(cfg, logger)
+	metricsLog, err := openMetricsLog(cfg.MetricsLogfile, cfg.Log, os.Stderr)
+	if err != nil {
+		return err
+	}
 
 	// One throttle for every per-call warning and error line in the process,
 	// the engine's and the servant's alike.
@@ -175,6 +179,14 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, logger *s
 	rl := newReloader(confPath, data, cfg, svt, logger) // rl.reload and rl.counts are for the HTTP API too
 	srv := engine.NewServer(cfg.RPC, thrift.WrapProcessor(rpc.NewFunServantProcessor(svt), passPeerExceptions), logger)
 	srv.CallLogger = callLog
+	m := newMetrics(cfg, srv, svt, cl, rl, ready.Load)
+	defer m.Stop()
+	pprofAddr, stopPprof, err := servePprof(cfg.PprofListenAddr, logger)
+	if err != nil {
+		closeListeners()
+		return err
+	}
+	defer stopPprof()
 	var api *engine.API
 	httpAddr := ""
 	if cfg.HTTPListenAddr != "" {
@@ -186,7 +198,7 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, logger *s
 		httpAddr = hl.Addr().String()
 		api = engine.NewAPI(logger)
 		api.HandleAdmin("/engine/loglevel", logLevelHandler(level))
-		defer wireAPI(api, cfg, srv, svt, cl, rl, ready.Load)()
+		wireAPI(api, cfg, m, rl)
 		go func() {
 			if err := api.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				logger.Error("http api stopped", "addr", httpAddr, "err", err)
@@ -200,6 +212,7 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, logger *s
 	defer close(stop)
 	go rl.watch(cfg.ReloadWatchdogInterval, stop)
 	go logStats(&srv.Stats, cfg.RPC.StatsOutputInterval, logger, stop)
+	defer startMetricsLog(metricsLog, cfg.RPC.StatsOutputInterval, m.Line)()
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeAll(lns) }()
 	ready.Store(true)
@@ -208,7 +221,7 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, logger *s
 	}
 	logger.Info("faed started", "version", version, "build", buildID, "config", confName,
 		"rpc", strings.Join(engine.ListenerAddrs(lns), ","), "advertise", cl.advertised(), "protocol", cfg.RPC.Protocol, "framed", cfg.RPC.Framed,
-		"http", httpAddr, "gomaxprocs", runtime.GOMAXPROCS(0))
+		"http", httpAddr, "pprof", pprofAddr, "gomaxprocs", runtime.GOMAXPROCS(0))
 
 	if err := waitForStop(sigs, served, rl); err != nil {
 		srv.Close()
@@ -273,7 +286,7 @@ func closeServant(svt *servant.FunServant, logger *slog.Logger) {
 func warnUnserved(cfg *config.Config, logger *slog.Logger) {
 	var keys []string
 	for key, on := range map[string]bool{"servants.couchbase": cfg.Servants.Couchbase != nil,
-		"dashboard_listen_addr": cfg.DashboardListenAddr != "", "pprof_listen_addr": cfg.PprofListenAddr != ""} {
+		"dashboard_listen_addr": cfg.DashboardListenAddr != ""} {
 		if on {
 			keys = append(keys, key)
 		}

@@ -110,6 +110,7 @@ func (s *Server) Start() {
 	s.t.Helper()
 	argv := s.args(s.Port)
 	s.cmd = exec.Command(argv[0], argv[1:]...)
+	s.cmd.Dir = s.dir // what a server writes relatively (a dump, a metrics log) stays out of the repository
 	logf, err := os.Create(filepath.Join(s.dir, s.Name+".log"))
 	if err != nil {
 		s.t.Fatal(err)

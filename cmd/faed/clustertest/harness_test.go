@@ -92,6 +92,7 @@ func (n *node) start() {
 	n.done = make(chan struct{})
 	n.cmd = exec.Command(faedBin, "-conf", path, "-lockfile", "")
 	n.cmd.Stdout, n.cmd.Stderr = n.out, n.out
+	n.cmd.Dir = n.dir // files faed names relatively (metrics_logfile) stay out of the repository
 	if err := n.cmd.Start(); err != nil {
 		n.t.Fatal(err)
 	}
