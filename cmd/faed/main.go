@@ -189,6 +189,7 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, logger *s
 	defer stopPprof()
 	var api *engine.API
 	httpAddr := ""
+	stopReq := make(chan string, 1) // POST /engine/stop: who asked
 	if cfg.HTTPListenAddr != "" {
 		hl, err := net.Listen("tcp", engine.APIListenAddr(cfg.HTTPListenAddr))
 		if err != nil {
@@ -198,6 +199,7 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, logger *s
 		httpAddr = hl.Addr().String()
 		api = engine.NewAPI(logger)
 		api.HandleAdmin("/engine/loglevel", logLevelHandler(level))
+		api.HandleAdmin("/engine/stop", stopHandler(stopReq))
 		wireAPI(api, cfg, m, rl)
 		go func() {
 			if err := api.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -223,7 +225,7 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, logger *s
 		"rpc", strings.Join(engine.ListenerAddrs(lns), ","), "advertise", cl.advertised(), "protocol", cfg.RPC.Protocol, "framed", cfg.RPC.Framed,
 		"http", httpAddr, "pprof", pprofAddr, "gomaxprocs", runtime.GOMAXPROCS(0))
 
-	if err := waitForStop(sigs, served, rl); err != nil {
+	if err := waitForStop(sigs, stopReq, served, rl); err != nil {
 		srv.Close()
 		return fmt.Errorf("rpc: %w", err)
 	}
@@ -248,13 +250,17 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, logger *s
 	return nil
 }
 
-// waitForStop returns nil at the first SIGTERM, SIGINT or SIGUSR1, reloading
-// the config at every SIGHUP meanwhile, or the error that ended serving.
-func waitForStop(sigs <-chan os.Signal, served <-chan error, rl *reloader) error {
+// waitForStop returns nil at the first SIGTERM, SIGINT or SIGUSR1 or the
+// first POST /engine/stop (stopReq gives its client), reloading the config at
+// every SIGHUP meanwhile, or the error that ended serving.
+func waitForStop(sigs <-chan os.Signal, stopReq <-chan string, served <-chan error, rl *reloader) error {
 	for {
 		select {
 		case err := <-served:
 			return err
+		case who := <-stopReq:
+			rl.logger.Info("stop requested", "by", "POST /engine/stop", "client", who)
+			return nil
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				rl.logger.Info("SIGHUP: reloading the config", "config", rl.path)
@@ -264,6 +270,20 @@ func waitForStop(sigs <-chan os.Signal, served <-chan error, rl *reloader) error
 			rl.logger.Info("stop signal", "signal", sig.String())
 			return nil
 		}
+	}
+}
+
+// stopHandler is POST /engine/stop: it asks serve to stop as SIGTERM does
+// (leave the cluster, drain, exit 0) and answers {"status": "stopping"} at
+// once; a second request while the first is pending changes nothing. The
+// original only stopped accepting and left the process running.
+func stopHandler(stopReq chan<- string) func(*http.Request) (any, int) {
+	return func(r *http.Request) (any, int) {
+		select {
+		case stopReq <- r.RemoteAddr:
+		default: // a stop is pending already
+		}
+		return map[string]string{"status": "stopping"}, 200
 	}
 }
 

@@ -3,6 +3,8 @@ package main_test
 import (
 	"bufio"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -273,5 +275,39 @@ func TestMetricsLogfileAtStop(t *testing.T) {
 	}
 	if len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &l) != nil || l.RPC.Calls != n {
 		t.Fatalf("%s after the stop: %q, want one JSON line with calls_total %d", path, b, n)
+	}
+}
+
+// TestPostEngineStop: POST /engine/stop drains and stops faed as SIGTERM
+// does (exit 0); a GET changes nothing.
+func TestPostEngineStop(t *testing.T) {
+	f, c := startFaedSession(t, "")
+	if body, code := httpGet(t, "http://"+f.httpAddr+"/engine/stop"); code != 405 || !strings.Contains(body, "POST only") {
+		t.Fatalf("GET /engine/stop: %d %s, want 405", code, body)
+	}
+	if _, err := c.Ping(bg, ctx()); err != nil {
+		t.Fatalf("ping after GET /engine/stop: %v", err)
+	}
+	resp, err := http.Post("http://"+f.httpAddr+"/engine/stop", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"stopping"`) {
+		t.Fatalf("POST /engine/stop: %d %s", resp.StatusCode, body)
+	}
+	select {
+	case <-f.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("faed still running 10s after POST /engine/stop")
+	}
+	if f.exitCode != 0 {
+		t.Fatalf("exit %d after POST /engine/stop, want 0", f.exitCode)
+	}
+	for _, want := range []string{`msg="stop requested" by="POST /engine/stop"`, `msg=draining`, `msg="faed stopped"`} {
+		if !strings.Contains(f.out.String(), want) {
+			t.Errorf("output lacks %s", want)
+		}
 	}
 }
