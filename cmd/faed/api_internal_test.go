@@ -123,7 +123,7 @@ func TestWireAPIPeers(t *testing.T) {
 	wireAPI(api, cfg, m, rl)
 	ts := httptest.NewServer(api.Handler())
 	defer ts.Close()
-	if err := cl.start(cfg, svt, ts.Listener.Addr().String()); err != nil {
+	if err := cl.start(cfg, svt, ts.Listener.Addr().String(), "127.0.0.1:9102"); err != nil {
 		t.Fatal(err)
 	}
 	var got struct {
@@ -133,8 +133,9 @@ func TestWireAPIPeers(t *testing.T) {
 			Addr string
 			Self bool
 			Info struct {
-				Pid      int
-				HTTPAddr string `json:"http_addr"`
+				Pid           int
+				HTTPAddr      string `json:"http_addr"`
+				DashboardAddr string `json:"dashboard_addr"`
 			}
 		}
 	}
@@ -155,7 +156,7 @@ func TestWireAPIPeers(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // polling for the registration to be seen
 	}
 	if !got.Cluster || got.Self != cl.self || len(got.Members) != 1 || got.Members[0].Addr != cl.self ||
-		!got.Members[0].Self || got.Members[0].Info.Pid != os.Getpid() {
-		t.Fatalf("/engine/peers: %+v, want this node (%s, pid %d) alone", got, cl.self, os.Getpid())
+		!got.Members[0].Self || got.Members[0].Info.Pid != os.Getpid() || got.Members[0].Info.DashboardAddr != "127.0.0.1:9102" {
+		t.Fatalf("/engine/peers: %+v, want this node (%s, pid %d, dashboard 127.0.0.1:9102) alone", got, cl.self, os.Getpid())
 	}
 }

@@ -71,8 +71,9 @@ func (c *cluster) options(opts *servant.Options) {
 }
 
 // start routes the servant by the membership and, in server mode, registers
-// this node once its listener accepts.
-func (c *cluster) start(cfg *config.Config, svt *servant.FunServant, httpAddr string) error {
+// this node once its listener accepts, with its HTTP API and dashboard
+// addresses ("" = off).
+func (c *cluster) start(cfg *config.Config, svt *servant.FunServant, httpAddr, dashAddr string) error {
 	if c == nil {
 		return nil
 	}
@@ -82,7 +83,7 @@ func (c *cluster) start(cfg *config.Config, svt *servant.FunServant, httpAddr st
 	}
 	return c.reg.Register(peer.MemberInfo{Version: version, Pid: os.Getpid(), Started: time.Now(),
 		Protocol: cfg.RPC.Protocol, Framed: cfg.RPC.Framed, HTTPAddr: httpAddr,
-		DashboardAddr: cfg.DashboardListenAddr, IdgenWorkerID: cfg.Servants.IdgenWorkerID}, c.self)
+		DashboardAddr: dashAddr, IdgenWorkerID: cfg.Servants.IdgenWorkerID}, c.self)
 }
 
 // leave takes the node out of the cluster on purpose: peers drop it at once

@@ -187,6 +187,12 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, logger *s
 		return err
 	}
 	defer stopPprof()
+	dashAddr, stopDash, err := serveDashboard(cfg.DashboardListenAddr, dashboardSources(srv, svt, m, cl, selfName(cl, lns)), logger)
+	if err != nil {
+		closeListeners()
+		return err
+	}
+	defer stopDash()
 	var api *engine.API
 	httpAddr := ""
 	stopReq := make(chan string, 1) // POST /engine/stop: who asked
@@ -218,12 +224,12 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, logger *s
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeAll(lns) }()
 	ready.Store(true)
-	if err := cl.start(cfg, svt, httpAddr); err != nil {
+	if err := cl.start(cfg, svt, httpAddr, advertisedDashboard(dashAddr, cl.advertised())); err != nil {
 		logger.Error("cannot register in the cluster", "err", err)
 	}
 	logger.Info("faed started", "version", version, "build", buildID, "config", confName,
 		"rpc", strings.Join(engine.ListenerAddrs(lns), ","), "advertise", cl.advertised(), "protocol", cfg.RPC.Protocol, "framed", cfg.RPC.Framed,
-		"http", httpAddr, "pprof", pprofAddr, "gomaxprocs", runtime.GOMAXPROCS(0))
+		"http", httpAddr, "dashboard", dashAddr, "pprof", pprofAddr, "gomaxprocs", runtime.GOMAXPROCS(0))
 
 	if err := waitForStop(sigs, stopReq, served, rl); err != nil {
 		srv.Close()
@@ -305,8 +311,7 @@ func closeServant(svt *servant.FunServant, logger *slog.Logger) {
 // warnUnserved says which keys of cfg this build accepts but does not act on yet.
 func warnUnserved(cfg *config.Config, logger *slog.Logger) {
 	var keys []string
-	for key, on := range map[string]bool{"servants.couchbase": cfg.Servants.Couchbase != nil,
-		"dashboard_listen_addr": cfg.DashboardListenAddr != ""} {
+	for key, on := range map[string]bool{"servants.couchbase": cfg.Servants.Couchbase != nil} {
 		if on {
 			keys = append(keys, key)
 		}
