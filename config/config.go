@@ -30,7 +30,8 @@ import (
 )
 
 // Default is the embedded config faed runs on when no -conf is given: RPC on
-// 127.0.0.1:9001, HTTP on 127.0.0.1:9101, no ZooKeeper, no backends.
+// 127.0.0.1:9001, HTTP on 127.0.0.1:9101, the dashboard on 127.0.0.1:9102, no
+// ZooKeeper, no backends.
 //
 //go:embed default.cf
 var Default []byte

@@ -99,8 +99,10 @@ func TestEmbeddedDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(c.RPC.Addrs(), []string{"127.0.0.1:9001"}) || c.HTTPListenAddr != "127.0.0.1:9101" || len(c.EtcdServers) != 0 {
-		t.Errorf("embedded default: rpc %q http %s zk %v", c.RPC.Addrs(), c.HTTPListenAddr, c.EtcdServers)
+	if !slices.Equal(c.RPC.Addrs(), []string{"127.0.0.1:9001"}) || c.HTTPListenAddr != "127.0.0.1:9101" || len(c.EtcdServers) != 0 ||
+		c.DashboardListenAddr != "127.0.0.1:9102" {
+		t.Errorf("embedded default: rpc %q http %s dashboard %s zk %v", c.RPC.Addrs(), c.HTTPListenAddr,
+			c.DashboardListenAddr, c.EtcdServers)
 	}
 	if c.Servants.Mysql != nil || c.Servants.Lcache == nil || c.Servants.Lock == nil {
 		t.Error("embedded default must have lcache and lock, and no backend")

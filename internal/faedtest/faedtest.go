@@ -48,15 +48,31 @@ type Node struct {
 // the server's directory (testenv.Server).
 func Start(t testing.TB, bin, protocol string, framed bool, worker int) *Node {
 	t.Helper()
+	return StartWith(t, bin, protocol, framed, worker, Extra{})
+}
+
+// Extra is what StartWith adds to a Node's faed.cf: Top at the top level
+// (e.g. `dashboard_listen_addr: "127.0.0.1:9102"`), Servants inside the
+// servants section (e.g. a redis section).
+type Extra struct{ Top, Servants string }
+
+// StartWith is Start with extra keys in the node's faed.cf.
+func StartWith(t testing.TB, bin, protocol string, framed bool, worker int, extra Extra) *Node {
+	t.Helper()
 	dir := t.TempDir()
 	n := &Node{Protocol: protocol, Framed: framed, WorkerID: worker}
 	n.Server = testenv.Start(t, fmt.Sprintf("faed-%d", worker), func(port int) []string {
 		conf := filepath.Join(dir, "faed.cf")
 		text := fmt.Sprintf(`{
     http_listen_addr: ""
+    %s
     rpc: { listen_addr: "127.0.0.1:%d", protocol: %q, framed: %v, shutdown_timeout: "2s" }
-    servants: { idgen_worker_id: %d, lcache: { max_items: 1000 } }
-}`, port, protocol, framed, worker)
+    servants: {
+        idgen_worker_id: %d
+        lcache: { max_items: 1000 }
+        %s
+    }
+}`, extra.Top, port, protocol, framed, worker, extra.Servants)
 		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,311 @@
+// Package browsertest opens the dashboard of real faed processes in headless
+// Chromium (Debian's chromium): the page's own script must have drawn the
+// charts from live samples and listed the cluster's nodes. A package of its
+// own so that it runs in parallel with the other packages' tests.
+package browsertest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/png"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apache/thrift/lib/go/thrift"
+
+	"github.com/fae-go/fae/dashboard"
+	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/internal/faedtest"
+	"github.com/fae-go/fae/internal/testenv"
+)
+
+// faedBin is the faed binary under test, built once by TestMain.
+var faedBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "dashboard-browsertest-")
+	if err != nil {
+		panic(err)
+	}
+	faedBin, err = faedtest.Build(dir, faedtest.Module+"/cmd/faed")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// chromium is the path of Debian's chromium. Without it the test skips,
+// unless FAE_REQUIRE_CHROMIUM is set (make test sets it): then it fails.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("FAE_REQUIRE_CHROMIUM") != "" {
+		t.Fatal("chromium is not installed and FAE_REQUIRE_CHROMIUM is set (contrib/install-deps installs it)")
+	}
+	t.Skip("chromium is not installed (apt-get install chromium, or contrib/install-deps); set FAE_REQUIRE_CHROMIUM=1 to fail instead")
+	return ""
+}
+
+// browse runs headless Chromium on url with extra flags (--dump-dom or
+// --screenshot=FILE) and returns its standard output. The page's script runs
+// for budget of virtual time first: long enough for a few polls.
+func browse(t *testing.T, bin, url string, budget time.Duration, extra ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	args := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+		"--hide-scrollbars", "--user-data-dir=" + t.TempDir(), "--window-size=1280,1450",
+		"--virtual-time-budget=" + strconv.Itoa(int(budget.Milliseconds()))}, extra...)
+	cmd := exec.CommandContext(ctx, bin, append(args, url)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("chromium %s: %v\nstderr:\n%s", url, err, errb.String())
+	}
+	return out.String()
+}
+
+// client is a Thrift client of one session (binary, buffered) to addr.
+func client(t *testing.T, addr string) *rpc.FunServantClient {
+	t.Helper()
+	conf := &thrift.TConfiguration{ConnectTimeout: 5 * time.Second, SocketTimeout: 10 * time.Second}
+	trans := thrift.NewTBufferedTransport(thrift.NewTSocketConf(addr, conf), 4096)
+	if err := trans.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { trans.Close() })
+	return rpc.NewFunServantClientFactory(trans, thrift.NewTBinaryProtocolFactoryConf(conf))
+}
+
+// load drives calls on n sessions until stop is closed: pings, memcache
+// sets and gets, Redis SETs and GETs, and one call in 20 to a memcache pool that does
+// not exist (a failed call and a failed backend operation). pace, if not
+// nil, is slept between two calls (the screenshot's varying load).
+func load(t *testing.T, addr string, n int, stop <-chan struct{}, pace func() time.Duration) *sync.WaitGroup {
+	t.Helper()
+	var wg sync.WaitGroup
+	for w := range n {
+		c := client(t, addr)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := context.Background()
+			key := fmt.Sprintf("dashtest:%d:%d", time.Now().UnixNano(), w)
+			for i := int64(1); ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				rc := &rpc.Context{Rid: i, Reason: "dashboard.test", UID: 42}
+				var err error
+				switch i % 20 {
+				case 0:
+					_, err = c.McGet(ctx, rc, "nope", key)
+				case 1, 2, 3:
+					_, err = c.McSet(ctx, rc, "default", key, &rpc.TMemcacheData{Data: []byte("v")}, 60)
+				case 4, 5, 6, 7:
+					_, err = c.McGet(ctx, rc, "default", key)
+				case 8:
+					_, err = c.RdCall(ctx, rc, "SET", "default", []string{key, "v"})
+				case 9, 10:
+					_, err = c.RdCall(ctx, rc, "GET", "default", []string{key})
+				default:
+					_, err = c.Ping(ctx, rc)
+				}
+				if err != nil && i%20 != 0 && !strings.Contains(err.Error(), "miss") {
+					t.Errorf("call %d: %v", i, err)
+					return
+				}
+				if pace != nil {
+					time.Sleep(pace())
+				}
+			}
+		}()
+	}
+	return &wg
+}
+
+// backends are the servants sections of a node with memcache and Redis on
+// the shared test servers; every call over 1 ms counts as slow.
+func backends() string {
+	mh, mp, _ := strings.Cut(testenv.MemcacheAddr, ":")
+	return fmt.Sprintf(`call_slow_threshold: "1ms"
+        memcache: { servers: [ { host: %q, port: %s, pool: "default" } ] }
+        redis: { pools: [ { name: "default", servers: [ { addr: %q } ] } ] }`, mh, mp, testenv.RedisAddr)
+}
+
+// samples reads the dashboard's /api/samples.
+func samples(t *testing.T, base string) dashboard.Page {
+	t.Helper()
+	resp, err := http.Get(base + "api/samples")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p dashboard.Page
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// busySamples is the number of samples with calls in them.
+func busySamples(p dashboard.Page) int {
+	n := 0
+	for _, s := range p.Samples {
+		if s.Calls > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+var pathRE = regexp.MustCompile(`<path [^>]*data-series="([^"]+)"[^>]*>`)
+
+// series is, for each path the page drew, its number of points and of
+// non-zero points (the data-points and data-nonzero attributes) and its d.
+type series struct {
+	points, nonzero int
+	d               string
+}
+
+func drawnSeries(dom string) map[string]series {
+	out := map[string]series{}
+	attr := func(tag, name string) string {
+		m := regexp.MustCompile(name + `="([^"]*)"`).FindStringSubmatch(tag)
+		if m == nil {
+			return ""
+		}
+		return m[1]
+	}
+	for _, m := range pathRE.FindAllStringSubmatch(dom, -1) {
+		p, _ := strconv.Atoi(attr(m[0], "data-points"))
+		nz, _ := strconv.Atoi(attr(m[0], "data-nonzero"))
+		out[m[1]] = series{p, nz, attr(m[0], " d")}
+	}
+	return out
+}
+
+// TestDashboardInChromium: a real faed under load from real Thrift clients;
+// headless Chromium opens its dashboard, whose script must have drawn every
+// chart from the samples (calls/s with non-zero points, latency, backends)
+// and listed this node alone, linked to its dashboard; a screenshot is
+// saved. With FAE_DASHBOARD_SCREENSHOT=FILE (make screenshot) it runs a
+// minute of varying load and writes the screenshot to FILE too.
+func TestDashboardInChromium(t *testing.T) {
+	chrome := chromium(t)
+	testenv.RequireServer(t, "memcached", testenv.MemcacheAddr)
+	testenv.RequireServer(t, "redis", testenv.RedisAddr)
+	shot := os.Getenv("FAE_DASHBOARD_SCREENSHOT")
+	dash := testenv.FreeAddr(t)
+	n := faedtest.StartWith(t, faedBin, "binary", false, 1, faedtest.Extra{
+		Top: fmt.Sprintf("dashboard_listen_addr: %q", dash), Servants: backends()})
+	base := "http://" + dash + "/"
+
+	stop := make(chan struct{})
+	var pace func() time.Duration
+	want, wait := 4, 30*time.Second
+	if shot != "" { // a minute of load that rises and falls, for a picture worth looking at
+		start := time.Now()
+		pace = func() time.Duration {
+			phase := int(time.Since(start)/(8*time.Second)) % 4
+			return []time.Duration{0, 2 * time.Millisecond, 500 * time.Microsecond, 5 * time.Millisecond}[phase]
+		}
+		want, wait = 30, 3*time.Minute
+	}
+	wg := load(t, n.Addr(), 4, stop, pace)
+	testenv.Eventually(t, wait, fmt.Sprintf("%d samples with calls on %sapi/samples", want, base), func() bool {
+		return busySamples(samples(t, base)) >= want
+	})
+	close(stop)
+	wg.Wait()
+
+	dom := browse(t, chrome, base, 3*time.Second, "--dump-dom")
+	got := drawnSeries(dom)
+	for _, key := range []string{"calls", "p50", "p99", "sessions", "heap", "calls_memcache", "calls_redis", "failures", "failures_memcache"} {
+		s, ok := got[key]
+		if !ok || s.points < want || !strings.HasPrefix(s.d, "M") || strings.Count(s.d, "L") < want-1 {
+			t.Errorf("series %s: %+v; want a path of at least %d points", key, s, want)
+		}
+	}
+	for _, key := range []string{"calls", "p50", "sessions", "heap", "calls_memcache", "calls_redis", "failures", "failures_memcache"} {
+		if got[key].nonzero == 0 {
+			t.Errorf("series %s has no non-zero point: %+v", key, got[key])
+		}
+	}
+	nodes := regexp.MustCompile(`<li [^>]*data-addr="([^"]+)"[^>]*>(.*?)</li>`).FindAllStringSubmatch(dom, -1)
+	if len(nodes) != 1 || nodes[0][1] != n.Addr() || !strings.Contains(nodes[0][0], `class="self"`) ||
+		!strings.Contains(nodes[0][2], `href="`+base+`"`) {
+		t.Errorf("node list %q: want this node (%s) alone, linked to %s", nodes, n.Addr(), base)
+	}
+	if !strings.Contains(dom, `id="version">test (testbuild`) {
+		t.Errorf("header: no version \"test (testbuild…\" in the page")
+	}
+
+	png := filepath.Join(t.TempDir(), "dashboard.png")
+	browse(t, chrome, base, 3*time.Second, "--screenshot="+png)
+	checkPNG(t, png, 1280, 1450)
+	if shot != "" {
+		b, err := os.ReadFile(png)
+		if err == nil {
+			err = os.WriteFile(shot, b, 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot written to %s", shot)
+	}
+}
+
+// checkPNG fails unless file is a w×h PNG with a picture in it: many
+// colours (charts, text), not a blank or an error page.
+func checkPNG(t *testing.T, file string, w, h int) {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	if b := img.Bounds(); b.Dx() != w || b.Dy() != h {
+		t.Errorf("%s is %v, want %dx%d", file, b, w, h)
+	}
+	if n := colours(img); n < 50 {
+		t.Errorf("%s has %d colours: want a drawn page (at least 50)", file, n)
+	}
+}
+
+func colours(img image.Image) int {
+	seen := map[[4]uint32]bool{}
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y += 2 {
+		for x := b.Min.X; x < b.Max.X; x += 2 {
+			r, g, bl, a := img.At(x, y).RGBA()
+			seen[[4]uint32{r, g, bl, a}] = true
+		}
+	}
+	return len(seen)
+}
