@@ -6,7 +6,7 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.buildID=$(BUILD_ID)
 # Where make idl writes (the tests regenerate into a temp dir to compare).
 IDL_OUT  ?= .
 
-.PHONY: all build pingfae faeconf run test deps vet idl bench clean services-stop
+.PHONY: all build pingfae faeconf run test screenshot deps vet idl bench clean services-stop
 
 all: build
 
@@ -21,14 +21,23 @@ pingfae:
 faeconf:
 	$(GO) build -o bin/faeconf ./cmd/faeconf
 
-# faed on its embedded default config: RPC 127.0.0.1:9001, HTTP 127.0.0.1:9101.
+# faed on its embedded default config: RPC 127.0.0.1:9001, HTTP 127.0.0.1:9101,
+# dashboard 127.0.0.1:9102.
 run: build
+	@echo "faed: RPC 127.0.0.1:9001, HTTP API http://127.0.0.1:9101/, dashboard http://127.0.0.1:9102/"
 	./bin/faed -lockfile ""
 
 # Everything: installs what the tests need (apt packages, Go modules), checks
 # formatting and vet, then runs every test with the race detector.
+# FAE_REQUIRE_CHROMIUM: the dashboard's browser test fails, never skips, without chromium.
 test: deps vet
-	$(GO) test -race -count=1 -timeout 30m ./...
+	FAE_REQUIRE_CHROMIUM=1 $(GO) test -race -count=1 -timeout 30m ./...
+
+# Regenerates docs/dashboard.png (the README's picture): a real faed under a
+# minute of varying load, its dashboard shot by headless Chromium.
+screenshot:
+	FAE_REQUIRE_CHROMIUM=1 FAE_DASHBOARD_SCREENSHOT=$(CURDIR)/docs/dashboard.png \
+		$(GO) test -count=1 -timeout 10m -run TestDashboardInChromium -v ./dashboard/browsertest/
 
 deps:
 	bash contrib/install-deps

@@ -21,8 +21,7 @@
     { id: "slow", title: "Slow calls/s", series: [{ key: "slow", label: "slow calls/s", get: s => s.slow }] },
     { id: "heap", title: "Heap (MiB)", series: [{ key: "heap", label: "heap objects", get: s => s.heap_bytes / MiB }] },
     { id: "gc", title: "GC pause (ms, longest in each interval)", series: [
-      { key: "gc_pause", label: "pause", get: s => s.gc_pause_ms },
-      { key: "gcs", label: "GC cycles", get: s => s.gcs }] },
+      { key: "gc_pause", label: "pause", get: s => s.gc_pause_ms }] },
   ];
 
   function backendCharts(names) {
@@ -52,6 +51,15 @@
     return v.toPrecision(2);
   }
 
+  // niceMax is the top of a chart's scale: the first of 1, 2, 2.5, 5 × 10ⁿ
+  // at or above v (1 for an empty chart), so that its halves read well.
+  function niceMax(v) {
+    if (!(v > 0)) return 1;
+    const p = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+    return 10 * p;
+  }
+
   function clock(ms) { return new Date(ms).toTimeString().slice(0, 8); }
 
   function duration(s) {
@@ -79,7 +87,7 @@
     const t0 = samples.length ? samples[0].t : 0, t1 = samples.length ? samples[samples.length - 1].t : 1;
     let ymax = 0;
     for (const s of samples) for (const se of c.series) { const v = se.get(s); if (v != null && v > ymax) ymax = v; }
-    ymax = ymax > 0 ? ymax * 1.1 : 1;
+    ymax = niceMax(ymax);
     const x = t => L + (t1 > t0 ? (t - t0) / (t1 - t0) : 1) * (W - L - R);
     const y = v => T + (1 - v / ymax) * (H - T - B);
     const axis = el("svg:g", { class: "axis" });

@@ -73,7 +73,7 @@ func browse(t *testing.T, bin, url string, budget time.Duration, extra ...string
 	defer cancel()
 	args := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-		"--hide-scrollbars", "--user-data-dir=" + t.TempDir(), "--window-size=1280,1450",
+		"--hide-scrollbars", "--user-data-dir=" + t.TempDir(), "--window-size=1280,1360",
 		"--virtual-time-budget=" + strconv.Itoa(int(budget.Milliseconds()))}, extra...)
 	cmd := exec.CommandContext(ctx, bin, append(args, url)...)
 	var out, errb bytes.Buffer
@@ -237,8 +237,8 @@ func TestDashboardInChromium(t *testing.T) {
 	testenv.Eventually(t, wait, fmt.Sprintf("%d samples with calls on %sapi/samples", want, base), func() bool {
 		return busySamples(samples(t, base)) >= want
 	})
-	close(stop)
-	wg.Wait()
+	defer wg.Wait()
+	defer close(stop) // the load goes on while the page is shot
 
 	dom := browse(t, chrome, base, 3*time.Second, "--dump-dom")
 	got := drawnSeries(dom)
@@ -264,7 +264,7 @@ func TestDashboardInChromium(t *testing.T) {
 
 	png := filepath.Join(t.TempDir(), "dashboard.png")
 	browse(t, chrome, base, 3*time.Second, "--screenshot="+png)
-	checkPNG(t, png, 1280, 1450)
+	checkPNG(t, png, 1280, 1360)
 	if shot != "" {
 		b, err := os.ReadFile(png)
 		if err == nil {
@@ -308,4 +308,49 @@ func colours(img image.Image) int {
 		}
 	}
 	return len(seen)
+}
+
+// TestClusterNodeList: three faeds registered in the test services'
+// ZooKeeper (under a root of this test's own), two with a dashboard. The
+// first one's page lists the three, each dashboard linked from its member
+// record, the third without a link.
+func TestClusterNodeList(t *testing.T) {
+	chrome := chromium(t)
+	testenv.RequireServer(t, "zookeeper", "127.0.0.1:12181")
+	root := fmt.Sprintf("/fae-dashtest-%d-%d", os.Getpid(), time.Now().UnixNano())
+	cluster := fmt.Sprintf(`etcd_servers: ["127.0.0.1:12181"]
+    peer: { root: %q, session_timeout: "2s" }`, root)
+	dash := []string{testenv.FreeAddr(t), testenv.FreeAddr(t), ""}
+	var nodes []*faedtest.Node
+	for i, d := range dash {
+		top := cluster
+		if d != "" {
+			top += fmt.Sprintf("\n    dashboard_listen_addr: %q", d)
+		}
+		nodes = append(nodes, faedtest.StartWith(t, faedBin, "binary", false, i+1, faedtest.Extra{Top: top}))
+	}
+	base := "http://" + dash[0] + "/"
+	testenv.Eventually(t, 30*time.Second, "3 nodes on the first dashboard", func() bool {
+		return len(samples(t, base).Nodes) == 3
+	})
+	dom := browse(t, chrome, base, 2*time.Second, "--dump-dom")
+	items := regexp.MustCompile(`<li [^>]*data-addr="([^"]+)"[^>]*>(.*?)</li>`).FindAllStringSubmatch(dom, -1)
+	links := map[string]string{} // node address → its link ("" = none)
+	for _, it := range items {
+		m := regexp.MustCompile(`<a href="([^"]+)"`).FindStringSubmatch(it[2])
+		if m == nil {
+			links[it[1]] = ""
+		} else {
+			links[it[1]] = m[1]
+		}
+	}
+	want := map[string]string{nodes[0].Addr(): "http://" + dash[0] + "/", nodes[1].Addr(): "http://" + dash[1] + "/",
+		nodes[2].Addr(): ""}
+	if len(items) != 3 || fmt.Sprint(links) != fmt.Sprint(want) {
+		t.Errorf("node list %v, want %v", links, want)
+	}
+	if self := regexp.MustCompile(`<li class="self[^"]*" data-addr="([^"]+)"`).FindAllStringSubmatch(dom, -1); len(self) != 1 ||
+		self[0][1] != nodes[0].Addr() {
+		t.Errorf("self marks %q, want the first node %s alone", self, nodes[0].Addr())
+	}
 }
