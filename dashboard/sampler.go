@@ -3,7 +3,7 @@ package dashboard
 import (
 	"encoding/json"
 	"math"
-	"runtime/metrics"
+	rtmetrics "runtime/metrics"
 	"slices"
 	"strconv"
 	"sync"
@@ -114,7 +114,7 @@ const (
 // called by one goroutine at a time.
 type sampler struct {
 	src  Sources
-	rm   []metrics.Sample
+	rm   []rtmetrics.Sample
 	prev *raw
 
 	mu              sync.RWMutex
@@ -129,7 +129,7 @@ type sampler struct {
 
 func newSampler(src Sources, capacity int) *sampler {
 	return &sampler{src: src, ring: make([]Sample, capacity), next: 1, brIndex: map[BreakerKey]int{},
-		rm: []metrics.Sample{{Name: rmHeap}, {Name: rmGCs}, {Name: rmPauses}}}
+		rm: []rtmetrics.Sample{{Name: rmHeap}, {Name: rmGCs}, {Name: rmPauses}}}
 }
 
 // sample reads the sources at now and, past the first call (the baseline),
@@ -165,14 +165,14 @@ func (s *sampler) read(now time.Time) *raw {
 	if s.src.Gatherer != nil {
 		r.bounds, r.cum = gatherLatency(s.src.Gatherer)
 	}
-	metrics.Read(s.rm)
-	if v := s.rm[0].Value; v.Kind() == metrics.KindUint64 {
+	rtmetrics.Read(s.rm)
+	if v := s.rm[0].Value; v.Kind() == rtmetrics.KindUint64 {
 		r.heap = v.Uint64()
 	}
-	if v := s.rm[1].Value; v.Kind() == metrics.KindUint64 {
+	if v := s.rm[1].Value; v.Kind() == rtmetrics.KindUint64 {
 		r.gcs = v.Uint64()
 	}
-	if v := s.rm[2].Value; v.Kind() == metrics.KindFloat64Histogram {
+	if v := s.rm[2].Value; v.Kind() == rtmetrics.KindFloat64Histogram {
 		h := v.Float64Histogram()
 		r.pauseBounds, r.pauseCounts = h.Buckets, slices.Clone(h.Counts)
 	}

@@ -19,7 +19,7 @@ import (
 // testSources are the sources of a real servant without backends whose
 // every call is slow (call_slow_threshold 1 ns), observed by a real
 // metrics.Metrics (its fae_call_duration_seconds histogram).
-func testSources(t *testing.T) (Sources, *servant.FunServant, *engine.Stats) {
+func testSources(t testing.TB) (Sources, *servant.FunServant, *engine.Stats) {
 	t.Helper()
 	var cfg servant.Config
 	cfg.SetDefaults()
@@ -35,7 +35,7 @@ func testSources(t *testing.T) (Sources, *servant.FunServant, *engine.Stats) {
 	return Sources{Version: "v", BuildID: "b", Engine: st, Servant: svt, Gatherer: m.Registry(), Self: "127.0.0.1:9001"}, svt, st
 }
 
-func ping(t *testing.T, svt *servant.FunServant, n int) {
+func ping(t testing.TB, svt *servant.FunServant, n int) {
 	t.Helper()
 	for i := range n {
 		if _, err := svt.Ping(context.Background(), &rpc.Context{Rid: int64(i + 1), Reason: "test"}); err != nil {
