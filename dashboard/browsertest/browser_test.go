@@ -12,6 +12,7 @@ import (
 	"image"
 	"image/png"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +26,7 @@ import (
 	"github.com/apache/thrift/lib/go/thrift"
 
 	"github.com/fae-go/fae/dashboard"
+	"github.com/fae-go/fae/engine"
 	"github.com/fae-go/fae/idl/fun/rpc"
 	"github.com/fae-go/fae/internal/faedtest"
 	"github.com/fae-go/fae/internal/testenv"
@@ -352,5 +354,49 @@ func TestClusterNodeList(t *testing.T) {
 	if self := regexp.MustCompile(`<li class="self[^"]*" data-addr="([^"]+)"`).FindAllStringSubmatch(dom, -1); len(self) != 1 ||
 		self[0][1] != nodes[0].Addr() {
 		t.Errorf("self marks %q, want the first node %s alone", self, nodes[0].Addr())
+	}
+}
+
+// TestBreakerStrips: the breaker strips of a dashboard whose Breakers hook
+// reports states that change over time. The pools do not expose their
+// breakers' states to faed yet, so this dashboard runs in the test process
+// with the states written here (the page and the browser are the real ones).
+func TestBreakerStrips(t *testing.T) {
+	chrome := chromium(t)
+	var mu sync.Mutex
+	states := []dashboard.BreakerState{{Backend: "redis", Pool: "p", Server: "127.0.0.1:1", State: "closed"},
+		{Backend: "mysql", Pool: "m", Server: "db1", State: "closed"}}
+	d := dashboard.New(dashboard.Sources{Version: "v", Engine: new(engine.Stats), Self: "127.0.0.1:9001",
+		Breakers: func() []dashboard.BreakerState {
+			mu.Lock()
+			defer mu.Unlock()
+			return append([]dashboard.BreakerState(nil), states...)
+		}}, dashboard.Options{Interval: 20 * time.Millisecond})
+	defer d.Stop()
+	ts := httptest.NewServer(d)
+	defer ts.Close()
+	base := ts.URL + "/"
+	testenv.Eventually(t, 10*time.Second, "3 samples", func() bool { return samples(t, base).Last >= 3 })
+	mu.Lock()
+	states[0].State, states[1].State = "open", "half-open"
+	mu.Unlock()
+	last := samples(t, base).Last
+	testenv.Eventually(t, 10*time.Second, "3 samples more", func() bool { return samples(t, base).Last >= last+3 })
+
+	dom := browse(t, chrome, base, time.Second, "--dump-dom")
+	strips := regexp.MustCompile(`<g data-breaker="([^"]+)"[^>]*data-state="([^"]+)"[^>]*>(.*?)</g>`).FindAllStringSubmatch(dom, -1)
+	got := map[string]string{}
+	for _, s := range strips {
+		got[s[1]] = s[2]
+		if !strings.Contains(s[3], `class="st0"`) || strings.Count(s[3], "<rect") < 6 {
+			t.Errorf("strip %s: want closed cells then others, at least 6: %s", s[1], s[3])
+		}
+	}
+	want := map[string]string{"redis p 127.0.0.1:1": "open", "mysql m db1": "half-open"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("breaker strips %v, want %v", got, want)
+	}
+	if strings.Contains(dom, `id="breakers-section" hidden`) {
+		t.Error("the breakers section is hidden")
 	}
 }
