@@ -133,14 +133,17 @@
     keys.forEach((k, r) => {
       const name = k.backend + " " + k.pool + " " + k.server;
       svg.appendChild(el("svg:text", { class: "rowlabel", x: 0, y: r * row + 11 }, name));
+      // One rect per run of samples in the same state: a few rects per row
+      // however many samples there are.
       const g = el("svg:g", { "data-breaker": name });
+      const stateAt = i => (samples[i].br && samples[i].br.length > r) ? samples[i].br[r] : -1;
       let last = -1;
-      samples.forEach((s, i) => {
-        const st = s.br && s.br.length > r ? s.br[r] : -1;
-        last = st;
-        g.appendChild(el("svg:rect", { x: (LW + i * cw).toFixed(1), y: r * row + 2, width: (cw + 0.3).toFixed(1),
-          height: row - 4, class: st >= 0 ? "st" + st : "stx" }));
-      });
+      for (let i = 0, j; i < samples.length; i = j) {
+        last = stateAt(i);
+        for (j = i + 1; j < samples.length && stateAt(j) === last; j++);
+        g.appendChild(el("svg:rect", { x: (LW + i * cw).toFixed(1), y: r * row + 2, width: ((j - i) * cw).toFixed(1),
+          height: row - 4, class: last >= 0 ? "st" + last : "stx", "data-samples": j - i }));
+      }
       g.setAttribute("data-state", ["not reported", "closed", "half-open", "open"][last + 1]);
       svg.appendChild(g);
     });
@@ -154,7 +157,7 @@
 
   function drawHeader(p) {
     document.getElementById("self").textContent = p.self;
-    document.getElementById("version").textContent = p.version + " (" + p.build + ", " + p.go + ")";
+    document.getElementById("version").textContent = p.version + " (" + (p.build ? p.build + ", " : "") + p.go + ")";
     document.getElementById("uptime").textContent = duration(p.uptime_s);
     document.getElementById("sampling").textContent = "every " + p.interval_s + " s, last " +
       Math.round(p.capacity * p.interval_s / 60) + " min kept";
@@ -201,7 +204,7 @@
     } catch (e) {
       setStatus("cannot reach faed (" + e.message + "), retrying", true);
     }
-    state.timer = setTimeout(poll, interval * 1000);
+    state.timer = setTimeout(poll, Math.max(interval, 1) * 1000); // at most a poll a second, whatever the interval
   }
 
   poll();

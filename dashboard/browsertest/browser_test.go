@@ -388,8 +388,10 @@ func TestBreakerStrips(t *testing.T) {
 	got := map[string]string{}
 	for _, s := range strips {
 		got[s[1]] = s[2]
-		if !strings.Contains(s[3], `class="st0"`) || strings.Count(s[3], "<rect") < 6 {
-			t.Errorf("strip %s: want closed cells then others, at least 6: %s", s[1], s[3])
+		// One rect per run: closed for the first 3 samples or more, then the new state.
+		runs := regexp.MustCompile(`<rect [^>]*class="(st\d|stx)"[^>]*data-samples="(\d+)"`).FindAllStringSubmatch(s[3], -1)
+		if len(runs) != 2 || runs[0][1] != "st0" || runs[1][1] == "st0" || atoi(runs[0][2]) < 3 || atoi(runs[1][2]) < 3 {
+			t.Errorf("strip %s: runs %q, want closed (≥ 3 samples) then its new state (≥ 3)", s[1], runs)
 		}
 	}
 	want := map[string]string{"redis p 127.0.0.1:1": "open", "mysql m db1": "half-open"}
@@ -399,4 +401,16 @@ func TestBreakerStrips(t *testing.T) {
 	if strings.Contains(dom, `id="breakers-section" hidden`) {
 		t.Error("the breakers section is hidden")
 	}
+	png := filepath.Join(t.TempDir(), "breakers.png")
+	browse(t, chrome, base, time.Second, "--screenshot="+png)
+	checkPNG(t, png, 1280, 1360)
+	if dst := os.Getenv("FAE_BREAKERS_SCREENSHOT"); dst != "" { // to look at it
+		b, _ := os.ReadFile(png)
+		os.WriteFile(dst, b, 0o644)
+	}
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }
