@@ -4,8 +4,8 @@
 //	faed -k [-lockfile FILE] [-kwait DURATION]
 //
 // Without -conf it runs on the embedded default config (RPC 127.0.0.1:9001, HTTP
-// API 127.0.0.1:9101, dashboard 127.0.0.1:9102, no backends). SIGTERM, SIGINT or SIGUSR1 (the original's
-// graceful signal) drains it: it leaves the cluster, stops accepting, lets calls
+// API 127.0.0.1:9101, dashboard 127.0.0.1:9102, no backends). SIGTERM, SIGINT
+// or SIGUSR1 (the original's graceful signal) drains it: it leaves the cluster, stops accepting, lets calls
 // in flight finish (at most rpc.shutdown_timeout) and exits 0. SIGHUP, and a
 // change of the -conf file (checked every reload_watchdog_interval), reload the
 // config (see reload.go). faed -k stops the faed of the lock file that way and
