@@ -94,7 +94,7 @@ func (c *ClusterStats) peer(addr string) *PeerForwards {
 // address, with an OtherPeer row last when the cap was passed. At most
 // MaxForwardPeers+1 rows.
 func (c *ClusterStats) Peers() []PeerForwardStats {
-	var out []PeerForwardStats
+	out := []PeerForwardStats{}
 	c.byPeer.Range(func(k, v any) bool {
 		pf := v.(*PeerForwards)
 		out = append(out, PeerForwardStats{Peer: k.(string), Calls: pf.Calls.Load(), Failed: pf.Failed.Load()})

@@ -58,7 +58,7 @@ func (s *FunServant) ObserveLatency(fn func(method string) LatencyObserver) {
 func (s *FunServant) PoolStats() []pool.ServerStats {
 	g := s.pin()
 	defer g.unpin()
-	var out []pool.ServerStats
+	out := []pool.ServerStats{}
 	if g.my != nil {
 		out = append(out, g.my.cluster.Stats()...)
 	}
