@@ -113,9 +113,12 @@ func newMongoServer(cfg *MongoConfig, e MongoServerConfig) (*mongoServer, error)
 }
 
 // poolEvent is the operations' client's pool monitor: it counts the
-// connections open and checked out, for Stats. The driver calls it on every
-// checkout and check-in (an event allocated each: tens of ns against the
-// tens of µs of the smallest operation), never while holding a pool lock.
+// connections open and checked out, for Stats. With a monitor set, the
+// driver allocates an event and calls it three times per operation
+// (check-out started, checked out, checked in): 3 allocations, 336 bytes,
+// about 0.4 µs per operation (BenchmarkMongoPoolMonitor, 2 cores in
+// parallel), against about 230 µs for a find_one on the test FerretDB
+// (0.2 %). The driver keeps no pool figure that can be read otherwise.
 func (s *mongoServer) poolEvent(ev *event.PoolEvent) {
 	switch ev.Type {
 	case event.ConnectionCreated:

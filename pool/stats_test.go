@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/event"
+
 	"github.com/fae-go/fae/internal/testenv"
 )
 
@@ -200,4 +202,21 @@ func TestMongoStatsConnections(t *testing.T) {
 	}
 	c.Close()
 	testenv.Eventually(t, 5*time.Second, "no connection open after Close", func() bool { return c.Stats()[0].Open == 0 })
+}
+
+// What the pool monitor adds to a MongoDB operation: the driver allocates an
+// event and calls the monitor three times per operation (check-out started,
+// checked out, checked in); here, the same three events.
+func BenchmarkMongoPoolMonitor(b *testing.B) {
+	s := &mongoServer{}
+	m := &event.PoolMonitor{Event: s.poolEvent} // called through the func, as the driver does: the event escapes
+	addr := "127.0.0.1:17017"
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			for _, typ := range []string{event.ConnectionCheckOutStarted, event.ConnectionCheckedOut, event.ConnectionCheckedIn} {
+				m.Event(&event.PoolEvent{Type: typ, Address: addr, ConnectionID: 1})
+			}
+		}
+	})
 }
