@@ -37,7 +37,7 @@ var (
 	descLcacheItems  = desc("lcache_items", "Items in the local cache (servants.lcache).")
 	descLcacheBytes  = desc("lcache_bytes", "Bytes charged against servants.lcache.max_bytes: keys, values and the fixed per-item overhead.")
 	descLcache       = desc("lcache_total", "lc_get outcomes: hit, miss.", "result")
-	descPoolConns    = desc("pool_connections", "Backend connections now, by backend, pool, server and state (open: all, idle, in_use); -1 where the driver keeps no such figure. backend=peer: the connections to a peer.", "backend", "pool", "server", "state")
+	descPoolConns    = desc("pool_connections", "Backend connections now, by backend, pool, server and state (open: all, idle, in_use). backend=peer: the connections to a peer.", "backend", "pool", "server", "state")
 	descBreaker      = desc("breaker_state", "State of a server's circuit breaker side (breaker=dial or command): 0 closed, 1 half-open, 2 open.", "backend", "pool", "server", "breaker")
 	descReloads      = desc("config_reloads_total", "Config reloads, by result (ok, failed: the running config stayed).", "result")
 )

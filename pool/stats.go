@@ -9,8 +9,9 @@ import (
 // pool, read when asked from what the drivers and the breaker keep anyway:
 // nothing is added to the call path to produce them (but see Mongo.Stats).
 // Connection counts are a snapshot, each read on its own, so Open = Idle +
-// InUse may be off by a connection changing state meanwhile. A count the
-// driver does not keep is -1.
+// InUse may be off by a connection changing state meanwhile. Where a driver
+// keeps no figure (gomemcache; the peers' pools count calls, not
+// connections) one is derived, as each Stats method says.
 type ServerStats struct {
 	Backend string `json:"backend"` // "mysql", "memcache", "redis", "mongodb", "peer"
 	Pool    string `json:"pool"`    // the pool (MySQL and MongoDB: the server entry's pool name; peer: its address)
