@@ -159,11 +159,14 @@ func (s *Server) countCall(sess *session, err error) {
 	case err == nil || isDeclared(err):
 	case sess.gone.Load(): // the client left during the call: counted in ClientGone, nothing to log
 		s.Stats.CallErrors.Add(1)
+		s.Stats.Failures.Add(err.Error())
 	case isUnknownMethod(err):
 		s.Stats.CallErrors.Add(1)
+		s.Stats.Failures.Add(err.Error())
 		s.callLogger().Warn("unknown method", "remote", sess.remote, "err", err)
 	default:
 		s.Stats.CallErrors.Add(1)
+		s.Stats.Failures.Add(err.Error())
 		s.callLogger().Warn("call failed", "remote", sess.remote, "err", err)
 	}
 }

@@ -11,6 +11,7 @@ type Stats struct {
 	CallErrors     atomic.Int64 // calls answered with a TApplicationException (declared exceptions not counted)
 	AcceptErrors   atomic.Int64 // temporary accept failures, retried
 	ClientGone     atomic.Int64 // calls whose client closed its connection while WatchClient watched
+	Failures       Failures     // the calls counted in CallErrors, by normalised error message (bounded)
 
 	// Why sessions ended, one counter per reason.
 	EndEOF         atomic.Int64 // the client closed the session: between calls (the normal end), or during a call it left

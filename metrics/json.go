@@ -72,8 +72,8 @@ func (m *Metrics) engineStat() map[string]any {
 			"sessions_active": st.SessionsActive.Load(), "sessions_total": st.Sessions.Load(),
 			"calls_total": st.Calls.Load(), "calls_failed": st.CallErrors.Load(),
 			"accept_errors": st.AcceptErrors.Load(), "client_gone": st.ClientGone.Load(),
-			"session_ends": sessionEnds(st),
-			"qps":          rates(m.calls), "failures_per_s": rates(m.fails),
+			"session_ends": sessionEnds(st), "failures": st.Failures.Snapshot(),
+			"qps": rates(m.calls), "failures_per_s": rates(m.fails),
 		},
 	}
 }
@@ -172,12 +172,9 @@ func (m *Metrics) servantStat() map[string]any {
 		"backends": backends,
 		"query_cache": map[string]int64{"hits": qc.Hits.Load(), "misses": qc.Misses.Load(), "shared": qc.Shared.Load(),
 			"kicks": qc.Kicks.Load(), "errors": qc.Errors.Load(), "refused": qc.Refused.Load()},
-		"cluster": map[string]int64{"forwarded": s.Cluster.Forwarded.Load(),
-			"forward_failed": s.Cluster.ForwardFailed.Load(), "misrouted": s.Cluster.Misrouted.Load()},
-		"lcache": nil,
-	}
-	if items, bytes, ok := s.LcacheSize(); ok {
-		out["lcache"] = map[string]int64{"items": int64(items), "bytes": bytes}
+		"cluster": clusterStat(s),
+		"lcache":  lcacheStat(s),
+		"pools":   s.PoolStats(),
 	}
 	return out
 }
@@ -201,7 +198,8 @@ func (m *Metrics) peers(*http.Request) (any, int) {
 		members = append(members, peerJSON{mb.Addr, mb.Addr == p.Self, mb.Info})
 	}
 	sort.Slice(members, func(i, j int) bool { return members[i].Addr < members[j].Addr })
-	return map[string]any{"cluster": true, "self": p.Self, "members": members}, 200
+	return map[string]any{"cluster": true, "self": p.Self, "members": members, "epoch": p.Epoch,
+		"last_event": p.LastEvent}, 200
 }
 
 // ready is /ready: 200 {"ready": true}, or 503 {"ready": false} while starting or draining.

@@ -50,6 +50,11 @@ type Sources struct {
 type Peers struct {
 	Self    string        `json:"self"`    // this node's advertised address ("" = not a member)
 	Members []peer.Member `json:"members"` // every registered member, this node included
+	// Epoch counts the membership changes the registry applied
+	// (peer.Registry.Epoch): 0 = not read yet.
+	Epoch int64 `json:"epoch"`
+	// LastEvent is the last ZooKeeper event the registry saw; nil = none yet.
+	LastEvent *peer.ZKEvent `json:"last_event"`
 }
 
 // Metrics serves the figures of one faed. Create it with New, register its

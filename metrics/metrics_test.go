@@ -38,15 +38,19 @@ const testConf = `{
 // and the HTTP API with every metrics endpoint on a real HTTP server.
 type node struct {
 	srv    *engine.Server
+	svt    *servant.FunServant
 	rpc    string // the RPC address
 	http   string // the API's base URL
 	client *rpc.FunServantClient
 	ready  atomic.Bool
 }
 
-func startNode(t *testing.T) *node {
+func startNode(t *testing.T) *node { return startNodeConf(t, testConf) }
+
+// startNodeConf is startNode with the config conf.
+func startNodeConf(t *testing.T, conf string) *node {
 	t.Helper()
-	cfg, err := config.Parse("test", []byte(testConf))
+	cfg, err := config.Parse("test", []byte(conf))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +60,7 @@ func startNode(t *testing.T) *node {
 		t.Fatal(err)
 	}
 	t.Cleanup(svt.Close)
-	n := &node{srv: engine.NewServer(cfg.RPC, rpc.NewFunServantProcessor(svt), logger)}
+	n := &node{srv: engine.NewServer(cfg.RPC, rpc.NewFunServantProcessor(svt), logger), svt: svt}
 	n.ready.Store(true)
 	ln, err := engine.Listen(cfg.RPC)
 	if err != nil {

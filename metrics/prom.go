@@ -30,12 +30,15 @@ var (
 	descClientGone   = desc("client_gone_total", "Calls whose client closed its connection while the call waited on a backend.")
 	descBackendOps   = desc("backend_operations_total", "Backend operations, by backend, pool, server, op and kind (pool.Kind: ok, miss, timeout, breaker_open…).", "backend", "pool", "server", "op", "kind")
 	descBackendSecs  = desc("backend_operation_seconds_total", "Time spent in backend operations, borrowing included, in seconds.", "backend", "pool", "server", "op")
-	descForwarded    = desc("forwarded_calls_total", "Calls sent to their key's owner in the cluster.")
-	descForwardFail  = desc("forward_failures_total", "Forwarded calls that failed (the owner's answer of an error not included).")
+	descForwarded    = desc("forwarded_calls_total", "Calls sent to their key's owner in the cluster, by peer (the member's address; at most 1024 peers, the rest under \"(other)\").", "peer")
+	descForwardFail  = desc("forward_failures_total", "Forwarded calls that failed (the owner's answer of an error not included), by peer.", "peer")
 	descMisrouted    = desc("misrouted_calls_total", "Sticky calls served here though this node's ring names another owner.")
 	descQueryCache   = desc("query_cache_total", "Query cache outcomes: hit, miss, shared (waited for an identical miss), kick (key deleted after a write), error (store failure), refused (statement not cacheable).", "result")
 	descLcacheItems  = desc("lcache_items", "Items in the local cache (servants.lcache).")
 	descLcacheBytes  = desc("lcache_bytes", "Bytes charged against servants.lcache.max_bytes: keys, values and the fixed per-item overhead.")
+	descLcache       = desc("lcache_total", "lc_get outcomes: hit, miss.", "result")
+	descPoolConns    = desc("pool_connections", "Backend connections now, by backend, pool, server and state (open: all, idle, in_use). backend=peer: the connections to a peer.", "backend", "pool", "server", "state")
+	descBreaker      = desc("breaker_state", "State of a server's circuit breaker side (breaker=dial or command): 0 closed, 1 half-open, 2 open.", "backend", "pool", "server", "breaker")
 	descReloads      = desc("config_reloads_total", "Config reloads, by result (ok, failed: the running config stayed).", "result")
 )
 
@@ -47,7 +50,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuild, descCalls, descCallSeconds, descSlow, descEngineCalls,
 		descEngineFailed, descSessions, descSessionsTot, descSessionEnds, descPanics, descAcceptErrors,
 		descClientGone, descBackendOps, descBackendSecs, descForwarded, descForwardFail, descMisrouted,
-		descQueryCache, descLcacheItems, descLcacheBytes, descReloads} {
+		descQueryCache, descLcacheItems, descLcacheBytes, descReloads, descLcache, descPoolConns, descBreaker} {
 		ch <- d
 	}
 }
@@ -110,8 +113,7 @@ func collectServant(ch chan<- prometheus.Metric, s *servant.FunServant) {
 		ch <- prometheus.MustNewConstMetric(descBackendSecs, prometheus.CounterValue, float64(oc.Nanos.Load())/1e9,
 			oc.Backend, oc.Pool, oc.Server, oc.Name)
 	}
-	counter(ch, descForwarded, s.Cluster.Forwarded.Load())
-	counter(ch, descForwardFail, s.Cluster.ForwardFailed.Load())
+	collectPools(ch, s)
 	counter(ch, descMisrouted, s.Cluster.Misrouted.Load())
 	qc := &s.QueryCache
 	for result, n := range map[string]int64{"hit": qc.Hits.Load(), "miss": qc.Misses.Load(), "shared": qc.Shared.Load(),
@@ -121,6 +123,24 @@ func collectServant(ch chan<- prometheus.Metric, s *servant.FunServant) {
 	if items, bytes, ok := s.LcacheSize(); ok {
 		gauge(ch, descLcacheItems, int64(items))
 		gauge(ch, descLcacheBytes, bytes)
+		counter(ch, descLcache, s.Lcache.Hits.Load(), "hit")
+		counter(ch, descLcache, s.Lcache.Misses.Load(), "miss")
+	}
+}
+
+// collectPools sends the pools' connections and breaker states and the
+// forwarded calls by peer.
+func collectPools(ch chan<- prometheus.Metric, s *servant.FunServant) {
+	for _, p := range s.PoolStats() {
+		gauge(ch, descPoolConns, int64(p.Open), p.Backend, p.Pool, p.Server, "open")
+		gauge(ch, descPoolConns, int64(p.Idle), p.Backend, p.Pool, p.Server, "idle")
+		gauge(ch, descPoolConns, int64(p.InUse), p.Backend, p.Pool, p.Server, "in_use")
+		gauge(ch, descBreaker, int64(pool.BreakerStateValue(p.Dial)), p.Backend, p.Pool, p.Server, "dial")
+		gauge(ch, descBreaker, int64(pool.BreakerStateValue(p.Command)), p.Backend, p.Pool, p.Server, "command")
+	}
+	for _, p := range s.Cluster.Peers() {
+		counter(ch, descForwarded, p.Calls, p.Peer)
+		counter(ch, descForwardFail, p.Failed, p.Peer)
 	}
 }
 

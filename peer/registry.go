@@ -69,13 +69,15 @@ type Registry struct {
 	gen        atomic.Int64            // the current client's generation; events of older ones are ignored
 	handshakes atomic.Int64            // the current client's TCP connections since its last session
 
-	ctx      context.Context // ends with Close: bounds every operation
-	cancel   context.CancelFunc
-	kick     chan struct{} // cap 1: something for the loop to look at
-	cmds     chan func()   // run by the loop, between reads
-	done     chan struct{} // closed when the loop returns
-	connects atomic.Int64  // sessions (re)established, counted by onEvent
-	closing  sync.Once
+	ctx       context.Context // ends with Close: bounds every operation
+	cancel    context.CancelFunc
+	kick      chan struct{}           // cap 1: something for the loop to look at
+	cmds      chan func()             // run by the loop, between reads
+	done      chan struct{}           // closed when the loop returns
+	connects  atomic.Int64            // sessions (re)established, counted by onEvent
+	epoch     atomic.Int64            // membership changes published (Epoch)
+	lastEvent atomic.Pointer[ZKEvent] // the current client's last event (LastEvent)
+	closing   sync.Once
 
 	mu         sync.Mutex // guards the fields below
 	members    []Member
@@ -321,6 +323,7 @@ func (r *Registry) onEvent(gen int64, ev zk.Event) {
 	if gen != r.gen.Load() {
 		return // a replaced client
 	}
+	r.noteEvent(ev)
 	switch {
 	case ev.Type != zk.EventSession:
 	case ev.State == zk.StateConnected: // TCP connected, handshake next
@@ -348,6 +351,7 @@ func (r *Registry) publish() {
 	old := r.members
 	r.members = ms
 	r.published = true
+	r.epoch.Add(1)
 	for s := range r.subs {
 		s.send(ms)
 	}

@@ -127,6 +127,7 @@ func TestRegistry(t *testing.T) {
 		"RemovalAndSettle":    testRemovalAndSettle,
 		"ZkOps":               testZkOps,
 		"ReRegisterNewRecord": testReRegisterNewRecord,
+		"EpochAndLastEvent":   testEpochAndLastEvent,
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

@@ -191,6 +191,13 @@ func (b *Breaker) State() string {
 	return "closed"
 }
 
+// States are the dial side's and the command side's states, each "closed",
+// "half-open" or "open" (gobreaker's names). Asking moves a side whose
+// retry_interval has passed from open to half-open, as any operation would.
+func (b *Breaker) States() (dial, command string) {
+	return b.dial.State().String(), b.cmd.State().String()
+}
+
 func isDialError(err error) bool {
 	if err == nil {
 		return false

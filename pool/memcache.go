@@ -104,6 +104,24 @@ func (m *Memcache) Close() error {
 	return nil
 }
 
+// Stats returns the figures of every server of every pool, sorted, and its
+// breaker. gomemcache keeps no figure that can be read (its idle lists are
+// private), so: Open counts the operations' connections dialled and not yet
+// closed (a counting DialContext); InUse is the operations holding one of
+// max_conns_per_server slots (one connection each, a dial in progress
+// included); Idle is Open - InUse, at least 0. The health check's own
+// connection is not counted.
+func (m *Memcache) Stats() []ServerStats {
+	var out []ServerStats
+	for _, p := range m.pools {
+		for _, s := range p.servers {
+			open, inUse := int(s.open.Load()), len(s.slots)
+			out = append(out, serverStats("memcache", p.name, s.addr, open, max(open-inUse, 0), inUse, s.breaker))
+		}
+	}
+	return sortStats(out)
+}
+
 // ServerOf returns the address (host:port) of the server key maps to in pool:
 // the one written first and read first. Errors (*Error, Op "locate"):
 // KindClosed, KindUnknownPool, KindBadArgument. No server is asked, so

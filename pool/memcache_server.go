@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
@@ -35,6 +36,7 @@ type mcServer struct {
 	slots   chan struct{}    // one token per open connection allowed
 	timeout time.Duration
 	breaker *Breaker
+	open    atomic.Int64 // the client's connections dialled and not yet closed (Stats)
 }
 
 func newMcServer(addr string, cfg MemcacheConfig) *mcServer {
@@ -47,7 +49,36 @@ func newMcServer(addr string, cfg MemcacheConfig) *mcServer {
 	h.Timeout, h.MaxIdleConns = HealthCheckTimeout/2, 1
 	s := &mcServer{addr: addr, client: c, health: h, slots: make(chan struct{}, cfg.MaxConnsPerServer), timeout: cfg.Timeout}
 	s.breaker = NewBreaker("memcache", addr, cfg.Breaker, s.healthCheck)
+	c.DialContext = s.dial
 	return s
+}
+
+// dial is the operations' client's DialContext: gomemcache's own dial (its
+// ctx carries the connect timeout; its errors come back unchanged, so
+// mcOutcome sees them as before) with the connection counted in open until
+// its first Close.
+func (s *mcServer) dial(ctx context.Context, network, address string) (net.Conn, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	s.open.Add(1)
+	return &countedConn{Conn: nc, open: &s.open}, nil
+}
+
+// countedConn takes itself off its counter when first closed.
+type countedConn struct {
+	net.Conn
+	open   *atomic.Int64
+	closed atomic.Bool
+}
+
+func (c *countedConn) Close() error {
+	if !c.closed.Swap(true) {
+		c.open.Add(-1)
+	}
+	return c.Conn.Close()
 }
 
 // healthCheck asks the server its version (memcached "version", gomemcache's

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
@@ -68,6 +69,8 @@ type mongoServer struct {
 	breaker *Breaker
 
 	inFlight atomic.Int32 // operations handed to the driver and not yet ended
+	open     atomic.Int64 // the operations' connections created and not yet closed (poolEvent)
+	inUse    atomic.Int64 // the operations' connections checked out now (poolEvent)
 }
 
 // mongoBackend is the Backend of the cluster's errors and operations.
@@ -94,7 +97,8 @@ func NewMongo(cfg MongoConfig, obs Observer, limits Limits) (*Mongo, error) {
 }
 
 func newMongoServer(cfg *MongoConfig, e MongoServerConfig) (*mongoServer, error) {
-	client, err := mongo.Connect(mongoClientOptions(cfg, e))
+	s := &mongoServer{pool: e.Pool, label: fmt.Sprintf("%s (%s:%d)", e.Pool, e.Host, e.Port), user: e.User}
+	client, err := mongo.Connect(mongoClientOptions(cfg, e).SetPoolMonitor(&event.PoolMonitor{Event: s.poolEvent}))
 	if err != nil {
 		return nil, err
 	}
@@ -103,10 +107,29 @@ func newMongoServer(cfg *MongoConfig, e MongoServerConfig) (*mongoServer, error)
 		client.Disconnect(context.Background())
 		return nil, err
 	}
-	s := &mongoServer{pool: e.Pool, label: fmt.Sprintf("%s (%s:%d)", e.Pool, e.Host, e.Port), user: e.User,
-		client: client, check: check, db: client.Database(e.DB)}
+	s.client, s.check, s.db = client, check, client.Database(e.DB)
 	s.breaker = NewBreaker(mongoBackend, s.label, cfg.Breaker, s.healthCheck)
 	return s, nil
+}
+
+// poolEvent is the operations' client's pool monitor: it counts the
+// connections open and checked out, for Stats. With a monitor set, the
+// driver allocates an event and calls it three times per operation
+// (check-out started, checked out, checked in): 3 allocations, 336 bytes,
+// about 0.4 µs per operation (BenchmarkMongoPoolMonitor, 2 cores in
+// parallel), against about 230 µs for a find_one on the test FerretDB
+// (0.2 %). The driver keeps no pool figure that can be read otherwise.
+func (s *mongoServer) poolEvent(ev *event.PoolEvent) {
+	switch ev.Type {
+	case event.ConnectionCreated:
+		s.open.Add(1)
+	case event.ConnectionClosed:
+		s.open.Add(-1)
+	case event.ConnectionCheckedOut:
+		s.inUse.Add(1)
+	case event.ConnectionCheckedIn:
+		s.inUse.Add(-1)
+	}
 }
 
 // healthCheck pings the server on the health check's own client, so that a
@@ -213,6 +236,20 @@ func (c *Mongo) BreakerState(pool string) string {
 		return s.breaker.State()
 	}
 	return ""
+}
+
+// Stats returns the figures of every server entry, sorted by pool: its
+// connections as the driver's pool monitor events counted them (created
+// minus closed; checked out minus checked in; idle the difference, at least
+// 0), the health check's own connection and the driver's monitoring
+// connection not included, and its breaker.
+func (c *Mongo) Stats() []ServerStats {
+	out := make([]ServerStats, 0, len(c.servers))
+	for _, s := range c.servers {
+		open, inUse := int(s.open.Load()), int(s.inUse.Load())
+		out = append(out, serverStats(mongoBackend, s.pool, s.label, open, max(open-inUse, 0), inUse, s.breaker))
+	}
+	return sortStats(out)
 }
 
 // MongoTarget says where an operation goes: the pool and shard choose the

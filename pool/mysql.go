@@ -288,6 +288,18 @@ func (m *MySQL) BreakerState(server string) string {
 	return ""
 }
 
+// Stats returns the figures of every server, sorted by pool: its connections
+// from database/sql's DB.Stats (exact: the pool keeps them) and its breaker.
+// Pool is the server entry's pool name ("UserShard3"), Server as in Op.Server.
+func (m *MySQL) Stats() []ServerStats {
+	out := make([]ServerStats, 0, len(m.servers))
+	for _, s := range m.servers {
+		st := s.db.Stats()
+		out = append(out, serverStats("mysql", s.name, s.label, st.OpenConnections, st.Idle, st.InUse, s.breaker))
+	}
+	return sortStats(out)
+}
+
 // shards returns the servers <pool><n> of a sharded pool, in shard order.
 func (m *MySQL) shards(pool string) []*mysqlServer {
 	type shard struct {

@@ -204,6 +204,21 @@ func (r *Redis) ServerOf(pool, key string) (string, error) {
 	return p.ring.Get(key), nil
 }
 
+// Stats returns the figures of every server of every pool, sorted: its
+// connections from redigo's Pool.Stats (ActiveCount, a connection being
+// dialled included, and IdleCount; in use is their difference) and its breaker.
+func (r *Redis) Stats() []ServerStats {
+	var out []ServerStats
+	for _, p := range r.pools {
+		for addr, s := range p.servers {
+			st := s.pool.Stats()
+			out = append(out, serverStats("redis", p.name, addr, st.ActiveCount, st.IdleCount,
+				st.ActiveCount-st.IdleCount, s.breaker))
+		}
+	}
+	return sortStats(out)
+}
+
 // HasPool reports whether pool is in servants.redis.pools.
 func (r *Redis) HasPool(pool string) bool { return r.pools[pool] != nil }
 

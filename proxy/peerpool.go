@@ -293,7 +293,8 @@ func (pp *peerPool) stats() PeerStats {
 	pp.mu.Lock()
 	idle := len(pp.idle)
 	pp.mu.Unlock()
-	return PeerStats{Peer: pp.peer, Capacity: cap(pp.slots), Busy: len(pp.slots), Idle: idle, Waiting: pp.waiting.Load(),
+	dial, command := pp.breaker.States()
+	return PeerStats{Peer: pp.peer, DialBreaker: dial, CommandBreaker: command, Capacity: cap(pp.slots), Busy: len(pp.slots), Idle: idle, Waiting: pp.waiting.Load(),
 		Breaker: pp.breaker.State(), Dials: pp.dials.Load(), DialFailures: pp.dialFailures.Load(),
 		SharedDialFailures: pp.sharedFailures.Load(), Discarded: pp.discarded.Load()}
 }

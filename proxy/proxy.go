@@ -166,7 +166,9 @@ type PeerStats struct {
 	Busy               int    // calls holding or getting a connection now
 	Idle               int    // idle connections now
 	Waiting            int64  // calls waiting for a connection now (all pool_capacity busy)
-	Breaker            string // "closed", "half-open" or "open"
+	Breaker            string // "closed", "half-open" or "open" (pool.Breaker.State: both sides)
+	DialBreaker        string // the breaker's dial side alone (pool.Breaker.States)
+	CommandBreaker     string // the breaker's command side alone
 	Dials              int64  // connects tried
 	DialFailures       int64  // connects that failed
 	SharedDialFailures int64  // calls failed by another call's failed connect, without dialling

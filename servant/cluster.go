@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/apache/thrift/lib/go/thrift"
@@ -37,6 +39,72 @@ type ClusterStats struct {
 	Misrouted     atomic.Int64 // sticky calls served here though this node's ring names another owner
 	LocalFallback atomic.Int64 // cacheKey'd reads run here without the cache because the owner was unreachable
 	NoOwner       atomic.Int64 // keyed calls refused because no member is known (a proxy-only node alone)
+
+	byPeer   sync.Map     // peer address → *PeerForwards, at most MaxForwardPeers entries (see Peers)
+	addMu    sync.Mutex   // serialises additions to byPeer
+	nPeers   int          // entries in byPeer; guarded by addMu
+	overflow PeerForwards // the calls to peers past MaxForwardPeers
+}
+
+// MaxForwardPeers bounds the peers whose forwarded calls are counted one by
+// one. Peers are members' addresses, so a cluster has far fewer; but every
+// address ever forwarded to keeps its row (counters never go back, as
+// Prometheus wants), and members restarted on new ports add addresses over
+// a process's life. Past the cap, calls are counted under OtherPeer.
+const MaxForwardPeers = 1024
+
+// OtherPeer is the row of the calls to peers past MaxForwardPeers.
+const OtherPeer = "(other)"
+
+// PeerForwards count the calls forwarded to one peer.
+type PeerForwards struct {
+	Calls  atomic.Int64 // calls sent to it
+	Failed atomic.Int64 // of those, the ones that failed to reach it (its answer of an error not included)
+}
+
+// PeerForwardStats are one row of ClusterStats.Peers.
+type PeerForwardStats struct {
+	Peer   string `json:"peer"`   // the member's address (host:port), or OtherPeer
+	Calls  int64  `json:"calls"`  // calls forwarded to it since start
+	Failed int64  `json:"failed"` // of those, failed to reach it
+}
+
+// peer returns the counters of addr, adding them on its first forwarded
+// call. A call pays one lock-free sync.Map load; only a peer's first call
+// takes a lock.
+func (c *ClusterStats) peer(addr string) *PeerForwards {
+	if v, ok := c.byPeer.Load(addr); ok {
+		return v.(*PeerForwards)
+	}
+	c.addMu.Lock()
+	defer c.addMu.Unlock()
+	if v, ok := c.byPeer.Load(addr); ok {
+		return v.(*PeerForwards)
+	}
+	if c.nPeers >= MaxForwardPeers {
+		return &c.overflow
+	}
+	pf := new(PeerForwards)
+	c.byPeer.Store(addr, pf)
+	c.nPeers++
+	return pf
+}
+
+// Peers returns the calls forwarded to each peer since start, sorted by
+// address, with an OtherPeer row last when the cap was passed. At most
+// MaxForwardPeers+1 rows.
+func (c *ClusterStats) Peers() []PeerForwardStats {
+	out := []PeerForwardStats{}
+	c.byPeer.Range(func(k, v any) bool {
+		pf := v.(*PeerForwards)
+		out = append(out, PeerForwardStats{Peer: k.(string), Calls: pf.Calls.Load(), Failed: pf.Failed.Load()})
+		return true
+	})
+	slices.SortFunc(out, func(a, b PeerForwardStats) int { return strings.Compare(a.Peer, b.Peer) })
+	if n := c.overflow.Calls.Load(); n > 0 {
+		out = append(out, PeerForwardStats{Peer: OtherPeer, Calls: n, Failed: c.overflow.Failed.Load()})
+	}
+	return out
 }
 
 // SetMembers makes members the cluster this node routes by: a new generation
@@ -129,8 +197,11 @@ func forward[T any](s *FunServant, ctx context.Context, p proxy.Peer, method str
 	})
 	stop()
 	s.Cluster.Forwarded.Add(1)
+	pf := s.Cluster.peer(p.Addr)
+	pf.Calls.Add(1)
 	if err != nil && !peerAnswered(err) {
 		s.Cluster.ForwardFailed.Add(1)
+		pf.Failed.Add(1)
 	}
 	if err != nil && errors.Is(context.Cause(wctx), engine.ErrClientGone) {
 		return r, fmt.Errorf("%w: %s: %w", thrift.ErrAbandonRequest, method, engine.ErrClientGone)

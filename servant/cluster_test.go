@@ -71,4 +71,10 @@ func TestStickyAndSelfOwned(t *testing.T) {
 	if _, err := s.Lock(context.Background(), validCtx(), "why", theirs); err == nil || s.Cluster.Forwarded.Load() != 1 {
 		t.Fatalf("forwarded to a dead peer: %v, forwarded %d", err, s.Cluster.Forwarded.Load())
 	}
+	if got := s.Cluster.Peers(); len(got) != 1 || got[0] != (PeerForwardStats{Peer: "127.0.0.1:2", Calls: 1, Failed: 1}) {
+		t.Fatalf("forwarded by peer: %+v", got)
+	}
+	if ps := s.PoolStats(); len(ps) != 1 || ps[0].Backend != "peer" || ps[0].Server != "127.0.0.1:2" || ps[0].Open != 0 {
+		t.Fatalf("pool stats: %+v, want the dead peer's row", ps)
+	}
 }

@@ -1,6 +1,12 @@
 package servant
 
-import "slices"
+import (
+	"cmp"
+	"slices"
+
+	"github.com/fae-go/fae/pool"
+	"github.com/fae-go/fae/proxy"
+)
 
 // MethodNames returns the names of the methods counted by Stats ("ping",
 // "lc.get", "my.query"…), in a fixed order; noop is not among them (it
@@ -41,4 +47,36 @@ func (s *FunServant) ObserveLatency(fn func(method string) LatencyObserver) {
 			s.stats[name].latency.Store(nil)
 		}
 	}
+}
+
+// PoolStats returns the connections and breaker state of every server of the
+// current generation's pools (see pool.ServerStats; sorted by backend, pool
+// and server) and of every peer this node forwards to (Backend "peer", Pool
+// and Server the peer's address: Open = Idle + InUse, InUse the calls
+// holding or dialling one of pool_capacity connections). Empty after Close.
+// It takes no lock that a call takes.
+func (s *FunServant) PoolStats() []pool.ServerStats {
+	g := s.pin()
+	defer g.unpin()
+	out := []pool.ServerStats{}
+	if g.my != nil {
+		out = append(out, g.my.cluster.Stats()...)
+	}
+	if g.mc != nil {
+		out = append(out, g.mc.Stats()...)
+	}
+	if g.mg != nil {
+		out = append(out, g.mg.Stats()...)
+	}
+	if g.rd != nil {
+		out = append(out, g.rd.Stats()...)
+	}
+	if !g.closed {
+		for _, p := range s.proxies.Stats() {
+			out = append(out, pool.ServerStats{Backend: proxy.Backend, Pool: p.Peer.Addr, Server: p.Peer.Addr,
+				Open: p.Busy + p.Idle, Idle: p.Idle, InUse: p.Busy, Breaker: p.Breaker, Dial: p.DialBreaker, Command: p.CommandBreaker})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b pool.ServerStats) int { return cmp.Compare(a.Backend, b.Backend) })
+	return out
 }

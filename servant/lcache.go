@@ -4,9 +4,16 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/fae-go/fae/idl/fun/rpc"
 )
+
+// LcacheStats count lc_get's outcomes since start.
+type LcacheStats struct {
+	Hits   atomic.Int64 // lc_get found the key
+	Misses atomic.Int64 // lc_get did not (answered TCacheMissed)
+}
 
 var errLcacheOff = &NotConfiguredError{Name: "lcache", Key: "servants.lcache"}
 
@@ -38,8 +45,10 @@ func (s *FunServant) LcGet(_ context.Context, c *rpc.Context, key string) ([]byt
 			return nil, errLcacheOff
 		}
 		if v, ok := s.lcache.Get(key); ok {
+			s.Lcache.Hits.Add(1)
 			return v, nil
 		}
+		s.Lcache.Misses.Add(1)
 		msg := "lcache missed: " + key
 		return nil, &rpc.TCacheMissed{Message: &msg}
 	})

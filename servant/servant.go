@@ -68,6 +68,7 @@ type FunServant struct {
 	Backends   *pool.Counters
 	QueryCache QueryCacheStats
 	Cluster    ClusterStats
+	Lcache     LcacheStats
 
 	proxies      *proxy.Proxies // pooled clients to peers (servants.proxy; restart-only)
 	members      []peer.Member  // the membership the ring is built from; guarded by reload

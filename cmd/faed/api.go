@@ -28,7 +28,13 @@ func newMetrics(cfg *config.Config, srv *engine.Server, svt *servant.FunServant,
 		Reloads:       func() (int64, int64) { return rl.counts.OK.Load(), rl.counts.Failed.Load() },
 	}
 	if cl != nil {
-		src.Peers = func() metrics.Peers { return metrics.Peers{Self: cl.self, Members: cl.reg.Members()} }
+		src.Peers = func() metrics.Peers {
+			p := metrics.Peers{Self: cl.self, Members: cl.reg.Members(), Epoch: cl.reg.Epoch()}
+			if ev, ok := cl.reg.LastEvent(); ok {
+				p.LastEvent = &ev
+			}
+			return p
+		}
 	}
 	return metrics.New(src)
 }

@@ -17,8 +17,10 @@ import (
 func TestOwnersAgreeAndClusterLock(t *testing.T) {
 	_, nodes := startCluster(t, 3, "")
 	cs := []*client{nodes[0].dial(t), nodes[1].dial(t), nodes[2].dial(t)}
+	before, keys := forwardedByPeer(t, nodes[0]), []string{}
 	for k := range 10000 {
-		key := fmt.Sprintf("owner:%d", k)
+		key := ownerKey(k)
+		keys = append(keys, key)
 		first := k % 3
 		if ok, err := cs[first].Lock(bg, ctx(), "agree", key); err != nil || !ok {
 			t.Fatalf("lock %s through node%d: %v %v", key, first, ok, err)
@@ -32,6 +34,7 @@ func TestOwnersAgreeAndClusterLock(t *testing.T) {
 			}
 		}
 	}
+	checkForwardedByPeer(t, nodes, before, keys) // node0 was asked about every key once
 
 	holder := ctx()
 	if ok, err := cs[0].Lock(bg, holder, "why", "the-lock"); err != nil || !ok {

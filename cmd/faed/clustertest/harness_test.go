@@ -53,12 +53,13 @@ type node struct {
 	dir      string
 	conf     string
 	addr     string // its RPC address, also what it advertises
+	http     string // its HTTP API address
 	cmd      *exec.Cmd
 	out      *testenv.SyncBuffer
 	done     chan struct{}
 }
 
-var startedRE = regexp.MustCompile(`msg="faed started".* rpc=(\S+)`)
+var startedRE = regexp.MustCompile(`msg="faed started".* rpc=(\S+).* http=(\S*)`)
 
 // startNode runs faed on conf (its rpc.listen_addr must be a fixed 127.0.0.1
 // port, so that a restarted node keeps its address).
@@ -105,7 +106,7 @@ func (n *node) start() {
 		}
 		m := startedRE.FindStringSubmatch(n.out.String())
 		if m != nil {
-			n.addr = m[1]
+			n.addr, n.http = m[1], m[2]
 		}
 		return m != nil
 	})
@@ -185,6 +186,7 @@ func nodeConfRPC(zk string, port, worker int, rpcExtra, servantsExtra string) st
 	return fmt.Sprintf(`{
     etcd_servers: [%q]
     peer: { session_timeout: "2s" }
+    http_listen_addr: "127.0.0.1:0"
     rpc: {
         listen_addr: "127.0.0.1:%d"
         session_timeout: "0s"

@@ -1,0 +1,75 @@
+package engine
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func TestNormaliseMessage(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                         "",
+		"no digits":                "no digits",
+		"dial tcp 127.0.0.1:13306": "dial tcp ?.?.?.?:?",
+		"timeout after 4000ms, rid 12345678901234567890": "timeout after ?ms, rid ?",
+		"a1b22c333": "a?b?c?",
+		"9":         "?",
+	} {
+		if got := NormaliseMessage(in); got != want {
+			t.Errorf("NormaliseMessage(%q) = %q, want %q", in, got, want)
+		}
+	}
+	long := strings.Repeat("x", MaxFailureMessageBytes-1) + "é" // the 2-byte rune crosses the cut
+	if got := NormaliseMessage(long); got != strings.Repeat("x", MaxFailureMessageBytes-1) {
+		t.Errorf("cut message: %d bytes %q…", len(got), got[len(got)-4:])
+	}
+}
+
+// Past MaxFailureMessages distinct messages, failures go to FailureOther;
+// the messages already held keep counting, and messages differing only in
+// digits are one.
+func TestFailuresCap(t *testing.T) {
+	var f Failures
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range MaxFailureMessages + 50 {
+				f.Add(fmt.Sprintf("error %c%d", 'a'+rune(i%26), i/26+g*1000)) // 26 letters × runs of digits
+				f.Add(fmt.Sprintf("user %d not found", i))
+			}
+		})
+	}
+	wg.Wait()
+	counts := map[string]int64{}
+	for _, fc := range f.Snapshot() {
+		counts[fc.Message] = fc.Count
+	}
+	if len(counts) != 27 || counts["user ? not found"] != 4*(MaxFailureMessages+50) || counts["error a?"] == 0 {
+		t.Fatalf("digits not folded: %d messages %v", len(counts), counts)
+	}
+	for i := range MaxFailureMessages + 50 {
+		f.Add(fmt.Sprintf("distinct message %s", strings.Repeat("z", i+1)))
+	}
+	snap := f.Snapshot()
+	if len(snap) != MaxFailureMessages+1 {
+		t.Fatalf("%d rows, want %d and %q", len(snap), MaxFailureMessages, FailureOther)
+	}
+	counts = map[string]int64{}
+	for _, fc := range snap {
+		counts[fc.Message] = fc.Count
+	}
+	// 27 held before, so MaxFailureMessages-27 of the new ones fit.
+	if want := int64(MaxFailureMessages + 50 - (MaxFailureMessages - 27)); counts[FailureOther] != want {
+		t.Errorf("%s = %d, want %d", FailureOther, counts[FailureOther], want)
+	}
+	f.Add("user 7 not found")
+	for _, fc := range f.Snapshot() {
+		if fc.Message == "user ? not found" && fc.Count != 4*(MaxFailureMessages+50)+1 {
+			t.Errorf("a held message stopped counting past the cap: %d", fc.Count)
+		}
+	}
+	if snap[0].Message != "user ? not found" {
+		t.Errorf("not most frequent first: %v", snap[:3])
+	}
+}
