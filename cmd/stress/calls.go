@@ -111,70 +111,63 @@ func (m *Mix) Names() string {
 	return strings.Join(s, " ")
 }
 
-// call is one call of a round: it runs on c and returns faed's error, if any.
-type call func(ctx context.Context, c *rpc.FunServantClient, key string) error
+// call is one call of a round: its name (the IDL method's) and a function
+// that makes it on c with the round's key and returns faed's error, if any.
+type call struct {
+	name string
+	do   func(ctx context.Context, c *rpc.FunServantClient, key string) error
+}
 
 // calls are the calls of one round in order.
 func (m *Mix) calls() []call {
-	var out []call
 	t := m.T
-	if m.X&XNoop != 0 {
-		out = append(out, func(ctx context.Context, c *rpc.FunServantClient, _ string) error {
-			_, err := c.Noop(ctx, 1)
-			return err
-		})
+	var out []call
+	add := func(bit int, cs ...call) {
+		if m.X&bit != 0 {
+			out = append(out, cs...)
+		}
 	}
-	if m.X&XPing != 0 {
-		out = append(out, func(ctx context.Context, c *rpc.FunServantClient, _ string) error {
-			_, err := c.Ping(ctx, newContext())
-			return err
-		})
-	}
-	if m.X&XIDNext != 0 {
-		out = append(out, func(ctx context.Context, c *rpc.FunServantClient, _ string) error {
-			_, err := c.IDNext(ctx, newContext())
-			return err
-		})
-	}
-	if m.X&XLcache != 0 {
-		out = append(out, func(ctx context.Context, c *rpc.FunServantClient, key string) error {
-			_, err := c.LcSet(ctx, newContext(), key, m.payload)
-			return err
-		}, func(ctx context.Context, c *rpc.FunServantClient, key string) error {
-			_, err := c.LcGet(ctx, newContext(), key)
-			return err
-		})
-	}
-	if m.X&XMemcache != 0 {
-		out = append(out, func(ctx context.Context, c *rpc.FunServantClient, key string) error {
-			_, err := c.McSet(ctx, newContext(), t.McPool, key, &rpc.TMemcacheData{Data: m.payload}, t.Expiration)
-			return err
-		}, func(ctx context.Context, c *rpc.FunServantClient, key string) error {
-			_, err := c.McGet(ctx, newContext(), t.McPool, key)
-			return err
-		})
-	}
-	if m.X&XMongo != 0 {
-		out = append(out, m.mongoCalls()...)
-	}
-	if m.X&XMySQL != 0 {
-		out = append(out, func(ctx context.Context, c *rpc.FunServantClient, _ string) error {
-			_, err := c.MyQuery(ctx, newContext(), t.MyPool, t.MyTable, t.MyHint, t.MySQL, t.MyArgs, t.MyCacheKey)
-			return err
-		}, func(ctx context.Context, c *rpc.FunServantClient, _ string) error {
-			_, err := c.MyQuery(ctx, newContext(), t.MyPool, t.MyTable, t.MyHint, t.MySQL, t.MyArgs, "")
-			return err
-		})
-	}
-	if m.X&XRedis != 0 {
-		out = append(out, func(ctx context.Context, c *rpc.FunServantClient, key string) error {
-			_, err := c.RdCall(ctx, newContext(), "SET", t.RdPool, []string{key, string(m.payload)})
-			return err
-		}, func(ctx context.Context, c *rpc.FunServantClient, key string) error {
-			_, err := c.RdCall(ctx, newContext(), "GET", t.RdPool, []string{key})
-			return err
-		})
-	}
+	add(XNoop, call{"noop", func(ctx context.Context, c *rpc.FunServantClient, _ string) error {
+		_, err := c.Noop(ctx, 1)
+		return err
+	}})
+	add(XPing, call{"ping", func(ctx context.Context, c *rpc.FunServantClient, _ string) error {
+		_, err := c.Ping(ctx, newContext())
+		return err
+	}})
+	add(XIDNext, call{"id_next", func(ctx context.Context, c *rpc.FunServantClient, _ string) error {
+		_, err := c.IDNext(ctx, newContext())
+		return err
+	}})
+	add(XLcache, call{"lc_set", func(ctx context.Context, c *rpc.FunServantClient, key string) error {
+		_, err := c.LcSet(ctx, newContext(), key, m.payload)
+		return err
+	}}, call{"lc_get", func(ctx context.Context, c *rpc.FunServantClient, key string) error {
+		_, err := c.LcGet(ctx, newContext(), key)
+		return err
+	}})
+	add(XMemcache, call{"mc_set", func(ctx context.Context, c *rpc.FunServantClient, key string) error {
+		_, err := c.McSet(ctx, newContext(), t.McPool, key, &rpc.TMemcacheData{Data: m.payload}, t.Expiration)
+		return err
+	}}, call{"mc_get", func(ctx context.Context, c *rpc.FunServantClient, key string) error {
+		_, err := c.McGet(ctx, newContext(), t.McPool, key)
+		return err
+	}})
+	add(XMongo, m.mongoCalls()...)
+	add(XMySQL, call{"my_query with cacheKey", func(ctx context.Context, c *rpc.FunServantClient, _ string) error {
+		_, err := c.MyQuery(ctx, newContext(), t.MyPool, t.MyTable, t.MyHint, t.MySQL, t.MyArgs, t.MyCacheKey)
+		return err
+	}}, call{"my_query", func(ctx context.Context, c *rpc.FunServantClient, _ string) error {
+		_, err := c.MyQuery(ctx, newContext(), t.MyPool, t.MyTable, t.MyHint, t.MySQL, t.MyArgs, "")
+		return err
+	}})
+	add(XRedis, call{"rd_call SET", func(ctx context.Context, c *rpc.FunServantClient, key string) error {
+		_, err := c.RdCall(ctx, newContext(), "SET", t.RdPool, []string{key, string(m.payload)})
+		return err
+	}}, call{"rd_call GET", func(ctx context.Context, c *rpc.FunServantClient, key string) error {
+		_, err := c.RdCall(ctx, newContext(), "GET", t.RdPool, []string{key})
+		return err
+	}})
 	return out
 }
 
@@ -187,13 +180,13 @@ func (m *Mix) mongoCalls() []call {
 		q, _ := bson.Marshal(bson.D{{Key: "_id", Value: key}})
 		return q
 	}
-	return []call{func(ctx context.Context, c *rpc.FunServantClient, key string) error {
+	return []call{{"mg_upsert", func(ctx context.Context, c *rpc.FunServantClient, key string) error {
 		_, err := c.MgUpsert(ctx, newContext(), t.MgPool, t.MgTable, 0, query(key), change)
 		return err
-	}, func(ctx context.Context, c *rpc.FunServantClient, key string) error {
+	}}, {"mg_find_one", func(ctx context.Context, c *rpc.FunServantClient, key string) error {
 		_, err := c.MgFindOne(ctx, newContext(), t.MgPool, t.MgTable, 0, query(key), fields)
 		return err
-	}}
+	}}}
 }
 
 // randomKey is the key of one round: -key-prefix and one of keySpace numbers.

@@ -30,6 +30,7 @@ type Target struct {
 type conn struct {
 	*rpc.FunServantClient
 	trans thrift.TTransport
+	addr  string // the node's
 }
 
 func (c *conn) Close() { c.trans.Close() }
@@ -55,7 +56,7 @@ func dial(t Target, timeout time.Duration) (*conn, error) {
 	if err := trans.Open(); err != nil {
 		return nil, err
 	}
-	return &conn{rpc.NewFunServantClientFactory(trans, pf), trans}, nil
+	return &conn{rpc.NewFunServantClientFactory(trans, pf), trans, t.Addr}, nil
 }
 
 // Picker hands out the node of each new connection, round-robin over the

@@ -159,13 +159,17 @@ func (r *loadRun) session(ctx context.Context, c *conn, due time.Time) *conn {
 // each later one when the one before it was answered. A session ends at
 // its first error, as the original's did; it reports whether none occurred.
 func (r *loadRun) rounds(ctx context.Context, c *conn, sent time.Time) bool {
+	fail := func(kind Kind, name string, err error) bool {
+		r.rec.Error(kind, fmt.Errorf("%s: %s: %w", c.addr, name, err))
+		return false
+	}
 	for range r.Loop {
 		key := r.mix.randomKey()
 		for _, call := range r.calls {
 			if ctx.Err() != nil {
 				return false
 			}
-			err := call(ctx, c.FunServantClient, key)
+			err := call.do(ctx, c.FunServantClient, key)
 			now := time.Now()
 			if ctx.Err() != nil {
 				return false // cut off by the end of the run: not counted
@@ -178,8 +182,7 @@ func (r *loadRun) rounds(ctx context.Context, c *conn, sent time.Time) bool {
 				r.rec.Call(now.Sub(sent))
 			}
 			if err != nil {
-				r.rec.Error(kind, err)
-				return false
+				return fail(kind, call.name, err)
 			}
 			sent = now
 		}
