@@ -74,6 +74,9 @@ func startNode(t *testing.T, name, rpc, extra, servants string) *node {
 		}
 		return []string{faedBin, "-conf", conf, "-lockfile", "", "-level", "warn"}
 	})
+	// testenv.Start's probe connection is one session; faed counts it when it
+	// accepts it, which may come after the test's first read of the counters.
+	testenv.Eventually(t, 10*time.Second, name+" counting the probe session", func() bool { return n.stat(t).Sessions == 1 })
 	return n
 }
 
