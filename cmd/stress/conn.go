@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -122,12 +121,10 @@ func Discover(servers []string, root string, timeout time.Duration) (*Picker, fu
 		}
 	})
 	stop := func() { cancel(); reg.Close() }
-	ctx, done := context.WithTimeout(context.Background(), timeout)
-	defer done()
 	select {
 	case <-known:
 		return p, stop, nil
-	case <-ctx.Done():
+	case <-time.After(timeout):
 		stop()
 		return nil, nil, fmt.Errorf("zookeeper %v: no node registered under %s within %s", servers, root, timeout)
 	}

@@ -32,7 +32,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 )
 
 func main() {
@@ -70,8 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		defer stop()
 		picker = p
 	}
-	var errOut io.Writer
-	if !o.erroff {
+	var errOut io.Writer // a line per error, unless -erroff or -logoff
+	if !o.erroff && !o.logoff {
 		errOut = stderr
 	}
 	rep := runLevels(ctx, o, mix, picker, errOut, info)
@@ -88,52 +87,4 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return 0
-}
-
-// runLevels runs every level of o and returns the report of them all (with
-// each level's report in Levels when there are several).
-func runLevels(ctx context.Context, o *options, mix *Mix, picker *Picker, errOut, info io.Writer) *Report {
-	levels := o.levels()
-	if !o.logoff {
-		mode := fmt.Sprintf("closed loop, c %v", levelsText(levels))
-		if o.rate > 0 {
-			mode = fmt.Sprintf("open loop, %g sessions/s, at most %d outstanding", o.rate, levels[0])
-		}
-		conn := "a connection per session"
-		if o.keepalive {
-			conn = "kept connections"
-		}
-		fmt.Fprintf(info, "stress: %d node(s) %v; %s; %s; %d round(s) of [%s] per session\n",
-			len(picker.Targets()), picker.Targets(), mode, conn, o.loop, mix.Names())
-	}
-	total := NewRecorder(nil)
-	start := time.Now()
-	var reps []*Report
-	for _, c := range levels {
-		if ctx.Err() != nil {
-			break
-		}
-		rec := NewRecorder(errOut)
-		rep := Run(ctx, o.load(c), mix, picker, rec, Progress{W: info, Neat: o.neatstat})
-		total.merge(rec)
-		if len(levels) > 1 && !o.logoff {
-			fmt.Fprintf(info, "c:%d ", c)
-			rep.WriteText(info)
-		}
-		reps = append(reps, rep)
-	}
-	if len(reps) == 1 {
-		return reps[0]
-	}
-	rep := total.Report(levels[len(levels)-1], o.rate, time.Since(start))
-	rep.Levels = reps
-	return rep
-}
-
-// levelsText is "16" or "10..5000 by 10".
-func levelsText(ls []int) string {
-	if len(ls) == 1 {
-		return fmt.Sprint(ls[0])
-	}
-	return fmt.Sprintf("%d..%d by %d", ls[0], ls[len(ls)-1], ls[1]-ls[0])
 }

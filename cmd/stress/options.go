@@ -61,7 +61,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.framed, "framed", false, "framed transport instead of buffered (with -zk: each node's record decides)")
 	fs.IntVar(&o.payload, "payload", 100, "bytes of each value written (lc_set, mc_set, redis SET, the mongo document)")
 	fs.DurationVar(&o.timeout, "timeout", defaultTimeout, "bound of each connect and of each call's read and write (the PHP client's 4s)")
-	fs.BoolVar(&o.logoff, "logoff", false, "print only the progress lines and the report")
+	fs.BoolVar(&o.logoff, "logoff", false, "print only the progress lines and the report (no banner, no per-error lines)")
 	fs.BoolVar(&o.erroff, "erroff", false, "do not print each error (they are still counted)")
 	fs.BoolVar(&o.neatstat, "neatstat", true, "short progress lines; false adds totals, live connections and goroutines")
 	fs.BoolVar(&o.json, "json", false, "print the final report as JSON on stdout (progress goes to stderr)")

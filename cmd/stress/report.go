@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -239,7 +238,7 @@ func (l Latency) String() string {
 // progressLine is the line printed every second: neat (the original's
 // -neatstat, extended) or full (with totals, live connections and goroutines).
 func progressLine(neat bool, elapsed time.Duration, c int, callsPS, sessPS float64, p99 time.Duration, r *Recorder, goroutines int) string {
-	p := strings.TrimSuffix(fmt.Sprintf("%.3f", float64(p99.Microseconds())/1000), "")
+	p := fmt.Sprintf("%.3f", float64(p99.Microseconds())/1000)
 	if neat {
 		return fmt.Sprintf("c:%d calls/s:%.0f sessions/s:%.0f p99:%sms errs:%d", c, callsPS, sessPS, p, r.Errors())
 	}
