@@ -100,7 +100,10 @@ func Discover(servers []string, root string, timeout time.Duration) (*Picker, fu
 	var cfg peer.Config
 	cfg.SetDefaults()
 	cfg.Root = root
-	if err := cfg.Validate("-root"); err != nil {
+	if err := cfg.Validate("peer"); err != nil {
+		return nil, nil, fmt.Errorf("-root %q: %v", root, err)
+	}
+	if err := peer.ValidateServers("-zk", servers); err != nil {
 		return nil, nil, err
 	}
 	reg, err := peer.New(servers, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))

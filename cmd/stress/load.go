@@ -17,8 +17,11 @@ type Load struct {
 	// bounds the sessions outstanding (a late session waits for a worker,
 	// and the wait counts in its latency).
 	Workers int
-	// Rate is the open loop's sessions per second, each due at start +
-	// i/Rate; calls/s is Rate × Loop × the mix's calls per round. 0 = closed loop.
+	// Rate is the open loop's sessions per second, session i due at start +
+	// i/Rate; calls/s is Rate × Loop × the mix's calls per round. The first
+	// call of a session is due when the session is (a late start and the
+	// connect count in its latency), each later one when the one before it
+	// was answered. 0 = closed loop: a call is due when it is sent.
 	Rate float64
 	// Sessions bounds the sessions started; 0 = no bound (then Duration must be set).
 	Sessions int64

@@ -8,6 +8,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/fae-go/fae/peer"
 )
 
 // Defaults of the flags. Where the original stress tool had the flag, the
@@ -118,6 +120,13 @@ func (o *options) validate(rest []string, given map[string]bool) error {
 		return errors.New("-timeout and -zk-timeout must be positive")
 	case o.zk != "" && given["addr"]:
 		return errors.New("-zk and -addr exclude each other")
+	}
+	if o.zk != "" {
+		cfg := peer.Config{Root: o.root, SessionTimeout: peer.DefaultSessionTimeout}
+		if err := cfg.Validate("peer"); err != nil {
+			return fmt.Errorf("-root %q: %v", o.root, err)
+		}
+		return peer.ValidateServers("-zk", strings.Split(o.zk, ","))
 	}
 	return nil
 }

@@ -190,6 +190,7 @@ func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"-x", "0"}, {"-x", "256"}, {"-protocol", "json"}, {"-n", "0"}, {"-loop", "0"}, {"-c1", "20", "-c2", "10"},
 		{"-rate", "100", "-c2", "50"}, {"-zk", "127.0.0.1:1", "-addr", "127.0.0.1:2"}, {"-payload", "-1"}, {"extra"},
+		{"-zk", "nohostport"}, {"-zk", "127.0.0.1:1", "-root", "relative"},
 	} {
 		if r := stress(t, args...); r.code != 2 || !strings.Contains(r.stderr, "stress: ") {
 			t.Errorf("%q: exit status %d, want 2 and a message", args, r.code)
