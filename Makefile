@@ -6,11 +6,11 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.buildID=$(BUILD_ID)
 # Where make idl writes (the tests regenerate into a temp dir to compare).
 IDL_OUT  ?= .
 
-.PHONY: all build pingfae faeconf run test screenshot deps vet idl bench clean services-stop
+.PHONY: all build pingfae faeconf stress run test screenshot deps vet idl bench clean services-stop
 
 all: build
 
-build: pingfae faeconf
+build: pingfae faeconf stress
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/faed ./cmd/faed
 
 # The operator tools: pingfae pings nodes (one, or all registered in ZooKeeper);
@@ -20,6 +20,10 @@ pingfae:
 
 faeconf:
 	$(GO) build -o bin/faeconf ./cmd/faeconf
+
+# The load generator: php-fpm-like sessions, closed or open loop (README "Stress tool").
+stress:
+	$(GO) build -o bin/stress ./cmd/stress
 
 # faed on its embedded default config: RPC 127.0.0.1:9001, HTTP 127.0.0.1:9101,
 # dashboard 127.0.0.1:9102.
