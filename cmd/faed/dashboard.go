@@ -34,8 +34,16 @@ func dashboardSources(srv *engine.Server, svt *servant.FunServant, m *metrics.Me
 	if cl != nil {
 		src.Peers = func() metrics.Peers { return metrics.Peers{Self: cl.self, Members: cl.reg.Members()} }
 	}
-	// src.Breakers: the pools do not expose their breakers' states yet; connect
-	// it here when they do (dashboard.BreakerState per server).
+	// Every backend server's and peer's breaker, as a whole: "open" when its
+	// dial or its command side is.
+	src.Breakers = func() []dashboard.BreakerState {
+		stats := svt.PoolStats()
+		out := make([]dashboard.BreakerState, 0, len(stats))
+		for _, st := range stats {
+			out = append(out, dashboard.BreakerState{Backend: st.Backend, Pool: st.Pool, Server: st.Server, State: st.Breaker})
+		}
+		return out
+	}
 	return src
 }
 
