@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -18,9 +20,11 @@ import (
 // handlers, errors included, is indented JSON; an unknown path is a 404 with
 // {"error": "not found: PATH"}.
 type API struct {
-	mux   *http.ServeMux
-	srv   *http.Server
-	allow []netip.Prefix // besides loopback, the clients HandleAdmin lets in
+	mux      *http.ServeMux
+	srv      *http.Server
+	allow    []netip.Prefix // besides loopback, the clients HandleAdmin lets in
+	mu       sync.Mutex
+	patterns []string // what Patterns returns, in registration order
 }
 
 // NewAPI returns an API with /engine/ping registered.
@@ -69,6 +73,7 @@ func (a *API) SetAdminAllow(cidrs []string) error {
 // HandleJSON registers fn for pattern (net/http ServeMux syntax); fn returns the
 // value to write as indented JSON and the HTTP status.
 func (a *API) HandleJSON(pattern string, fn func(*http.Request) (any, int)) {
+	a.addPattern(pattern)
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		v, status := fn(r)
 		writeJSON(w, v, status)
@@ -84,6 +89,7 @@ func (a *API) HandleAdmin(pattern string, fn func(*http.Request) (any, int)) {
 	if strings.ContainsAny(pattern, " \t") {
 		panic("engine: HandleAdmin pattern must be a path without a method: " + pattern)
 	}
+	a.addPattern(http.MethodPost + " " + pattern)
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
@@ -122,7 +128,25 @@ func (a *API) adminClient(remote string) bool {
 
 // Handle registers h for pattern as is (for handlers that do not answer
 // JSON, such as Prometheus's /metrics).
-func (a *API) Handle(pattern string, h http.Handler) { a.mux.Handle(pattern, h) }
+func (a *API) Handle(pattern string, h http.Handler) {
+	a.addPattern(pattern)
+	a.mux.Handle(pattern, h)
+}
+
+func (a *API) addPattern(p string) {
+	a.mu.Lock()
+	a.patterns = append(a.patterns, p)
+	a.mu.Unlock()
+}
+
+// Patterns returns the patterns registered so far, in order, as given to
+// HandleJSON and Handle ("GET /engine/stat") and, for HandleAdmin, with the
+// method it accepts ("POST /engine/reload"): the /h listing.
+func (a *API) Patterns() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.patterns)
+}
 
 // Handler is the API's handler (its mux), for tests with net/http/httptest.
 func (a *API) Handler() http.Handler { return a.mux }

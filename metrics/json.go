@@ -19,10 +19,8 @@ import (
 
 // Register adds the JSON endpoints and /metrics to api (GET only; HEAD too).
 func (m *Metrics) Register(api *engine.API) {
-	uris := []string{"/h", "/help", "/engine/ping", "/engine/stat", "/engine/runtime", "/engine/conf",
-		"/engine/peers", "/svt/conf", "/svt/stat", "/ready", "/metrics"}
-	help := func(*http.Request) (any, int) {
-		return map[string]any{"uris": uris, "version": m.src.Version, "build": m.src.BuildID,
+	help := func(*http.Request) (any, int) { // every endpoint, those registered after Register too
+		return map[string]any{"uris": api.Patterns(), "version": m.src.Version, "build": m.src.BuildID,
 			"go": runtime.Version()}, 200
 	}
 	api.HandleJSON("GET /h", help)

@@ -60,6 +60,10 @@ func TestWireAPI(t *testing.T) {
 	if code, _ := do("GET", "/engine/reload"); code != http.StatusMethodNotAllowed {
 		t.Fatalf("GET /engine/reload: %d, want 405", code)
 	}
+	if code, body := do("GET", "/h"); code != 200 || !strings.Contains(body, `"POST /engine/reload"`) ||
+		!strings.Contains(body, `"GET /metrics"`) || !strings.Contains(body, `"GET /engine/ping"`) {
+		t.Errorf("/h: %d %s, want every endpoint with its method", code, body)
+	}
 	// Clients off loopback cannot be made here: RemoteAddr is set in a handler test.
 	for remote, want := range map[string]int{"10.9.1.1:1000": http.StatusConflict, "10.8.1.1:1000": http.StatusForbidden} {
 		req := httptest.NewRequest("POST", "/engine/reload", nil)
