@@ -120,6 +120,13 @@ type LogConfig struct {
 	MaxAgeDays int `cf:"max_age_days"`
 	// Compress (compress) gzips rotated files (in the background). Default false.
 	Compress bool `cf:"compress"`
+	// TraceFile (trace_file) is the file of the trace stream (request tracing:
+	// every call of a rid sampled by servants.profiler_rate, and every slow
+	// call), appended and rotated by the settings above; "" (the default) =
+	// into the main log, its records marked stream=trace. Either way the
+	// stream has a bounded queue of its own: a flood of traced calls drops
+	// trace records (counted), never main log records.
+	TraceFile string `cf:"trace_file"`
 }
 
 // SetDefaults fills in the log section's defaults: 100 MiB files, 10 backups, 30 days.

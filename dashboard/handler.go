@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"time"
+
+	"github.com/fae-go/fae/servant"
 )
 
 //go:embed assets
@@ -72,7 +74,16 @@ type Page struct {
 	BreakersDropped int64        `json:"breakers_dropped"` // see maxBreakers
 	Last            uint64       `json:"last"`             // seq of the newest sample (0 = none yet): the next ?since=
 	Samples         []Sample     `json:"samples"`
+	// Reasons are the calls by normalised reason since start, the
+	// MaxPageReasons busiest (servant.FunServant.Reasons); ReasonsTotal the
+	// calls of every reason.
+	Reasons      []servant.ReasonCount `json:"reasons"`
+	ReasonsTotal int64                 `json:"reasons_total"`
 }
+
+// MaxPageReasons is how many reasons the page lists: the busiest, as the
+// original's "reason[...]" percentages, without the long tail.
+const MaxPageReasons = 20
 
 // Node is one node of the header.
 type Node struct {
@@ -104,6 +115,13 @@ func (d *Dashboard) page(since uint64) Page {
 		Started: d.src.Started.Format(time.RFC3339), UptimeS: int64(time.Since(d.src.Started).Seconds()),
 		Self: d.src.Self, Nodes: d.nodes(), IntervalS: d.interval.Seconds(), Capacity: len(d.s.ring)}
 	p.Samples = d.s.since(since)
+	if d.src.Servant != nil {
+		rs := d.src.Servant.Reasons()
+		for _, r := range rs {
+			p.ReasonsTotal += r.Calls
+		}
+		p.Reasons = rs[:min(len(rs), MaxPageReasons)]
+	}
 	s := d.s
 	s.mu.RLock()
 	p.Backends, p.Breakers = append([]string{}, s.backends...), append([]BreakerKey(nil), s.breakers...)

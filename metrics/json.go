@@ -73,7 +73,19 @@ func (m *Metrics) engineStat() map[string]any {
 			"session_ends": sessionEnds(st), "failures": st.Failures.Snapshot(),
 			"qps": rates(m.calls), "failures_per_s": rates(m.fails),
 		},
+		"log": m.logDrops(),
 	}
+}
+
+// logDrops is /engine/stat's "log": {stream: {dropped_records, dropped_bytes}}.
+func (m *Metrics) logDrops() map[string]map[string]uint64 {
+	out := map[string]map[string]uint64{}
+	if m.src.LogDrops != nil {
+		for stream, d := range m.src.LogDrops() {
+			out[stream] = map[string]uint64{"dropped_records": d[0], "dropped_bytes": d[1]}
+		}
+	}
+	return out
 }
 
 // sessionEnds are engine.Stats' session ends by reason (the label values of fae_session_ends_total).
@@ -173,7 +185,10 @@ func (m *Metrics) servantStat() map[string]any {
 		"cluster": clusterStat(s),
 		"lcache":  lcacheStat(s),
 		"pools":   s.PoolStats(),
+		"reasons": s.Reasons(),
 	}
+	traced, slow := s.Traces()
+	out["traces"] = map[string]int64{"traced_rid": traced, "slow": slow}
 	return out
 }
 

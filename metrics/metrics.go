@@ -44,6 +44,10 @@ type Sources struct {
 	Ready func() bool
 	// Reloads returns the config reloads applied and refused since start.
 	Reloads func() (ok, failed int64)
+	// LogDrops returns, by log stream ("log", "trace", "metrics"), the
+	// records and bytes dropped since start because the stream could not
+	// take them (queue full, disk full).
+	LogDrops func() map[string][2]uint64
 }
 
 // Peers are the cluster figures of /engine/peers.

@@ -39,6 +39,9 @@ var (
 	descLcache       = desc("lcache_total", "lc_get outcomes: hit, miss.", "result")
 	descPoolConns    = desc("pool_connections", "Backend connections now, by backend, pool, server and state (open: all, idle, in_use). backend=peer: the connections to a peer.", "backend", "pool", "server", "state")
 	descBreaker      = desc("breaker_state", "State of a server's circuit breaker side (breaker=dial or command): 0 closed, 1 half-open, 2 open.", "backend", "pool", "server", "breaker")
+	descTraced       = desc("traced_calls_total", "Calls written to the trace stream, by why: rid (its rid is sampled by servants.profiler_rate) or slow (over call_slow_threshold).", "why")
+	descLogDropped   = desc("log_dropped_records_total", "Log records dropped because their stream could not take them (queue full, disk full), by stream: log, trace, metrics.", "stream")
+	descLogDroppedB  = desc("log_dropped_bytes_total", "Bytes of the log records dropped, by stream.", "stream")
 	descReloads      = desc("config_reloads_total", "Config reloads, by result (ok, failed: the running config stayed).", "result")
 )
 
@@ -50,7 +53,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuild, descCalls, descCallSeconds, descSlow, descEngineCalls,
 		descEngineFailed, descSessions, descSessionsTot, descSessionEnds, descPanics, descAcceptErrors,
 		descClientGone, descBackendOps, descBackendSecs, descForwarded, descForwardFail, descMisrouted,
-		descQueryCache, descLcacheItems, descLcacheBytes, descReloads, descLcache, descPoolConns, descBreaker} {
+		descQueryCache, descLcacheItems, descLcacheBytes, descReloads, descTraced, descLogDropped, descLogDroppedB, descLcache, descPoolConns, descBreaker} {
 		ch <- d
 	}
 }
@@ -83,6 +86,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, descReloads, ok, "ok")
 		counter(ch, descReloads, failed, "failed")
 	}
+	if src.LogDrops != nil {
+		for stream, d := range src.LogDrops() {
+			counter(ch, descLogDropped, int64(d[0]), stream)
+			counter(ch, descLogDroppedB, int64(d[1]), stream)
+		}
+	}
 	if src.Servant != nil {
 		collectServant(ch, src.Servant)
 	}
@@ -104,6 +113,9 @@ func collectServant(ch chan<- prometheus.Metric, s *servant.FunServant) {
 		counter(ch, descSlow, ms.Slow.Load(), name)
 	}
 	counter(ch, descPanics, panics, "servant")
+	traced, slow := s.Traces()
+	counter(ch, descTraced, traced, "rid")
+	counter(ch, descTraced, slow, "slow")
 	for _, oc := range s.Backends.Snapshot() {
 		for _, k := range pool.Kinds() {
 			if n := oc.Count(k); n > 0 || k == pool.KindOK {

@@ -34,7 +34,7 @@ func mcItem(v *rpc.TMemcacheData) ([]byte, uint32) {
 // (unknown pool, bad argument "invalid key", server failure, timeout, circuit
 // open, busy "all connections busy", refused).
 func (s *FunServant) McSet(_ context.Context, c *rpc.Context, poolName, key string, value *rpc.TMemcacheData, expiration int32) (bool, error) {
-	return run(s, "mc.set", c, true, func(g *generation) (bool, error) {
+	return run(s, "mc.set", c, true, func() string { return targs("pool", poolName, "key", key, "value", value, "expiration", expiration) }, func(g *generation) (bool, error) {
 		m, err := g.memcache()
 		if err != nil {
 			return false, err
@@ -51,7 +51,7 @@ func (s *FunServant) McSet(_ context.Context, c *rpc.Context, poolName, key stri
 // the key's servers that answers. Throws TCacheMissed "memcache: cache miss: <key>"
 // when absent; errors as McSet.
 func (s *FunServant) McGet(_ context.Context, c *rpc.Context, poolName, key string) (*rpc.TMemcacheData, error) {
-	return run(s, "mc.get", c, true, func(g *generation) (*rpc.TMemcacheData, error) {
+	return run(s, "mc.get", c, true, func() string { return targs("pool", poolName, "key", key) }, func(g *generation) (*rpc.TMemcacheData, error) {
 		m, err := g.memcache()
 		if err != nil {
 			return nil, err
@@ -70,7 +70,7 @@ func (s *FunServant) McGet(_ context.Context, c *rpc.Context, poolName, key stri
 
 // McAdd is McSet only when key is absent: false, and no error, when it exists.
 func (s *FunServant) McAdd(_ context.Context, c *rpc.Context, poolName, key string, value *rpc.TMemcacheData, expiration int32) (bool, error) {
-	return run(s, "mc.add", c, true, func(g *generation) (bool, error) {
+	return run(s, "mc.add", c, true, func() string { return targs("pool", poolName, "key", key, "value", value, "expiration", expiration) }, func(g *generation) (bool, error) {
 		m, err := g.memcache()
 		if err != nil {
 			return false, err
@@ -82,7 +82,7 @@ func (s *FunServant) McAdd(_ context.Context, c *rpc.Context, poolName, key stri
 
 // McDelete removes key from pool: false, and no error, when it was absent.
 func (s *FunServant) McDelete(_ context.Context, c *rpc.Context, poolName, key string) (bool, error) {
-	return run(s, "mc.del", c, true, func(g *generation) (bool, error) {
+	return run(s, "mc.del", c, true, func() string { return targs("pool", poolName, "key", key) }, func(g *generation) (bool, error) {
 		m, err := g.memcache()
 		if err != nil {
 			return false, err
@@ -97,7 +97,7 @@ func (s *FunServant) McDelete(_ context.Context, c *rpc.Context, poolName, key s
 // that is not a decimal number (pool.KindRefused wrapping pool.ErrNotNumeric),
 // and those of McSet.
 func (s *FunServant) McIncrement(_ context.Context, c *rpc.Context, poolName, key string, delta int64) (int64, error) {
-	return run(s, "mc.inc", c, true, func(g *generation) (int64, error) {
+	return run(s, "mc.inc", c, true, func() string { return targs("pool", poolName, "key", key, "delta", delta) }, func(g *generation) (int64, error) {
 		m, err := g.memcache()
 		if err != nil {
 			return 0, err

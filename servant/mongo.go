@@ -41,8 +41,8 @@ var errMongoOff = &NotConfiguredError{Name: "mongodb", Key: "servants.mongodb"}
 // mg runs the call pipeline of a backend call for the mongo method name: body
 // gets the watched ctx and the cluster,
 // or the call fails with "mongodb is not configured (servants.mongodb)".
-func mg[T any](s *FunServant, name string, ctx context.Context, c *rpc.Context, body func(context.Context, *pool.Mongo) (T, error)) (T, error) {
-	return runBackend(s, name, ctx, c, func(ctx context.Context, g *generation) (T, error) {
+func mg[T any](s *FunServant, name string, ctx context.Context, c *rpc.Context, args func() string, body func(context.Context, *pool.Mongo) (T, error)) (T, error) {
+	return runBackend(s, name, ctx, c, args, func(ctx context.Context, g *generation) (T, error) {
 		if g.mg == nil {
 			var zero T
 			return zero, errMongoOff
@@ -54,7 +54,9 @@ func mg[T any](s *FunServant, name string, ctx context.Context, c *rpc.Context, 
 // MgFindOne returns the first document matching query, projected by fields.
 // Throws TMongoNotFound ("not found") when none matches.
 func (s *FunServant) MgFindOne(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query, fields []byte) ([]byte, error) {
-	return mg(s, "mg.findOne", ctx, c, func(ctx context.Context, m *pool.Mongo) ([]byte, error) {
+	return mg(s, "mg.findOne", ctx, c, func() string {
+		return targs("pool", poolName, "table", table, "shard", shardID, "query", bsonArg(query), "fields", bsonArg(fields))
+	}, func(ctx context.Context, m *pool.Mongo) ([]byte, error) {
 		doc, err := m.FindOne(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query, fields)
 		if errors.Is(err, pool.KindMiss) {
 			msg := "not found"
@@ -68,7 +70,9 @@ func (s *FunServant) MgFindOne(ctx context.Context, c *rpc.Context, poolName, ta
 // by orderBy ("-key" descending, "key" or "+key" ascending, in order), skipping
 // skip and at most limit of them (each only when > 0).
 func (s *FunServant) MgFindAll(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query, fields []byte, limit, skip int32, orderBy []string) ([][]byte, error) {
-	return mg(s, "mg.findAll", ctx, c, func(ctx context.Context, m *pool.Mongo) ([][]byte, error) {
+	return mg(s, "mg.findAll", ctx, c, func() string {
+		return targs("pool", poolName, "table", table, "shard", shardID, "query", bsonArg(query), "fields", bsonArg(fields), "limit", limit, "skip", skip, "orderBy", orderBy)
+	}, func(ctx context.Context, m *pool.Mongo) ([][]byte, error) {
 		return m.FindAll(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query, fields, int64(limit), int64(skip), orderBy)
 	})
 }
@@ -78,7 +82,7 @@ func (s *FunServant) MgFindAll(ctx context.Context, c *rpc.Context, poolName, ta
 // {_id: <any BSON value>} (PHP: bson_encode(['_id' => $id])), or the 12 raw
 // bytes of an ObjectId; anything else is a bad argument.
 func (s *FunServant) MgFindID(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, id []byte) ([]byte, error) {
-	return mg(s, "mg.findId", ctx, c, func(ctx context.Context, m *pool.Mongo) ([]byte, error) {
+	return mg(s, "mg.findId", ctx, c, func() string { return targs("pool", poolName, "table", table, "shard", shardID, "id", bsonArg(id)) }, func(ctx context.Context, m *pool.Mongo) ([]byte, error) {
 		return m.FindID(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, id)
 	})
 }
@@ -86,7 +90,9 @@ func (s *FunServant) MgFindID(ctx context.Context, c *rpc.Context, poolName, tab
 // MgCount returns the number of documents matching query (empty: all). A
 // count beyond the IDL's i32 is an error.
 func (s *FunServant) MgCount(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query []byte) (int32, error) {
-	return mg(s, "mg.count", ctx, c, func(ctx context.Context, m *pool.Mongo) (int32, error) {
+	return mg(s, "mg.count", ctx, c, func() string {
+		return targs("pool", poolName, "table", table, "shard", shardID, "query", bsonArg(query))
+	}, func(ctx context.Context, m *pool.Mongo) (int32, error) {
 		n, err := m.Count(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query)
 		if err == nil && n > math.MaxInt32 {
 			return 0, fmt.Errorf("mongodb: count of pool %q collection %q is %d, beyond i32", poolName, table, n)
@@ -97,14 +103,18 @@ func (s *FunServant) MgCount(ctx context.Context, c *rpc.Context, poolName, tabl
 
 // MgUpdate applies change to one document matching query; false when none matched.
 func (s *FunServant) MgUpdate(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query, change []byte) (bool, error) {
-	return mg(s, "mg.update", ctx, c, func(ctx context.Context, m *pool.Mongo) (bool, error) {
+	return mg(s, "mg.update", ctx, c, func() string {
+		return targs("pool", poolName, "table", table, "shard", shardID, "query", bsonArg(query), "change", bsonArg(change))
+	}, func(ctx context.Context, m *pool.Mongo) (bool, error) {
 		return m.Update(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query, change, false)
 	})
 }
 
 // MgUpdateID applies change to the document whose _id is the integer id; false when there is none.
 func (s *FunServant) MgUpdateID(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, id int32, change []byte) (bool, error) {
-	return mg(s, "mg.updateId", ctx, c, func(ctx context.Context, m *pool.Mongo) (bool, error) {
+	return mg(s, "mg.updateId", ctx, c, func() string {
+		return targs("pool", poolName, "table", table, "shard", shardID, "id", id, "change", bsonArg(change))
+	}, func(ctx context.Context, m *pool.Mongo) (bool, error) {
 		return m.UpdateID(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, id, change, false)
 	})
 }
@@ -112,7 +122,9 @@ func (s *FunServant) MgUpdateID(ctx context.Context, c *rpc.Context, poolName, t
 // MgUpsert applies change to one document matching query, inserting one when
 // none matches; true on success.
 func (s *FunServant) MgUpsert(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query, change []byte) (bool, error) {
-	return mg(s, "mg.upsert", ctx, c, func(ctx context.Context, m *pool.Mongo) (bool, error) {
+	return mg(s, "mg.upsert", ctx, c, func() string {
+		return targs("pool", poolName, "table", table, "shard", shardID, "query", bsonArg(query), "change", bsonArg(change))
+	}, func(ctx context.Context, m *pool.Mongo) (bool, error) {
 		return m.Update(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query, change, true)
 	})
 }
@@ -120,7 +132,9 @@ func (s *FunServant) MgUpsert(ctx context.Context, c *rpc.Context, poolName, tab
 // MgUpsertID applies change to the document whose _id is the integer id,
 // inserting it when absent; true on success.
 func (s *FunServant) MgUpsertID(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, id int32, change []byte) (bool, error) {
-	return mg(s, "mg.upsertId", ctx, c, func(ctx context.Context, m *pool.Mongo) (bool, error) {
+	return mg(s, "mg.upsertId", ctx, c, func() string {
+		return targs("pool", poolName, "table", table, "shard", shardID, "id", id, "change", bsonArg(change))
+	}, func(ctx context.Context, m *pool.Mongo) (bool, error) {
 		return m.UpdateID(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, id, change, true)
 	})
 }
@@ -128,7 +142,7 @@ func (s *FunServant) MgUpsertID(ctx context.Context, c *rpc.Context, poolName, t
 // MgInsert inserts doc (an _id is added when it has none); true on success. A
 // duplicate _id is an error.
 func (s *FunServant) MgInsert(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, doc []byte) (bool, error) {
-	return mg(s, "mg.insert", ctx, c, func(ctx context.Context, m *pool.Mongo) (bool, error) {
+	return mg(s, "mg.insert", ctx, c, func() string { return targs("pool", poolName, "table", table, "shard", shardID, "doc", bsonArg(doc)) }, func(ctx context.Context, m *pool.Mongo) (bool, error) {
 		err := m.Insert(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, [][]byte{doc}, false)
 		return err == nil, err
 	})
@@ -137,7 +151,7 @@ func (s *FunServant) MgInsert(ctx context.Context, c *rpc.Context, poolName, tab
 // MgInserts inserts docs in order; true on success. An empty docs is an error;
 // on a failure the documents before the failing one stay inserted.
 func (s *FunServant) MgInserts(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, docs [][]byte) (bool, error) {
-	return mg(s, "mg.inserts", ctx, c, func(ctx context.Context, m *pool.Mongo) (bool, error) {
+	return mg(s, "mg.inserts", ctx, c, func() string { return targs("pool", poolName, "table", table, "shard", shardID, "docs", len(docs)) }, func(ctx context.Context, m *pool.Mongo) (bool, error) {
 		err := m.Insert(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, docs, true)
 		return err == nil, err
 	})
@@ -145,7 +159,9 @@ func (s *FunServant) MgInserts(ctx context.Context, c *rpc.Context, poolName, ta
 
 // MgDelete deletes one document matching query; false when none matched.
 func (s *FunServant) MgDelete(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query []byte) (bool, error) {
-	return mg(s, "mg.del", ctx, c, func(ctx context.Context, m *pool.Mongo) (bool, error) {
+	return mg(s, "mg.del", ctx, c, func() string {
+		return targs("pool", poolName, "table", table, "shard", shardID, "query", bsonArg(query))
+	}, func(ctx context.Context, m *pool.Mongo) (bool, error) {
 		return m.Delete(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query)
 	})
 }
@@ -156,7 +172,9 @@ func (s *FunServant) MgDelete(ctx context.Context, c *rpc.Context, poolName, tab
 // after it with returnNew (not with remove); the empty document {} when there
 // is none.
 func (s *FunServant) MgFindAndModify(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query, change []byte, upsert, remove, returnNew bool) ([]byte, error) {
-	return mg(s, "mg.findAndModify", ctx, c, func(ctx context.Context, m *pool.Mongo) ([]byte, error) {
+	return mg(s, "mg.findAndModify", ctx, c, func() string {
+		return targs("pool", poolName, "table", table, "shard", shardID, "query", bsonArg(query), "change", bsonArg(change), "upsert", upsert, "remove", remove, "returnNew", returnNew)
+	}, func(ctx context.Context, m *pool.Mongo) ([]byte, error) {
 		return m.FindAndModify(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query, change, upsert, remove, returnNew)
 	})
 }

@@ -55,7 +55,9 @@ func (g *generation) mysql() (*mysqlServant, error) {
 // caches it; when that owner is unreachable a read runs here without the
 // cache (counted) and a write fails naming the owner.
 func (s *FunServant) MyQuery(ctx context.Context, c *rpc.Context, pool, table string, hintID int64, sql string, argv []string, cacheKey string) (*rpc.MysqlResult_, error) {
-	return runBackend(s, "my.query", ctx, c, func(ctx context.Context, g *generation) (*rpc.MysqlResult_, error) {
+	return runBackend(s, "my.query", ctx, c, func() string {
+		return targs("pool", pool, "table", table, "hint", hintID, "sql", sql, "args", argv, "cacheKey", cacheKey)
+	}, func(ctx context.Context, g *generation) (*rpc.MysqlResult_, error) {
 		return s.myQuery(ctx, g, c, pool, table, hintID, sql, argv, cacheKey)
 	})
 }
@@ -90,7 +92,9 @@ func (s *FunServant) myQuery(ctx context.Context, g *generation, c *rpc.Context,
 // cacheKey on that key's owner); not atomic. It returns
 // the sum of rowsAffected, or the first error naming its index.
 func (s *FunServant) MyBulkExec(ctx context.Context, c *rpc.Context, pools, tables []string, hintIDs []int64, sqls []string, argvs [][]string, cacheKeys []string) (int64, error) {
-	return runBackend(s, "my.bexec", ctx, c, func(ctx context.Context, g *generation) (int64, error) {
+	return runBackend(s, "my.bexec", ctx, c, func() string {
+		return targs("pools", pools, "tables", tables, "hints", hintIDs, "sqls", sqls, "args", argvs, "cacheKeys", cacheKeys)
+	}, func(ctx context.Context, g *generation) (int64, error) {
 		n := len(sqls)
 		if len(pools) != n || len(tables) != n || len(hintIDs) != n || len(argvs) != n || len(cacheKeys) != n {
 			return 0, fmt.Errorf("my_bulk_exec: lists of unequal length: pool %d, table %d, hintId %d, sql %d, argv %d, cacheKey %d",
@@ -110,7 +114,7 @@ func (s *FunServant) MyBulkExec(ctx context.Context, c *rpc.Context, pools, tabl
 
 // MyQueryShards runs a SELECT on every shard server of pool, rows concatenated in shard order.
 func (s *FunServant) MyQueryShards(ctx context.Context, c *rpc.Context, pool, table, sql string, argv []string) (*rpc.MysqlResult_, error) {
-	return runBackend(s, "my.qshards", ctx, c, func(ctx context.Context, g *generation) (*rpc.MysqlResult_, error) {
+	return runBackend(s, "my.qshards", ctx, c, func() string { return targs("pool", pool, "table", table, "sql", sql, "args", argv) }, func(ctx context.Context, g *generation) (*rpc.MysqlResult_, error) {
 		m, err := g.mysql()
 		if err != nil {
 			return nil, err
@@ -124,7 +128,9 @@ func (s *FunServant) MyQueryShards(ctx context.Context, c *rpc.Context, pool, ta
 // (pool, table, hintId, where), so that merges of one row are serialised on
 // one node.
 func (s *FunServant) MyMerge(ctx context.Context, c *rpc.Context, pool, table string, hintID int64, where, key, column, jsonValue string) (*rpc.MysqlMergeResult_, error) {
-	return runBackend(s, "my.merge", ctx, c, func(ctx context.Context, g *generation) (*rpc.MysqlMergeResult_, error) {
+	return runBackend(s, "my.merge", ctx, c, func() string {
+		return targs("pool", pool, "table", table, "hint", hintID, "where", where, "key", key, "column", column, "value", jsonValue)
+	}, func(ctx context.Context, g *generation) (*rpc.MysqlMergeResult_, error) {
 		if p, remote, err := s.route(g, c, mergeKey(pool, table, hintID, where, key)); err != nil || remote {
 			if err != nil {
 				return nil, err
@@ -145,7 +151,7 @@ func (s *FunServant) MyMerge(ctx context.Context, c *rpc.Context, pool, table st
 // like every other use when cache_key_hash is on; the original could not
 // evict in that mode).
 func (s *FunServant) MyEvict(ctx context.Context, c *rpc.Context, cacheKey string) error {
-	_, err := runBackend(s, "my.evict", ctx, c, func(ctx context.Context, g *generation) (struct{}, error) {
+	_, err := runBackend(s, "my.evict", ctx, c, func() string { return targs("cacheKey", cacheKey) }, func(ctx context.Context, g *generation) (struct{}, error) {
 		if p, remote, err := s.route(g, c, cacheKey); err != nil || remote {
 			if err != nil {
 				return struct{}{}, err

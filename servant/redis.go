@@ -34,7 +34,7 @@ func (keyNotExists) Unwrap() error { return pool.KindMiss }
 // state-changing or blocking too long, or Redis's error reply —, busy, server
 // failure, timeout, canceled, circuit open, too large).
 func (s *FunServant) RdCall(ctx context.Context, c *rpc.Context, cmd, poolName string, keysAndArgs []string) (string, error) {
-	return runBackend(s, "rd.call", ctx, c, func(ctx context.Context, g *generation) (string, error) {
+	return runBackend(s, "rd.call", ctx, c, func() string { return targs("cmd", cmd, "pool", poolName, "args", keysAndArgs) }, func(ctx context.Context, g *generation) (string, error) {
 		if g.rd == nil {
 			return "", errRedisOff
 		}

@@ -41,6 +41,11 @@ type Options struct {
 	// IDConflict, when set and returning an error, stops id_next: another live
 	// member holds this node's idgen_worker_id (peer.Registry.Conflict).
 	IDConflict func() error
+	// TraceLogger receives the trace stream (see trace.go): every call of a
+	// traced rid and every slow call, one Info record each with its method,
+	// rid, reason, uid, elapsed_ms, since_first_ms, slow, err and args. Its
+	// level is not the log's: profiler_rate decides the volume. Nil = Logger.
+	TraceLogger *slog.Logger
 	// Fault, when set, is called at the start of every call's work, inside the
 	// call pipeline. Tests use it to cause faults they cannot cause for real (a
 	// panic); production leaves it nil.
@@ -74,6 +79,12 @@ type FunServant struct {
 	members      []peer.Member  // the membership the ring is built from; guarded by reload
 	membersKnown bool           // SetMembers was called: route by the ring
 
+	trace      *slog.Logger  // opts.TraceLogger
+	rids       *ridSessions  // the rids' first calls (servants.session_max_items; restart-only)
+	reasons    *reasonCounts // calls by normalised reason
+	traced     atomic.Int64  // calls written to the trace stream for their rid
+	tracedSlow atomic.Int64  // calls written to the trace stream for being slow
+
 	gen      atomic.Pointer[generation]
 	reload   sync.Mutex    // serialises Reload and Close
 	boot     Config        // the config the core was built from (restart-only keys)
@@ -105,12 +116,18 @@ func New(cfg Config, opts Options) (*FunServant, error) {
 	if opts.CallLogger == nil {
 		opts.CallLogger = opts.Logger
 	}
+	if opts.TraceLogger == nil {
+		opts.TraceLogger = opts.Logger
+	}
 	s := &FunServant{opts: opts, log: opts.CallLogger, started: time.Now(), stats: map[string]*MethodStats{},
 		Backends: pool.NewCounters(), boot: cfg}
 	for _, m := range methodNames {
 		s.stats[m] = new(MethodStats)
 	}
 	s.idgen = NewIDGen(int64(cfg.IdgenWorkerID))
+	s.trace = opts.TraceLogger
+	s.reasons = newReasonCounts()
+	s.rids = newRidSessions(cfg.SessionMaxItems)
 	if cfg.Lcache != nil {
 		s.lcache = cache.New(cfg.Lcache.MaxItems, cfg.Lcache.MaxBytes, func(_ string, v []byte) int64 { return int64(cap(v)) })
 	}
@@ -174,15 +191,17 @@ var methodNames = []string{
 func (s *FunServant) Stats(name string) *MethodStats { return s.stats[name] }
 
 // run is the call pipeline of every method but noop: enter (pin the current
-// generation, count, check the Context unless checkCtx is false), body with
-// that generation, leave (recover a panic, count the outcome and latency, log
-// a slow call, unpin). body does not escape, so the closure costs no allocation.
-func run[T any](s *FunServant, name string, c *rpc.Context, checkCtx bool, body func(g *generation) (T, error)) (r T, err error) {
+// generation, count, check the Context unless checkCtx is false, note the
+// rid), body with that generation, leave (recover a panic, count the outcome
+// and latency, log a slow call, trace, unpin). args formats the call's
+// arguments for the trace stream, called only for a call traced or slow (nil
+// = none). Neither closure escapes, so they cost no allocation.
+func run[T any](s *FunServant, name string, c *rpc.Context, checkCtx bool, args func() string, body func(g *generation) (T, error)) (r T, err error) {
 	cl, err := s.enter(name, c, checkCtx)
 	if err != nil {
 		return r, err
 	}
-	defer s.leave(cl, &err)
+	defer s.leave(cl, &err, args)
 	if s.opts.Fault != nil {
 		s.opts.Fault(name, c)
 	}
@@ -194,8 +213,8 @@ func run[T any](s *FunServant, name string, c *rpc.Context, checkCtx bool, body 
 // these calls so that ping and the local methods pay nothing), and a call
 // whose client has gone is abandoned: the backend saw the cancellation (the
 // MySQL statement is killed), and no reply is written to nobody.
-func runBackend[T any](s *FunServant, name string, ctx context.Context, c *rpc.Context, body func(context.Context, *generation) (T, error)) (T, error) {
-	return run(s, name, c, true, func(g *generation) (T, error) {
+func runBackend[T any](s *FunServant, name string, ctx context.Context, c *rpc.Context, args func() string, body func(context.Context, *generation) (T, error)) (T, error) {
+	return run(s, name, c, true, args, func(g *generation) (T, error) {
 		wctx, stop := engine.WatchClient(ctx)
 		r, err := body(wctx, g)
 		stop()
@@ -211,6 +230,7 @@ type call struct {
 	name  string
 	c     *rpc.Context
 	start time.Time
+	first time.Time // the rid's first call; zero = not noted (Context not checked)
 	stats *MethodStats
 	g     *generation // pinned from enter to leave
 }
@@ -225,6 +245,8 @@ func (s *FunServant) enter(name string, c *rpc.Context, checkCtx bool) (call, er
 			cl.stats.Errors.Add(1)
 			return cl, err
 		}
+		cl.first = s.rids.touch(c.Rid, cl.start)
+		s.reasons.add(c.Reason)
 	}
 	cl.g = s.pin()
 	if cl.g.closed {
@@ -247,10 +269,10 @@ func checkContext(c *rpc.Context) error {
 	return nil
 }
 
-// leave ends a call; it must be deferred directly, as `defer s.leave(cl, &err)`,
+// leave ends a call; it must be deferred directly, as `defer s.leave(cl, &err, args)`,
 // so that it recovers a panic of the method: the panic is logged with its stack,
 // counted, and the call fails with ErrPanic while the session goes on.
-func (s *FunServant) leave(cl call, err *error) {
+func (s *FunServant) leave(cl call, err *error, args func() string) {
 	defer cl.g.unpin()
 	if r := recover(); r != nil {
 		cl.stats.Panics.Add(1)
@@ -273,9 +295,14 @@ func (s *FunServant) leave(cl call, err *error) {
 			cl.stats.Errors.Add(1)
 		}
 	}
-	if t := cl.g.cfg.CallSlowThreshold; t > 0 && elapsed > t {
+	cfg := &cl.g.cfg
+	slow := cfg.CallSlowThreshold > 0 && elapsed > cfg.CallSlowThreshold
+	if slow {
 		cl.stats.Slow.Add(1)
 		s.log.Warn("slow call", "method", cl.name, "elapsed", elapsed, "rid", rid(cl.c), "reason", reason(cl.c))
+	}
+	if slow || (!cl.first.IsZero() && Traced(cl.c.Rid, cfg.ProfilerRate)) {
+		s.traceCall(&cl, elapsed, slow, cfg.ProfilerMaxBodySize, *err, args)
 	}
 }
 
@@ -306,7 +333,7 @@ func (s *FunServant) Noop(_ context.Context, x int32) (int32, error) { return x,
 
 // Ping returns "ver:<version>, build:<build id>, myid:<worker id>, uptime:<duration>".
 func (s *FunServant) Ping(_ context.Context, c *rpc.Context) (string, error) {
-	return run(s, "ping", c, true, func(*generation) (string, error) {
+	return run(s, "ping", c, true, nil, func(*generation) (string, error) {
 		return fmt.Sprintf("ver:%s, build:%s, myid:%d, uptime:%s", s.opts.Version, s.opts.BuildID,
 			s.boot.IdgenWorkerID, time.Since(s.started).Round(time.Millisecond)), nil
 	})

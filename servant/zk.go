@@ -12,7 +12,7 @@ var errZkOff = &NotConfiguredError{Name: "zookeeper", Key: "etcd_servers"}
 // ZooKeeper session; true on success. Errors name the path and ZooKeeper's
 // reason; paths under the registration root (peer.root) are refused.
 func (s *FunServant) ZkCreate(ctx context.Context, c *rpc.Context, path, data string) (bool, error) {
-	return runBackend(s, "zk.create", ctx, c, func(ctx context.Context, _ *generation) (bool, error) {
+	return runBackend(s, "zk.create", ctx, c, func() string { return targs("path", path, "data", data) }, func(ctx context.Context, _ *generation) (bool, error) {
 		if s.opts.ZK == nil {
 			return false, errZkOff
 		}
@@ -23,7 +23,7 @@ func (s *FunServant) ZkCreate(ctx context.Context, c *rpc.Context, path, data st
 
 // ZkChildren lists the children of path, sorted.
 func (s *FunServant) ZkChildren(ctx context.Context, c *rpc.Context, path string) ([]string, error) {
-	return runBackend(s, "zk.children", ctx, c, func(ctx context.Context, _ *generation) ([]string, error) {
+	return runBackend(s, "zk.children", ctx, c, func() string { return targs("path", path) }, func(ctx context.Context, _ *generation) ([]string, error) {
 		if s.opts.ZK == nil {
 			return nil, errZkOff
 		}
@@ -33,7 +33,7 @@ func (s *FunServant) ZkChildren(ctx context.Context, c *rpc.Context, path string
 
 // ZkDel deletes the node at path, whatever its version; true on success.
 func (s *FunServant) ZkDel(ctx context.Context, c *rpc.Context, path string) (bool, error) {
-	return runBackend(s, "zk.del", ctx, c, func(ctx context.Context, _ *generation) (bool, error) {
+	return runBackend(s, "zk.del", ctx, c, func() string { return targs("path", path) }, func(ctx context.Context, _ *generation) (bool, error) {
 		if s.opts.ZK == nil {
 			return false, errZkOff
 		}

@@ -14,11 +14,13 @@ import (
 // srv's and svt's counters, the reloader's counts and, with a cluster (cl
 // non-nil), its membership. ready reports whether faed takes calls (/ready
 // answers 503 when it returns false: while starting or draining); nil =
-// always ready. Stop it at exit: it runs the rate meters' goroutine.
+// always ready. logDrops returns the records and bytes each log stream
+// dropped (nil = none shown). Stop it at exit: it runs the rate meters'
+// goroutine.
 func newMetrics(cfg *config.Config, srv *engine.Server, svt *servant.FunServant, cl *cluster, rl *reloader,
-	ready func() bool) *metrics.Metrics {
+	ready func() bool, logDrops func() map[string][2]uint64) *metrics.Metrics {
 	src := metrics.Sources{Version: version, BuildID: buildID, Started: time.Now(), Engine: &srv.Stats,
-		Servant: svt, Ready: ready,
+		Servant: svt, Ready: ready, LogDrops: logDrops,
 		Config: func() any { // restart-only keys as booted, the servants as last reloaded
 			c := *cfg
 			c.Servants = svt.Config()

@@ -38,7 +38,7 @@ func TestWireAPI(t *testing.T) {
 	rl := newReloader("", nil, cfg, svt, logger)
 	var ready atomic.Bool
 	api := engine.NewAPI(logger)
-	m := newMetrics(cfg, srv, svt, nil, rl, ready.Load)
+	m := newMetrics(cfg, srv, svt, nil, rl, ready.Load, nil)
 	defer m.Stop()
 	wireAPI(api, cfg, m, rl)
 	ts := httptest.NewServer(api.Handler())
@@ -122,7 +122,7 @@ func TestWireAPIPeers(t *testing.T) {
 	srv := engine.NewServer(cfg.RPC, rpc.NewFunServantProcessor(svt), logger)
 	api := engine.NewAPI(logger)
 	rl := newReloader("", nil, cfg, svt, logger)
-	m := newMetrics(cfg, srv, svt, cl, rl, nil)
+	m := newMetrics(cfg, srv, svt, cl, rl, nil, nil)
 	defer m.Stop()
 	wireAPI(api, cfg, m, rl)
 	ts := httptest.NewServer(api.Handler())

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"strings"
@@ -72,7 +73,11 @@ type logOutput struct {
 	// Level is the logger's minimum level; set it to change the level live
 	// (logLevelHandler does).
 	Level *slog.LevelVar
+	// Trace is the trace stream's logger (log.trace_file; servant.Options.TraceLogger):
+	// every record is written, whatever Level says.
+	Trace *slog.Logger
 	w     *asyncWriter
+	tw    *asyncWriter // the trace stream's own queue
 }
 
 // activeLog is the process's log, once openLog has run: logDropped reads it.
@@ -111,14 +116,48 @@ func openLog(level, file string, cfg config.LogConfig, stdout, stderr io.Writer)
 	lo.Level.Set(lv)
 	lo.Logger = slog.New(slog.NewTextHandler(lo.w, &slog.HandlerOptions{Level: lo.Level}))
 	activeLog.Store(lo.w)
+	if err := lo.openTrace(cfg, stderr); err != nil {
+		lo.w.Close()
+		return nil, err
+	}
 	return lo, nil
+}
+
+// openTrace opens the trace stream: a queue of its own (the same bounds as
+// the log's, drops counted apart) onto log.trace_file, or onto the log itself
+// when it is "" (records marked stream=trace). The error names the key.
+func (lo *logOutput) openTrace(cfg config.LogConfig, stderr io.Writer) error {
+	all := &slog.HandlerOptions{Level: slog.Level(math.MinInt)}
+	if cfg.TraceFile == "" {
+		lo.tw = newAsyncWriter(nopCloser{lo.w}, "trace stream", stderr)
+		lo.Trace = slog.New(slog.NewTextHandler(lo.tw, all)).With("stream", "trace")
+		return nil
+	}
+	dst, err := openLogFile(cfg.TraceFile, cfg)
+	if err != nil {
+		return fmt.Errorf("log.trace_file %s: %w", cfg.TraceFile, err)
+	}
+	lo.tw = newAsyncWriter(dst, cfg.TraceFile, stderr)
+	lo.Trace = slog.New(slog.NewTextHandler(lo.tw, all))
+	return nil
+}
+
+// Drops returns the records and bytes dropped so far by each stream: "log"
+// and "trace".
+func (lo *logOutput) Drops() map[string][2]uint64 {
+	r, b := lo.w.Dropped()
+	tr, tb := lo.tw.Dropped()
+	return map[string][2]uint64{"log": {r, b}, "trace": {tr, tb}}
 }
 
 // Dropped returns the records and bytes dropped so far.
 func (lo *logOutput) Dropped() (records, bytes uint64) { return lo.w.Dropped() }
 
 // Close writes what is queued (waiting at most logCloseWait) and closes the file.
-func (lo *logOutput) Close() { lo.w.Close() }
+func (lo *logOutput) Close() {
+	lo.tw.Close() // first: it may write into lo.w
+	lo.w.Close()
+}
 
 // openLogFile opens file for appending: through lumberjack when it is a
 // regular file or does not exist (lumberjack creates it, and its directory,

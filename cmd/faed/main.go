@@ -110,7 +110,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		defer unlock()
 	}
-	if err := serve(cfg, name, f.conf, data, logger, lo.Level); err != nil {
+	if err := serve(cfg, name, f.conf, data, lo); err != nil {
 		logger.Error("faed stopped", "err", err)
 		return 1
 	}
@@ -135,7 +135,8 @@ func loadConfig(path string) (*config.Config, string, []byte, error) {
 
 // serve runs faed until SIGTERM, SIGINT or SIGUSR1, then drains it. confPath
 // is the -conf file ("" = embedded) whose content was data.
-func serve(cfg *config.Config, confName, confPath string, data []byte, logger *slog.Logger, level *slog.LevelVar) error {
+func serve(cfg *config.Config, confName, confPath string, data []byte, lo *logOutput) error {
+	logger, level := lo.Logger, lo.Level
 	runtime.GOMAXPROCS(cfg.GoMaxProcs(runtime.NumCPU()))
 	if cfg.MemoryLimit > 0 {
 		setMemoryLimit(cfg.MemoryLimit)
@@ -164,7 +165,7 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, logger *s
 		return err
 	}
 	defer cl.close()
-	opts := servant.Options{Version: version, BuildID: buildID, Logger: logger, CallLogger: callLog}
+	opts := servant.Options{Version: version, BuildID: buildID, Logger: logger, CallLogger: callLog, TraceLogger: lo.Trace}
 	cl.options(&opts)
 	if faultHook != nil {
 		faultHook(&opts)
@@ -179,7 +180,14 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, logger *s
 	rl := newReloader(confPath, data, cfg, svt, logger) // rl.reload and rl.counts are for the HTTP API too
 	srv := engine.NewServer(cfg.RPC, thrift.WrapProcessor(rpc.NewFunServantProcessor(svt), passPeerExceptions), logger)
 	srv.CallLogger = callLog
-	m := newMetrics(cfg, srv, svt, cl, rl, ready.Load)
+	m := newMetrics(cfg, srv, svt, cl, rl, ready.Load, func() map[string][2]uint64 {
+		d := lo.Drops()
+		if metricsLog != nil {
+			r, b := metricsLog.Dropped()
+			d["metrics"] = [2]uint64{r, b}
+		}
+		return d
+	})
 	defer m.Stop()
 	pprofAddr, stopPprof, err := servePprof(cfg.PprofListenAddr, logger)
 	if err != nil {

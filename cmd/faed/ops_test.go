@@ -3,6 +3,7 @@ package main_test
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -310,4 +311,78 @@ func TestPostEngineStop(t *testing.T) {
 			t.Errorf("output lacks %s", want)
 		}
 	}
+}
+
+// TestTraceStream: with profiler_rate 10000 every call is traced; the trace
+// stream goes to log.trace_file, rotated with the log's settings, and not
+// into the main log; /svt/stat counts the calls by reason and the traced
+// calls.
+func TestTraceStream(t *testing.T) {
+	m := allModes[0]
+	dir := t.TempDir()
+	conf := strings.Replace(m.config(dir, "", "profiler_rate: 10000\n        profiler_max_body_size: 8"), "{", `{
+    log: { trace_file: "traces/trace.log" }`, 1)
+	f := startFaedIn(t, dir, conf)
+	c := f.dial(t, m)
+	rid := time.Now().UnixNano()
+	for i := 0; i < 3; i++ {
+		if _, err := c.IDNextWithTag(bg, &rpc.Context{Rid: rid, Reason: "shop.buy.42", UID: 9}, 5); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, "traces", "trace.log")
+	want := fmt.Sprintf("rid=%d reason=shop.buy.42 uid=9", rid)
+	testenv.Eventually(t, 5*time.Second, "3 records of the rid in "+path, func() bool {
+		b, _ := os.ReadFile(path)
+		return strings.Count(string(b), want) == 3
+	})
+	b, _ := os.ReadFile(path)
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if strings.Contains(l, want) && (!strings.Contains(l, "method=id.nextag") || !strings.Contains(l, `args="tag=5"`)) {
+			t.Errorf("trace record %q: want method id.nextag and args tag=5", l)
+		}
+	}
+	if strings.Contains(f.out.String(), want) {
+		t.Error("the traced calls are in the main log too")
+	}
+	body, _ := httpGet(t, "http://"+f.httpAddr+"/svt/stat")
+	var st struct {
+		Reasons []struct {
+			Reason string `json:"reason"`
+			Calls  int64  `json:"calls"`
+		} `json:"reasons"`
+		Traces map[string]int64 `json:"traces"`
+	}
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range st.Reasons {
+		if r.Reason == "shop.buy.?" && r.Calls == 3 {
+			found = true
+		}
+	}
+	if !found || st.Traces["traced_rid"] < 3 {
+		t.Errorf("/svt/stat reasons %+v traces %v: want shop.buy.? with 3 calls, at least 3 traced", st.Reasons, st.Traces)
+	}
+}
+
+// TestTraceStreamInMainLog: without log.trace_file the trace records go into
+// the main log, marked stream=trace, whatever the log's level.
+func TestTraceStreamInMainLog(t *testing.T) {
+	m := allModes[0]
+	dir := t.TempDir()
+	f := startFaedIn(t, dir, m.config(dir, "", "profiler_rate: 10000"))
+	resp, err := http.Post("http://"+f.httpAddr+"/engine/loglevel", "application/x-www-form-urlencoded",
+		strings.NewReader("level=warn"))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("POST /engine/loglevel level=warn: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	c := f.dial(t, m)
+	rid := time.Now().UnixNano()
+	if _, err := c.Ping(bg, &rpc.Context{Rid: rid, Reason: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, f, fmt.Sprintf(`level=INFO msg=call stream=trace method=ping rid=%d `, rid), 1)
 }

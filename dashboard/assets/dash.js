@@ -170,11 +170,28 @@
     }
   }
 
+  // drawReasons lists the calls by reason: reason, calls, share of all calls.
+  function drawReasons(reasons, total) {
+    const sec = document.getElementById("reasons-section");
+    sec.hidden = !(reasons && reasons.length);
+    if (sec.hidden) return;
+    const body = document.querySelector("#reasons tbody");
+    body.replaceChildren();
+    for (const r of reasons) {
+      const tr = el("tr", { "data-reason": r.reason });
+      tr.appendChild(el("td", {}, r.reason));
+      tr.appendChild(el("td", { class: "num" }, String(r.calls)));
+      tr.appendChild(el("td", { class: "num" }, (total ? 100 * r.calls / total : 0).toFixed(1) + " %"));
+      body.appendChild(tr);
+    }
+  }
+
   function draw() {
     const p = state.page, samples = state.samples;
     drawHeader(p);
     for (const c of fixed.concat(backendCharts(p.backends || []))) drawChart(c, samples);
     drawBreakers(p.breakers, samples);
+    drawReasons(p.reasons, p.reasons_total);
   }
 
   function setStatus(text, bad) {

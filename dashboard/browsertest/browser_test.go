@@ -118,7 +118,7 @@ func load(t *testing.T, addr string, n int, stop <-chan struct{}, pace func() ti
 					return
 				default:
 				}
-				rc := &rpc.Context{Rid: i, Reason: "dashboard.test", UID: 42}
+				rc := &rpc.Context{Rid: i, Reason: fmt.Sprintf("dashboard.test.%d", i%3), UID: 42}
 				var err error
 				switch i % 20 {
 				case 0:
@@ -262,6 +262,10 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 	if !strings.Contains(dom, `id="version">test (testbuild`) {
 		t.Errorf("header: no version \"test (testbuild…\" in the page")
+	}
+	// Calls by reason: the load's one reason, its digits folded, all the calls.
+	if !regexp.MustCompile(`<tr data-reason="dashboard\.test\.\?"><td>dashboard\.test\.\?</td><td class="num">\d+</td><td class="num">100\.0 %</td></tr>`).MatchString(dom) {
+		t.Errorf("no reasons row for dashboard.test.? with 100 %% of the calls in the page")
 	}
 	// faed's own breakers (PoolStats): one strip per backend server, all closed.
 	strips := map[string]string{}
