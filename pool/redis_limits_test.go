@@ -219,7 +219,9 @@ func TestRedisCancel(t *testing.T) {
 	start := time.Now()
 	_, err = r.Do(dctx, "p", "BLPOP", "list", "3")
 	wantKind(t, "BLPOP past the caller's deadline", err, KindCanceled, "canceled: context deadline exceeded")
-	if d := time.Since(start); d < 200*time.Millisecond || d > time.Second || !errors.Is(err, context.DeadlineExceeded) {
+	// The socket's read deadline is set from the ctx's wall-clock deadline: a
+	// clock step can end it a few ms early, hence the 190ms floor.
+	if d := time.Since(start); d < 190*time.Millisecond || d > time.Second || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("BLPOP past a 200ms deadline: %v after %s", err, d)
 	}
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/fae-go/fae/engine"
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/internal/testenv"
 	"github.com/fae-go/fae/pool"
 )
 
@@ -290,6 +291,14 @@ func (c *childPeer) signal(t *testing.T, sig syscall.Signal) {
 	t.Helper()
 	if err := c.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
+	}
+	// SIGSTOP and SIGCONT take effect asynchronously: a thread already awake
+	// could still answer a call.
+	switch sig {
+	case syscall.SIGSTOP:
+		testenv.Eventually(t, 10*time.Second, "the peer stopped", func() bool { return testenv.ThreadsStopped(c.cmd.Process.Pid) == 1 })
+	case syscall.SIGCONT:
+		testenv.Eventually(t, 10*time.Second, "the peer running", func() bool { return testenv.ThreadsStopped(c.cmd.Process.Pid) == 0 })
 	}
 }
 

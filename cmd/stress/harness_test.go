@@ -76,7 +76,16 @@ func startNode(t *testing.T, name, rpc, extra, servants string) *node {
 	})
 	// testenv.Start's probe connection is one session; faed counts it when it
 	// accepts it, which may come after the test's first read of the counters.
-	testenv.Eventually(t, 10*time.Second, name+" counting the probe session", func() bool { return n.stat(t).Sessions == 1 })
+	// faed binds its RPC listeners first (the probe gets in), its HTTP API
+	// later (after joining the cluster): until then the API refuses.
+	testenv.Eventually(t, 20*time.Second, name+" serving its HTTP API and counting the probe session", func() bool {
+		resp, err := http.Get("http://" + n.HTTPAddr + "/engine/stat")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return n.stat(t).Sessions == 1
+	})
 	return n
 }
 

@@ -179,10 +179,13 @@ func (s *Server) Thaw() {
 // Pid is the server's process id.
 func (s *Server) Pid() int { return s.cmd.Process.Pid }
 
-// threadsStopped is 1 when every thread of the process is stopped (state T),
-// 0 when none is, and -1 in between.
-func (s *Server) threadsStopped() int {
-	stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", s.Pid()))
+func (s *Server) threadsStopped() int { return ThreadsStopped(s.Pid()) }
+
+// ThreadsStopped is 1 when every thread of process pid is stopped (state T
+// in /proc), 0 when none is, and -1 in between: SIGSTOP and SIGCONT take
+// effect asynchronously, so a test waits for it after sending them.
+func ThreadsStopped(pid int) int {
+	stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
 	stopped := 0
 	for _, p := range stats {
 		b, err := os.ReadFile(p)
