@@ -128,6 +128,7 @@ func (s *Server) serveSession(sess *session) {
 		trans = thrift.NewTFramedTransportConf(t, s.tconf)
 	}
 	proto := s.protocol.GetProtocol(trans)
+	out := &replyCounter{TProtocol: proto, stats: &s.Stats}
 	for {
 		if err := sess.waitCall(t); err != nil {
 			reason = s.endIdle(sess, err)
@@ -140,33 +141,65 @@ func (s *Server) serveSession(sess *session) {
 				return
 			}
 		}
-		ok, err := s.Processor.Process(sess.ctx, proto, proto)
+		out.counted, out.exception = false, false
+		ok, err := s.Processor.Process(sess.ctx, proto, out)
 		sess.stopWatch() // in case the servant did not
 		if !ok && !isUnknownMethod(err) {
 			reason = s.endCall(sess, err)
 			return
 		}
-		s.countCall(sess, err)
+		s.countCall(sess, err, out.counted)
 	}
 }
 
-// countCall counts a call that was answered; an unknown method is answered with
+// replyCounter is a session's output protocol: it counts the call in Stats
+// (Calls, and CallErrors when the reply is a TApplicationException) when its
+// reply is flushed, before the client can read it, so that a client that has
+// its answer finds it counted. One per session; not safe for concurrent use.
+type replyCounter struct {
+	thrift.TProtocol
+	stats     *Stats
+	exception bool // the reply being written is an EXCEPTION message
+	counted   bool // this call's reply was flushed and counted
+}
+
+func (p *replyCounter) WriteMessageBegin(ctx context.Context, name string, typeID thrift.TMessageType, seqID int32) error {
+	p.exception = typeID == thrift.EXCEPTION
+	return p.TProtocol.WriteMessageBegin(ctx, name, typeID, seqID)
+}
+
+func (p *replyCounter) Flush(ctx context.Context) error {
+	if !p.counted {
+		p.counted = true
+		p.stats.Calls.Add(1)
+		if p.exception {
+			p.stats.CallErrors.Add(1)
+		}
+	}
+	return p.TProtocol.Flush(ctx)
+}
+
+// countCall counts a call that was answered, unless its reply's flush
+// counted it already (counted: see replyCounter), and records and logs its
+// failure; an unknown method is answered with
 // UNKNOWN_METHOD and its session goes on.
-func (s *Server) countCall(sess *session, err error) {
-	s.Stats.Calls.Add(1)
+func (s *Server) countCall(sess *session, err error, counted bool) {
+	if !counted {
+		s.Stats.Calls.Add(1)
+	}
 	sess.calls++
+	if err == nil || isDeclared(err) {
+		return
+	}
+	if !counted {
+		s.Stats.CallErrors.Add(1)
+	}
+	s.Stats.Failures.Add(err.Error())
 	switch {
-	case err == nil || isDeclared(err):
 	case sess.gone.Load(): // the client left during the call: counted in ClientGone, nothing to log
-		s.Stats.CallErrors.Add(1)
-		s.Stats.Failures.Add(err.Error())
 	case isUnknownMethod(err):
-		s.Stats.CallErrors.Add(1)
-		s.Stats.Failures.Add(err.Error())
 		s.callLogger().Warn("unknown method", "remote", sess.remote, "err", err)
 	default:
-		s.Stats.CallErrors.Add(1)
-		s.Stats.Failures.Add(err.Error())
 		s.callLogger().Warn("call failed", "remote", sess.remote, "err", err)
 	}
 }
