@@ -19,7 +19,7 @@
     { id: "sessions", title: "Active sessions", series: [{ key: "sessions", label: "sessions", get: s => s.sessions }] },
     { id: "failures", title: "Failures/s", series: [{ key: "failures", label: "failed calls/s", get: s => s.failures }] },
     { id: "slow", title: "Slow calls/s", series: [{ key: "slow", label: "slow calls/s", get: s => s.slow }] },
-    { id: "heap", title: "Heap (MiB)", series: [{ key: "heap", label: "heap objects", get: s => s.heap_bytes / MiB }] },
+    { id: "heap", title: "Heap (MiB)", series: [{ key: "heap", label: "in objects", get: s => s.heap_bytes / MiB }] },
     { id: "gc", title: "GC pause (ms, longest in each interval)", series: [
       { key: "gc_pause", label: "pause", get: s => s.gc_pause_ms }] },
   ];
