@@ -204,7 +204,9 @@ func checkMgOutage(t *testing.T, down []mgOutcome, stopped time.Time, addr strin
 	if n == 0 {
 		t.Fatal("no call was refused by the open breaker")
 	}
-	if n < len(down)/2 || openTimes[n/2] > 20*time.Millisecond || openTimes[n-1] > 300*time.Millisecond {
+	// An open breaker answers without I/O; the bounds leave room for a loaded
+	// 2-core machine running the race detector (seen: a max over 300ms).
+	if n < len(down)/2 || openTimes[n/2] > 50*time.Millisecond || openTimes[n-1] > time.Second {
 		t.Errorf("%d of %d calls refused by the open breaker, median %s, max %s; want most, fast", n, len(down), openTimes[n/2], openTimes[n-1])
 	}
 }
