@@ -153,18 +153,18 @@ func (c *MySQLConfig) Modes() map[string]Mode {
 func (c *MySQLConfig) modes(prefix string) (map[string]Mode, error) {
 	return modesOf(len(c.Servers), func(i int) (string, []string, Mode) {
 		s := c.Servers[i]
-		return fmt.Sprintf("%s.servers[%d].mode", prefix, i), c.PoolsOf(s.Pool), s.Mode
+		return fmt.Sprintf("%s.servers[%d].mode", prefix, i), []string{c.CallPool(s.Pool)}, s.Mode
 	})
 }
 
-// PoolsOf returns the pool names calls give that reach the server entry
-// named entry: the entry's own name, and its sharded pool (the name without
-// its trailing digits) unless entry is a global pool.
-func (c *MySQLConfig) PoolsOf(entry string) []string {
+// CallPool is the pool name calls give to reach the server entry named
+// entry: a global pool's own name, or a shard's sharded pool (the name
+// without its trailing digits: "UserShard3" → "UserShard").
+func (c *MySQLConfig) CallPool(entry string) string {
 	if sharded := strings.TrimRight(entry, "0123456789"); sharded != entry && sharded != "" && !slices.Contains(c.GlobalPools, entry) {
-		return []string{entry, sharded}
+		return sharded
 	}
-	return []string{entry}
+	return entry
 }
 
 func lookupTables(m map[string]string) []string {

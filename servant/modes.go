@@ -1,6 +1,7 @@
 package servant
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -192,7 +193,7 @@ func (s *FunServant) SetPoolMode(backend, poolName, mode string) (PoolMode, erro
 		t[modeKey{backend, poolName}] = pm
 	}
 	g.storeModes(t)
-	s.log.Warn("pool mode set by POST /svt/pool/mode (until the next reload)", "backend", backend, "pool", poolName, "mode", string(m))
+	s.log.Warn("pool mode set by POST /svt/pool/mode (until the next reload)", "backend", backend, "pool", poolName, "mode", cmp.Or(string(m), "normal"))
 	return pm, nil
 }
 
@@ -212,9 +213,8 @@ func (c *Config) checkPool(backend, poolName string) error {
 	switch backend {
 	case "mysql":
 		if c.Mysql != nil {
-			for _, sv := range c.Mysql.Servers { // a shard's entry by its sharded pool only
-				pools := c.Mysql.PoolsOf(sv.Pool)
-				names = append(names, pools[len(pools)-1])
+			for _, sv := range c.Mysql.Servers {
+				names = append(names, c.Mysql.CallPool(sv.Pool))
 			}
 		}
 	case "mongodb":
