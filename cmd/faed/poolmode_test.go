@@ -52,6 +52,22 @@ func poolModes(t *testing.T, f *faed) []string {
 	return out
 }
 
+// mgStat is the /svt/stat figures of method name ("mg.insert").
+func mgStat(t *testing.T, f *faed, name string) struct{ Calls, Errors, Misses int64 } {
+	t.Helper()
+	body, code := httpGet(t, "http://"+f.httpAddr+"/svt/stat")
+	if code != 200 {
+		t.Fatalf("/svt/stat: %d %s", code, body)
+	}
+	var st struct {
+		Methods map[string]struct{ Calls, Errors, Misses int64 } `json:"methods"`
+	}
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatalf("/svt/stat: %v", err)
+	}
+	return st.Methods[name]
+}
+
 // redisCommands is total_commands_processed of the Redis at addr, asked on a
 // connection of its own (the INFO itself is counted by Redis).
 func redisCommands(t *testing.T, addr string) int {
