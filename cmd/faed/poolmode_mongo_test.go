@@ -110,6 +110,35 @@ for what, call in [("insert", lambda: c.mg_insert(fc, "ro", "t", 0, b"\x05\x00\x
         print("%s: %s %s" % (what, type(e).__name__, e))
 `
 
+// oldPHPStub is the same with the PHP stubs of the original IDL (argv[2]: gen-php).
+const oldPHPStub = `<?php
+$gen = $argv[2];
+spl_autoload_register(function ($class) use ($gen) {
+    $parts = explode('\\', ltrim($class, '\\'));
+    $file = $parts[0] === 'Thrift' ? '/usr/lib/php/' . implode('/', array_slice($parts, 1)) . '.php'
+                                   : $gen . '/' . implode('/', $parts) . '.php';
+    if (is_file($file)) { require_once $file; }
+});
+list($host, $port) = explode(':', $argv[1]);
+$tr = new Thrift\Transport\TBufferedTransport(new Thrift\Transport\TSocket($host, (int)$port));
+$c = new fun\rpc\FunServantClient(new Thrift\Protocol\TBinaryProtocol($tr));
+$tr->open();
+$fc = new fun\rpc\Context(array('rid' => 1, 'reason' => 'old.stub'));
+$calls = array(
+    'insert' => function () use ($c, $fc) { return $c->mg_insert($fc, 'ro', 't', 0, "\x05\x00\x00\x00\x00"); },
+    'count' => function () use ($c, $fc) { return $c->mg_count($fc, 'dg', 't', 0, ''); },
+    'ping' => function () use ($c, $fc) { return $c->ping($fc) !== '' ? 'ok' : 'empty'; },
+);
+foreach ($calls as $what => $call) {
+    try {
+        $r = $call();
+        echo "$what: $r\n";
+    } catch (\Exception $e) {
+        echo "$what: ", get_class($e), " ", $e->getMessage(), "\n";
+    }
+}
+`
+
 // TestPoolModeMongo: entry ro read_only from the config, entry dg degraded by
 // POST; a new Go stub gets TMongoReadOnly and TMongoDegrade with the message,
 // reads on ro and writes elsewhere work; Go and Python stubs of the original
@@ -183,6 +212,19 @@ func TestPoolModeMongo(t *testing.T) {
 		out := runIn(t, dir, "/usr/bin/python3", script, f.rpcAddr, gen)
 		if !strings.HasPrefix(out, want) || !strings.Contains(out, "ping: ok None") {
 			t.Errorf("old Python stub printed:\n%s\nwant:\n%sping: ok None", out, want)
+		}
+	})
+	t.Run("php", func(t *testing.T) {
+		gen := filepath.Join(dir, "gen-php")
+		runIn(t, dir, "thrift", "--gen", "php", "-out", mkdir(t, gen), idl)
+		script := filepath.Join(dir, "old.php")
+		if err := os.WriteFile(script, []byte(oldPHPStub), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out := runIn(t, dir, "php", script, f.rpcAddr, gen)
+		want := "insert: Exception mg_insert failed: unknown result\ncount: Exception mg_count failed: unknown result\nping: ok\n"
+		if out != want {
+			t.Errorf("old PHP stub printed:\n%s\nwant:\n%s", out, want)
 		}
 	})
 }
