@@ -255,9 +255,13 @@ func poolKeyHint(backend string) string {
 }
 
 // mysqlRefusal is the refusal of statement sql on poolName by the pool's
-// mode, nil when allowed (and whenever no pool is switched, unread).
+// mode, nil when allowed; sql is read only when poolName is switched.
 func (s *FunServant) mysqlRefusal(g *generation, poolName, sql string) error {
-	if g.modes.Load() == nil {
+	t := g.modes.Load()
+	if t == nil {
+		return nil
+	}
+	if _, ok := (*t)[modeKey{"mysql", poolName}]; !ok {
 		return nil
 	}
 	if mysqlWrites(sql) {
