@@ -79,6 +79,9 @@ type Page struct {
 	// calls of every reason.
 	Reasons      []servant.ReasonCount `json:"reasons"`
 	ReasonsTotal int64                 `json:"reasons_total"`
+	// PoolModes are the backend pools switched to read_only or degraded now
+	// (servant.FunServant.PoolModes); empty when none.
+	PoolModes []servant.PoolMode `json:"pool_modes"`
 }
 
 // MaxPageReasons is how many reasons the page lists: the busiest, as the
@@ -121,6 +124,7 @@ func (d *Dashboard) page(since uint64) Page {
 			p.ReasonsTotal += r.Calls
 		}
 		p.Reasons = rs[:min(len(rs), MaxPageReasons)]
+		p.PoolModes = d.src.Servant.PoolModes()
 	}
 	s := d.s
 	s.mu.RLock()

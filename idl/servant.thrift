@@ -8,8 +8,9 @@
  * because the Go generator adds a `ctx context.Context` to every method.
  *
  * Errors: a method fails either with a declared exception (TCacheMissed,
- * TMongoNotFound) or with a TApplicationException whose message names what
- * failed, e.g. "invalid context", "mysql is not configured (servants.mysql)".
+ * TMongoNotFound, TMongoDegrade, TMongoReadOnly) or with a
+ * TApplicationException whose message names what failed, e.g. "invalid
+ * context", "mysql is not configured (servants.mysql)".
  * Unless said otherwise, every method checks its Context first: rid == 0, an
  * empty reason or a missing Context fails with "invalid context".
  */
@@ -65,12 +66,21 @@ exception TMongoNotFound {
     11: optional string message
 }
 
-/** Declared for compatibility; reserved for a degraded MongoDB. */
+/**
+ * The MongoDB server entry of the call is switched to degraded by an operator (servants.mongodb.servers[].mode
+ * or POST /svt/pool/mode): every mg_* call to it is refused, no server asked. The message names the pool, the
+ * mode and how it was set. Thrown as field 2 of every mg_* method (new; stubs of the original IDL, which do not
+ * know the field, see a TApplicationException MISSING_RESULT "<method> failed: unknown result").
+ */
 exception TMongoDegrade {
     11: optional string message
 }
 
-/** Declared for compatibility; reserved for a read-only MongoDB. */
+/**
+ * The MongoDB server entry of the call is switched to read_only: mg_insert(s), mg_update(_id), mg_upsert(_id),
+ * mg_delete and mg_find_and_modify are refused, no server asked. Thrown as field 3 of those methods (new; old
+ * stubs see a TApplicationException, as for TMongoDegrade).
+ */
 exception TMongoReadOnly {
     11: optional string message
 }
@@ -181,42 +191,48 @@ service FunServant {
 
     /** The first document matching query, projected by fields (empty document = all fields). Throws TMongoNotFound. */
     binary mg_find_one(1: Context c, 2: string pool, 3: string table, 4: i32 shardId,
-        5: binary query, 6: binary fields) throws (1: TMongoNotFound miss)
+        5: binary query, 6: binary fields) throws (1: TMongoNotFound miss, 2: TMongoDegrade degraded)
 
     /** Documents matching query; limit and skip apply when > 0; orderBy keys, "-key" for descending. */
     list<binary> mg_find_all(1: Context c, 2: string pool, 3: string table, 4: i32 shardId,
         5: binary query, 6: binary fields, 7: i32 limit, 8: i32 skip, 9: list<string> orderBy)
+        throws (2: TMongoDegrade degraded)
 
     /** The document whose _id is id (BSON), or an empty document. */
     binary mg_find_id(1: Context c, 2: string pool, 3: string table, 4: i32 shardId, 5: binary id)
+        throws (2: TMongoDegrade degraded)
 
     /** Number of documents matching query. */
     i32 mg_count(1: Context c, 2: string pool, 3: string table, 4: i32 shardId, 5: binary query)
+        throws (2: TMongoDegrade degraded)
 
     /** Applies change to one document matching query; false when none matched. */
     bool mg_update(1: Context c, 2: string pool, 3: string table, 4: i32 shardId,
-        5: binary query, 6: binary change)
+        5: binary query, 6: binary change) throws (2: TMongoDegrade degraded, 3: TMongoReadOnly readOnly)
 
     /** Applies change to the document whose _id is id; false when none matched. */
     bool mg_update_id(1: Context c, 2: string pool, 3: string table, 4: i32 shardId,
-        5: i32 id, 6: binary change)
+        5: i32 id, 6: binary change) throws (2: TMongoDegrade degraded, 3: TMongoReadOnly readOnly)
 
     /** Applies change to one document matching query, inserting one when none matches. */
     bool mg_upsert(1: Context c, 2: string pool, 3: string table, 4: i32 shardId,
-        5: binary query, 6: binary change)
+        5: binary query, 6: binary change) throws (2: TMongoDegrade degraded, 3: TMongoReadOnly readOnly)
 
     /** Applies change to the document whose _id is id, inserting it when absent. */
     bool mg_upsert_id(1: Context c, 2: string pool, 3: string table, 4: i32 shardId,
-        5: i32 id, 6: binary change)
+        5: i32 id, 6: binary change) throws (2: TMongoDegrade degraded, 3: TMongoReadOnly readOnly)
 
     /** Inserts doc. */
     bool mg_insert(1: Context c, 2: string pool, 3: string table, 4: i32 shardId, 5: binary doc)
+        throws (2: TMongoDegrade degraded, 3: TMongoReadOnly readOnly)
 
     /** Inserts every document of docs. */
     bool mg_inserts(1: Context c, 2: string pool, 3: string table, 4: i32 shardId, 5: list<binary> docs)
+        throws (2: TMongoDegrade degraded, 3: TMongoReadOnly readOnly)
 
     /** Deletes one document matching query; false when none matched. */
     bool mg_delete(1: Context c, 2: string pool, 3: string table, 4: i32 shardId, 5: binary query)
+        throws (2: TMongoDegrade degraded, 3: TMongoReadOnly readOnly)
 
     /**
      * Finds one document matching query and updates (or, with remove, deletes) it; returns the old document,
@@ -224,6 +240,7 @@ service FunServant {
      */
     binary mg_find_and_modify(1: Context c, 2: string pool, 3: string table, 4: i32 shardId,
         5: binary query, 6: binary change, 7: bool upsert, 8: bool remove, 9: bool returnNew)
+        throws (2: TMongoDegrade degraded, 3: TMongoReadOnly readOnly)
 
     // ---------------------------------------------------------------- mysql
 

@@ -182,10 +182,11 @@ func (m *Metrics) servantStat() map[string]any {
 		"backends": backends,
 		"query_cache": map[string]int64{"hits": qc.Hits.Load(), "misses": qc.Misses.Load(), "shared": qc.Shared.Load(),
 			"kicks": qc.Kicks.Load(), "errors": qc.Errors.Load(), "refused": qc.Refused.Load()},
-		"cluster": clusterStat(s),
-		"lcache":  lcacheStat(s),
-		"pools":   s.PoolStats(),
-		"reasons": s.Reasons(),
+		"cluster":    clusterStat(s),
+		"lcache":     lcacheStat(s),
+		"pools":      s.PoolStats(),
+		"pool_modes": s.PoolModes(), // pools switched to read_only or degraded
+		"reasons":    s.Reasons(),
 	}
 	traced, slow := s.Traces()
 	out["traces"] = map[string]int64{"traced_rid": traced, "slow": slow}

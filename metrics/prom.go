@@ -28,10 +28,11 @@ var (
 	descPanics       = desc("panics_total", "Panics recovered: in a servant method (where=servant) or in a session outside it (where=session).", "where")
 	descAcceptErrors = desc("accept_errors_total", "Temporary accept failures of the RPC listeners, retried.")
 	descClientGone   = desc("client_gone_total", "Calls whose client closed its connection while the call waited on a backend.")
-	descBackendOps   = desc("backend_operations_total", "Backend operations, by backend, pool, server, op and kind (pool.Kind: ok, miss, timeout, breaker_open…).", "backend", "pool", "server", "op", "kind")
+	descBackendOps   = desc("backend_operations_total", "Backend operations, by backend, pool, server, op and kind (pool.Kind: ok, miss, timeout, breaker_open, mode_refused…).", "backend", "pool", "server", "op", "kind")
 	descBackendSecs  = desc("backend_operation_seconds_total", "Time spent in backend operations, borrowing included, in seconds.", "backend", "pool", "server", "op")
 	descForwarded    = desc("forwarded_calls_total", "Calls sent to their key's owner in the cluster, by peer (the member's address; at most 1024 peers, the rest under \"(other)\").", "peer")
 	descForwardFail  = desc("forward_failures_total", "Forwarded calls that failed (the owner's answer of an error not included), by peer.", "peer")
+	descPoolMode     = desc("pool_mode", "1 for each backend pool an operator switched to read_only or degraded (servants.<backend> mode keys, POST /svt/pool/mode), by backend, pool, mode and source (config, api).", "backend", "pool", "mode", "source")
 	descMisrouted    = desc("misrouted_calls_total", "Sticky calls served here though this node's ring names another owner.")
 	descQueryCache   = desc("query_cache_total", "Query cache outcomes: hit, miss, shared (waited for an identical miss), kick (key deleted after a write), error (store failure), refused (statement not cacheable).", "result")
 	descLcacheItems  = desc("lcache_items", "Items in the local cache (servants.lcache).")
@@ -143,6 +144,9 @@ func collectServant(ch chan<- prometheus.Metric, s *servant.FunServant) {
 // collectPools sends the pools' connections and breaker states and the
 // forwarded calls by peer.
 func collectPools(ch chan<- prometheus.Metric, s *servant.FunServant) {
+	for _, pm := range s.PoolModes() {
+		gauge(ch, descPoolMode, 1, pm.Backend, pm.Pool, string(pm.Mode), pm.Source)
+	}
 	for _, p := range s.PoolStats() {
 		gauge(ch, descPoolConns, int64(p.Open), p.Backend, p.Pool, p.Server, "open")
 		gauge(ch, descPoolConns, int64(p.Idle), p.Backend, p.Pool, p.Server, "idle")

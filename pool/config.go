@@ -92,3 +92,76 @@ func validateEntries[T any](prefix string, servers []T, entry func(T) serverEntr
 	}
 	return nil
 }
+
+// Mode is an operator's switch on one backend pool: the mode key of the
+// pool's config entries, or POST /svt/pool/mode. New in this fae (the
+// original declared TMongoDegrade and TMongoReadOnly and never threw them).
+type Mode string
+
+// The modes. ModeNormal serves every call; ModeReadOnly refuses the calls
+// that write (each backend says which: servant package); ModeDegraded refuses
+// every call without asking any server. A refusal is a *Error of kind
+// KindModeRefused.
+const (
+	ModeNormal   Mode = ""
+	ModeReadOnly Mode = "read_only"
+	ModeDegraded Mode = "degraded"
+)
+
+// ParseMode returns the Mode named s: "", "normal" (both ModeNormal),
+// "read_only" or "degraded"; else an error naming key and the values allowed.
+func ParseMode(key, s string) (Mode, error) {
+	switch Mode(s) {
+	case ModeNormal, "normal":
+		return ModeNormal, nil
+	case ModeReadOnly, ModeDegraded:
+		return Mode(s), nil
+	}
+	return "", fmt.Errorf(`%s: must be one of "" (normal), "read_only", "degraded", got %q`, key, s)
+}
+
+// setMode records the mode of one config entry of pool in modes (pool → mode),
+// checking the value and that every entry of the pool agrees; key is the
+// entry's mode key, for messages.
+func setMode(modes map[string]Mode, seen map[string]bool, key, pool string, m Mode) error {
+	if _, err := ParseMode(key, string(m)); err != nil {
+		return err
+	}
+	if m == "normal" {
+		m = ModeNormal
+	}
+	if seen[pool] && modes[pool] != m {
+		return fmt.Errorf("%s: %q, but another server entry of pool %q has mode %q: every entry of a pool must have the same mode",
+			key, m, pool, modes[pool])
+	}
+	seen[pool] = true
+	modes[pool] = m
+	return nil
+}
+
+// onlySwitched drops the pools whose mode is ModeNormal.
+func onlySwitched(modes map[string]Mode) map[string]Mode {
+	for p, m := range modes {
+		if m == ModeNormal {
+			delete(modes, p)
+		}
+	}
+	return modes
+}
+
+// modesOf reads the mode keys of n config entries: entry(i) gives the i-th
+// entry's mode key (for messages), the pools it belongs to (as calls name
+// them) and its mode. It returns the switched pools (pool → mode) or the
+// first bad value or disagreement.
+func modesOf(n int, entry func(i int) (key string, pools []string, m Mode)) (map[string]Mode, error) {
+	modes, seen := map[string]Mode{}, map[string]bool{}
+	for i := range n {
+		key, pools, m := entry(i)
+		for _, p := range pools {
+			if err := setMode(modes, seen, key, p, m); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return onlySwitched(modes), nil
+}

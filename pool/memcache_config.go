@@ -10,6 +10,10 @@ type MemcacheServerConfig struct {
 	Host string `cf:"host"` // required
 	Port Port   `cf:"port"` // required; a number or a numeric string, as in the original sample
 	Pool string `cf:"pool"` // default "default"
+	// Mode (mode): "" (normal), "read_only" (set, add, delete, increment
+	// refused) or "degraded" (every call refused, no server asked): the mode of
+	// the pool, which every entry of the pool must state alike; see Mode.
+	Mode Mode `cf:"mode"`
 }
 
 // SetDefaults fills in pool "default" (original fae).
@@ -74,5 +78,20 @@ func (c *MemcacheConfig) Validate(prefix string) error {
 		}
 		seen[id] = true
 	}
+	if _, err := c.modes(prefix); err != nil {
+		return err
+	}
 	return c.Breaker.Validate(prefix + ".breaker")
+}
+
+// Modes returns the switched pools of the section (pool name → mode).
+func (c *MemcacheConfig) Modes() map[string]Mode {
+	m, _ := c.modes("servants.memcache")
+	return m
+}
+
+func (c *MemcacheConfig) modes(prefix string) (map[string]Mode, error) {
+	return modesOf(len(c.Servers), func(i int) (string, []string, Mode) {
+		return fmt.Sprintf("%s.servers[%d].mode", prefix, i), []string{c.Servers[i].Pool}, c.Servers[i].Mode
+	})
 }

@@ -203,6 +203,10 @@ func (c *Mongo) serverName(pool string, shardID int32) string {
 	return strings.TrimPrefix(pool, "database.")
 }
 
+// ServerName is the name of the server entry (servants.mongodb.servers[].pool)
+// that serves pool and shardID, whether or not it is configured.
+func (c *Mongo) ServerName(pool string, shardID int32) string { return c.serverName(pool, shardID) }
+
 // pick returns the server entry of pool and shardID, or the cause of a
 // KindUnknownPool error (nil when the pool is the entry's name).
 func (c *Mongo) pick(pool string, shardID int32) (*mongoServer, error) {

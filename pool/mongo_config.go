@@ -16,6 +16,10 @@ type MongoServerConfig struct {
 	Pass         string `cf:"pass"`           // password of user
 	ReplicaSet   string `cf:"replicaSet"`     // replica set name; empty = connect directly to host:port
 	ShardBaseNum int    `cf:"shard_base_num"` // accepted for compatibility; the section's key is used
+	// Mode (mode): "" (normal), "read_only" (insert, update, upsert, delete,
+	// find_and_modify refused with TMongoReadOnly) or "degraded" (every call
+	// refused with TMongoDegrade, no server asked); see Mode.
+	Mode Mode `cf:"mode"`
 }
 
 // SetDefaults fills in port 27017 (original fae).
@@ -84,5 +88,21 @@ func (c *MongoConfig) Validate(prefix string) error {
 	if err := validateEntries(prefix, c.Servers, func(s MongoServerConfig) serverEntry { return serverEntry{s.Pool, s.Host, s.DB, s.Port} }); err != nil {
 		return err
 	}
+	if _, err := c.modes(prefix); err != nil {
+		return err
+	}
 	return c.Breaker.Validate(prefix + ".breaker")
+}
+
+// Modes returns the switched server entries of the section (entry pool → mode):
+// a call's mode is that of the entry its pool and shard id choose (Mongo.ServerName).
+func (c *MongoConfig) Modes() map[string]Mode {
+	m, _ := c.modes("servants.mongodb")
+	return m
+}
+
+func (c *MongoConfig) modes(prefix string) (map[string]Mode, error) {
+	return modesOf(len(c.Servers), func(i int) (string, []string, Mode) {
+		return fmt.Sprintf("%s.servers[%d].mode", prefix, i), []string{c.Servers[i].Pool}, c.Servers[i].Mode
+	})
 }

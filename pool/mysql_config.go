@@ -2,6 +2,8 @@ package pool
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -14,6 +16,11 @@ type MySQLServerConfig struct {
 	Username string `cf:"username"` // login user
 	Password string `cf:"password"` // login password
 	Charset  string `cf:"charset"`  // connection charset; default utf8
+	// Mode (mode): "" (normal), "read_only" (statements that return no rows
+	// refused) or "degraded" (every call refused, no server asked): the mode of
+	// the pool calls name — a global pool's own entry, or a sharded pool,
+	// whose every shard entry must state it alike; see Mode.
+	Mode Mode `cf:"mode"`
 }
 
 // SetDefaults fills in port 3306 and charset utf8 (original fae).
@@ -130,7 +137,34 @@ func (c *MySQLConfig) Validate(prefix string) error {
 	if err := validateEntries(prefix, c.Servers, func(s MySQLServerConfig) serverEntry { return serverEntry{s.Pool, s.Host, s.DB, s.Port} }); err != nil {
 		return err
 	}
+	if _, err := c.modes(prefix); err != nil {
+		return err
+	}
 	return c.Breaker.Validate(prefix + ".breaker")
+}
+
+// Modes returns the switched pools of the section, by the name calls give:
+// a global pool, or a sharded pool (every <pool><n> entry) → mode.
+func (c *MySQLConfig) Modes() map[string]Mode {
+	m, _ := c.modes("servants.mysql")
+	return m
+}
+
+func (c *MySQLConfig) modes(prefix string) (map[string]Mode, error) {
+	return modesOf(len(c.Servers), func(i int) (string, []string, Mode) {
+		s := c.Servers[i]
+		return fmt.Sprintf("%s.servers[%d].mode", prefix, i), []string{c.CallPool(s.Pool)}, s.Mode
+	})
+}
+
+// CallPool is the pool name calls give to reach the server entry named
+// entry: a global pool's own name, or a shard's sharded pool (the name
+// without its trailing digits: "UserShard3" → "UserShard").
+func (c *MySQLConfig) CallPool(entry string) string {
+	if sharded := strings.TrimRight(entry, "0123456789"); sharded != entry && sharded != "" && !slices.Contains(c.GlobalPools, entry) {
+		return sharded
+	}
+	return entry
 }
 
 func lookupTables(m map[string]string) []string {

@@ -28,14 +28,15 @@ const (
 	KindRefused                   // refused, by faed (deny list, state-changing command) or by the server (error reply, bad statement)
 	KindTooLarge                  // the reply or the value is over its byte limit
 	KindClosed                    // the pool was closed
+	KindModeRefused               // refused by the pool's mode (read_only, degraded), set by an operator; no server asked
 	numKinds
 )
 
 var kindText = [numKinds]string{"ok", "miss", "bad argument", "unknown pool", "busy", "server failure",
-	"timeout", "canceled", "circuit open", "refused", "too large", "closed"}
+	"timeout", "canceled", "circuit open", "refused", "too large", "closed", "refused by the pool's mode"}
 
 var kindLabel = [numKinds]string{"ok", "miss", "bad_argument", "unknown_pool", "busy", "server_failure",
-	"timeout", "canceled", "breaker_open", "refused", "too_large", "closed"}
+	"timeout", "canceled", "breaker_open", "refused", "too_large", "closed", "mode_refused"}
 
 // Error is the text of the kind, as it appears in messages ("circuit open").
 func (k Kind) Error() string {

@@ -216,3 +216,36 @@ func rdString(a any) string {
 	}
 	return fmt.Sprint(a)
 }
+
+// rdWriteCommands are the commands a read_only pool refuses (RedisWrites):
+// those COMMAND of Redis 7.0.15 flags "write" (top-level names), plus XGROUP
+// (its subcommands CREATE, SETID, DESTROY… write), the hash-field expiry
+// commands of 7.4, and the scripts and functions that may write (EVAL,
+// EVALSHA, FCALL, SCRIPT, FUNCTION; EVAL_RO and FCALL_RO do not).
+var rdWriteCommands = func() map[string]bool {
+	m := map[string]bool{}
+	for _, n := range strings.Fields(`APPEND BITFIELD BITOP BLMOVE BLMPOP BLPOP BRPOP BRPOPLPUSH BZMPOP BZPOPMAX
+BZPOPMIN COPY DECR DECRBY DEL EXPIRE EXPIREAT FLUSHALL FLUSHDB GEOADD GEORADIUS GEORADIUSBYMEMBER GEOSEARCHSTORE
+GETDEL GETEX GETSET HDEL HINCRBY HINCRBYFLOAT HMSET HSET HSETNX INCR INCRBY INCRBYFLOAT LINSERT LMOVE LMPOP LPOP
+LPUSH LPUSHX LREM LSET LTRIM MIGRATE MOVE MSET MSETNX PERSIST PEXPIRE PEXPIREAT PFADD PFDEBUG PFMERGE PSETEX RENAME
+RENAMENX RESTORE RESTORE-ASKING RPOP RPOPLPUSH RPUSH RPUSHX SADD SDIFFSTORE SET SETBIT SETEX SETNX SETRANGE
+SINTERSTORE SMOVE SORT SPOP SREM SUNIONSTORE SWAPDB UNLINK XACK XADD XAUTOCLAIM XCLAIM XDEL XREADGROUP XSETID XTRIM
+ZADD ZDIFFSTORE ZINCRBY ZINTERSTORE ZMPOP ZPOPMAX ZPOPMIN ZRANGESTORE ZREM ZREMRANGEBYLEX ZREMRANGEBYRANK
+ZREMRANGEBYSCORE ZUNIONSTORE
+XGROUP HEXPIRE HEXPIREAT HPERSIST HPEXPIRE HPEXPIREAT EVAL EVALSHA FCALL SCRIPT FUNCTION`) {
+		m[n] = true
+	}
+	return m
+}()
+
+// RedisWrites reports whether a read_only pool refuses command cmd (any
+// case): a command of rdWriteCommands, or one Redis 7 does not know (it
+// might write).
+func RedisWrites(cmd string) bool {
+	cmd = strings.ToUpper(cmd)
+	return rdWriteCommands[cmd] || rdOpName(cmd) == "OTHER"
+}
+
+// RedisOpName is the Op.Name (metric label) of command cmd, any case: its
+// upper-case name if Redis 7 knows it, else "OTHER".
+func RedisOpName(cmd string) string { return rdOpName(strings.ToUpper(cmd)) }

@@ -23,6 +23,9 @@ func (s *RedisServerConfig) SetDefaults() {
 type RedisPoolConfig struct {
 	Name    string              `cf:"name"` // required
 	Servers []RedisServerConfig `cf:"servers"`
+	// Mode (mode): "" (normal), "read_only" (commands that write refused) or
+	// "degraded" (every command refused, no server asked); see Mode.
+	Mode Mode `cf:"mode"`
 }
 
 // RedisConfig is the servants.redis section. Absent = Redis off.
@@ -94,5 +97,20 @@ func (c *RedisConfig) Validate(prefix string) error {
 			}
 		}
 	}
+	if _, err := c.modes(prefix); err != nil {
+		return err
+	}
 	return c.Breaker.Validate(prefix + ".breaker")
+}
+
+// Modes returns the switched pools of the section (pool name → mode).
+func (c *RedisConfig) Modes() map[string]Mode {
+	m, _ := c.modes("servants.redis")
+	return m
+}
+
+func (c *RedisConfig) modes(prefix string) (map[string]Mode, error) {
+	return modesOf(len(c.Pools), func(i int) (string, []string, Mode) {
+		return fmt.Sprintf("%s.pools[%d].mode", prefix, i), []string{c.Pools[i].Name}, c.Pools[i].Mode
+	})
 }

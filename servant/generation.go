@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/fae-go/fae/cache"
 	"github.com/fae-go/fae/peer"
@@ -32,6 +34,8 @@ type generation struct {
 	mc *pool.Memcache
 	rd *pool.Redis
 	mg *pool.Mongo
+
+	modes atomic.Pointer[modeTable] // the switched pools (modes.go); nil = none
 
 	picker *peer.Picker          // the ring of the members known; nil = this node owns every key
 	peers  map[string]proxy.Peer // how to reach each member, by address
@@ -107,6 +111,7 @@ func (s *FunServant) build(cfg Config, old *generation) (*generation, error) {
 	if old == nil {
 		old = &generation{}
 	}
+	g.storeModes(configModes(cfg, time.Now()))
 	s.buildPicker(g)
 	if err := s.buildPools(g, old); err != nil {
 		g.next = old // close only what was built here
@@ -119,21 +124,21 @@ func (s *FunServant) build(cfg Config, old *generation) (*generation, error) {
 func (s *FunServant) buildPools(g, old *generation) (err error) {
 	cfg := g.cfg
 	if cfg.Redis != nil {
-		if old.rd != nil && reflect.DeepEqual(*old.cfg.Redis, *cfg.Redis) && old.cfg.MaxReplyBytes == cfg.MaxReplyBytes {
+		if old.rd != nil && reflect.DeepEqual(redisPoolKeys(*old.cfg.Redis), redisPoolKeys(*cfg.Redis)) && old.cfg.MaxReplyBytes == cfg.MaxReplyBytes {
 			g.rd = old.rd
 		} else if g.rd, err = pool.NewRedis(*cfg.Redis, s.Backends, s.limits(cfg)); err != nil {
 			return fmt.Errorf("servants.redis: %w", err)
 		}
 	}
 	if cfg.Memcache != nil {
-		if old.mc != nil && reflect.DeepEqual(*old.cfg.Memcache, *cfg.Memcache) && old.cfg.MaxReplyBytes == cfg.MaxReplyBytes {
+		if old.mc != nil && reflect.DeepEqual(memcachePoolKeys(*old.cfg.Memcache), memcachePoolKeys(*cfg.Memcache)) && old.cfg.MaxReplyBytes == cfg.MaxReplyBytes {
 			g.mc = old.mc
 		} else if g.mc, err = pool.NewMemcache(*cfg.Memcache, s.Backends, s.limits(cfg)); err != nil {
 			return fmt.Errorf("servants.memcache: %w", err)
 		}
 	}
 	if cfg.Mongodb != nil {
-		if old.mg != nil && reflect.DeepEqual(*old.cfg.Mongodb, *cfg.Mongodb) && old.cfg.MaxReplyBytes == cfg.MaxReplyBytes {
+		if old.mg != nil && reflect.DeepEqual(mongoPoolKeys(*old.cfg.Mongodb), mongoPoolKeys(*cfg.Mongodb)) && old.cfg.MaxReplyBytes == cfg.MaxReplyBytes {
 			g.mg = old.mg
 		} else if g.mg, err = pool.NewMongo(*cfg.Mongodb, s.Backends, s.limits(cfg)); err != nil {
 			return fmt.Errorf("servants.mongodb: %w", err)
@@ -200,10 +205,39 @@ func (g *generation) myCluster() *pool.MySQL {
 
 // mysqlPoolKeys is cfg without the keys that only the servant reads (the
 // query cache's), so that changing those reuses the pools. (The pool reads
-// allow_nullable_columns.)
+// allow_nullable_columns.) Nor do the pools read the mode keys (the
+// generation's switches do): changing a mode reuses the pools, below likewise.
 func mysqlPoolKeys(cfg pool.MySQLConfig) pool.MySQLConfig {
 	cfg.CacheStore, cfg.CacheStoreMemMaxItems, cfg.CacheStoreMemMaxBytes, cfg.CacheStoreRedisPool = "", 0, 0, ""
 	cfg.CacheKeyHash, cfg.CacheTTL = false, 0
+	cfg.Servers = slices.Clone(cfg.Servers)
+	for i := range cfg.Servers {
+		cfg.Servers[i].Mode = ""
+	}
+	return cfg
+}
+
+func redisPoolKeys(cfg pool.RedisConfig) pool.RedisConfig {
+	cfg.Pools = slices.Clone(cfg.Pools)
+	for i := range cfg.Pools {
+		cfg.Pools[i].Mode = ""
+	}
+	return cfg
+}
+
+func memcachePoolKeys(cfg pool.MemcacheConfig) pool.MemcacheConfig {
+	cfg.Servers = slices.Clone(cfg.Servers)
+	for i := range cfg.Servers {
+		cfg.Servers[i].Mode = ""
+	}
+	return cfg
+}
+
+func mongoPoolKeys(cfg pool.MongoConfig) pool.MongoConfig {
+	cfg.Servers = slices.Clone(cfg.Servers)
+	for i := range cfg.Servers {
+		cfg.Servers[i].Mode = ""
+	}
 	return cfg
 }
 

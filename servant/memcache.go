@@ -39,6 +39,9 @@ func (s *FunServant) McSet(_ context.Context, c *rpc.Context, poolName, key stri
 		if err != nil {
 			return false, err
 		}
+		if err := s.modeRefusal(g, "memcache", poolName, "set", true); err != nil {
+			return false, err
+		}
 		data, flags := mcItem(value)
 		if err := m.Set(poolName, key, data, flags, expiration); err != nil {
 			return false, err
@@ -54,6 +57,9 @@ func (s *FunServant) McGet(_ context.Context, c *rpc.Context, poolName, key stri
 	return run(s, "mc.get", c, true, func() string { return targs("pool", poolName, "key", key) }, func(g *generation) (*rpc.TMemcacheData, error) {
 		m, err := g.memcache()
 		if err != nil {
+			return nil, err
+		}
+		if err := s.modeRefusal(g, "memcache", poolName, "get", false); err != nil {
 			return nil, err
 		}
 		data, flags, err := m.Get(poolName, key)
@@ -75,6 +81,9 @@ func (s *FunServant) McAdd(_ context.Context, c *rpc.Context, poolName, key stri
 		if err != nil {
 			return false, err
 		}
+		if err := s.modeRefusal(g, "memcache", poolName, "add", true); err != nil {
+			return false, err
+		}
 		data, flags := mcItem(value)
 		return m.Add(poolName, key, data, flags, expiration)
 	})
@@ -85,6 +94,9 @@ func (s *FunServant) McDelete(_ context.Context, c *rpc.Context, poolName, key s
 	return run(s, "mc.del", c, true, func() string { return targs("pool", poolName, "key", key) }, func(g *generation) (bool, error) {
 		m, err := g.memcache()
 		if err != nil {
+			return false, err
+		}
+		if err := s.modeRefusal(g, "memcache", poolName, "delete", true); err != nil {
 			return false, err
 		}
 		return m.Delete(poolName, key)
@@ -100,6 +112,13 @@ func (s *FunServant) McIncrement(_ context.Context, c *rpc.Context, poolName, ke
 	return run(s, "mc.inc", c, true, func() string { return targs("pool", poolName, "key", key, "delta", delta) }, func(g *generation) (int64, error) {
 		m, err := g.memcache()
 		if err != nil {
+			return 0, err
+		}
+		op := "incr"
+		if delta < 0 {
+			op = "decr"
+		}
+		if err := s.modeRefusal(g, "memcache", poolName, op, true); err != nil {
 			return 0, err
 		}
 		return m.Increment(poolName, key, delta)

@@ -27,6 +27,9 @@ import (
 // fields: the whole new document, as the original (mgo) did with such a
 // change. A change mixing both, or {}, is refused as a bad argument.
 //
+// A pool switched to read_only or degraded (modes.go) answers TMongoReadOnly
+// or TMongoDegrade, declared in the IDL.
+//
 // Errors (TApplicationException INTERNAL_ERROR) are *pool.Error texts naming
 // the operation, the pool and, once one is chosen, the server; their kind
 // (see pool.Mongo) says what happened: unknown pool, bad argument, server
@@ -38,14 +41,26 @@ import (
 
 var errMongoOff = &NotConfiguredError{Name: "mongodb", Key: "servants.mongodb"}
 
+// mgCall is what the pool's mode (modes.go) reads of a mongo call: where it
+// goes, its pool.Op name and whether it writes.
+type mgCall struct {
+	t     pool.MongoTarget
+	op    string
+	write bool
+}
+
 // mg runs the call pipeline of a backend call for the mongo method name: body
-// gets the watched ctx and the cluster,
-// or the call fails with "mongodb is not configured (servants.mongodb)".
-func mg[T any](s *FunServant, name string, ctx context.Context, c *rpc.Context, args func() string, body func(context.Context, *pool.Mongo) (T, error)) (T, error) {
+// gets the watched ctx and the cluster, or the call fails with "mongodb is
+// not configured (servants.mongodb)", or with TMongoDegrade or TMongoReadOnly
+// when the mode of mc's server entry refuses it.
+func mg[T any](s *FunServant, name string, mc mgCall, ctx context.Context, c *rpc.Context, args func() string, body func(context.Context, *pool.Mongo) (T, error)) (T, error) {
 	return runBackend(s, name, ctx, c, args, func(ctx context.Context, g *generation) (T, error) {
+		var zero T
 		if g.mg == nil {
-			var zero T
 			return zero, errMongoOff
+		}
+		if err := s.mongoRefusal(g, g.mg, mc.t, mc.op, mc.write); err != nil {
+			return zero, err
 		}
 		return body(ctx, g.mg)
 	})
@@ -54,7 +69,7 @@ func mg[T any](s *FunServant, name string, ctx context.Context, c *rpc.Context, 
 // MgFindOne returns the first document matching query, projected by fields.
 // Throws TMongoNotFound ("not found") when none matches.
 func (s *FunServant) MgFindOne(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query, fields []byte) ([]byte, error) {
-	return mg(s, "mg.findOne", ctx, c, func() string {
+	return mg(s, "mg.findOne", mgCall{pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, "find_one", false}, ctx, c, func() string {
 		return targs("pool", poolName, "table", table, "shard", shardID, "query", bsonArg(query), "fields", bsonArg(fields))
 	}, func(ctx context.Context, m *pool.Mongo) ([]byte, error) {
 		doc, err := m.FindOne(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query, fields)
@@ -70,7 +85,7 @@ func (s *FunServant) MgFindOne(ctx context.Context, c *rpc.Context, poolName, ta
 // by orderBy ("-key" descending, "key" or "+key" ascending, in order), skipping
 // skip and at most limit of them (each only when > 0).
 func (s *FunServant) MgFindAll(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query, fields []byte, limit, skip int32, orderBy []string) ([][]byte, error) {
-	return mg(s, "mg.findAll", ctx, c, func() string {
+	return mg(s, "mg.findAll", mgCall{pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, "find_all", false}, ctx, c, func() string {
 		return targs("pool", poolName, "table", table, "shard", shardID, "query", bsonArg(query), "fields", bsonArg(fields), "limit", limit, "skip", skip, "orderBy", orderBy)
 	}, func(ctx context.Context, m *pool.Mongo) ([][]byte, error) {
 		return m.FindAll(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query, fields, int64(limit), int64(skip), orderBy)
@@ -82,7 +97,7 @@ func (s *FunServant) MgFindAll(ctx context.Context, c *rpc.Context, poolName, ta
 // {_id: <any BSON value>} (PHP: bson_encode(['_id' => $id])), or the 12 raw
 // bytes of an ObjectId; anything else is a bad argument.
 func (s *FunServant) MgFindID(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, id []byte) ([]byte, error) {
-	return mg(s, "mg.findId", ctx, c, func() string { return targs("pool", poolName, "table", table, "shard", shardID, "id", bsonArg(id)) }, func(ctx context.Context, m *pool.Mongo) ([]byte, error) {
+	return mg(s, "mg.findId", mgCall{pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, "find_id", false}, ctx, c, func() string { return targs("pool", poolName, "table", table, "shard", shardID, "id", bsonArg(id)) }, func(ctx context.Context, m *pool.Mongo) ([]byte, error) {
 		return m.FindID(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, id)
 	})
 }
@@ -90,7 +105,7 @@ func (s *FunServant) MgFindID(ctx context.Context, c *rpc.Context, poolName, tab
 // MgCount returns the number of documents matching query (empty: all). A
 // count beyond the IDL's i32 is an error.
 func (s *FunServant) MgCount(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query []byte) (int32, error) {
-	return mg(s, "mg.count", ctx, c, func() string {
+	return mg(s, "mg.count", mgCall{pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, "count", false}, ctx, c, func() string {
 		return targs("pool", poolName, "table", table, "shard", shardID, "query", bsonArg(query))
 	}, func(ctx context.Context, m *pool.Mongo) (int32, error) {
 		n, err := m.Count(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query)
@@ -103,7 +118,7 @@ func (s *FunServant) MgCount(ctx context.Context, c *rpc.Context, poolName, tabl
 
 // MgUpdate applies change to one document matching query; false when none matched.
 func (s *FunServant) MgUpdate(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query, change []byte) (bool, error) {
-	return mg(s, "mg.update", ctx, c, func() string {
+	return mg(s, "mg.update", mgCall{pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, "update", true}, ctx, c, func() string {
 		return targs("pool", poolName, "table", table, "shard", shardID, "query", bsonArg(query), "change", bsonArg(change))
 	}, func(ctx context.Context, m *pool.Mongo) (bool, error) {
 		return m.Update(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query, change, false)
@@ -112,7 +127,7 @@ func (s *FunServant) MgUpdate(ctx context.Context, c *rpc.Context, poolName, tab
 
 // MgUpdateID applies change to the document whose _id is the integer id; false when there is none.
 func (s *FunServant) MgUpdateID(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, id int32, change []byte) (bool, error) {
-	return mg(s, "mg.updateId", ctx, c, func() string {
+	return mg(s, "mg.updateId", mgCall{pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, "update", true}, ctx, c, func() string {
 		return targs("pool", poolName, "table", table, "shard", shardID, "id", id, "change", bsonArg(change))
 	}, func(ctx context.Context, m *pool.Mongo) (bool, error) {
 		return m.UpdateID(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, id, change, false)
@@ -122,7 +137,7 @@ func (s *FunServant) MgUpdateID(ctx context.Context, c *rpc.Context, poolName, t
 // MgUpsert applies change to one document matching query, inserting one when
 // none matches; true on success.
 func (s *FunServant) MgUpsert(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query, change []byte) (bool, error) {
-	return mg(s, "mg.upsert", ctx, c, func() string {
+	return mg(s, "mg.upsert", mgCall{pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, "upsert", true}, ctx, c, func() string {
 		return targs("pool", poolName, "table", table, "shard", shardID, "query", bsonArg(query), "change", bsonArg(change))
 	}, func(ctx context.Context, m *pool.Mongo) (bool, error) {
 		return m.Update(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query, change, true)
@@ -132,7 +147,7 @@ func (s *FunServant) MgUpsert(ctx context.Context, c *rpc.Context, poolName, tab
 // MgUpsertID applies change to the document whose _id is the integer id,
 // inserting it when absent; true on success.
 func (s *FunServant) MgUpsertID(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, id int32, change []byte) (bool, error) {
-	return mg(s, "mg.upsertId", ctx, c, func() string {
+	return mg(s, "mg.upsertId", mgCall{pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, "upsert", true}, ctx, c, func() string {
 		return targs("pool", poolName, "table", table, "shard", shardID, "id", id, "change", bsonArg(change))
 	}, func(ctx context.Context, m *pool.Mongo) (bool, error) {
 		return m.UpdateID(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, id, change, true)
@@ -142,7 +157,7 @@ func (s *FunServant) MgUpsertID(ctx context.Context, c *rpc.Context, poolName, t
 // MgInsert inserts doc (an _id is added when it has none); true on success. A
 // duplicate _id is an error.
 func (s *FunServant) MgInsert(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, doc []byte) (bool, error) {
-	return mg(s, "mg.insert", ctx, c, func() string { return targs("pool", poolName, "table", table, "shard", shardID, "doc", bsonArg(doc)) }, func(ctx context.Context, m *pool.Mongo) (bool, error) {
+	return mg(s, "mg.insert", mgCall{pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, "insert", true}, ctx, c, func() string { return targs("pool", poolName, "table", table, "shard", shardID, "doc", bsonArg(doc)) }, func(ctx context.Context, m *pool.Mongo) (bool, error) {
 		err := m.Insert(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, [][]byte{doc}, false)
 		return err == nil, err
 	})
@@ -151,7 +166,7 @@ func (s *FunServant) MgInsert(ctx context.Context, c *rpc.Context, poolName, tab
 // MgInserts inserts docs in order; true on success. An empty docs is an error;
 // on a failure the documents before the failing one stay inserted.
 func (s *FunServant) MgInserts(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, docs [][]byte) (bool, error) {
-	return mg(s, "mg.inserts", ctx, c, func() string { return targs("pool", poolName, "table", table, "shard", shardID, "docs", len(docs)) }, func(ctx context.Context, m *pool.Mongo) (bool, error) {
+	return mg(s, "mg.inserts", mgCall{pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, "insert", true}, ctx, c, func() string { return targs("pool", poolName, "table", table, "shard", shardID, "docs", len(docs)) }, func(ctx context.Context, m *pool.Mongo) (bool, error) {
 		err := m.Insert(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, docs, true)
 		return err == nil, err
 	})
@@ -159,7 +174,7 @@ func (s *FunServant) MgInserts(ctx context.Context, c *rpc.Context, poolName, ta
 
 // MgDelete deletes one document matching query; false when none matched.
 func (s *FunServant) MgDelete(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query []byte) (bool, error) {
-	return mg(s, "mg.del", ctx, c, func() string {
+	return mg(s, "mg.del", mgCall{pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, "delete", true}, ctx, c, func() string {
 		return targs("pool", poolName, "table", table, "shard", shardID, "query", bsonArg(query))
 	}, func(ctx context.Context, m *pool.Mongo) (bool, error) {
 		return m.Delete(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query)
@@ -172,7 +187,7 @@ func (s *FunServant) MgDelete(ctx context.Context, c *rpc.Context, poolName, tab
 // after it with returnNew (not with remove); the empty document {} when there
 // is none.
 func (s *FunServant) MgFindAndModify(ctx context.Context, c *rpc.Context, poolName, table string, shardID int32, query, change []byte, upsert, remove, returnNew bool) ([]byte, error) {
-	return mg(s, "mg.findAndModify", ctx, c, func() string {
+	return mg(s, "mg.findAndModify", mgCall{pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, "find_and_modify", true}, ctx, c, func() string {
 		return targs("pool", poolName, "table", table, "shard", shardID, "query", bsonArg(query), "change", bsonArg(change), "upsert", upsert, "remove", remove, "returnNew", returnNew)
 	}, func(ctx context.Context, m *pool.Mongo) ([]byte, error) {
 		return m.FindAndModify(ctx, pool.MongoTarget{Pool: poolName, Table: table, ShardID: shardID}, query, change, upsert, remove, returnNew)

@@ -64,6 +64,9 @@ func (s *FunServant) MyQuery(ctx context.Context, c *rpc.Context, pool, table st
 
 // myQuery is my_query routed by its cacheKey.
 func (s *FunServant) myQuery(ctx context.Context, g *generation, c *rpc.Context, pool, table string, hintID int64, sql string, argv []string, cacheKey string) (*rpc.MysqlResult_, error) {
+	if err := s.mysqlRefusal(g, pool, sql); err != nil {
+		return nil, err
+	}
 	p, remote, err := s.route(g, c, cacheKey)
 	if err != nil {
 		return nil, err
@@ -119,6 +122,9 @@ func (s *FunServant) MyQueryShards(ctx context.Context, c *rpc.Context, pool, ta
 		if err != nil {
 			return nil, err
 		}
+		if err := s.modeRefusal(g, "mysql", pool, "query", false); err != nil {
+			return nil, err
+		}
 		return m.queryShards(ctx, pool, sql, argv)
 	})
 }
@@ -131,6 +137,9 @@ func (s *FunServant) MyMerge(ctx context.Context, c *rpc.Context, pool, table st
 	return runBackend(s, "my.merge", ctx, c, func() string {
 		return targs("pool", pool, "table", table, "hint", hintID, "where", where, "key", key, "column", column, "value", jsonValue)
 	}, func(ctx context.Context, g *generation) (*rpc.MysqlMergeResult_, error) {
+		if err := s.modeRefusal(g, "mysql", pool, "tx", true); err != nil {
+			return nil, err
+		}
 		if p, remote, err := s.route(g, c, mergeKey(pool, table, hintID, where, key)); err != nil || remote {
 			if err != nil {
 				return nil, err

@@ -38,6 +38,11 @@ func (s *FunServant) RdCall(ctx context.Context, c *rpc.Context, cmd, poolName s
 		if g.rd == nil {
 			return "", errRedisOff
 		}
+		if g.modes.Load() != nil {
+			if err := s.modeRefusal(g, "redis", poolName, pool.RedisOpName(cmd), pool.RedisWrites(cmd)); err != nil {
+				return "", err
+			}
+		}
 		args := make([]any, len(keysAndArgs))
 		for i, a := range keysAndArgs {
 			args[i] = a

@@ -97,7 +97,7 @@ var _ rpc.FunServant = (*FunServant)(nil)
 type MethodStats struct {
 	Calls  atomic.Int64 // calls started
 	Errors atomic.Int64 // calls that failed (declared exceptions such as a cache miss not counted)
-	Misses atomic.Int64 // calls answered with a declared exception (TCacheMissed, TMongoNotFound)
+	Misses atomic.Int64 // calls answered "absent" (TCacheMissed, TMongoNotFound); a pool mode's refusal is an error
 	Panics atomic.Int64 // calls that panicked
 	Gone   atomic.Int64 // calls abandoned because the client disconnected (also in Errors)
 	Slow   atomic.Int64 // calls slower than call_slow_threshold
@@ -286,7 +286,7 @@ func (s *FunServant) leave(cl call, err *error, args func() string) {
 	}
 	if *err != nil {
 		switch {
-		case isDeclared(*err):
+		case isMiss(*err):
 			cl.stats.Misses.Add(1)
 		case errors.Is(*err, thrift.ErrAbandonRequest):
 			cl.stats.Gone.Add(1)
@@ -306,9 +306,12 @@ func (s *FunServant) leave(cl call, err *error, args func() string) {
 	}
 }
 
-func isDeclared(err error) bool {
+// isMiss reports whether err is a declared exception that answers "absent"
+// (TCacheMissed, TMongoNotFound): counted in Misses, not Errors. A pool
+// mode's TMongoDegrade and TMongoReadOnly are refusals: Errors.
+func isMiss(err error) bool {
 	switch err.(type) {
-	case *rpc.TCacheMissed, *rpc.TMongoNotFound, *rpc.TMongoDegrade, *rpc.TMongoReadOnly:
+	case *rpc.TCacheMissed, *rpc.TMongoNotFound:
 		return true
 	}
 	return false

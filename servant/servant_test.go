@@ -99,7 +99,7 @@ func TestPipelineOutcomes(t *testing.T) {
 	}})
 	ctx := context.Background()
 
-	if _, err := s.LcGet(ctx, validCtx(), "absent"); !isDeclared(err) {
+	if _, err := s.LcGet(ctx, validCtx(), "absent"); !isMiss(err) {
 		t.Fatalf("miss: %v", err)
 	}
 	if _, err := s.LcGet(ctx, &rpc.Context{Rid: 0, Reason: "x"}, "k"); !errors.Is(err, ErrInvalidContext) {

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"encoding/json"
+	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/fae-go/fae/config"
@@ -42,13 +45,46 @@ func newMetrics(cfg *config.Config, srv *engine.Server, svt *servant.FunServant,
 }
 
 // wireAPI adds to api the figures m — the JSON endpoints of package metrics
-// and Prometheus's /metrics — and POST /engine/reload, and applies
+// and Prometheus's /metrics — POST /engine/reload and POST /svt/pool/mode, and applies
 // http_admin_allow to the endpoints that change state. main calls it once,
 // right after engine.NewAPI and before api.Serve.
 func wireAPI(api *engine.API, cfg *config.Config, m *metrics.Metrics, rl *reloader) {
 	api.SetAdminAllow(cfg.HTTPAdminAllow) // checked by config.Parse already
 	m.Register(api)
 	api.HandleAdmin("/engine/reload", reloadHandler(rl))
+	api.HandleAdmin("/svt/pool/mode", poolModeHandler(rl.svt))
+}
+
+// poolModeRequest is the body of POST /svt/pool/mode (JSON), or its form or
+// query values of the same names.
+type poolModeRequest struct {
+	Backend string `json:"backend"` // "mysql", "mongodb", "memcache" or "redis"
+	Pool    string `json:"pool"`    // a pool as calls name it (mongodb: a server entry)
+	Mode    string `json:"mode"`    // "read_only", "degraded", or "" / "normal" to clear
+}
+
+// poolModeHandler is POST /svt/pool/mode: it switches one backend pool of
+// this node (servant.FunServant.SetPoolMode) until the next reload or
+// restart, where the config's mode wins, and answers {"status": "set",
+// "pool_mode": {...}, "pool_modes": [every switched pool]}, or 400 {"error":
+// ...} naming the bad backend, pool or mode (nothing changed).
+func poolModeHandler(svt *servant.FunServant) func(*http.Request) (any, int) {
+	return func(r *http.Request) (any, int) {
+		var req poolModeRequest
+		if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+			if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
+				return map[string]string{"error": "body: want JSON {\"backend\", \"pool\", \"mode\"}: " + err.Error()}, http.StatusBadRequest
+			}
+		} else {
+			r.Body = http.MaxBytesReader(nil, r.Body, 4096)
+			req = poolModeRequest{Backend: r.FormValue("backend"), Pool: r.FormValue("pool"), Mode: r.FormValue("mode")}
+		}
+		pm, err := svt.SetPoolMode(req.Backend, req.Pool, req.Mode)
+		if err != nil {
+			return map[string]string{"error": err.Error()}, http.StatusBadRequest
+		}
+		return map[string]any{"status": "set", "pool_mode": pm, "pool_modes": svt.PoolModes()}, 200
+	}
 }
 
 // reloadHandler is POST /engine/reload: it reloads the -conf file (see

@@ -186,12 +186,27 @@
     }
   }
 
+  // drawModes lists the pools an operator switched: backend, pool, mode, set by, since.
+  function drawModes(modes) {
+    const sec = document.getElementById("modes-section");
+    sec.hidden = !(modes && modes.length);
+    if (sec.hidden) return;
+    const body = document.querySelector("#modes tbody");
+    body.replaceChildren();
+    for (const m of modes) {
+      const tr = el("tr", { "data-pool-mode": m.backend + " " + m.pool, class: "mode-" + m.mode });
+      for (const v of [m.backend, m.pool, m.mode, m.source, m.since]) tr.appendChild(el("td", {}, v));
+      body.appendChild(tr);
+    }
+  }
+
   function draw() {
     const p = state.page, samples = state.samples;
     drawHeader(p);
     for (const c of fixed.concat(backendCharts(p.backends || []))) drawChart(c, samples);
     drawBreakers(p.breakers, samples);
     drawReasons(p.reasons, p.reasons_total);
+    drawModes(p.pool_modes);
   }
 
   function setStatus(text, bad) {

@@ -1199,7 +1199,10 @@ func (TMongoNotFound) TExceptionType() thrift.TExceptionType {
 
 var _ thrift.TException = (*TMongoNotFound)(nil)
 
-// Declared for compatibility; reserved for a degraded MongoDB.
+// The MongoDB server entry of the call is switched to degraded by an operator (servants.mongodb.servers[].mode
+// or POST /svt/pool/mode): every mg_* call to it is refused, no server asked. The message names the pool, the
+// mode and how it was set. Thrown as field 2 of every mg_* method (new; stubs of the original IDL, which do not
+// know the field, see a TApplicationException MISSING_RESULT "<method> failed: unknown result").
 //
 // Attributes:
 //   - Message
@@ -1339,7 +1342,9 @@ func (TMongoDegrade) TExceptionType() thrift.TExceptionType {
 
 var _ thrift.TException = (*TMongoDegrade)(nil)
 
-// Declared for compatibility; reserved for a read-only MongoDB.
+// The MongoDB server entry of the call is switched to read_only: mg_insert(s), mg_update(_id), mg_upsert(_id),
+// mg_delete and mg_find_and_modify are refused, no server asked. Thrown as field 3 of those methods (new; old
+// stubs see a TApplicationException, as for TMongoDegrade).
 //
 // Attributes:
 //   - Message
@@ -2276,6 +2281,8 @@ func (p *FunServantClient) MgFindOne(ctx context.Context, c *Context, pool strin
 	switch {
 	case _result66.Miss != nil:
 		return _r, _result66.Miss
+	case _result66.Degraded != nil:
+		return _r, _result66.Degraded
 	}
 
 	return _result66.GetSuccess(), nil
@@ -2311,6 +2318,11 @@ func (p *FunServantClient) MgFindAll(ctx context.Context, c *Context, pool strin
 	if _err != nil {
 		return
 	}
+	switch {
+	case _result69.Degraded != nil:
+		return _r, _result69.Degraded
+	}
+
 	return _result69.GetSuccess(), nil
 }
 
@@ -2336,6 +2348,11 @@ func (p *FunServantClient) MgFindID(ctx context.Context, c *Context, pool string
 	if _err != nil {
 		return
 	}
+	switch {
+	case _result72.Degraded != nil:
+		return _r, _result72.Degraded
+	}
+
 	return _result72.GetSuccess(), nil
 }
 
@@ -2361,6 +2378,11 @@ func (p *FunServantClient) MgCount(ctx context.Context, c *Context, pool string,
 	if _err != nil {
 		return
 	}
+	switch {
+	case _result75.Degraded != nil:
+		return _r, _result75.Degraded
+	}
+
 	return _result75.GetSuccess(), nil
 }
 
@@ -2388,6 +2410,13 @@ func (p *FunServantClient) MgUpdate(ctx context.Context, c *Context, pool string
 	if _err != nil {
 		return
 	}
+	switch {
+	case _result78.Degraded != nil:
+		return _r, _result78.Degraded
+	case _result78.ReadOnly != nil:
+		return _r, _result78.ReadOnly
+	}
+
 	return _result78.GetSuccess(), nil
 }
 
@@ -2415,6 +2444,13 @@ func (p *FunServantClient) MgUpdateID(ctx context.Context, c *Context, pool stri
 	if _err != nil {
 		return
 	}
+	switch {
+	case _result81.Degraded != nil:
+		return _r, _result81.Degraded
+	case _result81.ReadOnly != nil:
+		return _r, _result81.ReadOnly
+	}
+
 	return _result81.GetSuccess(), nil
 }
 
@@ -2442,6 +2478,13 @@ func (p *FunServantClient) MgUpsert(ctx context.Context, c *Context, pool string
 	if _err != nil {
 		return
 	}
+	switch {
+	case _result84.Degraded != nil:
+		return _r, _result84.Degraded
+	case _result84.ReadOnly != nil:
+		return _r, _result84.ReadOnly
+	}
+
 	return _result84.GetSuccess(), nil
 }
 
@@ -2469,6 +2512,13 @@ func (p *FunServantClient) MgUpsertID(ctx context.Context, c *Context, pool stri
 	if _err != nil {
 		return
 	}
+	switch {
+	case _result87.Degraded != nil:
+		return _r, _result87.Degraded
+	case _result87.ReadOnly != nil:
+		return _r, _result87.ReadOnly
+	}
+
 	return _result87.GetSuccess(), nil
 }
 
@@ -2494,6 +2544,13 @@ func (p *FunServantClient) MgInsert(ctx context.Context, c *Context, pool string
 	if _err != nil {
 		return
 	}
+	switch {
+	case _result90.Degraded != nil:
+		return _r, _result90.Degraded
+	case _result90.ReadOnly != nil:
+		return _r, _result90.ReadOnly
+	}
+
 	return _result90.GetSuccess(), nil
 }
 
@@ -2519,6 +2576,13 @@ func (p *FunServantClient) MgInserts(ctx context.Context, c *Context, pool strin
 	if _err != nil {
 		return
 	}
+	switch {
+	case _result93.Degraded != nil:
+		return _r, _result93.Degraded
+	case _result93.ReadOnly != nil:
+		return _r, _result93.ReadOnly
+	}
+
 	return _result93.GetSuccess(), nil
 }
 
@@ -2544,6 +2608,13 @@ func (p *FunServantClient) MgDelete(ctx context.Context, c *Context, pool string
 	if _err != nil {
 		return
 	}
+	switch {
+	case _result96.Degraded != nil:
+		return _r, _result96.Degraded
+	case _result96.ReadOnly != nil:
+		return _r, _result96.ReadOnly
+	}
+
 	return _result96.GetSuccess(), nil
 }
 
@@ -2578,6 +2649,13 @@ func (p *FunServantClient) MgFindAndModify(ctx context.Context, c *Context, pool
 	if _err != nil {
 		return
 	}
+	switch {
+	case _result99.Degraded != nil:
+		return _r, _result99.Degraded
+	case _result99.ReadOnly != nil:
+		return _r, _result99.ReadOnly
+	}
+
 	return _result99.GetSuccess(), nil
 }
 
@@ -4575,6 +4653,8 @@ func (p *funServantProcessorMgFindOne) Process(ctx context.Context, seqId int32,
 		switch v := err2.(type) {
 		case *TMongoNotFound:
 			result.Miss = v
+		case *TMongoDegrade:
+			result.Degraded = v
 		default:
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
@@ -4667,26 +4747,31 @@ func (p *funServantProcessorMgFindAll) Process(ctx context.Context, seqId int32,
 	if retval, err2 := p.handler.MgFindAll(ctx, args.C, args.Pool, args.Table, args.ShardId, args.Query, args.Fields, args.Limit, args.Skip, args.OrderBy); err2 != nil {
 		tickerCancel()
 		err = thrift.WrapTException(err2)
-		if errors.Is(err2, thrift.ErrAbandonRequest) {
-			return false, thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *TMongoDegrade:
+			result.Degraded = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc161 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing mg_find_all: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "mg_find_all", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err160 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc161.Write(ctx, oprot); _write_err160 == nil && err2 != nil {
+				_write_err160 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err160 == nil && err2 != nil {
+				_write_err160 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err160 == nil && err2 != nil {
+				_write_err160 = thrift.WrapTException(err2)
+			}
+			if _write_err160 != nil {
+				return false, thrift.WrapTException(_write_err160)
+			}
+			return true, err
 		}
-		_exc161 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing mg_find_all: "+err2.Error())
-		if err2 := oprot.WriteMessageBegin(ctx, "mg_find_all", thrift.EXCEPTION, seqId); err2 != nil {
-			_write_err160 = thrift.WrapTException(err2)
-		}
-		if err2 := _exc161.Write(ctx, oprot); _write_err160 == nil && err2 != nil {
-			_write_err160 = thrift.WrapTException(err2)
-		}
-		if err2 := oprot.WriteMessageEnd(ctx); _write_err160 == nil && err2 != nil {
-			_write_err160 = thrift.WrapTException(err2)
-		}
-		if err2 := oprot.Flush(ctx); _write_err160 == nil && err2 != nil {
-			_write_err160 = thrift.WrapTException(err2)
-		}
-		if _write_err160 != nil {
-			return false, thrift.WrapTException(_write_err160)
-		}
-		return true, err
 	} else {
 		result.Success = retval
 	}
@@ -4757,26 +4842,31 @@ func (p *funServantProcessorMgFindID) Process(ctx context.Context, seqId int32, 
 	if retval, err2 := p.handler.MgFindID(ctx, args.C, args.Pool, args.Table, args.ShardId, args.ID); err2 != nil {
 		tickerCancel()
 		err = thrift.WrapTException(err2)
-		if errors.Is(err2, thrift.ErrAbandonRequest) {
-			return false, thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *TMongoDegrade:
+			result.Degraded = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc163 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing mg_find_id: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "mg_find_id", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err162 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc163.Write(ctx, oprot); _write_err162 == nil && err2 != nil {
+				_write_err162 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err162 == nil && err2 != nil {
+				_write_err162 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err162 == nil && err2 != nil {
+				_write_err162 = thrift.WrapTException(err2)
+			}
+			if _write_err162 != nil {
+				return false, thrift.WrapTException(_write_err162)
+			}
+			return true, err
 		}
-		_exc163 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing mg_find_id: "+err2.Error())
-		if err2 := oprot.WriteMessageBegin(ctx, "mg_find_id", thrift.EXCEPTION, seqId); err2 != nil {
-			_write_err162 = thrift.WrapTException(err2)
-		}
-		if err2 := _exc163.Write(ctx, oprot); _write_err162 == nil && err2 != nil {
-			_write_err162 = thrift.WrapTException(err2)
-		}
-		if err2 := oprot.WriteMessageEnd(ctx); _write_err162 == nil && err2 != nil {
-			_write_err162 = thrift.WrapTException(err2)
-		}
-		if err2 := oprot.Flush(ctx); _write_err162 == nil && err2 != nil {
-			_write_err162 = thrift.WrapTException(err2)
-		}
-		if _write_err162 != nil {
-			return false, thrift.WrapTException(_write_err162)
-		}
-		return true, err
 	} else {
 		result.Success = retval
 	}
@@ -4847,26 +4937,31 @@ func (p *funServantProcessorMgCount) Process(ctx context.Context, seqId int32, i
 	if retval, err2 := p.handler.MgCount(ctx, args.C, args.Pool, args.Table, args.ShardId, args.Query); err2 != nil {
 		tickerCancel()
 		err = thrift.WrapTException(err2)
-		if errors.Is(err2, thrift.ErrAbandonRequest) {
-			return false, thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *TMongoDegrade:
+			result.Degraded = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc165 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing mg_count: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "mg_count", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err164 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc165.Write(ctx, oprot); _write_err164 == nil && err2 != nil {
+				_write_err164 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err164 == nil && err2 != nil {
+				_write_err164 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err164 == nil && err2 != nil {
+				_write_err164 = thrift.WrapTException(err2)
+			}
+			if _write_err164 != nil {
+				return false, thrift.WrapTException(_write_err164)
+			}
+			return true, err
 		}
-		_exc165 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing mg_count: "+err2.Error())
-		if err2 := oprot.WriteMessageBegin(ctx, "mg_count", thrift.EXCEPTION, seqId); err2 != nil {
-			_write_err164 = thrift.WrapTException(err2)
-		}
-		if err2 := _exc165.Write(ctx, oprot); _write_err164 == nil && err2 != nil {
-			_write_err164 = thrift.WrapTException(err2)
-		}
-		if err2 := oprot.WriteMessageEnd(ctx); _write_err164 == nil && err2 != nil {
-			_write_err164 = thrift.WrapTException(err2)
-		}
-		if err2 := oprot.Flush(ctx); _write_err164 == nil && err2 != nil {
-			_write_err164 = thrift.WrapTException(err2)
-		}
-		if _write_err164 != nil {
-			return false, thrift.WrapTException(_write_err164)
-		}
-		return true, err
 	} else {
 		result.Success = &retval
 	}
@@ -4937,26 +5032,33 @@ func (p *funServantProcessorMgUpdate) Process(ctx context.Context, seqId int32, 
 	if retval, err2 := p.handler.MgUpdate(ctx, args.C, args.Pool, args.Table, args.ShardId, args.Query, args.Change); err2 != nil {
 		tickerCancel()
 		err = thrift.WrapTException(err2)
-		if errors.Is(err2, thrift.ErrAbandonRequest) {
-			return false, thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *TMongoDegrade:
+			result.Degraded = v
+		case *TMongoReadOnly:
+			result.ReadOnly = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc167 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing mg_update: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "mg_update", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err166 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc167.Write(ctx, oprot); _write_err166 == nil && err2 != nil {
+				_write_err166 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err166 == nil && err2 != nil {
+				_write_err166 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err166 == nil && err2 != nil {
+				_write_err166 = thrift.WrapTException(err2)
+			}
+			if _write_err166 != nil {
+				return false, thrift.WrapTException(_write_err166)
+			}
+			return true, err
 		}
-		_exc167 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing mg_update: "+err2.Error())
-		if err2 := oprot.WriteMessageBegin(ctx, "mg_update", thrift.EXCEPTION, seqId); err2 != nil {
-			_write_err166 = thrift.WrapTException(err2)
-		}
-		if err2 := _exc167.Write(ctx, oprot); _write_err166 == nil && err2 != nil {
-			_write_err166 = thrift.WrapTException(err2)
-		}
-		if err2 := oprot.WriteMessageEnd(ctx); _write_err166 == nil && err2 != nil {
-			_write_err166 = thrift.WrapTException(err2)
-		}
-		if err2 := oprot.Flush(ctx); _write_err166 == nil && err2 != nil {
-			_write_err166 = thrift.WrapTException(err2)
-		}
-		if _write_err166 != nil {
-			return false, thrift.WrapTException(_write_err166)
-		}
-		return true, err
 	} else {
 		result.Success = &retval
 	}
@@ -5027,26 +5129,33 @@ func (p *funServantProcessorMgUpdateID) Process(ctx context.Context, seqId int32
 	if retval, err2 := p.handler.MgUpdateID(ctx, args.C, args.Pool, args.Table, args.ShardId, args.ID, args.Change); err2 != nil {
 		tickerCancel()
 		err = thrift.WrapTException(err2)
-		if errors.Is(err2, thrift.ErrAbandonRequest) {
-			return false, thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *TMongoDegrade:
+			result.Degraded = v
+		case *TMongoReadOnly:
+			result.ReadOnly = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc169 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing mg_update_id: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "mg_update_id", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err168 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc169.Write(ctx, oprot); _write_err168 == nil && err2 != nil {
+				_write_err168 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err168 == nil && err2 != nil {
+				_write_err168 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err168 == nil && err2 != nil {
+				_write_err168 = thrift.WrapTException(err2)
+			}
+			if _write_err168 != nil {
+				return false, thrift.WrapTException(_write_err168)
+			}
+			return true, err
 		}
-		_exc169 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing mg_update_id: "+err2.Error())
-		if err2 := oprot.WriteMessageBegin(ctx, "mg_update_id", thrift.EXCEPTION, seqId); err2 != nil {
-			_write_err168 = thrift.WrapTException(err2)
-		}
-		if err2 := _exc169.Write(ctx, oprot); _write_err168 == nil && err2 != nil {
-			_write_err168 = thrift.WrapTException(err2)
-		}
-		if err2 := oprot.WriteMessageEnd(ctx); _write_err168 == nil && err2 != nil {
-			_write_err168 = thrift.WrapTException(err2)
-		}
-		if err2 := oprot.Flush(ctx); _write_err168 == nil && err2 != nil {
-			_write_err168 = thrift.WrapTException(err2)
-		}
-		if _write_err168 != nil {
-			return false, thrift.WrapTException(_write_err168)
-		}
-		return true, err
 	} else {
 		result.Success = &retval
 	}
@@ -5117,26 +5226,33 @@ func (p *funServantProcessorMgUpsert) Process(ctx context.Context, seqId int32, 
 	if retval, err2 := p.handler.MgUpsert(ctx, args.C, args.Pool, args.Table, args.ShardId, args.Query, args.Change); err2 != nil {
 		tickerCancel()
 		err = thrift.WrapTException(err2)
-		if errors.Is(err2, thrift.ErrAbandonRequest) {
-			return false, thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *TMongoDegrade:
+			result.Degraded = v
+		case *TMongoReadOnly:
+			result.ReadOnly = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc171 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing mg_upsert: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "mg_upsert", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err170 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc171.Write(ctx, oprot); _write_err170 == nil && err2 != nil {
+				_write_err170 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err170 == nil && err2 != nil {
+				_write_err170 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err170 == nil && err2 != nil {
+				_write_err170 = thrift.WrapTException(err2)
+			}
+			if _write_err170 != nil {
+				return false, thrift.WrapTException(_write_err170)
+			}
+			return true, err
 		}
-		_exc171 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing mg_upsert: "+err2.Error())
-		if err2 := oprot.WriteMessageBegin(ctx, "mg_upsert", thrift.EXCEPTION, seqId); err2 != nil {
-			_write_err170 = thrift.WrapTException(err2)
-		}
-		if err2 := _exc171.Write(ctx, oprot); _write_err170 == nil && err2 != nil {
-			_write_err170 = thrift.WrapTException(err2)
-		}
-		if err2 := oprot.WriteMessageEnd(ctx); _write_err170 == nil && err2 != nil {
-			_write_err170 = thrift.WrapTException(err2)
-		}
-		if err2 := oprot.Flush(ctx); _write_err170 == nil && err2 != nil {
-			_write_err170 = thrift.WrapTException(err2)
-		}
-		if _write_err170 != nil {
-			return false, thrift.WrapTException(_write_err170)
-		}
-		return true, err
 	} else {
 		result.Success = &retval
 	}
@@ -5207,26 +5323,33 @@ func (p *funServantProcessorMgUpsertID) Process(ctx context.Context, seqId int32
 	if retval, err2 := p.handler.MgUpsertID(ctx, args.C, args.Pool, args.Table, args.ShardId, args.ID, args.Change); err2 != nil {
 		tickerCancel()
 		err = thrift.WrapTException(err2)
-		if errors.Is(err2, thrift.ErrAbandonRequest) {
-			return false, thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *TMongoDegrade:
+			result.Degraded = v
+		case *TMongoReadOnly:
+			result.ReadOnly = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc173 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing mg_upsert_id: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "mg_upsert_id", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err172 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc173.Write(ctx, oprot); _write_err172 == nil && err2 != nil {
+				_write_err172 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err172 == nil && err2 != nil {
+				_write_err172 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err172 == nil && err2 != nil {
+				_write_err172 = thrift.WrapTException(err2)
+			}
+			if _write_err172 != nil {
+				return false, thrift.WrapTException(_write_err172)
+			}
+			return true, err
 		}
-		_exc173 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing mg_upsert_id: "+err2.Error())
-		if err2 := oprot.WriteMessageBegin(ctx, "mg_upsert_id", thrift.EXCEPTION, seqId); err2 != nil {
-			_write_err172 = thrift.WrapTException(err2)
-		}
-		if err2 := _exc173.Write(ctx, oprot); _write_err172 == nil && err2 != nil {
-			_write_err172 = thrift.WrapTException(err2)
-		}
-		if err2 := oprot.WriteMessageEnd(ctx); _write_err172 == nil && err2 != nil {
-			_write_err172 = thrift.WrapTException(err2)
-		}
-		if err2 := oprot.Flush(ctx); _write_err172 == nil && err2 != nil {
-			_write_err172 = thrift.WrapTException(err2)
-		}
-		if _write_err172 != nil {
-			return false, thrift.WrapTException(_write_err172)
-		}
-		return true, err
 	} else {
 		result.Success = &retval
 	}
@@ -5297,26 +5420,33 @@ func (p *funServantProcessorMgInsert) Process(ctx context.Context, seqId int32, 
 	if retval, err2 := p.handler.MgInsert(ctx, args.C, args.Pool, args.Table, args.ShardId, args.Doc); err2 != nil {
 		tickerCancel()
 		err = thrift.WrapTException(err2)
-		if errors.Is(err2, thrift.ErrAbandonRequest) {
-			return false, thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *TMongoDegrade:
+			result.Degraded = v
+		case *TMongoReadOnly:
+			result.ReadOnly = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc175 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing mg_insert: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "mg_insert", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err174 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc175.Write(ctx, oprot); _write_err174 == nil && err2 != nil {
+				_write_err174 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err174 == nil && err2 != nil {
+				_write_err174 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err174 == nil && err2 != nil {
+				_write_err174 = thrift.WrapTException(err2)
+			}
+			if _write_err174 != nil {
+				return false, thrift.WrapTException(_write_err174)
+			}
+			return true, err
 		}
-		_exc175 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing mg_insert: "+err2.Error())
-		if err2 := oprot.WriteMessageBegin(ctx, "mg_insert", thrift.EXCEPTION, seqId); err2 != nil {
-			_write_err174 = thrift.WrapTException(err2)
-		}
-		if err2 := _exc175.Write(ctx, oprot); _write_err174 == nil && err2 != nil {
-			_write_err174 = thrift.WrapTException(err2)
-		}
-		if err2 := oprot.WriteMessageEnd(ctx); _write_err174 == nil && err2 != nil {
-			_write_err174 = thrift.WrapTException(err2)
-		}
-		if err2 := oprot.Flush(ctx); _write_err174 == nil && err2 != nil {
-			_write_err174 = thrift.WrapTException(err2)
-		}
-		if _write_err174 != nil {
-			return false, thrift.WrapTException(_write_err174)
-		}
-		return true, err
 	} else {
 		result.Success = &retval
 	}
@@ -5387,26 +5517,33 @@ func (p *funServantProcessorMgInserts) Process(ctx context.Context, seqId int32,
 	if retval, err2 := p.handler.MgInserts(ctx, args.C, args.Pool, args.Table, args.ShardId, args.Docs); err2 != nil {
 		tickerCancel()
 		err = thrift.WrapTException(err2)
-		if errors.Is(err2, thrift.ErrAbandonRequest) {
-			return false, thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *TMongoDegrade:
+			result.Degraded = v
+		case *TMongoReadOnly:
+			result.ReadOnly = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc177 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing mg_inserts: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "mg_inserts", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err176 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc177.Write(ctx, oprot); _write_err176 == nil && err2 != nil {
+				_write_err176 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err176 == nil && err2 != nil {
+				_write_err176 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err176 == nil && err2 != nil {
+				_write_err176 = thrift.WrapTException(err2)
+			}
+			if _write_err176 != nil {
+				return false, thrift.WrapTException(_write_err176)
+			}
+			return true, err
 		}
-		_exc177 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing mg_inserts: "+err2.Error())
-		if err2 := oprot.WriteMessageBegin(ctx, "mg_inserts", thrift.EXCEPTION, seqId); err2 != nil {
-			_write_err176 = thrift.WrapTException(err2)
-		}
-		if err2 := _exc177.Write(ctx, oprot); _write_err176 == nil && err2 != nil {
-			_write_err176 = thrift.WrapTException(err2)
-		}
-		if err2 := oprot.WriteMessageEnd(ctx); _write_err176 == nil && err2 != nil {
-			_write_err176 = thrift.WrapTException(err2)
-		}
-		if err2 := oprot.Flush(ctx); _write_err176 == nil && err2 != nil {
-			_write_err176 = thrift.WrapTException(err2)
-		}
-		if _write_err176 != nil {
-			return false, thrift.WrapTException(_write_err176)
-		}
-		return true, err
 	} else {
 		result.Success = &retval
 	}
@@ -5477,26 +5614,33 @@ func (p *funServantProcessorMgDelete) Process(ctx context.Context, seqId int32, 
 	if retval, err2 := p.handler.MgDelete(ctx, args.C, args.Pool, args.Table, args.ShardId, args.Query); err2 != nil {
 		tickerCancel()
 		err = thrift.WrapTException(err2)
-		if errors.Is(err2, thrift.ErrAbandonRequest) {
-			return false, thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *TMongoDegrade:
+			result.Degraded = v
+		case *TMongoReadOnly:
+			result.ReadOnly = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc179 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing mg_delete: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "mg_delete", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err178 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc179.Write(ctx, oprot); _write_err178 == nil && err2 != nil {
+				_write_err178 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err178 == nil && err2 != nil {
+				_write_err178 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err178 == nil && err2 != nil {
+				_write_err178 = thrift.WrapTException(err2)
+			}
+			if _write_err178 != nil {
+				return false, thrift.WrapTException(_write_err178)
+			}
+			return true, err
 		}
-		_exc179 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing mg_delete: "+err2.Error())
-		if err2 := oprot.WriteMessageBegin(ctx, "mg_delete", thrift.EXCEPTION, seqId); err2 != nil {
-			_write_err178 = thrift.WrapTException(err2)
-		}
-		if err2 := _exc179.Write(ctx, oprot); _write_err178 == nil && err2 != nil {
-			_write_err178 = thrift.WrapTException(err2)
-		}
-		if err2 := oprot.WriteMessageEnd(ctx); _write_err178 == nil && err2 != nil {
-			_write_err178 = thrift.WrapTException(err2)
-		}
-		if err2 := oprot.Flush(ctx); _write_err178 == nil && err2 != nil {
-			_write_err178 = thrift.WrapTException(err2)
-		}
-		if _write_err178 != nil {
-			return false, thrift.WrapTException(_write_err178)
-		}
-		return true, err
 	} else {
 		result.Success = &retval
 	}
@@ -5567,26 +5711,33 @@ func (p *funServantProcessorMgFindAndModify) Process(ctx context.Context, seqId 
 	if retval, err2 := p.handler.MgFindAndModify(ctx, args.C, args.Pool, args.Table, args.ShardId, args.Query, args.Change, args.Upsert, args.Remove, args.ReturnNew); err2 != nil {
 		tickerCancel()
 		err = thrift.WrapTException(err2)
-		if errors.Is(err2, thrift.ErrAbandonRequest) {
-			return false, thrift.WrapTException(err2)
+		switch v := err2.(type) {
+		case *TMongoDegrade:
+			result.Degraded = v
+		case *TMongoReadOnly:
+			result.ReadOnly = v
+		default:
+			if errors.Is(err2, thrift.ErrAbandonRequest) {
+				return false, thrift.WrapTException(err2)
+			}
+			_exc181 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing mg_find_and_modify: "+err2.Error())
+			if err2 := oprot.WriteMessageBegin(ctx, "mg_find_and_modify", thrift.EXCEPTION, seqId); err2 != nil {
+				_write_err180 = thrift.WrapTException(err2)
+			}
+			if err2 := _exc181.Write(ctx, oprot); _write_err180 == nil && err2 != nil {
+				_write_err180 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err180 == nil && err2 != nil {
+				_write_err180 = thrift.WrapTException(err2)
+			}
+			if err2 := oprot.Flush(ctx); _write_err180 == nil && err2 != nil {
+				_write_err180 = thrift.WrapTException(err2)
+			}
+			if _write_err180 != nil {
+				return false, thrift.WrapTException(_write_err180)
+			}
+			return true, err
 		}
-		_exc181 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing mg_find_and_modify: "+err2.Error())
-		if err2 := oprot.WriteMessageBegin(ctx, "mg_find_and_modify", thrift.EXCEPTION, seqId); err2 != nil {
-			_write_err180 = thrift.WrapTException(err2)
-		}
-		if err2 := _exc181.Write(ctx, oprot); _write_err180 == nil && err2 != nil {
-			_write_err180 = thrift.WrapTException(err2)
-		}
-		if err2 := oprot.WriteMessageEnd(ctx); _write_err180 == nil && err2 != nil {
-			_write_err180 = thrift.WrapTException(err2)
-		}
-		if err2 := oprot.Flush(ctx); _write_err180 == nil && err2 != nil {
-			_write_err180 = thrift.WrapTException(err2)
-		}
-		if _write_err180 != nil {
-			return false, thrift.WrapTException(_write_err180)
-		}
-		return true, err
 	} else {
 		result.Success = retval
 	}
@@ -11862,9 +12013,11 @@ func (p *FunServantMgFindOneArgs) String() string {
 // Attributes:
 //   - Success
 //   - Miss
+//   - Degraded
 type FunServantMgFindOneResult struct {
-	Success []byte          `thrift:"success,0" db:"success" json:"success,omitempty"`
-	Miss    *TMongoNotFound `thrift:"miss,1" db:"miss" json:"miss,omitempty"`
+	Success  []byte          `thrift:"success,0" db:"success" json:"success,omitempty"`
+	Miss     *TMongoNotFound `thrift:"miss,1" db:"miss" json:"miss,omitempty"`
+	Degraded *TMongoDegrade  `thrift:"degraded,2" db:"degraded" json:"degraded,omitempty"`
 }
 
 func NewFunServantMgFindOneResult() *FunServantMgFindOneResult {
@@ -11885,12 +12038,25 @@ func (p *FunServantMgFindOneResult) GetMiss() *TMongoNotFound {
 	}
 	return p.Miss
 }
+
+var FunServantMgFindOneResult_Degraded_DEFAULT *TMongoDegrade
+
+func (p *FunServantMgFindOneResult) GetDegraded() *TMongoDegrade {
+	if !p.IsSetDegraded() {
+		return FunServantMgFindOneResult_Degraded_DEFAULT
+	}
+	return p.Degraded
+}
 func (p *FunServantMgFindOneResult) IsSetSuccess() bool {
 	return p.Success != nil
 }
 
 func (p *FunServantMgFindOneResult) IsSetMiss() bool {
 	return p.Miss != nil
+}
+
+func (p *FunServantMgFindOneResult) IsSetDegraded() bool {
+	return p.Degraded != nil
 }
 
 func (p *FunServantMgFindOneResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -11920,6 +12086,16 @@ func (p *FunServantMgFindOneResult) Read(ctx context.Context, iprot thrift.TProt
 		case 1:
 			if fieldTypeId == thrift.STRUCT {
 				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -11959,6 +12135,14 @@ func (p *FunServantMgFindOneResult) ReadField1(ctx context.Context, iprot thrift
 	return nil
 }
 
+func (p *FunServantMgFindOneResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Degraded = &TMongoDegrade{}
+	if err := p.Degraded.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Degraded), err)
+	}
+	return nil
+}
+
 func (p *FunServantMgFindOneResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "mg_find_one_result"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -11968,6 +12152,9 @@ func (p *FunServantMgFindOneResult) Write(ctx context.Context, oprot thrift.TPro
 			return err
 		}
 		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -12005,6 +12192,21 @@ func (p *FunServantMgFindOneResult) writeField1(ctx context.Context, oprot thrif
 		}
 		if err := oprot.WriteFieldEnd(ctx); err != nil {
 			return thrift.PrependError(fmt.Sprintf("%T write field end error 1:miss: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *FunServantMgFindOneResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetDegraded() {
+		if err := oprot.WriteFieldBegin(ctx, "degraded", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:degraded: ", p), err)
+		}
+		if err := p.Degraded.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Degraded), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:degraded: ", p), err)
 		}
 	}
 	return err
@@ -12475,8 +12677,11 @@ func (p *FunServantMgFindAllArgs) String() string {
 
 // Attributes:
 //   - Success
+//   - Degraded
 type FunServantMgFindAllResult struct {
 	Success [][]byte `thrift:"success,0" db:"success" json:"success,omitempty"`
+	// unused field # 1
+	Degraded *TMongoDegrade `thrift:"degraded,2" db:"degraded" json:"degraded,omitempty"`
 }
 
 func NewFunServantMgFindAllResult() *FunServantMgFindAllResult {
@@ -12488,8 +12693,21 @@ var FunServantMgFindAllResult_Success_DEFAULT [][]byte
 func (p *FunServantMgFindAllResult) GetSuccess() [][]byte {
 	return p.Success
 }
+
+var FunServantMgFindAllResult_Degraded_DEFAULT *TMongoDegrade
+
+func (p *FunServantMgFindAllResult) GetDegraded() *TMongoDegrade {
+	if !p.IsSetDegraded() {
+		return FunServantMgFindAllResult_Degraded_DEFAULT
+	}
+	return p.Degraded
+}
 func (p *FunServantMgFindAllResult) IsSetSuccess() bool {
 	return p.Success != nil
+}
+
+func (p *FunServantMgFindAllResult) IsSetDegraded() bool {
+	return p.Degraded != nil
 }
 
 func (p *FunServantMgFindAllResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -12509,6 +12727,16 @@ func (p *FunServantMgFindAllResult) Read(ctx context.Context, iprot thrift.TProt
 		case 0:
 			if fieldTypeId == thrift.LIST {
 				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -12553,12 +12781,23 @@ func (p *FunServantMgFindAllResult) ReadField0(ctx context.Context, iprot thrift
 	return nil
 }
 
+func (p *FunServantMgFindAllResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Degraded = &TMongoDegrade{}
+	if err := p.Degraded.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Degraded), err)
+	}
+	return nil
+}
+
 func (p *FunServantMgFindAllResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "mg_find_all_result"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
 	}
 	if p != nil {
 		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -12589,6 +12828,21 @@ func (p *FunServantMgFindAllResult) writeField0(ctx context.Context, oprot thrif
 		}
 		if err := oprot.WriteFieldEnd(ctx); err != nil {
 			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *FunServantMgFindAllResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetDegraded() {
+		if err := oprot.WriteFieldBegin(ctx, "degraded", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:degraded: ", p), err)
+		}
+		if err := p.Degraded.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Degraded), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:degraded: ", p), err)
 		}
 	}
 	return err
@@ -12874,8 +13128,11 @@ func (p *FunServantMgFindIDArgs) String() string {
 
 // Attributes:
 //   - Success
+//   - Degraded
 type FunServantMgFindIDResult struct {
 	Success []byte `thrift:"success,0" db:"success" json:"success,omitempty"`
+	// unused field # 1
+	Degraded *TMongoDegrade `thrift:"degraded,2" db:"degraded" json:"degraded,omitempty"`
 }
 
 func NewFunServantMgFindIDResult() *FunServantMgFindIDResult {
@@ -12887,8 +13144,21 @@ var FunServantMgFindIDResult_Success_DEFAULT []byte
 func (p *FunServantMgFindIDResult) GetSuccess() []byte {
 	return p.Success
 }
+
+var FunServantMgFindIDResult_Degraded_DEFAULT *TMongoDegrade
+
+func (p *FunServantMgFindIDResult) GetDegraded() *TMongoDegrade {
+	if !p.IsSetDegraded() {
+		return FunServantMgFindIDResult_Degraded_DEFAULT
+	}
+	return p.Degraded
+}
 func (p *FunServantMgFindIDResult) IsSetSuccess() bool {
 	return p.Success != nil
+}
+
+func (p *FunServantMgFindIDResult) IsSetDegraded() bool {
+	return p.Degraded != nil
 }
 
 func (p *FunServantMgFindIDResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -12908,6 +13178,16 @@ func (p *FunServantMgFindIDResult) Read(ctx context.Context, iprot thrift.TProto
 		case 0:
 			if fieldTypeId == thrift.STRING {
 				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -12939,12 +13219,23 @@ func (p *FunServantMgFindIDResult) ReadField0(ctx context.Context, iprot thrift.
 	return nil
 }
 
+func (p *FunServantMgFindIDResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Degraded = &TMongoDegrade{}
+	if err := p.Degraded.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Degraded), err)
+	}
+	return nil
+}
+
 func (p *FunServantMgFindIDResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "mg_find_id_result"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
 	}
 	if p != nil {
 		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -12967,6 +13258,21 @@ func (p *FunServantMgFindIDResult) writeField0(ctx context.Context, oprot thrift
 		}
 		if err := oprot.WriteFieldEnd(ctx); err != nil {
 			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *FunServantMgFindIDResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetDegraded() {
+		if err := oprot.WriteFieldBegin(ctx, "degraded", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:degraded: ", p), err)
+		}
+		if err := p.Degraded.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Degraded), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:degraded: ", p), err)
 		}
 	}
 	return err
@@ -13252,8 +13558,11 @@ func (p *FunServantMgCountArgs) String() string {
 
 // Attributes:
 //   - Success
+//   - Degraded
 type FunServantMgCountResult struct {
 	Success *int32 `thrift:"success,0" db:"success" json:"success,omitempty"`
+	// unused field # 1
+	Degraded *TMongoDegrade `thrift:"degraded,2" db:"degraded" json:"degraded,omitempty"`
 }
 
 func NewFunServantMgCountResult() *FunServantMgCountResult {
@@ -13268,8 +13577,21 @@ func (p *FunServantMgCountResult) GetSuccess() int32 {
 	}
 	return *p.Success
 }
+
+var FunServantMgCountResult_Degraded_DEFAULT *TMongoDegrade
+
+func (p *FunServantMgCountResult) GetDegraded() *TMongoDegrade {
+	if !p.IsSetDegraded() {
+		return FunServantMgCountResult_Degraded_DEFAULT
+	}
+	return p.Degraded
+}
 func (p *FunServantMgCountResult) IsSetSuccess() bool {
 	return p.Success != nil
+}
+
+func (p *FunServantMgCountResult) IsSetDegraded() bool {
+	return p.Degraded != nil
 }
 
 func (p *FunServantMgCountResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -13289,6 +13611,16 @@ func (p *FunServantMgCountResult) Read(ctx context.Context, iprot thrift.TProtoc
 		case 0:
 			if fieldTypeId == thrift.I32 {
 				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -13320,12 +13652,23 @@ func (p *FunServantMgCountResult) ReadField0(ctx context.Context, iprot thrift.T
 	return nil
 }
 
+func (p *FunServantMgCountResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Degraded = &TMongoDegrade{}
+	if err := p.Degraded.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Degraded), err)
+	}
+	return nil
+}
+
 func (p *FunServantMgCountResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "mg_count_result"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
 	}
 	if p != nil {
 		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -13348,6 +13691,21 @@ func (p *FunServantMgCountResult) writeField0(ctx context.Context, oprot thrift.
 		}
 		if err := oprot.WriteFieldEnd(ctx); err != nil {
 			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *FunServantMgCountResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetDegraded() {
+		if err := oprot.WriteFieldBegin(ctx, "degraded", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:degraded: ", p), err)
+		}
+		if err := p.Degraded.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Degraded), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:degraded: ", p), err)
 		}
 	}
 	return err
@@ -13674,8 +14032,13 @@ func (p *FunServantMgUpdateArgs) String() string {
 
 // Attributes:
 //   - Success
+//   - Degraded
+//   - ReadOnly
 type FunServantMgUpdateResult struct {
 	Success *bool `thrift:"success,0" db:"success" json:"success,omitempty"`
+	// unused field # 1
+	Degraded *TMongoDegrade  `thrift:"degraded,2" db:"degraded" json:"degraded,omitempty"`
+	ReadOnly *TMongoReadOnly `thrift:"readOnly,3" db:"readOnly" json:"readOnly,omitempty"`
 }
 
 func NewFunServantMgUpdateResult() *FunServantMgUpdateResult {
@@ -13690,8 +14053,34 @@ func (p *FunServantMgUpdateResult) GetSuccess() bool {
 	}
 	return *p.Success
 }
+
+var FunServantMgUpdateResult_Degraded_DEFAULT *TMongoDegrade
+
+func (p *FunServantMgUpdateResult) GetDegraded() *TMongoDegrade {
+	if !p.IsSetDegraded() {
+		return FunServantMgUpdateResult_Degraded_DEFAULT
+	}
+	return p.Degraded
+}
+
+var FunServantMgUpdateResult_ReadOnly_DEFAULT *TMongoReadOnly
+
+func (p *FunServantMgUpdateResult) GetReadOnly() *TMongoReadOnly {
+	if !p.IsSetReadOnly() {
+		return FunServantMgUpdateResult_ReadOnly_DEFAULT
+	}
+	return p.ReadOnly
+}
 func (p *FunServantMgUpdateResult) IsSetSuccess() bool {
 	return p.Success != nil
+}
+
+func (p *FunServantMgUpdateResult) IsSetDegraded() bool {
+	return p.Degraded != nil
+}
+
+func (p *FunServantMgUpdateResult) IsSetReadOnly() bool {
+	return p.ReadOnly != nil
 }
 
 func (p *FunServantMgUpdateResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -13711,6 +14100,26 @@ func (p *FunServantMgUpdateResult) Read(ctx context.Context, iprot thrift.TProto
 		case 0:
 			if fieldTypeId == thrift.BOOL {
 				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -13742,12 +14151,34 @@ func (p *FunServantMgUpdateResult) ReadField0(ctx context.Context, iprot thrift.
 	return nil
 }
 
+func (p *FunServantMgUpdateResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Degraded = &TMongoDegrade{}
+	if err := p.Degraded.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Degraded), err)
+	}
+	return nil
+}
+
+func (p *FunServantMgUpdateResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.ReadOnly = &TMongoReadOnly{}
+	if err := p.ReadOnly.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.ReadOnly), err)
+	}
+	return nil
+}
+
 func (p *FunServantMgUpdateResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "mg_update_result"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
 	}
 	if p != nil {
 		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -13770,6 +14201,36 @@ func (p *FunServantMgUpdateResult) writeField0(ctx context.Context, oprot thrift
 		}
 		if err := oprot.WriteFieldEnd(ctx); err != nil {
 			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *FunServantMgUpdateResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetDegraded() {
+		if err := oprot.WriteFieldBegin(ctx, "degraded", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:degraded: ", p), err)
+		}
+		if err := p.Degraded.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Degraded), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:degraded: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *FunServantMgUpdateResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetReadOnly() {
+		if err := oprot.WriteFieldBegin(ctx, "readOnly", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:readOnly: ", p), err)
+		}
+		if err := p.ReadOnly.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.ReadOnly), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:readOnly: ", p), err)
 		}
 	}
 	return err
@@ -14096,8 +14557,13 @@ func (p *FunServantMgUpdateIDArgs) String() string {
 
 // Attributes:
 //   - Success
+//   - Degraded
+//   - ReadOnly
 type FunServantMgUpdateIDResult struct {
 	Success *bool `thrift:"success,0" db:"success" json:"success,omitempty"`
+	// unused field # 1
+	Degraded *TMongoDegrade  `thrift:"degraded,2" db:"degraded" json:"degraded,omitempty"`
+	ReadOnly *TMongoReadOnly `thrift:"readOnly,3" db:"readOnly" json:"readOnly,omitempty"`
 }
 
 func NewFunServantMgUpdateIDResult() *FunServantMgUpdateIDResult {
@@ -14112,8 +14578,34 @@ func (p *FunServantMgUpdateIDResult) GetSuccess() bool {
 	}
 	return *p.Success
 }
+
+var FunServantMgUpdateIDResult_Degraded_DEFAULT *TMongoDegrade
+
+func (p *FunServantMgUpdateIDResult) GetDegraded() *TMongoDegrade {
+	if !p.IsSetDegraded() {
+		return FunServantMgUpdateIDResult_Degraded_DEFAULT
+	}
+	return p.Degraded
+}
+
+var FunServantMgUpdateIDResult_ReadOnly_DEFAULT *TMongoReadOnly
+
+func (p *FunServantMgUpdateIDResult) GetReadOnly() *TMongoReadOnly {
+	if !p.IsSetReadOnly() {
+		return FunServantMgUpdateIDResult_ReadOnly_DEFAULT
+	}
+	return p.ReadOnly
+}
 func (p *FunServantMgUpdateIDResult) IsSetSuccess() bool {
 	return p.Success != nil
+}
+
+func (p *FunServantMgUpdateIDResult) IsSetDegraded() bool {
+	return p.Degraded != nil
+}
+
+func (p *FunServantMgUpdateIDResult) IsSetReadOnly() bool {
+	return p.ReadOnly != nil
 }
 
 func (p *FunServantMgUpdateIDResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -14133,6 +14625,26 @@ func (p *FunServantMgUpdateIDResult) Read(ctx context.Context, iprot thrift.TPro
 		case 0:
 			if fieldTypeId == thrift.BOOL {
 				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -14164,12 +14676,34 @@ func (p *FunServantMgUpdateIDResult) ReadField0(ctx context.Context, iprot thrif
 	return nil
 }
 
+func (p *FunServantMgUpdateIDResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Degraded = &TMongoDegrade{}
+	if err := p.Degraded.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Degraded), err)
+	}
+	return nil
+}
+
+func (p *FunServantMgUpdateIDResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.ReadOnly = &TMongoReadOnly{}
+	if err := p.ReadOnly.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.ReadOnly), err)
+	}
+	return nil
+}
+
 func (p *FunServantMgUpdateIDResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "mg_update_id_result"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
 	}
 	if p != nil {
 		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -14192,6 +14726,36 @@ func (p *FunServantMgUpdateIDResult) writeField0(ctx context.Context, oprot thri
 		}
 		if err := oprot.WriteFieldEnd(ctx); err != nil {
 			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *FunServantMgUpdateIDResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetDegraded() {
+		if err := oprot.WriteFieldBegin(ctx, "degraded", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:degraded: ", p), err)
+		}
+		if err := p.Degraded.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Degraded), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:degraded: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *FunServantMgUpdateIDResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetReadOnly() {
+		if err := oprot.WriteFieldBegin(ctx, "readOnly", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:readOnly: ", p), err)
+		}
+		if err := p.ReadOnly.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.ReadOnly), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:readOnly: ", p), err)
 		}
 	}
 	return err
@@ -14518,8 +15082,13 @@ func (p *FunServantMgUpsertArgs) String() string {
 
 // Attributes:
 //   - Success
+//   - Degraded
+//   - ReadOnly
 type FunServantMgUpsertResult struct {
 	Success *bool `thrift:"success,0" db:"success" json:"success,omitempty"`
+	// unused field # 1
+	Degraded *TMongoDegrade  `thrift:"degraded,2" db:"degraded" json:"degraded,omitempty"`
+	ReadOnly *TMongoReadOnly `thrift:"readOnly,3" db:"readOnly" json:"readOnly,omitempty"`
 }
 
 func NewFunServantMgUpsertResult() *FunServantMgUpsertResult {
@@ -14534,8 +15103,34 @@ func (p *FunServantMgUpsertResult) GetSuccess() bool {
 	}
 	return *p.Success
 }
+
+var FunServantMgUpsertResult_Degraded_DEFAULT *TMongoDegrade
+
+func (p *FunServantMgUpsertResult) GetDegraded() *TMongoDegrade {
+	if !p.IsSetDegraded() {
+		return FunServantMgUpsertResult_Degraded_DEFAULT
+	}
+	return p.Degraded
+}
+
+var FunServantMgUpsertResult_ReadOnly_DEFAULT *TMongoReadOnly
+
+func (p *FunServantMgUpsertResult) GetReadOnly() *TMongoReadOnly {
+	if !p.IsSetReadOnly() {
+		return FunServantMgUpsertResult_ReadOnly_DEFAULT
+	}
+	return p.ReadOnly
+}
 func (p *FunServantMgUpsertResult) IsSetSuccess() bool {
 	return p.Success != nil
+}
+
+func (p *FunServantMgUpsertResult) IsSetDegraded() bool {
+	return p.Degraded != nil
+}
+
+func (p *FunServantMgUpsertResult) IsSetReadOnly() bool {
+	return p.ReadOnly != nil
 }
 
 func (p *FunServantMgUpsertResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -14555,6 +15150,26 @@ func (p *FunServantMgUpsertResult) Read(ctx context.Context, iprot thrift.TProto
 		case 0:
 			if fieldTypeId == thrift.BOOL {
 				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -14586,12 +15201,34 @@ func (p *FunServantMgUpsertResult) ReadField0(ctx context.Context, iprot thrift.
 	return nil
 }
 
+func (p *FunServantMgUpsertResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Degraded = &TMongoDegrade{}
+	if err := p.Degraded.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Degraded), err)
+	}
+	return nil
+}
+
+func (p *FunServantMgUpsertResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.ReadOnly = &TMongoReadOnly{}
+	if err := p.ReadOnly.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.ReadOnly), err)
+	}
+	return nil
+}
+
 func (p *FunServantMgUpsertResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "mg_upsert_result"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
 	}
 	if p != nil {
 		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -14614,6 +15251,36 @@ func (p *FunServantMgUpsertResult) writeField0(ctx context.Context, oprot thrift
 		}
 		if err := oprot.WriteFieldEnd(ctx); err != nil {
 			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *FunServantMgUpsertResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetDegraded() {
+		if err := oprot.WriteFieldBegin(ctx, "degraded", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:degraded: ", p), err)
+		}
+		if err := p.Degraded.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Degraded), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:degraded: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *FunServantMgUpsertResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetReadOnly() {
+		if err := oprot.WriteFieldBegin(ctx, "readOnly", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:readOnly: ", p), err)
+		}
+		if err := p.ReadOnly.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.ReadOnly), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:readOnly: ", p), err)
 		}
 	}
 	return err
@@ -14940,8 +15607,13 @@ func (p *FunServantMgUpsertIDArgs) String() string {
 
 // Attributes:
 //   - Success
+//   - Degraded
+//   - ReadOnly
 type FunServantMgUpsertIDResult struct {
 	Success *bool `thrift:"success,0" db:"success" json:"success,omitempty"`
+	// unused field # 1
+	Degraded *TMongoDegrade  `thrift:"degraded,2" db:"degraded" json:"degraded,omitempty"`
+	ReadOnly *TMongoReadOnly `thrift:"readOnly,3" db:"readOnly" json:"readOnly,omitempty"`
 }
 
 func NewFunServantMgUpsertIDResult() *FunServantMgUpsertIDResult {
@@ -14956,8 +15628,34 @@ func (p *FunServantMgUpsertIDResult) GetSuccess() bool {
 	}
 	return *p.Success
 }
+
+var FunServantMgUpsertIDResult_Degraded_DEFAULT *TMongoDegrade
+
+func (p *FunServantMgUpsertIDResult) GetDegraded() *TMongoDegrade {
+	if !p.IsSetDegraded() {
+		return FunServantMgUpsertIDResult_Degraded_DEFAULT
+	}
+	return p.Degraded
+}
+
+var FunServantMgUpsertIDResult_ReadOnly_DEFAULT *TMongoReadOnly
+
+func (p *FunServantMgUpsertIDResult) GetReadOnly() *TMongoReadOnly {
+	if !p.IsSetReadOnly() {
+		return FunServantMgUpsertIDResult_ReadOnly_DEFAULT
+	}
+	return p.ReadOnly
+}
 func (p *FunServantMgUpsertIDResult) IsSetSuccess() bool {
 	return p.Success != nil
+}
+
+func (p *FunServantMgUpsertIDResult) IsSetDegraded() bool {
+	return p.Degraded != nil
+}
+
+func (p *FunServantMgUpsertIDResult) IsSetReadOnly() bool {
+	return p.ReadOnly != nil
 }
 
 func (p *FunServantMgUpsertIDResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -14977,6 +15675,26 @@ func (p *FunServantMgUpsertIDResult) Read(ctx context.Context, iprot thrift.TPro
 		case 0:
 			if fieldTypeId == thrift.BOOL {
 				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -15008,12 +15726,34 @@ func (p *FunServantMgUpsertIDResult) ReadField0(ctx context.Context, iprot thrif
 	return nil
 }
 
+func (p *FunServantMgUpsertIDResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Degraded = &TMongoDegrade{}
+	if err := p.Degraded.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Degraded), err)
+	}
+	return nil
+}
+
+func (p *FunServantMgUpsertIDResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.ReadOnly = &TMongoReadOnly{}
+	if err := p.ReadOnly.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.ReadOnly), err)
+	}
+	return nil
+}
+
 func (p *FunServantMgUpsertIDResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "mg_upsert_id_result"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
 	}
 	if p != nil {
 		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -15036,6 +15776,36 @@ func (p *FunServantMgUpsertIDResult) writeField0(ctx context.Context, oprot thri
 		}
 		if err := oprot.WriteFieldEnd(ctx); err != nil {
 			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *FunServantMgUpsertIDResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetDegraded() {
+		if err := oprot.WriteFieldBegin(ctx, "degraded", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:degraded: ", p), err)
+		}
+		if err := p.Degraded.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Degraded), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:degraded: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *FunServantMgUpsertIDResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetReadOnly() {
+		if err := oprot.WriteFieldBegin(ctx, "readOnly", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:readOnly: ", p), err)
+		}
+		if err := p.ReadOnly.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.ReadOnly), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:readOnly: ", p), err)
 		}
 	}
 	return err
@@ -15321,8 +16091,13 @@ func (p *FunServantMgInsertArgs) String() string {
 
 // Attributes:
 //   - Success
+//   - Degraded
+//   - ReadOnly
 type FunServantMgInsertResult struct {
 	Success *bool `thrift:"success,0" db:"success" json:"success,omitempty"`
+	// unused field # 1
+	Degraded *TMongoDegrade  `thrift:"degraded,2" db:"degraded" json:"degraded,omitempty"`
+	ReadOnly *TMongoReadOnly `thrift:"readOnly,3" db:"readOnly" json:"readOnly,omitempty"`
 }
 
 func NewFunServantMgInsertResult() *FunServantMgInsertResult {
@@ -15337,8 +16112,34 @@ func (p *FunServantMgInsertResult) GetSuccess() bool {
 	}
 	return *p.Success
 }
+
+var FunServantMgInsertResult_Degraded_DEFAULT *TMongoDegrade
+
+func (p *FunServantMgInsertResult) GetDegraded() *TMongoDegrade {
+	if !p.IsSetDegraded() {
+		return FunServantMgInsertResult_Degraded_DEFAULT
+	}
+	return p.Degraded
+}
+
+var FunServantMgInsertResult_ReadOnly_DEFAULT *TMongoReadOnly
+
+func (p *FunServantMgInsertResult) GetReadOnly() *TMongoReadOnly {
+	if !p.IsSetReadOnly() {
+		return FunServantMgInsertResult_ReadOnly_DEFAULT
+	}
+	return p.ReadOnly
+}
 func (p *FunServantMgInsertResult) IsSetSuccess() bool {
 	return p.Success != nil
+}
+
+func (p *FunServantMgInsertResult) IsSetDegraded() bool {
+	return p.Degraded != nil
+}
+
+func (p *FunServantMgInsertResult) IsSetReadOnly() bool {
+	return p.ReadOnly != nil
 }
 
 func (p *FunServantMgInsertResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -15358,6 +16159,26 @@ func (p *FunServantMgInsertResult) Read(ctx context.Context, iprot thrift.TProto
 		case 0:
 			if fieldTypeId == thrift.BOOL {
 				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -15389,12 +16210,34 @@ func (p *FunServantMgInsertResult) ReadField0(ctx context.Context, iprot thrift.
 	return nil
 }
 
+func (p *FunServantMgInsertResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Degraded = &TMongoDegrade{}
+	if err := p.Degraded.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Degraded), err)
+	}
+	return nil
+}
+
+func (p *FunServantMgInsertResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.ReadOnly = &TMongoReadOnly{}
+	if err := p.ReadOnly.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.ReadOnly), err)
+	}
+	return nil
+}
+
 func (p *FunServantMgInsertResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "mg_insert_result"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
 	}
 	if p != nil {
 		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -15417,6 +16260,36 @@ func (p *FunServantMgInsertResult) writeField0(ctx context.Context, oprot thrift
 		}
 		if err := oprot.WriteFieldEnd(ctx); err != nil {
 			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *FunServantMgInsertResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetDegraded() {
+		if err := oprot.WriteFieldBegin(ctx, "degraded", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:degraded: ", p), err)
+		}
+		if err := p.Degraded.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Degraded), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:degraded: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *FunServantMgInsertResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetReadOnly() {
+		if err := oprot.WriteFieldBegin(ctx, "readOnly", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:readOnly: ", p), err)
+		}
+		if err := p.ReadOnly.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.ReadOnly), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:readOnly: ", p), err)
 		}
 	}
 	return err
@@ -15723,8 +16596,13 @@ func (p *FunServantMgInsertsArgs) String() string {
 
 // Attributes:
 //   - Success
+//   - Degraded
+//   - ReadOnly
 type FunServantMgInsertsResult struct {
 	Success *bool `thrift:"success,0" db:"success" json:"success,omitempty"`
+	// unused field # 1
+	Degraded *TMongoDegrade  `thrift:"degraded,2" db:"degraded" json:"degraded,omitempty"`
+	ReadOnly *TMongoReadOnly `thrift:"readOnly,3" db:"readOnly" json:"readOnly,omitempty"`
 }
 
 func NewFunServantMgInsertsResult() *FunServantMgInsertsResult {
@@ -15739,8 +16617,34 @@ func (p *FunServantMgInsertsResult) GetSuccess() bool {
 	}
 	return *p.Success
 }
+
+var FunServantMgInsertsResult_Degraded_DEFAULT *TMongoDegrade
+
+func (p *FunServantMgInsertsResult) GetDegraded() *TMongoDegrade {
+	if !p.IsSetDegraded() {
+		return FunServantMgInsertsResult_Degraded_DEFAULT
+	}
+	return p.Degraded
+}
+
+var FunServantMgInsertsResult_ReadOnly_DEFAULT *TMongoReadOnly
+
+func (p *FunServantMgInsertsResult) GetReadOnly() *TMongoReadOnly {
+	if !p.IsSetReadOnly() {
+		return FunServantMgInsertsResult_ReadOnly_DEFAULT
+	}
+	return p.ReadOnly
+}
 func (p *FunServantMgInsertsResult) IsSetSuccess() bool {
 	return p.Success != nil
+}
+
+func (p *FunServantMgInsertsResult) IsSetDegraded() bool {
+	return p.Degraded != nil
+}
+
+func (p *FunServantMgInsertsResult) IsSetReadOnly() bool {
+	return p.ReadOnly != nil
 }
 
 func (p *FunServantMgInsertsResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -15760,6 +16664,26 @@ func (p *FunServantMgInsertsResult) Read(ctx context.Context, iprot thrift.TProt
 		case 0:
 			if fieldTypeId == thrift.BOOL {
 				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -15791,12 +16715,34 @@ func (p *FunServantMgInsertsResult) ReadField0(ctx context.Context, iprot thrift
 	return nil
 }
 
+func (p *FunServantMgInsertsResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Degraded = &TMongoDegrade{}
+	if err := p.Degraded.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Degraded), err)
+	}
+	return nil
+}
+
+func (p *FunServantMgInsertsResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.ReadOnly = &TMongoReadOnly{}
+	if err := p.ReadOnly.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.ReadOnly), err)
+	}
+	return nil
+}
+
 func (p *FunServantMgInsertsResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "mg_inserts_result"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
 	}
 	if p != nil {
 		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -15819,6 +16765,36 @@ func (p *FunServantMgInsertsResult) writeField0(ctx context.Context, oprot thrif
 		}
 		if err := oprot.WriteFieldEnd(ctx); err != nil {
 			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *FunServantMgInsertsResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetDegraded() {
+		if err := oprot.WriteFieldBegin(ctx, "degraded", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:degraded: ", p), err)
+		}
+		if err := p.Degraded.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Degraded), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:degraded: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *FunServantMgInsertsResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetReadOnly() {
+		if err := oprot.WriteFieldBegin(ctx, "readOnly", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:readOnly: ", p), err)
+		}
+		if err := p.ReadOnly.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.ReadOnly), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:readOnly: ", p), err)
 		}
 	}
 	return err
@@ -16104,8 +17080,13 @@ func (p *FunServantMgDeleteArgs) String() string {
 
 // Attributes:
 //   - Success
+//   - Degraded
+//   - ReadOnly
 type FunServantMgDeleteResult struct {
 	Success *bool `thrift:"success,0" db:"success" json:"success,omitempty"`
+	// unused field # 1
+	Degraded *TMongoDegrade  `thrift:"degraded,2" db:"degraded" json:"degraded,omitempty"`
+	ReadOnly *TMongoReadOnly `thrift:"readOnly,3" db:"readOnly" json:"readOnly,omitempty"`
 }
 
 func NewFunServantMgDeleteResult() *FunServantMgDeleteResult {
@@ -16120,8 +17101,34 @@ func (p *FunServantMgDeleteResult) GetSuccess() bool {
 	}
 	return *p.Success
 }
+
+var FunServantMgDeleteResult_Degraded_DEFAULT *TMongoDegrade
+
+func (p *FunServantMgDeleteResult) GetDegraded() *TMongoDegrade {
+	if !p.IsSetDegraded() {
+		return FunServantMgDeleteResult_Degraded_DEFAULT
+	}
+	return p.Degraded
+}
+
+var FunServantMgDeleteResult_ReadOnly_DEFAULT *TMongoReadOnly
+
+func (p *FunServantMgDeleteResult) GetReadOnly() *TMongoReadOnly {
+	if !p.IsSetReadOnly() {
+		return FunServantMgDeleteResult_ReadOnly_DEFAULT
+	}
+	return p.ReadOnly
+}
 func (p *FunServantMgDeleteResult) IsSetSuccess() bool {
 	return p.Success != nil
+}
+
+func (p *FunServantMgDeleteResult) IsSetDegraded() bool {
+	return p.Degraded != nil
+}
+
+func (p *FunServantMgDeleteResult) IsSetReadOnly() bool {
+	return p.ReadOnly != nil
 }
 
 func (p *FunServantMgDeleteResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -16141,6 +17148,26 @@ func (p *FunServantMgDeleteResult) Read(ctx context.Context, iprot thrift.TProto
 		case 0:
 			if fieldTypeId == thrift.BOOL {
 				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -16172,12 +17199,34 @@ func (p *FunServantMgDeleteResult) ReadField0(ctx context.Context, iprot thrift.
 	return nil
 }
 
+func (p *FunServantMgDeleteResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Degraded = &TMongoDegrade{}
+	if err := p.Degraded.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Degraded), err)
+	}
+	return nil
+}
+
+func (p *FunServantMgDeleteResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.ReadOnly = &TMongoReadOnly{}
+	if err := p.ReadOnly.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.ReadOnly), err)
+	}
+	return nil
+}
+
 func (p *FunServantMgDeleteResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "mg_delete_result"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
 	}
 	if p != nil {
 		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -16200,6 +17249,36 @@ func (p *FunServantMgDeleteResult) writeField0(ctx context.Context, oprot thrift
 		}
 		if err := oprot.WriteFieldEnd(ctx); err != nil {
 			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *FunServantMgDeleteResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetDegraded() {
+		if err := oprot.WriteFieldBegin(ctx, "degraded", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:degraded: ", p), err)
+		}
+		if err := p.Degraded.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Degraded), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:degraded: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *FunServantMgDeleteResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetReadOnly() {
+		if err := oprot.WriteFieldBegin(ctx, "readOnly", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:readOnly: ", p), err)
+		}
+		if err := p.ReadOnly.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.ReadOnly), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:readOnly: ", p), err)
 		}
 	}
 	return err
@@ -16649,8 +17728,13 @@ func (p *FunServantMgFindAndModifyArgs) String() string {
 
 // Attributes:
 //   - Success
+//   - Degraded
+//   - ReadOnly
 type FunServantMgFindAndModifyResult struct {
 	Success []byte `thrift:"success,0" db:"success" json:"success,omitempty"`
+	// unused field # 1
+	Degraded *TMongoDegrade  `thrift:"degraded,2" db:"degraded" json:"degraded,omitempty"`
+	ReadOnly *TMongoReadOnly `thrift:"readOnly,3" db:"readOnly" json:"readOnly,omitempty"`
 }
 
 func NewFunServantMgFindAndModifyResult() *FunServantMgFindAndModifyResult {
@@ -16662,8 +17746,34 @@ var FunServantMgFindAndModifyResult_Success_DEFAULT []byte
 func (p *FunServantMgFindAndModifyResult) GetSuccess() []byte {
 	return p.Success
 }
+
+var FunServantMgFindAndModifyResult_Degraded_DEFAULT *TMongoDegrade
+
+func (p *FunServantMgFindAndModifyResult) GetDegraded() *TMongoDegrade {
+	if !p.IsSetDegraded() {
+		return FunServantMgFindAndModifyResult_Degraded_DEFAULT
+	}
+	return p.Degraded
+}
+
+var FunServantMgFindAndModifyResult_ReadOnly_DEFAULT *TMongoReadOnly
+
+func (p *FunServantMgFindAndModifyResult) GetReadOnly() *TMongoReadOnly {
+	if !p.IsSetReadOnly() {
+		return FunServantMgFindAndModifyResult_ReadOnly_DEFAULT
+	}
+	return p.ReadOnly
+}
 func (p *FunServantMgFindAndModifyResult) IsSetSuccess() bool {
 	return p.Success != nil
+}
+
+func (p *FunServantMgFindAndModifyResult) IsSetDegraded() bool {
+	return p.Degraded != nil
+}
+
+func (p *FunServantMgFindAndModifyResult) IsSetReadOnly() bool {
+	return p.ReadOnly != nil
 }
 
 func (p *FunServantMgFindAndModifyResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
@@ -16683,6 +17793,26 @@ func (p *FunServantMgFindAndModifyResult) Read(ctx context.Context, iprot thrift
 		case 0:
 			if fieldTypeId == thrift.STRING {
 				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField3(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -16714,12 +17844,34 @@ func (p *FunServantMgFindAndModifyResult) ReadField0(ctx context.Context, iprot 
 	return nil
 }
 
+func (p *FunServantMgFindAndModifyResult) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Degraded = &TMongoDegrade{}
+	if err := p.Degraded.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Degraded), err)
+	}
+	return nil
+}
+
+func (p *FunServantMgFindAndModifyResult) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	p.ReadOnly = &TMongoReadOnly{}
+	if err := p.ReadOnly.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.ReadOnly), err)
+	}
+	return nil
+}
+
 func (p *FunServantMgFindAndModifyResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "mg_find_and_modify_result"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
 	}
 	if p != nil {
 		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -16742,6 +17894,36 @@ func (p *FunServantMgFindAndModifyResult) writeField0(ctx context.Context, oprot
 		}
 		if err := oprot.WriteFieldEnd(ctx); err != nil {
 			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *FunServantMgFindAndModifyResult) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetDegraded() {
+		if err := oprot.WriteFieldBegin(ctx, "degraded", thrift.STRUCT, 2); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:degraded: ", p), err)
+		}
+		if err := p.Degraded.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Degraded), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 2:degraded: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *FunServantMgFindAndModifyResult) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetReadOnly() {
+		if err := oprot.WriteFieldBegin(ctx, "readOnly", thrift.STRUCT, 3); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:readOnly: ", p), err)
+		}
+		if err := p.ReadOnly.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.ReadOnly), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 3:readOnly: ", p), err)
 		}
 	}
 	return err

@@ -1247,6 +1247,9 @@ class FunServantClient implements \fun\rpc\FunServantIf
         if ($result->miss !== null) {
             throw $result->miss;
         }
+        if ($result->degraded !== null) {
+            throw $result->degraded;
+        }
         throw new \Exception("mg_find_one failed: unknown result");
     }
 
@@ -1314,6 +1317,9 @@ class FunServantClient implements \fun\rpc\FunServantIf
         if ($result->success !== null) {
             return $result->success;
         }
+        if ($result->degraded !== null) {
+            throw $result->degraded;
+        }
         throw new \Exception("mg_find_all failed: unknown result");
     }
 
@@ -1377,6 +1383,9 @@ class FunServantClient implements \fun\rpc\FunServantIf
         if ($result->success !== null) {
             return $result->success;
         }
+        if ($result->degraded !== null) {
+            throw $result->degraded;
+        }
         throw new \Exception("mg_find_id failed: unknown result");
     }
 
@@ -1439,6 +1448,9 @@ class FunServantClient implements \fun\rpc\FunServantIf
         }
         if ($result->success !== null) {
             return $result->success;
+        }
+        if ($result->degraded !== null) {
+            throw $result->degraded;
         }
         throw new \Exception("mg_count failed: unknown result");
     }
@@ -1504,6 +1516,12 @@ class FunServantClient implements \fun\rpc\FunServantIf
         if ($result->success !== null) {
             return $result->success;
         }
+        if ($result->degraded !== null) {
+            throw $result->degraded;
+        }
+        if ($result->readOnly !== null) {
+            throw $result->readOnly;
+        }
         throw new \Exception("mg_update failed: unknown result");
     }
 
@@ -1567,6 +1585,12 @@ class FunServantClient implements \fun\rpc\FunServantIf
         }
         if ($result->success !== null) {
             return $result->success;
+        }
+        if ($result->degraded !== null) {
+            throw $result->degraded;
+        }
+        if ($result->readOnly !== null) {
+            throw $result->readOnly;
         }
         throw new \Exception("mg_update_id failed: unknown result");
     }
@@ -1632,6 +1656,12 @@ class FunServantClient implements \fun\rpc\FunServantIf
         if ($result->success !== null) {
             return $result->success;
         }
+        if ($result->degraded !== null) {
+            throw $result->degraded;
+        }
+        if ($result->readOnly !== null) {
+            throw $result->readOnly;
+        }
         throw new \Exception("mg_upsert failed: unknown result");
     }
 
@@ -1696,6 +1726,12 @@ class FunServantClient implements \fun\rpc\FunServantIf
         if ($result->success !== null) {
             return $result->success;
         }
+        if ($result->degraded !== null) {
+            throw $result->degraded;
+        }
+        if ($result->readOnly !== null) {
+            throw $result->readOnly;
+        }
         throw new \Exception("mg_upsert_id failed: unknown result");
     }
 
@@ -1758,6 +1794,12 @@ class FunServantClient implements \fun\rpc\FunServantIf
         }
         if ($result->success !== null) {
             return $result->success;
+        }
+        if ($result->degraded !== null) {
+            throw $result->degraded;
+        }
+        if ($result->readOnly !== null) {
+            throw $result->readOnly;
         }
         throw new \Exception("mg_insert failed: unknown result");
     }
@@ -1822,6 +1864,12 @@ class FunServantClient implements \fun\rpc\FunServantIf
         if ($result->success !== null) {
             return $result->success;
         }
+        if ($result->degraded !== null) {
+            throw $result->degraded;
+        }
+        if ($result->readOnly !== null) {
+            throw $result->readOnly;
+        }
         throw new \Exception("mg_inserts failed: unknown result");
     }
 
@@ -1884,6 +1932,12 @@ class FunServantClient implements \fun\rpc\FunServantIf
         }
         if ($result->success !== null) {
             return $result->success;
+        }
+        if ($result->degraded !== null) {
+            throw $result->degraded;
+        }
+        if ($result->readOnly !== null) {
+            throw $result->readOnly;
         }
         throw new \Exception("mg_delete failed: unknown result");
     }
@@ -1951,6 +2005,12 @@ class FunServantClient implements \fun\rpc\FunServantIf
         }
         if ($result->success !== null) {
             return $result->success;
+        }
+        if ($result->degraded !== null) {
+            throw $result->degraded;
+        }
+        if ($result->readOnly !== null) {
+            throw $result->readOnly;
         }
         throw new \Exception("mg_find_and_modify failed: unknown result");
     }

@@ -209,6 +209,7 @@ interface FunServantIf
      * @param string $fields
      * @return string
      * @throws \fun\rpc\TMongoNotFound
+     * @throws \fun\rpc\TMongoDegrade
      */
     public function mg_find_one(\fun\rpc\Context $c, $pool, $table, $shardId, $query, $fields);
     /**
@@ -224,6 +225,7 @@ interface FunServantIf
      * @param int $skip
      * @param string[] $orderBy
      * @return string[]
+     * @throws \fun\rpc\TMongoDegrade
      */
     public function mg_find_all(\fun\rpc\Context $c, $pool, $table, $shardId, $query, $fields, $limit, $skip, array $orderBy);
     /**
@@ -235,6 +237,7 @@ interface FunServantIf
      * @param int $shardId
      * @param string $id
      * @return string
+     * @throws \fun\rpc\TMongoDegrade
      */
     public function mg_find_id(\fun\rpc\Context $c, $pool, $table, $shardId, $id);
     /**
@@ -246,6 +249,7 @@ interface FunServantIf
      * @param int $shardId
      * @param string $query
      * @return int
+     * @throws \fun\rpc\TMongoDegrade
      */
     public function mg_count(\fun\rpc\Context $c, $pool, $table, $shardId, $query);
     /**
@@ -258,6 +262,8 @@ interface FunServantIf
      * @param string $query
      * @param string $change
      * @return bool
+     * @throws \fun\rpc\TMongoDegrade
+     * @throws \fun\rpc\TMongoReadOnly
      */
     public function mg_update(\fun\rpc\Context $c, $pool, $table, $shardId, $query, $change);
     /**
@@ -270,6 +276,8 @@ interface FunServantIf
      * @param int $id
      * @param string $change
      * @return bool
+     * @throws \fun\rpc\TMongoDegrade
+     * @throws \fun\rpc\TMongoReadOnly
      */
     public function mg_update_id(\fun\rpc\Context $c, $pool, $table, $shardId, $id, $change);
     /**
@@ -282,6 +290,8 @@ interface FunServantIf
      * @param string $query
      * @param string $change
      * @return bool
+     * @throws \fun\rpc\TMongoDegrade
+     * @throws \fun\rpc\TMongoReadOnly
      */
     public function mg_upsert(\fun\rpc\Context $c, $pool, $table, $shardId, $query, $change);
     /**
@@ -294,6 +304,8 @@ interface FunServantIf
      * @param int $id
      * @param string $change
      * @return bool
+     * @throws \fun\rpc\TMongoDegrade
+     * @throws \fun\rpc\TMongoReadOnly
      */
     public function mg_upsert_id(\fun\rpc\Context $c, $pool, $table, $shardId, $id, $change);
     /**
@@ -305,6 +317,8 @@ interface FunServantIf
      * @param int $shardId
      * @param string $doc
      * @return bool
+     * @throws \fun\rpc\TMongoDegrade
+     * @throws \fun\rpc\TMongoReadOnly
      */
     public function mg_insert(\fun\rpc\Context $c, $pool, $table, $shardId, $doc);
     /**
@@ -316,6 +330,8 @@ interface FunServantIf
      * @param int $shardId
      * @param string[] $docs
      * @return bool
+     * @throws \fun\rpc\TMongoDegrade
+     * @throws \fun\rpc\TMongoReadOnly
      */
     public function mg_inserts(\fun\rpc\Context $c, $pool, $table, $shardId, array $docs);
     /**
@@ -327,6 +343,8 @@ interface FunServantIf
      * @param int $shardId
      * @param string $query
      * @return bool
+     * @throws \fun\rpc\TMongoDegrade
+     * @throws \fun\rpc\TMongoReadOnly
      */
     public function mg_delete(\fun\rpc\Context $c, $pool, $table, $shardId, $query);
     /**
@@ -343,6 +361,8 @@ interface FunServantIf
      * @param bool $remove
      * @param bool $returnNew
      * @return string
+     * @throws \fun\rpc\TMongoDegrade
+     * @throws \fun\rpc\TMongoReadOnly
      */
     public function mg_find_and_modify(\fun\rpc\Context $c, $pool, $table, $shardId, $query, $change, $upsert, $remove, $returnNew);
     /**

@@ -32,6 +32,12 @@ class FunServant_mg_find_one_result
             'type' => TType::STRUCT,
             'class' => '\fun\rpc\TMongoNotFound',
         ),
+        2 => array(
+            'var' => 'degraded',
+            'isRequired' => false,
+            'type' => TType::STRUCT,
+            'class' => '\fun\rpc\TMongoDegrade',
+        ),
     );
 
     /**
@@ -42,6 +48,10 @@ class FunServant_mg_find_one_result
      * @var \fun\rpc\TMongoNotFound
      */
     public $miss = null;
+    /**
+     * @var \fun\rpc\TMongoDegrade
+     */
+    public $degraded = null;
 
     public function __construct($vals = null)
     {
@@ -51,6 +61,9 @@ class FunServant_mg_find_one_result
             }
             if (isset($vals['miss'])) {
                 $this->miss = $vals['miss'];
+            }
+            if (isset($vals['degraded'])) {
+                $this->degraded = $vals['degraded'];
             }
         }
     }
@@ -89,6 +102,14 @@ class FunServant_mg_find_one_result
                         $xfer += $input->skip($ftype);
                     }
                     break;
+                case 2:
+                    if ($ftype == TType::STRUCT) {
+                        $this->degraded = new \fun\rpc\TMongoDegrade();
+                        $xfer += $this->degraded->read($input);
+                    } else {
+                        $xfer += $input->skip($ftype);
+                    }
+                    break;
                 default:
                     $xfer += $input->skip($ftype);
                     break;
@@ -111,6 +132,11 @@ class FunServant_mg_find_one_result
         if ($this->miss !== null) {
             $xfer += $output->writeFieldBegin('miss', TType::STRUCT, 1);
             $xfer += $this->miss->write($output);
+            $xfer += $output->writeFieldEnd();
+        }
+        if ($this->degraded !== null) {
+            $xfer += $output->writeFieldBegin('degraded', TType::STRUCT, 2);
+            $xfer += $this->degraded->write($output);
             $xfer += $output->writeFieldEnd();
         }
         $xfer += $output->writeFieldStop();

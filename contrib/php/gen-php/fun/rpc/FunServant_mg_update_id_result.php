@@ -26,18 +26,44 @@ class FunServant_mg_update_id_result
             'isRequired' => false,
             'type' => TType::BOOL,
         ),
+        2 => array(
+            'var' => 'degraded',
+            'isRequired' => false,
+            'type' => TType::STRUCT,
+            'class' => '\fun\rpc\TMongoDegrade',
+        ),
+        3 => array(
+            'var' => 'readOnly',
+            'isRequired' => false,
+            'type' => TType::STRUCT,
+            'class' => '\fun\rpc\TMongoReadOnly',
+        ),
     );
 
     /**
      * @var bool
      */
     public $success = null;
+    /**
+     * @var \fun\rpc\TMongoDegrade
+     */
+    public $degraded = null;
+    /**
+     * @var \fun\rpc\TMongoReadOnly
+     */
+    public $readOnly = null;
 
     public function __construct($vals = null)
     {
         if (is_array($vals)) {
             if (isset($vals['success'])) {
                 $this->success = $vals['success'];
+            }
+            if (isset($vals['degraded'])) {
+                $this->degraded = $vals['degraded'];
+            }
+            if (isset($vals['readOnly'])) {
+                $this->readOnly = $vals['readOnly'];
             }
         }
     }
@@ -68,6 +94,22 @@ class FunServant_mg_update_id_result
                         $xfer += $input->skip($ftype);
                     }
                     break;
+                case 2:
+                    if ($ftype == TType::STRUCT) {
+                        $this->degraded = new \fun\rpc\TMongoDegrade();
+                        $xfer += $this->degraded->read($input);
+                    } else {
+                        $xfer += $input->skip($ftype);
+                    }
+                    break;
+                case 3:
+                    if ($ftype == TType::STRUCT) {
+                        $this->readOnly = new \fun\rpc\TMongoReadOnly();
+                        $xfer += $this->readOnly->read($input);
+                    } else {
+                        $xfer += $input->skip($ftype);
+                    }
+                    break;
                 default:
                     $xfer += $input->skip($ftype);
                     break;
@@ -85,6 +127,16 @@ class FunServant_mg_update_id_result
         if ($this->success !== null) {
             $xfer += $output->writeFieldBegin('success', TType::BOOL, 0);
             $xfer += $output->writeBool($this->success);
+            $xfer += $output->writeFieldEnd();
+        }
+        if ($this->degraded !== null) {
+            $xfer += $output->writeFieldBegin('degraded', TType::STRUCT, 2);
+            $xfer += $this->degraded->write($output);
+            $xfer += $output->writeFieldEnd();
+        }
+        if ($this->readOnly !== null) {
+            $xfer += $output->writeFieldBegin('readOnly', TType::STRUCT, 3);
+            $xfer += $this->readOnly->write($output);
             $xfer += $output->writeFieldEnd();
         }
         $xfer += $output->writeFieldStop();

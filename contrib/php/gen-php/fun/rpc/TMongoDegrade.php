@@ -17,7 +17,10 @@ use Thrift\Protocol\TBinaryProtocolAccelerated;
 use Thrift\Exception\TApplicationException;
 
 /**
- * Declared for compatibility; reserved for a degraded MongoDB.
+ * The MongoDB server entry of the call is switched to degraded by an operator (servants.mongodb.servers[].mode
+ * or POST /svt/pool/mode): every mg_* call to it is refused, no server asked. The message names the pool, the
+ * mode and how it was set. Thrown as field 2 of every mg_* method (new; stubs of the original IDL, which do not
+ * know the field, see a TApplicationException MISSING_RESULT "<method> failed: unknown result").
  */
 class TMongoDegrade extends TException
 {

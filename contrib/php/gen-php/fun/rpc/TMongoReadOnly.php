@@ -17,7 +17,9 @@ use Thrift\Protocol\TBinaryProtocolAccelerated;
 use Thrift\Exception\TApplicationException;
 
 /**
- * Declared for compatibility; reserved for a read-only MongoDB.
+ * The MongoDB server entry of the call is switched to read_only: mg_insert(s), mg_update(_id), mg_upsert(_id),
+ * mg_delete and mg_find_and_modify are refused, no server asked. Thrown as field 3 of those methods (new; old
+ * stubs see a TApplicationException, as for TMongoDegrade).
  */
 class TMongoReadOnly extends TException
 {

@@ -1293,6 +1293,8 @@ class Client(Iface):
             return result.success
         if result.miss is not None:
             raise result.miss
+        if result.degraded is not None:
+            raise result.degraded
         raise TApplicationException(TApplicationException.MISSING_RESULT, "mg_find_one failed: unknown result")
 
     def mg_find_all(self, c, pool, table, shardId, query, fields, limit, skip, orderBy):
@@ -1343,6 +1345,8 @@ class Client(Iface):
         iprot.readMessageEnd()
         if result.success is not None:
             return result.success
+        if result.degraded is not None:
+            raise result.degraded
         raise TApplicationException(TApplicationException.MISSING_RESULT, "mg_find_all failed: unknown result")
 
     def mg_find_id(self, c, pool, table, shardId, id):
@@ -1385,6 +1389,8 @@ class Client(Iface):
         iprot.readMessageEnd()
         if result.success is not None:
             return result.success
+        if result.degraded is not None:
+            raise result.degraded
         raise TApplicationException(TApplicationException.MISSING_RESULT, "mg_find_id failed: unknown result")
 
     def mg_count(self, c, pool, table, shardId, query):
@@ -1427,6 +1433,8 @@ class Client(Iface):
         iprot.readMessageEnd()
         if result.success is not None:
             return result.success
+        if result.degraded is not None:
+            raise result.degraded
         raise TApplicationException(TApplicationException.MISSING_RESULT, "mg_count failed: unknown result")
 
     def mg_update(self, c, pool, table, shardId, query, change):
@@ -1471,6 +1479,10 @@ class Client(Iface):
         iprot.readMessageEnd()
         if result.success is not None:
             return result.success
+        if result.degraded is not None:
+            raise result.degraded
+        if result.readOnly is not None:
+            raise result.readOnly
         raise TApplicationException(TApplicationException.MISSING_RESULT, "mg_update failed: unknown result")
 
     def mg_update_id(self, c, pool, table, shardId, id, change):
@@ -1515,6 +1527,10 @@ class Client(Iface):
         iprot.readMessageEnd()
         if result.success is not None:
             return result.success
+        if result.degraded is not None:
+            raise result.degraded
+        if result.readOnly is not None:
+            raise result.readOnly
         raise TApplicationException(TApplicationException.MISSING_RESULT, "mg_update_id failed: unknown result")
 
     def mg_upsert(self, c, pool, table, shardId, query, change):
@@ -1559,6 +1575,10 @@ class Client(Iface):
         iprot.readMessageEnd()
         if result.success is not None:
             return result.success
+        if result.degraded is not None:
+            raise result.degraded
+        if result.readOnly is not None:
+            raise result.readOnly
         raise TApplicationException(TApplicationException.MISSING_RESULT, "mg_upsert failed: unknown result")
 
     def mg_upsert_id(self, c, pool, table, shardId, id, change):
@@ -1603,6 +1623,10 @@ class Client(Iface):
         iprot.readMessageEnd()
         if result.success is not None:
             return result.success
+        if result.degraded is not None:
+            raise result.degraded
+        if result.readOnly is not None:
+            raise result.readOnly
         raise TApplicationException(TApplicationException.MISSING_RESULT, "mg_upsert_id failed: unknown result")
 
     def mg_insert(self, c, pool, table, shardId, doc):
@@ -1645,6 +1669,10 @@ class Client(Iface):
         iprot.readMessageEnd()
         if result.success is not None:
             return result.success
+        if result.degraded is not None:
+            raise result.degraded
+        if result.readOnly is not None:
+            raise result.readOnly
         raise TApplicationException(TApplicationException.MISSING_RESULT, "mg_insert failed: unknown result")
 
     def mg_inserts(self, c, pool, table, shardId, docs):
@@ -1687,6 +1715,10 @@ class Client(Iface):
         iprot.readMessageEnd()
         if result.success is not None:
             return result.success
+        if result.degraded is not None:
+            raise result.degraded
+        if result.readOnly is not None:
+            raise result.readOnly
         raise TApplicationException(TApplicationException.MISSING_RESULT, "mg_inserts failed: unknown result")
 
     def mg_delete(self, c, pool, table, shardId, query):
@@ -1729,6 +1761,10 @@ class Client(Iface):
         iprot.readMessageEnd()
         if result.success is not None:
             return result.success
+        if result.degraded is not None:
+            raise result.degraded
+        if result.readOnly is not None:
+            raise result.readOnly
         raise TApplicationException(TApplicationException.MISSING_RESULT, "mg_delete failed: unknown result")
 
     def mg_find_and_modify(self, c, pool, table, shardId, query, change, upsert, remove, returnNew):
@@ -1780,6 +1816,10 @@ class Client(Iface):
         iprot.readMessageEnd()
         if result.success is not None:
             return result.success
+        if result.degraded is not None:
+            raise result.degraded
+        if result.readOnly is not None:
+            raise result.readOnly
         raise TApplicationException(TApplicationException.MISSING_RESULT, "mg_find_and_modify failed: unknown result")
 
     def my_bulk_exec(self, c, pool, table, hintId, sql, argv, cacheKey):
@@ -2523,6 +2563,9 @@ class Processor(Iface, TProcessor):
         except TMongoNotFound as miss:
             msg_type = TMessageType.REPLY
             result.miss = miss
+        except TMongoDegrade as degraded:
+            msg_type = TMessageType.REPLY
+            result.degraded = degraded
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -2546,6 +2589,9 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
+        except TMongoDegrade as degraded:
+            msg_type = TMessageType.REPLY
+            result.degraded = degraded
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -2569,6 +2615,9 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
+        except TMongoDegrade as degraded:
+            msg_type = TMessageType.REPLY
+            result.degraded = degraded
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -2592,6 +2641,9 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
+        except TMongoDegrade as degraded:
+            msg_type = TMessageType.REPLY
+            result.degraded = degraded
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -2615,6 +2667,12 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
+        except TMongoDegrade as degraded:
+            msg_type = TMessageType.REPLY
+            result.degraded = degraded
+        except TMongoReadOnly as readOnly:
+            msg_type = TMessageType.REPLY
+            result.readOnly = readOnly
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -2638,6 +2696,12 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
+        except TMongoDegrade as degraded:
+            msg_type = TMessageType.REPLY
+            result.degraded = degraded
+        except TMongoReadOnly as readOnly:
+            msg_type = TMessageType.REPLY
+            result.readOnly = readOnly
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -2661,6 +2725,12 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
+        except TMongoDegrade as degraded:
+            msg_type = TMessageType.REPLY
+            result.degraded = degraded
+        except TMongoReadOnly as readOnly:
+            msg_type = TMessageType.REPLY
+            result.readOnly = readOnly
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -2684,6 +2754,12 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
+        except TMongoDegrade as degraded:
+            msg_type = TMessageType.REPLY
+            result.degraded = degraded
+        except TMongoReadOnly as readOnly:
+            msg_type = TMessageType.REPLY
+            result.readOnly = readOnly
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -2707,6 +2783,12 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
+        except TMongoDegrade as degraded:
+            msg_type = TMessageType.REPLY
+            result.degraded = degraded
+        except TMongoReadOnly as readOnly:
+            msg_type = TMessageType.REPLY
+            result.readOnly = readOnly
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -2730,6 +2812,12 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
+        except TMongoDegrade as degraded:
+            msg_type = TMessageType.REPLY
+            result.degraded = degraded
+        except TMongoReadOnly as readOnly:
+            msg_type = TMessageType.REPLY
+            result.readOnly = readOnly
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -2753,6 +2841,12 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
+        except TMongoDegrade as degraded:
+            msg_type = TMessageType.REPLY
+            result.degraded = degraded
+        except TMongoReadOnly as readOnly:
+            msg_type = TMessageType.REPLY
+            result.readOnly = readOnly
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -2776,6 +2870,12 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
+        except TMongoDegrade as degraded:
+            msg_type = TMessageType.REPLY
+            result.degraded = degraded
+        except TMongoReadOnly as readOnly:
+            msg_type = TMessageType.REPLY
+            result.readOnly = readOnly
         except TApplicationException as ex:
             logging.exception('TApplication exception in handler')
             msg_type = TMessageType.EXCEPTION
@@ -5789,13 +5889,15 @@ class mg_find_one_result(object):
     Attributes:
      - success
      - miss
+     - degraded
 
     """
 
 
-    def __init__(self, success=None, miss=None,):
+    def __init__(self, success=None, miss=None, degraded=None,):
         self.success = success
         self.miss = miss
+        self.degraded = degraded
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -5816,6 +5918,11 @@ class mg_find_one_result(object):
                     self.miss = TMongoNotFound.read(iprot)
                 else:
                     iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.degraded = TMongoDegrade.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -5833,6 +5940,10 @@ class mg_find_one_result(object):
         if self.miss is not None:
             oprot.writeFieldBegin('miss', TType.STRUCT, 1)
             self.miss.write(oprot)
+            oprot.writeFieldEnd()
+        if self.degraded is not None:
+            oprot.writeFieldBegin('degraded', TType.STRUCT, 2)
+            self.degraded.write(oprot)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -5854,6 +5965,7 @@ all_structs.append(mg_find_one_result)
 mg_find_one_result.thrift_spec = (
     (0, TType.STRING, 'success', 'BINARY', None, ),  # 0
     (1, TType.STRUCT, 'miss', [TMongoNotFound, None], None, ),  # 1
+    (2, TType.STRUCT, 'degraded', [TMongoDegrade, None], None, ),  # 2
 )
 
 
@@ -6028,12 +6140,14 @@ class mg_find_all_result(object):
     """
     Attributes:
      - success
+     - degraded
 
     """
 
 
-    def __init__(self, success=None,):
+    def __init__(self, success=None, degraded=None,):
         self.success = success
+        self.degraded = degraded
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -6054,6 +6168,11 @@ class mg_find_all_result(object):
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.degraded = TMongoDegrade.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -6070,6 +6189,10 @@ class mg_find_all_result(object):
             for iter55 in self.success:
                 oprot.writeBinary(iter55)
             oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.degraded is not None:
+            oprot.writeFieldBegin('degraded', TType.STRUCT, 2)
+            self.degraded.write(oprot)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -6090,6 +6213,8 @@ class mg_find_all_result(object):
 all_structs.append(mg_find_all_result)
 mg_find_all_result.thrift_spec = (
     (0, TType.LIST, 'success', (TType.STRING, 'BINARY', False), None, ),  # 0
+    None,  # 1
+    (2, TType.STRUCT, 'degraded', [TMongoDegrade, None], None, ),  # 2
 )
 
 
@@ -6208,12 +6333,14 @@ class mg_find_id_result(object):
     """
     Attributes:
      - success
+     - degraded
 
     """
 
 
-    def __init__(self, success=None,):
+    def __init__(self, success=None, degraded=None,):
         self.success = success
+        self.degraded = degraded
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -6229,6 +6356,11 @@ class mg_find_id_result(object):
                     self.success = iprot.readBinary()
                 else:
                     iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.degraded = TMongoDegrade.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -6242,6 +6374,10 @@ class mg_find_id_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.STRING, 0)
             oprot.writeBinary(self.success)
+            oprot.writeFieldEnd()
+        if self.degraded is not None:
+            oprot.writeFieldBegin('degraded', TType.STRUCT, 2)
+            self.degraded.write(oprot)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -6262,6 +6398,8 @@ class mg_find_id_result(object):
 all_structs.append(mg_find_id_result)
 mg_find_id_result.thrift_spec = (
     (0, TType.STRING, 'success', 'BINARY', None, ),  # 0
+    None,  # 1
+    (2, TType.STRUCT, 'degraded', [TMongoDegrade, None], None, ),  # 2
 )
 
 
@@ -6380,12 +6518,14 @@ class mg_count_result(object):
     """
     Attributes:
      - success
+     - degraded
 
     """
 
 
-    def __init__(self, success=None,):
+    def __init__(self, success=None, degraded=None,):
         self.success = success
+        self.degraded = degraded
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -6401,6 +6541,11 @@ class mg_count_result(object):
                     self.success = iprot.readI32()
                 else:
                     iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.degraded = TMongoDegrade.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -6414,6 +6559,10 @@ class mg_count_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.I32, 0)
             oprot.writeI32(self.success)
+            oprot.writeFieldEnd()
+        if self.degraded is not None:
+            oprot.writeFieldBegin('degraded', TType.STRUCT, 2)
+            self.degraded.write(oprot)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -6434,6 +6583,8 @@ class mg_count_result(object):
 all_structs.append(mg_count_result)
 mg_count_result.thrift_spec = (
     (0, TType.I32, 'success', None, None, ),  # 0
+    None,  # 1
+    (2, TType.STRUCT, 'degraded', [TMongoDegrade, None], None, ),  # 2
 )
 
 
@@ -6564,12 +6715,16 @@ class mg_update_result(object):
     """
     Attributes:
      - success
+     - degraded
+     - readOnly
 
     """
 
 
-    def __init__(self, success=None,):
+    def __init__(self, success=None, degraded=None, readOnly=None,):
         self.success = success
+        self.degraded = degraded
+        self.readOnly = readOnly
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -6585,6 +6740,16 @@ class mg_update_result(object):
                     self.success = iprot.readBool()
                 else:
                     iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.degraded = TMongoDegrade.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRUCT:
+                    self.readOnly = TMongoReadOnly.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -6598,6 +6763,14 @@ class mg_update_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.BOOL, 0)
             oprot.writeBool(self.success)
+            oprot.writeFieldEnd()
+        if self.degraded is not None:
+            oprot.writeFieldBegin('degraded', TType.STRUCT, 2)
+            self.degraded.write(oprot)
+            oprot.writeFieldEnd()
+        if self.readOnly is not None:
+            oprot.writeFieldBegin('readOnly', TType.STRUCT, 3)
+            self.readOnly.write(oprot)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -6618,6 +6791,9 @@ class mg_update_result(object):
 all_structs.append(mg_update_result)
 mg_update_result.thrift_spec = (
     (0, TType.BOOL, 'success', None, None, ),  # 0
+    None,  # 1
+    (2, TType.STRUCT, 'degraded', [TMongoDegrade, None], None, ),  # 2
+    (3, TType.STRUCT, 'readOnly', [TMongoReadOnly, None], None, ),  # 3
 )
 
 
@@ -6748,12 +6924,16 @@ class mg_update_id_result(object):
     """
     Attributes:
      - success
+     - degraded
+     - readOnly
 
     """
 
 
-    def __init__(self, success=None,):
+    def __init__(self, success=None, degraded=None, readOnly=None,):
         self.success = success
+        self.degraded = degraded
+        self.readOnly = readOnly
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -6769,6 +6949,16 @@ class mg_update_id_result(object):
                     self.success = iprot.readBool()
                 else:
                     iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.degraded = TMongoDegrade.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRUCT:
+                    self.readOnly = TMongoReadOnly.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -6782,6 +6972,14 @@ class mg_update_id_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.BOOL, 0)
             oprot.writeBool(self.success)
+            oprot.writeFieldEnd()
+        if self.degraded is not None:
+            oprot.writeFieldBegin('degraded', TType.STRUCT, 2)
+            self.degraded.write(oprot)
+            oprot.writeFieldEnd()
+        if self.readOnly is not None:
+            oprot.writeFieldBegin('readOnly', TType.STRUCT, 3)
+            self.readOnly.write(oprot)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -6802,6 +7000,9 @@ class mg_update_id_result(object):
 all_structs.append(mg_update_id_result)
 mg_update_id_result.thrift_spec = (
     (0, TType.BOOL, 'success', None, None, ),  # 0
+    None,  # 1
+    (2, TType.STRUCT, 'degraded', [TMongoDegrade, None], None, ),  # 2
+    (3, TType.STRUCT, 'readOnly', [TMongoReadOnly, None], None, ),  # 3
 )
 
 
@@ -6932,12 +7133,16 @@ class mg_upsert_result(object):
     """
     Attributes:
      - success
+     - degraded
+     - readOnly
 
     """
 
 
-    def __init__(self, success=None,):
+    def __init__(self, success=None, degraded=None, readOnly=None,):
         self.success = success
+        self.degraded = degraded
+        self.readOnly = readOnly
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -6953,6 +7158,16 @@ class mg_upsert_result(object):
                     self.success = iprot.readBool()
                 else:
                     iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.degraded = TMongoDegrade.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRUCT:
+                    self.readOnly = TMongoReadOnly.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -6966,6 +7181,14 @@ class mg_upsert_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.BOOL, 0)
             oprot.writeBool(self.success)
+            oprot.writeFieldEnd()
+        if self.degraded is not None:
+            oprot.writeFieldBegin('degraded', TType.STRUCT, 2)
+            self.degraded.write(oprot)
+            oprot.writeFieldEnd()
+        if self.readOnly is not None:
+            oprot.writeFieldBegin('readOnly', TType.STRUCT, 3)
+            self.readOnly.write(oprot)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -6986,6 +7209,9 @@ class mg_upsert_result(object):
 all_structs.append(mg_upsert_result)
 mg_upsert_result.thrift_spec = (
     (0, TType.BOOL, 'success', None, None, ),  # 0
+    None,  # 1
+    (2, TType.STRUCT, 'degraded', [TMongoDegrade, None], None, ),  # 2
+    (3, TType.STRUCT, 'readOnly', [TMongoReadOnly, None], None, ),  # 3
 )
 
 
@@ -7116,12 +7342,16 @@ class mg_upsert_id_result(object):
     """
     Attributes:
      - success
+     - degraded
+     - readOnly
 
     """
 
 
-    def __init__(self, success=None,):
+    def __init__(self, success=None, degraded=None, readOnly=None,):
         self.success = success
+        self.degraded = degraded
+        self.readOnly = readOnly
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -7137,6 +7367,16 @@ class mg_upsert_id_result(object):
                     self.success = iprot.readBool()
                 else:
                     iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.degraded = TMongoDegrade.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRUCT:
+                    self.readOnly = TMongoReadOnly.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -7150,6 +7390,14 @@ class mg_upsert_id_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.BOOL, 0)
             oprot.writeBool(self.success)
+            oprot.writeFieldEnd()
+        if self.degraded is not None:
+            oprot.writeFieldBegin('degraded', TType.STRUCT, 2)
+            self.degraded.write(oprot)
+            oprot.writeFieldEnd()
+        if self.readOnly is not None:
+            oprot.writeFieldBegin('readOnly', TType.STRUCT, 3)
+            self.readOnly.write(oprot)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -7170,6 +7418,9 @@ class mg_upsert_id_result(object):
 all_structs.append(mg_upsert_id_result)
 mg_upsert_id_result.thrift_spec = (
     (0, TType.BOOL, 'success', None, None, ),  # 0
+    None,  # 1
+    (2, TType.STRUCT, 'degraded', [TMongoDegrade, None], None, ),  # 2
+    (3, TType.STRUCT, 'readOnly', [TMongoReadOnly, None], None, ),  # 3
 )
 
 
@@ -7288,12 +7539,16 @@ class mg_insert_result(object):
     """
     Attributes:
      - success
+     - degraded
+     - readOnly
 
     """
 
 
-    def __init__(self, success=None,):
+    def __init__(self, success=None, degraded=None, readOnly=None,):
         self.success = success
+        self.degraded = degraded
+        self.readOnly = readOnly
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -7309,6 +7564,16 @@ class mg_insert_result(object):
                     self.success = iprot.readBool()
                 else:
                     iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.degraded = TMongoDegrade.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRUCT:
+                    self.readOnly = TMongoReadOnly.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -7322,6 +7587,14 @@ class mg_insert_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.BOOL, 0)
             oprot.writeBool(self.success)
+            oprot.writeFieldEnd()
+        if self.degraded is not None:
+            oprot.writeFieldBegin('degraded', TType.STRUCT, 2)
+            self.degraded.write(oprot)
+            oprot.writeFieldEnd()
+        if self.readOnly is not None:
+            oprot.writeFieldBegin('readOnly', TType.STRUCT, 3)
+            self.readOnly.write(oprot)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -7342,6 +7615,9 @@ class mg_insert_result(object):
 all_structs.append(mg_insert_result)
 mg_insert_result.thrift_spec = (
     (0, TType.BOOL, 'success', None, None, ),  # 0
+    None,  # 1
+    (2, TType.STRUCT, 'degraded', [TMongoDegrade, None], None, ),  # 2
+    (3, TType.STRUCT, 'readOnly', [TMongoReadOnly, None], None, ),  # 3
 )
 
 
@@ -7468,12 +7744,16 @@ class mg_inserts_result(object):
     """
     Attributes:
      - success
+     - degraded
+     - readOnly
 
     """
 
 
-    def __init__(self, success=None,):
+    def __init__(self, success=None, degraded=None, readOnly=None,):
         self.success = success
+        self.degraded = degraded
+        self.readOnly = readOnly
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -7489,6 +7769,16 @@ class mg_inserts_result(object):
                     self.success = iprot.readBool()
                 else:
                     iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.degraded = TMongoDegrade.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRUCT:
+                    self.readOnly = TMongoReadOnly.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -7502,6 +7792,14 @@ class mg_inserts_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.BOOL, 0)
             oprot.writeBool(self.success)
+            oprot.writeFieldEnd()
+        if self.degraded is not None:
+            oprot.writeFieldBegin('degraded', TType.STRUCT, 2)
+            self.degraded.write(oprot)
+            oprot.writeFieldEnd()
+        if self.readOnly is not None:
+            oprot.writeFieldBegin('readOnly', TType.STRUCT, 3)
+            self.readOnly.write(oprot)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -7522,6 +7820,9 @@ class mg_inserts_result(object):
 all_structs.append(mg_inserts_result)
 mg_inserts_result.thrift_spec = (
     (0, TType.BOOL, 'success', None, None, ),  # 0
+    None,  # 1
+    (2, TType.STRUCT, 'degraded', [TMongoDegrade, None], None, ),  # 2
+    (3, TType.STRUCT, 'readOnly', [TMongoReadOnly, None], None, ),  # 3
 )
 
 
@@ -7640,12 +7941,16 @@ class mg_delete_result(object):
     """
     Attributes:
      - success
+     - degraded
+     - readOnly
 
     """
 
 
-    def __init__(self, success=None,):
+    def __init__(self, success=None, degraded=None, readOnly=None,):
         self.success = success
+        self.degraded = degraded
+        self.readOnly = readOnly
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -7661,6 +7966,16 @@ class mg_delete_result(object):
                     self.success = iprot.readBool()
                 else:
                     iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.degraded = TMongoDegrade.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRUCT:
+                    self.readOnly = TMongoReadOnly.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -7674,6 +7989,14 @@ class mg_delete_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.BOOL, 0)
             oprot.writeBool(self.success)
+            oprot.writeFieldEnd()
+        if self.degraded is not None:
+            oprot.writeFieldBegin('degraded', TType.STRUCT, 2)
+            self.degraded.write(oprot)
+            oprot.writeFieldEnd()
+        if self.readOnly is not None:
+            oprot.writeFieldBegin('readOnly', TType.STRUCT, 3)
+            self.readOnly.write(oprot)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -7694,6 +8017,9 @@ class mg_delete_result(object):
 all_structs.append(mg_delete_result)
 mg_delete_result.thrift_spec = (
     (0, TType.BOOL, 'success', None, None, ),  # 0
+    None,  # 1
+    (2, TType.STRUCT, 'degraded', [TMongoDegrade, None], None, ),  # 2
+    (3, TType.STRUCT, 'readOnly', [TMongoReadOnly, None], None, ),  # 3
 )
 
 
@@ -7860,12 +8186,16 @@ class mg_find_and_modify_result(object):
     """
     Attributes:
      - success
+     - degraded
+     - readOnly
 
     """
 
 
-    def __init__(self, success=None,):
+    def __init__(self, success=None, degraded=None, readOnly=None,):
         self.success = success
+        self.degraded = degraded
+        self.readOnly = readOnly
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -7881,6 +8211,16 @@ class mg_find_and_modify_result(object):
                     self.success = iprot.readBinary()
                 else:
                     iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.degraded = TMongoDegrade.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRUCT:
+                    self.readOnly = TMongoReadOnly.read(iprot)
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -7894,6 +8234,14 @@ class mg_find_and_modify_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.STRING, 0)
             oprot.writeBinary(self.success)
+            oprot.writeFieldEnd()
+        if self.degraded is not None:
+            oprot.writeFieldBegin('degraded', TType.STRUCT, 2)
+            self.degraded.write(oprot)
+            oprot.writeFieldEnd()
+        if self.readOnly is not None:
+            oprot.writeFieldBegin('readOnly', TType.STRUCT, 3)
+            self.readOnly.write(oprot)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -7914,6 +8262,9 @@ class mg_find_and_modify_result(object):
 all_structs.append(mg_find_and_modify_result)
 mg_find_and_modify_result.thrift_spec = (
     (0, TType.STRING, 'success', 'BINARY', None, ),  # 0
+    None,  # 1
+    (2, TType.STRUCT, 'degraded', [TMongoDegrade, None], None, ),  # 2
+    (3, TType.STRUCT, 'readOnly', [TMongoReadOnly, None], None, ),  # 3
 )
 
 

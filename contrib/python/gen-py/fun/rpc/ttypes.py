@@ -516,7 +516,10 @@ class TMongoNotFound(TException):
 
 class TMongoDegrade(TException):
     """
-    Declared for compatibility; reserved for a degraded MongoDB.
+    The MongoDB server entry of the call is switched to degraded by an operator (servants.mongodb.servers[].mode
+    or POST /svt/pool/mode): every mg_* call to it is refused, no server asked. The message names the pool, the
+    mode and how it was set. Thrown as field 2 of every mg_* method (new; stubs of the original IDL, which do not
+    know the field, see a TApplicationException MISSING_RESULT "<method> failed: unknown result").
 
     Attributes:
      - message
@@ -591,7 +594,9 @@ class TMongoDegrade(TException):
 
 class TMongoReadOnly(TException):
     """
-    Declared for compatibility; reserved for a read-only MongoDB.
+    The MongoDB server entry of the call is switched to read_only: mg_insert(s), mg_update(_id), mg_upsert(_id),
+    mg_delete and mg_find_and_modify are refused, no server asked. Thrown as field 3 of those methods (new; old
+    stubs see a TApplicationException, as for TMongoDegrade).
 
     Attributes:
      - message
