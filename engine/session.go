@@ -129,12 +129,20 @@ func (s *Server) serveSession(sess *session) {
 	}
 	proto := s.protocol.GetProtocol(trans)
 	out := &replyCounter{TProtocol: proto, stats: &s.Stats}
-	for {
+	for first := true; ; first = false {
 		if err := sess.waitCall(t); err != nil {
 			reason = s.endIdle(sess, err)
 			return
 		}
 		t.beginCall()
+		if first {
+			if kind := t.sniffForeign(); kind != "" {
+				s.Stats.EndRefused.Add(1)
+				s.countForeign(kind, sess.remote)
+				reason = kind
+				return
+			}
+		}
 		if !cfg.Framed && cfg.Protocol == "binary" {
 			if err := t.checkUnversionedHead(); err != nil {
 				reason = s.endCall(sess, err)
