@@ -132,12 +132,16 @@ func (s *Server) overflow(conn net.Conn) {
 // or refuses the connection. It runs on a goroutine of its own, holding a
 // waiter place until the wait ends.
 func (s *Server) waitSlot(conn net.Conn) {
-	start := time.Now()
 	timer := time.NewTimer(s.Config.AcceptWait)
 	defer timer.Stop()
+	s.Stats.AcceptWaiting.Add(1)
+	release := func() {
+		s.Stats.AcceptWaiting.Add(-1)
+		<-s.waiters
+	}
 	select {
 	case s.sem <- struct{}{}:
-		<-s.waiters
+		release()
 		s.Stats.AcceptWaited.Add(1)
 		if sess := s.newSession(conn); sess != nil {
 			s.serveSession(sess)
@@ -145,10 +149,10 @@ func (s *Server) waitSlot(conn net.Conn) {
 			<-s.sem
 		}
 	case <-timer.C:
-		<-s.waiters
-		s.refuse(conn, time.Since(start), false)
+		release()
+		s.refuse(conn, s.Config.AcceptWait, false)
 	case <-s.done:
-		<-s.waiters
+		release()
 		conn.Close()
 	}
 }

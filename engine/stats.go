@@ -36,4 +36,6 @@ type Stats struct {
 	// AcceptWaited counts the connections that waited (up to accept_wait) for
 	// a session slot and got one.
 	AcceptWaited atomic.Int64
+	// AcceptWaiting is the number of connections waiting for a slot now (a gauge).
+	AcceptWaiting atomic.Int64
 }

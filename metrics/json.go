@@ -71,8 +71,9 @@ func (m *Metrics) engineStat() map[string]any {
 			"calls_total": st.Calls.Load(), "calls_failed": st.CallErrors.Load(),
 			"accept_errors": st.AcceptErrors.Load(), "client_gone": st.ClientGone.Load(),
 			"session_ends": sessionEnds(st), "refused": refusals(st), "accept_waited": st.AcceptWaited.Load(),
-			"failures": st.Failures.Snapshot(),
-			"qps":      rates(m.calls), "failures_per_s": rates(m.fails),
+			"accept_waiting": st.AcceptWaiting.Load(),
+			"failures":       st.Failures.Snapshot(),
+			"qps":            rates(m.calls), "failures_per_s": rates(m.fails),
 		},
 		"log": m.logDrops(),
 	}
