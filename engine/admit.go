@@ -167,7 +167,7 @@ func (s *Server) refuse(conn net.Conn, waited time.Duration, spawn bool) {
 		conn.Close()
 		s.Stats.RefusedOverloadDropped.Add(1)
 		s.callLogger().Warn("connection closed unanswered: faed overloaded and already answering as many refused connections as it may",
-			"remote", conn.RemoteAddr().String(), "max_outstanding_sessions", s.Config.MaxOutstandingSessions,
+			"remote", remoteName(conn), "max_outstanding_sessions", s.Config.MaxOutstandingSessions,
 			"refusing", cap(s.refusers))
 		return
 	}
@@ -190,7 +190,7 @@ func OverloadMessage(maxSessions int, waited time.Duration) string {
 func (s *Server) answerOverloaded(conn net.Conn, waited time.Duration) {
 	defer func() { <-s.refusers }()
 	defer conn.Close()
-	remote := conn.RemoteAddr().String()
+	remote := remoteName(conn)
 	conn.SetDeadline(time.Now().Add(OverloadReadWait))
 	t := newConnTransport(conn, refuseBufferSize, 0, OverloadHeaderBytes, false)
 	head, err := t.br.Peek(4)
