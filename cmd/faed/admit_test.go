@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -213,5 +214,34 @@ func TestForeignBytes(t *testing.T) {
 		if strings.Count(f.out.String(), line) != 2 {
 			t.Errorf("want 2 log lines %s", line)
 		}
+	}
+}
+
+// TestAllowFromPeerWarning: two faeds in one cluster (the test services'
+// ZooKeeper, a root of this test's own); the one whose rpc.allow_from leaves
+// out the other's address warns, naming it; the one whose list covers the
+// other does not.
+func TestAllowFromPeerWarning(t *testing.T) {
+	root := fmt.Sprintf("/fae-test-allow-%d-%d", os.Getpid(), time.Now().UnixNano())
+	conf := func(allow string) string {
+		return fmt.Sprintf(`{
+    http_listen_addr: "127.0.0.1:0"
+    etcd_servers: ["127.0.0.1:12181"]
+    peer: { root: %q }
+    rpc: { listen_addr: "127.0.0.1:0", allow_from: [%q] }
+    servants: { idgen_worker_id: %d }
+}`, root, allow, len(allow)%32)
+	}
+	strict := startFaedIn(t, t.TempDir(), conf("10.0.0.0/8"))
+	open := startFaedIn(t, t.TempDir(), conf("127.0.0.0/8"))
+	testenv.Eventually(t, 20*time.Second, "the warning naming the other member", func() bool {
+		return strings.Contains(strict.out.String(), `msg="cluster members outside rpc.allow_from: their forwarded calls will be refused" outside=`+open.rpcAddr)
+	})
+	testenv.Eventually(t, 20*time.Second, "the open node sees the strict one", func() bool {
+		body, _ := httpGet(t, "http://"+open.httpAddr+"/engine/peers")
+		return strings.Contains(body, strict.rpcAddr)
+	})
+	if strings.Contains(open.out.String(), "outside rpc.allow_from") {
+		t.Errorf("the node allowing 127.0.0.0/8 warned:\n%s", open.out.String())
 	}
 }
