@@ -42,12 +42,13 @@ func TestOverloadStorm(t *testing.T) {
 	if os.Getenv("FAE_OVERLOAD_BIG") != "" {
 		limit, perProc = 2000, 5000
 	}
+	inflight, _ := strconv.Atoi(os.Getenv("FAE_OVERLOAD_INFLIGHT")) // per process; 0 = all at once
 	m := allModes[0]
 	dir := t.TempDir()
 	f := startFaedIn(t, dir, m.config(dir, fmt.Sprintf("max_outstanding_sessions: %d\nsession_timeout: \"300s\"", limit), ""))
 	var procs []*stormProc
 	for range 2 {
-		procs = append(procs, startStormClient(t, fmt.Sprintf("%s %d %d", f.rpcAddr, limit/2, perProc)))
+		procs = append(procs, startStormClient(t, fmt.Sprintf("%s %d %d %d", f.rpcAddr, limit/2, perProc, inflight)))
 	}
 	for _, p := range procs {
 		p.expect(t, "ready")
@@ -102,7 +103,8 @@ func TestOverloadStorm(t *testing.T) {
 	slices.Sort(all.ToldMs)
 	slices.Sort(all.AfterMs)
 	slices.Sort(all.ConnectMs)
-	t.Logf("limit %d, %d admitted sessions, %d storm connections from 2 processes in %s", limit, limit, 2*perProc, elapsed.Round(time.Millisecond))
+	t.Logf("limit %d, %d admitted sessions, %d storm connections from 2 processes (connecting at once per process: %d, 0 = all) in %s",
+		limit, limit, 2*perProc, inflight, elapsed.Round(time.Millisecond))
 	t.Logf("storm outcomes %v; told (dial start to answer or close) p50 %.1f ms, p99 %.1f ms, max %.1f ms; connect p50 %.1f ms, p99 %.1f ms, max %.1f ms",
 		all.Outcomes, pct(all.ToldMs, 50), pct(all.ToldMs, 99), pct(all.ToldMs, 100),
 		pct(all.ConnectMs, 50), pct(all.ConnectMs, 99), pct(all.ConnectMs, 100))
@@ -204,8 +206,12 @@ func TestOverloadStormClient(t *testing.T) {
 		t.Skip("a client process of TestOverloadStorm")
 	}
 	var addr string
-	var admitted, storm int
-	fmt.Sscan(spec, &addr, &admitted, &storm)
+	var admitted, storm, inflight int
+	fmt.Sscan(spec, &addr, &admitted, &storm, &inflight)
+	if inflight <= 0 {
+		inflight = storm
+	}
+	slots := make(chan struct{}, inflight)
 	f := &faed{rpcAddr: addr}
 	m := allModes[0]
 	sessions := make([]*client, admitted)
@@ -263,6 +269,8 @@ func TestOverloadStormClient(t *testing.T) {
 	results := make(chan one, storm)
 	for range storm {
 		go func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
 			t0 := time.Now()
 			c, err := f.tryDial(m)
 			if err != nil {
@@ -270,8 +278,8 @@ func TestOverloadStormClient(t *testing.T) {
 				return
 			}
 			connected := time.Since(t0)
-			defer c.Close()
 			_, err = c.Ping(bg, ctx())
+			c.Close()
 			o := one{told: ms(time.Since(t0)), connect: ms(connected)}
 			switch {
 			case err == nil:
