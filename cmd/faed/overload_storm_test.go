@@ -38,14 +38,15 @@ type stormResult struct {
 }
 
 func TestOverloadStorm(t *testing.T) {
-	limit, perProc := 200, 500 // per process: limit/2 admitted, perProc storm connections
+	// Per process: limit/2 admitted sessions, perProc storm connections,
+	// inflight of them connecting at once.
+	limit, perProc, inflight := 200, 500, 50
 	if os.Getenv("FAE_OVERLOAD_BIG") != "" {
-		limit, perProc = 2000, 5000
+		limit, perProc, inflight = 2000, 5000, 200
 	}
 	// Connections each process opens at once: 50 (200 big) unless
 	// FAE_OVERLOAD_INFLIGHT says otherwise; 0 = all at once, where the
 	// kernel's SYN queue and the clients' own CPU dominate the figures.
-	inflight := limit / 4
 	if v, ok := os.LookupEnv("FAE_OVERLOAD_INFLIGHT"); ok {
 		inflight, _ = strconv.Atoi(v)
 	}
