@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"net/netip"
 	"strconv"
 	"time"
 )
@@ -18,6 +19,7 @@ const (
 	DefaultShutdownTimeout        = 10 * time.Second // new in this fae
 	DefaultStatsOutputInterval    = 10 * time.Second // original fae
 	DefaultUnixSocketMode         = "0666"
+	DefaultAcceptWait             = 100 * time.Millisecond // new in this fae (issue 11)
 )
 
 // Config is the rpc section of faed.cf: the Thrift listener and its sessions.
@@ -58,10 +60,25 @@ type Config struct {
 	// byte arrived, and to write its reply. 0 = no limit. Default 2s.
 	IOTimeout time.Duration `cf:"io_timeout"`
 	// MaxOutstandingSessions (max_outstanding_sessions) bounds concurrent sessions,
-	// those of every listener together. Past it, each listener's accept loop holds
-	// the one connection it accepted until a session ends, and the next ones wait
-	// in the kernel's listen backlog (as in the original). Default 20000.
+	// those of every listener together. Past it the accept loops go on
+	// accepting: a new connection waits up to AcceptWait for a slot (at most
+	// max_outstanding_sessions/10 connections wait at once), then its first
+	// call is answered with a TApplicationException INTERNAL_ERROR "faed
+	// overloaded: …" and it is closed (the original left it in the kernel's
+	// listen backlog). Default 20000.
 	MaxOutstandingSessions int `cf:"max_outstanding_sessions"`
+	// AcceptWait (accept_wait) is how long a connection accepted while
+	// max_outstanding_sessions are live waits in faed for a session slot before
+	// it is refused as overloaded. 0 = refuse at once. Default 100ms; at most
+	// 10s. New in this fae.
+	AcceptWait time.Duration `cf:"accept_wait"`
+	// AllowFrom (allow_from) lists the CIDRs ("10.0.0.0/8", "192.168.1.7/32",
+	// "::1/128") TCP clients may call from; a connection from elsewhere is
+	// closed at accept, logged and counted, and never reaches the processor.
+	// Empty (default) = everyone, as the original. Unix-socket clients are not
+	// checked: the socket file's mode (unix_socket_mode) governs them. New in
+	// this fae.
+	AllowFrom []string `cf:"allow_from"`
 	// MaxMessageBytes (max_message_bytes) bounds one request: its frame, every string and
 	// container, and the bytes read for it. A longer one ends the session with a logged
 	// reason, before anything that large is allocated. Default 16 MiB.
@@ -97,6 +114,7 @@ func (c *Config) SetDefaults() {
 		SessionTimeout:         DefaultSessionTimeout,
 		IOTimeout:              DefaultIOTimeout,
 		MaxOutstandingSessions: DefaultMaxOutstandingSessions,
+		AcceptWait:             DefaultAcceptWait,
 		MaxMessageBytes:        DefaultMaxMessageBytes,
 		MaxReplyBytes:          DefaultMaxReplyBytes,
 		ShutdownTimeout:        DefaultShutdownTimeout,
@@ -122,6 +140,8 @@ func (c *Config) Validate(prefix string) error {
 		return fmt.Errorf("%s.io_timeout: must not be negative, got %s", prefix, c.IOTimeout)
 	case c.MaxOutstandingSessions < 1:
 		return fmt.Errorf("%s.max_outstanding_sessions: must be at least 1, got %d", prefix, c.MaxOutstandingSessions)
+	case c.AcceptWait < 0 || c.AcceptWait > 10*time.Second:
+		return fmt.Errorf("%s.accept_wait: must be 0s..10s, got %s", prefix, c.AcceptWait)
 	case c.MaxMessageBytes < 1024 || c.MaxMessageBytes > 1<<30:
 		return fmt.Errorf("%s.max_message_bytes: must be 1024..1073741824 bytes, got %d", prefix, c.MaxMessageBytes)
 	case c.MaxReplyBytes < 0:
@@ -130,6 +150,11 @@ func (c *Config) Validate(prefix string) error {
 		return fmt.Errorf("%s.shutdown_timeout: must not be negative, got %s", prefix, c.ShutdownTimeout)
 	case c.StatsOutputInterval < 0:
 		return fmt.Errorf("%s.stats_output_interval: must not be negative, got %s", prefix, c.StatsOutputInterval)
+	}
+	for i, cidr := range c.AllowFrom {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			return fmt.Errorf("%s.allow_from[%d]: not a CIDR such as 10.0.0.0/8 or 192.168.1.7/32: %q", prefix, i, cidr)
+		}
 	}
 	if _, err := c.SocketMode(); err != nil {
 		return fmt.Errorf("%s.unix_socket_mode: %v", prefix, err)

@@ -157,10 +157,11 @@ func TestServeTCPAndUnix(t *testing.T) {
 // TestSessionsLimitShared: max_outstanding_sessions counts the sessions of
 // every listener together, and an idle listener holds no slot: with a limit
 // of 1, sessions on the two listeners in turn are each served, and while one
-// is live a client of the other listener waits until it ends.
+// is live a client of the other listener is answered "faed overloaded" at
+// once (accept_wait 0); once the live one ends, that listener serves again.
 func TestSessionsLimitShared(t *testing.T) {
 	leakCheck(t)
-	m := startMulti(t, &handler{}, func(c *engine.Config) { c.MaxOutstandingSessions = 1 })
+	m := startMulti(t, &handler{}, func(c *engine.Config) { c.MaxOutstandingSessions, c.AcceptWait = 1, 0 })
 	ping := func(c *client) error {
 		s, err := c.Ping(bg, rctx())
 		if err == nil && s != "pong" {
@@ -181,31 +182,29 @@ func TestSessionsLimitShared(t *testing.T) {
 		if err := ping(live); err != nil {
 			t.Fatalf("%s: %v", pair[0].network, err)
 		}
-		waiting := pair[1].dial(t) // only now: it would otherwise race live for the slot
-		done := make(chan error, 1)
-		go func() { done <- ping(waiting) }()
-		select { // a window in which the call must not be served: waits out time on purpose
-		case err := <-done:
-			t.Fatalf("a %s session served while a %s one is live at limit 1 (err %v)", pair[1].network, pair[0].network, err)
-		case <-time.After(300 * time.Millisecond):
+		refused := pair[1].dial(t)
+		err := ping(refused)
+		if err == nil || !strings.Contains(err.Error(), "faed overloaded: 1 sessions (rpc.max_outstanding_sessions) busy") {
+			t.Fatalf("a %s session while a %s one is live at limit 1: err %v, want faed overloaded", pair[1].network, pair[0].network, err)
 		}
 		if n := m.srv.Sessions(); n != 1 {
 			t.Errorf("Sessions = %d at limit 1", n)
 		}
 		live.conn.Close()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("%s session after the %s one ended: %v", pair[1].network, pair[0].network, err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("%s session not served after the %s one ended", pair[1].network, pair[0].network)
+		refused.conn.Close()
+		testenv.Eventually(t, 5*time.Second, "no session left", func() bool { return m.srv.Sessions() == 0 })
+		after := pair[1].dial(t)
+		if err := ping(after); err != nil {
+			t.Fatalf("%s session after the %s one ended: %v", pair[1].network, pair[0].network, err)
 		}
-		waiting.conn.Close()
+		after.conn.Close()
 		testenv.Eventually(t, 5*time.Second, "no session left", func() bool { return m.srv.Sessions() == 0 })
 	}
 	if n := m.srv.Stats.Sessions.Load(); n != 8 {
 		t.Errorf("Sessions accepted = %d, want 8", n)
+	}
+	if n := m.srv.Stats.RefusedOverload.Load(); n != 2 {
+		t.Errorf("RefusedOverload = %d, want 2", n)
 	}
 }
 

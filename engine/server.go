@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,12 +82,18 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
 	sem       chan struct{} // one token per live session
+	waiters   chan struct{} // one token per connection waiting for a slot (Config.AcceptWaiters)
+	refusers  chan struct{} // one token per refusal running (Config.MaxRefusers)
+	allow     []netip.Prefix
 	done      chan struct{} // closed by Shutdown/Close
 	closeOnce sync.Once
 	shutdown  atomic.Bool
 	protocol  thrift.TProtocolFactory
-	tconf     *thrift.TConfiguration
-	callLog   *slog.Logger // CallLogger's fallback
+	// refuseProtocol reads an overloaded connection's call header: the
+	// session's protocol with lengths bounded by OverloadHeaderBytes.
+	refuseProtocol thrift.TProtocolFactory
+	tconf          *thrift.TConfiguration
+	callLog        *slog.Logger // CallLogger's fallback
 }
 
 // NewServer returns a Server for processor with cfg, which must have passed Validate.
@@ -112,6 +119,9 @@ func (s *Server) init() {
 	s.listeners = map[net.Listener]struct{}{}
 	s.sessions = map[*session]struct{}{}
 	s.sem = make(chan struct{}, s.Config.MaxOutstandingSessions)
+	s.waiters = make(chan struct{}, s.Config.AcceptWaiters())
+	s.refusers = make(chan struct{}, s.Config.MaxRefusers())
+	s.allow = s.Config.AllowPrefixes()
 	s.done = make(chan struct{})
 	s.tconf = &thrift.TConfiguration{
 		MaxMessageSize:     int32(s.Config.MaxMessageBytes),
@@ -119,10 +129,14 @@ func (s *Server) init() {
 		TBinaryStrictRead:  thrift.BoolPtr(false), // accept messages with or without a version header, as the original
 		TBinaryStrictWrite: thrift.BoolPtr(true),
 	}
+	rconf := &thrift.TConfiguration{MaxMessageSize: OverloadHeaderBytes, MaxFrameSize: OverloadHeaderBytes,
+		TBinaryStrictRead: thrift.BoolPtr(false), TBinaryStrictWrite: thrift.BoolPtr(true)}
 	if s.Config.Protocol == "compact" {
 		s.protocol = thrift.NewTCompactProtocolFactoryConf(s.tconf)
+		s.refuseProtocol = thrift.NewTCompactProtocolFactoryConf(rconf)
 	} else {
 		s.protocol = thrift.NewTBinaryProtocolFactoryConf(s.tconf)
+		s.refuseProtocol = thrift.NewTBinaryProtocolFactoryConf(rconf)
 	}
 }
 
@@ -130,10 +144,11 @@ func (s *Server) init() {
 // ErrServerClosed. A temporary accept error (such as too many open files) is
 // logged and retried after 5 ms, doubling up to 1 s; any other accept error is
 // returned. Serve may run on several listeners at once (see ServeAll): they
-// share max_outstanding_sessions. While that many sessions are live, Serve
-// holds the connection it has just accepted until one ends, and the next ones
-// wait in the kernel's listen backlog. An idle listener holds no session slot,
-// so it never keeps another listener's clients waiting.
+// share max_outstanding_sessions. A TCP client outside rpc.allow_from is
+// closed at accept (see admit). While max_outstanding_sessions sessions are
+// live, Serve goes on accepting: a new connection waits up to accept_wait for
+// a slot, or is answered "faed overloaded:" and closed (see admit.go); the
+// kernel's listen backlog is never the queue.
 func (s *Server) Serve(l net.Listener) error {
 	s.init()
 	s.mu.Lock()
@@ -172,11 +187,14 @@ func (s *Server) Serve(l net.Listener) error {
 			return err
 		}
 		backoff = 0
+		if !s.admit(conn) {
+			continue
+		}
 		select { // a session slot, shared by every listener
 		case s.sem <- struct{}{}:
-		case <-s.done:
-			conn.Close()
-			return ErrServerClosed
+		default:
+			s.overflow(conn)
+			continue
 		}
 		sess := s.newSession(conn)
 		if sess == nil { // shutting down

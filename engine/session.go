@@ -41,11 +41,7 @@ type sessionKey struct{}
 
 // newSession registers conn; nil when the server is shutting down.
 func (s *Server) newSession(conn net.Conn) *session {
-	remote := conn.RemoteAddr().String()
-	if remote == "" || remote == "@" {
-		remote = "unix:" + conn.LocalAddr().String()
-	}
-	sess := &session{srv: s, conn: conn, remote: remote}
+	sess := &session{srv: s, conn: conn, remote: remoteName(conn)}
 	sess.ctx, sess.cancel = context.WithCancelCause(context.WithValue(context.Background(), sessionKey{}, sess))
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -57,6 +53,16 @@ func (s *Server) newSession(conn net.Conn) *session {
 	s.Stats.SessionsActive.Add(1)
 	s.Stats.Sessions.Add(1)
 	return sess
+}
+
+// remoteName is conn's client for log lines: its address, or "unix:" and the
+// socket's path for an unnamed unix-socket client.
+func remoteName(conn net.Conn) string {
+	remote := conn.RemoteAddr().String()
+	if remote == "" || remote == "@" {
+		remote = "unix:" + conn.LocalAddr().String()
+	}
+	return remote
 }
 
 // close cancels the session's ctx with cause and closes its connection, which
@@ -129,12 +135,20 @@ func (s *Server) serveSession(sess *session) {
 	}
 	proto := s.protocol.GetProtocol(trans)
 	out := &replyCounter{TProtocol: proto, stats: &s.Stats}
-	for {
+	for first := true; ; first = false {
 		if err := sess.waitCall(t); err != nil {
 			reason = s.endIdle(sess, err)
 			return
 		}
 		t.beginCall()
+		if first {
+			if kind := t.sniffForeign(); kind != "" {
+				s.Stats.EndRefused.Add(1)
+				s.countForeign(kind, sess.remote)
+				reason = kind
+				return
+			}
+		}
 		if !cfg.Framed && cfg.Protocol == "binary" {
 			if err := t.checkUnversionedHead(); err != nil {
 				reason = s.endCall(sess, err)

@@ -70,8 +70,10 @@ func (m *Metrics) engineStat() map[string]any {
 			"sessions_active": st.SessionsActive.Load(), "sessions_total": st.Sessions.Load(),
 			"calls_total": st.Calls.Load(), "calls_failed": st.CallErrors.Load(),
 			"accept_errors": st.AcceptErrors.Load(), "client_gone": st.ClientGone.Load(),
-			"session_ends": sessionEnds(st), "failures": st.Failures.Snapshot(),
-			"qps": rates(m.calls), "failures_per_s": rates(m.fails),
+			"session_ends": sessionEnds(st), "refused": refusals(st), "accept_waited": st.AcceptWaited.Load(),
+			"accept_waiting": st.AcceptWaiting.Load(),
+			"failures":       st.Failures.Snapshot(),
+			"qps":            rates(m.calls), "failures_per_s": rates(m.fails),
 		},
 		"log": m.logDrops(),
 	}
@@ -93,7 +95,15 @@ func sessionEnds(st *engine.Stats) map[string]int64 {
 	return map[string]int64{"eof": st.EndEOF.Load(), "idle_timeout": st.EndIdleTimeout.Load(),
 		"io_timeout": st.EndIOTimeout.Load(), "oversize": st.EndOversize.Load(), "protocol": st.EndProtocol.Load(),
 		"transport": st.EndTransport.Load(), "drained": st.EndDrained.Load(), "closed": st.EndClosed.Load(),
-		"panic": st.EndPanic.Load()}
+		"panic": st.EndPanic.Load(), "refused": st.EndRefused.Load()}
+}
+
+// refusals are engine.Stats' refused connections by reason (the label values
+// of fae_connections_refused_total).
+func refusals(st *engine.Stats) map[string]int64 {
+	return map[string]int64{"not_allowed": st.RefusedNotAllowed.Load(), "overloaded": st.RefusedOverload.Load(),
+		"overloaded_no_call": st.RefusedOverloadNoCall.Load(), "overloaded_dropped": st.RefusedOverloadDropped.Load(),
+		"http": st.RefusedHTTP.Load(), "tls": st.RefusedTLS.Load()}
 }
 
 // rusage is getrusage(RUSAGE_SELF): CPU in seconds, max RSS in KiB (Linux's unit).

@@ -24,7 +24,10 @@ var (
 	descEngineFailed = desc("engine_call_errors_total", "Calls the RPC server answered with a TApplicationException (declared exceptions not counted).")
 	descSessions     = desc("sessions", "RPC sessions (client connections) open now.")
 	descSessionsTot  = desc("sessions_total", "RPC sessions accepted since start.")
-	descSessionEnds  = desc("session_ends_total", "RPC sessions ended, by reason (eof, idle_timeout, io_timeout, oversize, protocol, transport, drained, closed, panic).", "reason")
+	descSessionEnds  = desc("session_ends_total", "RPC sessions ended, by reason (eof, idle_timeout, io_timeout, oversize, protocol, transport, drained, closed, panic, refused: its first bytes were HTTP or TLS).", "reason")
+	descRefused      = desc("connections_refused_total", "RPC connections refused, by reason: not_allowed (outside rpc.allow_from, closed at accept), overloaded (answered \"faed overloaded:\"), overloaded_no_call (overloaded, no call header within 100 ms: closed unanswered), overloaded_dropped (overloaded with every refusal place taken: closed at once), http, tls (those bytes on the Thrift port: closed at once).", "reason")
+	descAcceptWait   = desc("accept_waiting", "RPC connections waiting now for a session slot (at most rpc.max_outstanding_sessions/10).")
+	descAcceptWaited = desc("accept_waited_total", "RPC connections that waited (up to rpc.accept_wait) for a session slot and got one.")
 	descPanics       = desc("panics_total", "Panics recovered: in a servant method (where=servant) or in a session outside it (where=session).", "where")
 	descAcceptErrors = desc("accept_errors_total", "Temporary accept failures of the RPC listeners, retried.")
 	descClientGone   = desc("client_gone_total", "Calls whose client closed its connection while the call waited on a backend.")
@@ -52,7 +55,7 @@ type collector struct{ m *Metrics }
 // Describe implements prometheus.Collector.
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuild, descCalls, descCallSeconds, descSlow, descEngineCalls,
-		descEngineFailed, descSessions, descSessionsTot, descSessionEnds, descPanics, descAcceptErrors,
+		descEngineFailed, descSessions, descSessionsTot, descSessionEnds, descRefused, descAcceptWait, descAcceptWaited, descPanics, descAcceptErrors,
 		descClientGone, descBackendOps, descBackendSecs, descForwarded, descForwardFail, descMisrouted,
 		descQueryCache, descLcacheItems, descLcacheBytes, descReloads, descTraced, descLogDropped, descLogDroppedB, descLcache, descPoolConns, descBreaker} {
 		ch <- d
@@ -79,6 +82,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for reason, n := range sessionEnds(st) {
 		counter(ch, descSessionEnds, n, reason)
 	}
+	for reason, n := range refusals(st) {
+		counter(ch, descRefused, n, reason)
+	}
+	counter(ch, descAcceptWaited, st.AcceptWaited.Load())
+	gauge(ch, descAcceptWait, st.AcceptWaiting.Load())
 	counter(ch, descPanics, st.EndPanic.Load(), "session")
 	counter(ch, descAcceptErrors, st.AcceptErrors.Load())
 	counter(ch, descClientGone, st.ClientGone.Load())

@@ -23,9 +23,10 @@ const leaveTimeout = 3 * time.Second
 // cluster is this node's part in the cluster: its ZooKeeper registry and its
 // advertised address; nil without etcd_servers (a single node).
 type cluster struct {
-	reg   *peer.Registry
-	self  string // the advertised address; "" with server_mode false
-	unsub func()
+	reg    *peer.Registry
+	self   string // the advertised address; "" with server_mode false
+	unsub  func()
+	logger *slog.Logger
 }
 
 // joinCluster opens the ZooKeeper session of etcd_servers (without waiting
@@ -40,7 +41,7 @@ func joinCluster(cfg *config.Config, lns []net.Listener, logger *slog.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("etcd_servers: %w", err)
 	}
-	c := &cluster{reg: reg}
+	c := &cluster{reg: reg, logger: logger}
 	if cfg.ServerMode {
 		src, err := cfg.RPC.PeerAddr(lns)
 		if err == nil {
@@ -70,14 +71,19 @@ func (c *cluster) options(opts *servant.Options) {
 	opts.Self, opts.ZK, opts.IDConflict = c.self, c.reg, c.reg.Conflict
 }
 
-// start routes the servant by the membership and, in server mode, registers
+// start routes the servant by the membership (and warns, at each change, of
+// members outside rpc.allow_from) and, in server mode, registers
 // this node once its listener accepts, with its HTTP API and dashboard
 // addresses ("" = off).
 func (c *cluster) start(cfg *config.Config, svt *servant.FunServant, httpAddr, dashAddr string) error {
 	if c == nil {
 		return nil
 	}
-	c.unsub = c.reg.Subscribe(svt.SetMembers)
+	rpcCfg := cfg.RPC
+	c.unsub = c.reg.Subscribe(func(ms []peer.Member) {
+		svt.SetMembers(ms)
+		warnPeersOutside(&rpcCfg, c.self, ms, c.logger)
+	})
 	if c.self == "" {
 		return nil
 	}

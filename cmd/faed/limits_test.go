@@ -125,7 +125,8 @@ func TestMalformedInput(t *testing.T) {
 	f := startFaedIn(t, dir, m.config(dir, `io_timeout: "300ms"`, ""))
 	good := f.dial(t, m)
 	for _, junk := range [][]byte{
-		[]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),                                            // "GET " read as a 1.2 GB name length
+		[]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),                                            // HTTP: closed at once
+		{0x7f, 0xff, 0xff, 0xff, 'p', 'i', 'n', 'g'},                                           // a 2 GiB unversioned name length
 		{0x80, 0x01, 0x00, 0x01, 0, 0, 0, 4, 'p', 'i', 'n', 'g', 0, 0, 0, 1, 0x42, 0x42, 0x42}, // bad field type
 		{0x80, 0x01, 0x00, 0x01, 0, 0, 0, 4, 'p', 'i', 'n', 'g', 0, 0, 0},                      // truncated: io_timeout ends it
 	} {
@@ -158,39 +159,79 @@ func TestMalformedInput(t *testing.T) {
 	if _, err := good.Ping(bg, ctx()); err != nil {
 		t.Fatalf("a good session after junk on others: %v", err)
 	}
-	for _, reason := range []string{`reason=oversize`, `reason="protocol error"`, `reason="io timeout"`} {
+	for _, reason := range []string{`reason=oversize`, `reason="protocol error"`, `reason="io timeout"`,
+		`msg="connection closed: http request on the thrift port"`} {
 		testenv.Eventually(t, 5*time.Second, reason+" in the log", func() bool { return strings.Contains(f.out.String(), reason) })
 	}
 }
 
-// TestMaxSessions: past rpc.max_outstanding_sessions a new session waits (in the
-// listen backlog) until a live one ends; then it is served.
+// TestMaxSessions: past rpc.max_outstanding_sessions faed goes on accepting
+// (the listen backlog is never the queue): a new connection waits up to
+// rpc.accept_wait for a slot and is served if one frees; with every waiter
+// place taken (max_outstanding_sessions/10) one is answered "faed overloaded:"
+// at once; one whose wait runs out is answered so after accept_wait. The
+// admitted sessions are unaffected, and each outcome is counted.
 func TestMaxSessions(t *testing.T) {
 	m := allModes[0]
 	dir := t.TempDir()
-	f := startFaedIn(t, dir, m.config(dir, "max_outstanding_sessions: 2", ""))
-	a, b := f.dial(t, m), f.dial(t, m)
-	for _, c := range []*client{a, b} {
-		if _, err := c.Ping(bg, ctx()); err != nil {
+	f := startFaedIn(t, dir, m.config(dir, "max_outstanding_sessions: 10\naccept_wait: \"700ms\"", ""))
+	live := make([]*client, 10)
+	for i := range live {
+		live[i] = f.dial(t, m)
+		if _, err := live[i].Ping(bg, ctx()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	third := f.dial(t, m) // the TCP connect completes in the kernel's backlog
+	// The 11th waits (1 waiter place = 10/10): it is served when a live session ends.
+	waiter := f.dial(t, m)
 	done := make(chan error, 1)
-	go func() { _, err := third.Ping(bg, ctx()); done <- err }()
-	select { // a window in which the call must not be served: waits out time on purpose
-	case err := <-done:
-		t.Fatalf("third session served while two are live (err %v)", err)
-	case <-time.After(300 * time.Millisecond):
+	go func() { _, err := waiter.Ping(bg, ctx()); done <- err }()
+	testenv.Eventually(t, 5*time.Second, "the 11th connection accepted and waiting", func() bool {
+		return scrape(t, f.httpAddr)["fae_accept_waiting"] == 1
+	})
+	// The 12th finds no waiter place: told at once.
+	start := time.Now()
+	_, err := f.dial(t, m).Ping(bg, ctx())
+	wantErrContains(t, "12th connection, 10 live and 1 waiting", err,
+		"faed overloaded: 10 sessions (rpc.max_outstanding_sessions) busy, waited 0s")
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("12th connection told after %s, want at once", el)
 	}
-	a.Close()
+	live[0].Close()
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Fatalf("third session after one ended: %v", err)
+			t.Fatalf("the waiting connection once a session ended: %v", err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("third session not served after one ended")
+		t.Fatal("the waiting connection not served after a session ended")
+	}
+	// Full again (9 live + the waiter): the next one waits accept_wait, then is told.
+	start = time.Now()
+	_, err = f.dial(t, m).Ping(bg, ctx())
+	wantErrContains(t, "a connection whose wait ran out", err, "faed overloaded: 10 sessions", "waited 700ms")
+	if el := time.Since(start); el < 650*time.Millisecond || el > 3*time.Second {
+		t.Errorf("told after %s, want about accept_wait 700ms", el)
+	}
+	for i, c := range append(live[1:], waiter) {
+		if _, err := c.Ping(bg, ctx()); err != nil {
+			t.Errorf("admitted session %d after the refusals: %v", i, err)
+		}
+	}
+	got := scrape(t, f.httpAddr)
+	for key, want := range map[string]float64{
+		`fae_connections_refused_total{reason="overloaded"}`:         2,
+		`fae_connections_refused_total{reason="overloaded_no_call"}`: 0,
+		`fae_connections_refused_total{reason="overloaded_dropped"}`: 0,
+		`fae_accept_waited_total`:                                    1,
+		`fae_sessions_total`:                                         11,
+	} {
+		if got[key] != want {
+			t.Errorf("%s = %v, want %v", key, got[key], want)
+		}
+	}
+	if !strings.Contains(f.out.String(), "connection refused: faed overloaded") {
+		t.Error("no log line for the refusals")
 	}
 }
 

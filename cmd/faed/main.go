@@ -142,6 +142,7 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, lo *logOu
 		setMemoryLimit(cfg.MemoryLimit)
 	}
 	warnUnserved(cfg, logger)
+	raiseFileLimit(&cfg.RPC, logger)
 	metricsLog, err := openMetricsLog(cfg.MetricsLogfile, cfg.Log, os.Stderr)
 	if err != nil {
 		return err
