@@ -108,14 +108,19 @@ func scenarioLcache(s *suite) {
 			return persistent(f.addr, func(sess *session) error { return set(sess, key) })()
 		}}, variant{name: "lc_get " + label, server: []int{pid}, open: func() (func() error, func(), error) {
 			key := fmt.Sprintf("bench:lc:get:%d", seq.Add(1))
-			return persistent(f.addr, func(sess *session) error {
+			call, closer, err := persistent(f.addr, func(sess *session) error { return set(sess, key) })()
+			if err == nil {
+				err = call() // the key in place before its first lc_get
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+			get := persistent(f.addr, func(sess *session) error {
 				got, err := sess.client.LcGet(context.Background(), benchContext, key)
-				if err == nil && len(got) != size {
-					// The first call of a worker finds no key: it sets it.
-					return set(sess, key)
-				}
-				return err
-			})()
+				return checkValue(got, err, value)
+			})
+			closer()
+			return get()
 		}})
 	}
 	s.runLevels("3 lcache", twoLevels, vs)
