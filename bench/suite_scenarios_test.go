@@ -16,24 +16,30 @@ import (
 // suiteFaedConf is faed's config for the suite: RPC on addr (and on the unix
 // socket unixPath when not empty), binary protocol, buffered transport, no
 // idle limit, and servantsExtra in the servants section.
-func suiteFaedConf(unixPath, servantsExtra string) func(addr string) string {
+func suiteFaedConf(unixPath, pprofAddr, servantsExtra string) func(addr string) string {
 	return func(addr string) string {
 		listen := strconv.Quote(addr)
 		if unixPath != "" {
 			listen = fmt.Sprintf("[%q, %q]", addr, unixPath)
 		}
 		return fmt.Sprintf(`{
+    pprof_listen_addr: %q
     rpc: { listen_addr: %s, protocol: "binary", framed: false, session_timeout: "0s" }
     servants: {
         idgen_worker_id: 1
         %s
     }
-}`, listen, servantsExtra)
+}`, pprofAddr, listen, servantsExtra)
 	}
 }
 
+// startFaed starts faed on suiteFaedConf; with FAE_BENCH_PROFILE set, its
+// pprof endpoint listens on s.pprofAddr.
 func (s *suite) startFaed(unixPath, servantsExtra string) (*faedProc, int) {
-	f := startFaedProcConf(s.b, s.faedBin, s.dir, suiteFaedConf(unixPath, servantsExtra))
+	if s.profile != "" {
+		s.pprofAddr = testenv.FreeAddr(s.b)
+	}
+	f := startFaedProcConf(s.b, s.faedBin, s.dir, suiteFaedConf(unixPath, s.pprofAddr, servantsExtra))
 	return f, f.cmd.Process.Pid
 }
 

@@ -2,7 +2,9 @@ package bench
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +30,10 @@ import (
 //	FAE_BENCH_WINDOW  measured window of one round, default 1s (100ms..1m), after FAE_BENCH_WARMUP (default 300ms)
 //	FAE_BENCH_ROUNDS  rounds per scenario and concurrency, default 3 (1..50)
 //	FAE_BENCH_ONLY    comma-separated scenario numbers to run (default all: 1,2,3,4,5,6,7)
+//	FAE_BENCH_PROFILE "scenario/variant/c" (e.g. "3 lcache/lc_get 100 B/64"): after that
+//	                  point's rounds, one more 5 s window of it while faed's
+//	                  /debug/pprof/profile is read into results/<date>-<slug>.pprof
+//	                  (faed of the scenarios that start one faed; not part of the table)
 func BenchmarkSuite(b *testing.B) {
 	s := newSuite(b)
 	for b.Loop() {
@@ -77,16 +83,18 @@ type suite struct {
 	faedBin, simpleBin, echoBin string
 	points                      []*point
 	notes                       []string // lines of scenario 7 and the like, printed after the table
+	profile, pprofAddr          string   // FAE_BENCH_PROFILE, and the pprof address of the faed last started
 }
 
 func newSuite(b *testing.B) *suite {
 	s := &suite{
-		b:      b,
-		dir:    b.TempDir(),
-		start:  time.Now(),
-		window: envDuration(b, "FAE_BENCH_WINDOW", time.Second, 100*time.Millisecond, time.Minute),
-		warmup: envDuration(b, "FAE_BENCH_WARMUP", 300*time.Millisecond, 0, time.Minute),
-		rounds: envInt(b, "FAE_BENCH_ROUNDS", 3, 1, 50),
+		b:       b,
+		dir:     b.TempDir(),
+		start:   time.Now(),
+		window:  envDuration(b, "FAE_BENCH_WINDOW", time.Second, 100*time.Millisecond, time.Minute),
+		warmup:  envDuration(b, "FAE_BENCH_WARMUP", 300*time.Millisecond, 0, time.Minute),
+		rounds:  envInt(b, "FAE_BENCH_ROUNDS", 3, 1, 50),
+		profile: os.Getenv("FAE_BENCH_PROFILE"),
 	}
 	if only := os.Getenv("FAE_BENCH_ONLY"); only != "" {
 		s.only = map[string]bool{}
@@ -151,6 +159,11 @@ func (s *suite) runLevels(scenario string, levels []int, vs []variant) {
 					smp.backendPerCall(), float64(smp.rssKiB)/1024)
 			}
 		}
+		for i, v := range vs {
+			if s.profile == fmt.Sprintf("%s/%s/%d", scenario, v.name, c) {
+				s.profileWindow(v, ws[i])
+			}
+		}
 		for _, w := range ws {
 			w.close()
 		}
@@ -191,4 +204,40 @@ func (s *suite) startChild(name, addr, bin string, args ...string) *exec.Cmd {
 		}
 		time.Sleep(20 * time.Millisecond) // poll interval of the start-up wait
 	}
+}
+
+// profileWindow runs one 5 s window of v while reading faed's CPU profile of
+// it, and writes the profile under results/.
+func (s *suite) profileWindow(v variant, w *workers) {
+	if s.pprofAddr == "" {
+		s.b.Fatalf("FAE_BENCH_PROFILE %q: no faed with pprof in this scenario", s.profile)
+	}
+	type got struct {
+		body []byte
+		err  error
+	}
+	ch := make(chan got, 1)
+	go func() {
+		resp, err := http.Get("http://" + s.pprofAddr + "/debug/pprof/profile?seconds=5")
+		if err != nil {
+			ch <- got{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		ch <- got{body, err}
+	}()
+	smp, err := measure(v, w, 0, 5500*time.Millisecond)
+	if err != nil {
+		s.b.Fatal(err)
+	}
+	g := <-ch
+	if g.err != nil {
+		s.b.Fatalf("pprof: %v", g.err)
+	}
+	name := filepath.Join("results", s.start.Format("2006-01-02")+"-"+slug(s.profile)+".pprof")
+	if err := os.WriteFile(name, g.body, 0o644); err != nil {
+		s.b.Fatal(err)
+	}
+	s.logf("profiled %s: %.0f calls/s, %.1f µs/call; go tool pprof -top bench/%s", s.profile, smp.callsPerSec(), smp.cpuPerCall(), name)
 }
