@@ -293,9 +293,13 @@ func encodeResult(r *rpc.MysqlResult_) ([]byte, error) {
 	return thrift.NewTSerializer().Write(context.Background(), r)
 }
 
+// resultDecoders reuse their deserializers (a memory transport and a
+// protocol each): a query cache hit then allocates only the result.
+var resultDecoders = thrift.NewTDeserializerPool(thrift.NewTDeserializer)
+
 func decodeResult(b []byte) (*rpc.MysqlResult_, error) {
 	r := rpc.NewMysqlResult_()
-	if err := thrift.NewTDeserializer().Read(context.Background(), r, b); err != nil {
+	if err := resultDecoders.Read(context.Background(), r, b); err != nil {
 		return nil, err
 	}
 	return r, nil
