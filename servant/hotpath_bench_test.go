@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"github.com/apache/thrift/lib/go/thrift"
@@ -173,4 +174,28 @@ func BenchmarkQueryCacheDecode(b *testing.B) {
 			b.Fatal(r, err)
 		}
 	}
+}
+
+// BenchmarkClassify is my_query's statement check of a one-row SELECT:
+// lexed every time (classify) and remembered (classifyCache).
+func BenchmarkClassify(b *testing.B) {
+	const sql = "SELECT uid, name, gold FROM BenchUser WHERE uid = ?"
+	b.Run("lexed", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if k, err := classify(sql); err != nil || k != kindRows {
+				b.Fatal(k, err)
+			}
+		}
+	})
+	b.Run("remembered", func(b *testing.B) {
+		var c classifyCache
+		var overflow atomic.Int64
+		b.ReportAllocs()
+		for b.Loop() {
+			if k, err := c.classify(sql, &overflow); err != nil || k != kindRows {
+				b.Fatal(k, err)
+			}
+		}
+	})
 }
