@@ -7,7 +7,7 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.buildID=$(BUILD_ID)
 IDL_OUT  ?= .
 
 # The Go benchmarks make bench runs after the suite: the in-process hot paths.
-HOTPATH_BENCH ?= Codec|Dispatch|Lcache|IdNext|LRUGetParallel|ServantPing|LatencyObserve
+HOTPATH_BENCH ?= Codec|Dispatch|Lcache|IdNext|Classify|QueryCacheDecode|ReplyWrite|LRUGetParallel|ServantPing|RPCPing|LatencyObserve
 
 .PHONY: all build pingfae faeconf stress run test screenshot deps vet idl bench clean services-stop
 

@@ -129,6 +129,35 @@ func scenarioLcache(s *suite) {
 			return get()
 		}})
 	}
+	vs = append(vs, s.lcacheFloor(f.addr))
 	s.runLevels("3 lcache", twoLevels, vs)
 	f.stop(s.b)
+}
+
+// lcacheFloor is the raw echo of an lc_get of 10 KB's byte counts: what the
+// kernel's copy of those bytes costs without faed.
+func (s *suite) lcacheFloor(addr string) variant {
+	key, value := "bench:lc:floor", bytes.Repeat([]byte{'v'}, 10<<10)
+	req, resp, err := byteCounts(addr, func(sess *session) error {
+		if _, err := sess.client.LcSet(context.Background(), benchContext, key, value); err != nil {
+			return err
+		}
+		got, err := sess.client.LcGet(context.Background(), benchContext, key)
+		return checkValue(got, err, value)
+	})
+	if err != nil {
+		s.b.Fatal(err)
+	}
+	// The lc_set went first on that connection: take its request out.
+	setReq, setResp, err := byteCounts(addr, func(sess *session) error {
+		_, err := sess.client.LcSet(context.Background(), benchContext, key, value)
+		return err
+	})
+	if err != nil {
+		s.b.Fatal(err)
+	}
+	req, resp = req-setReq, resp-setResp
+	echoAddr := testenv.FreeAddr(s.b)
+	echo := s.startChild("echo", echoAddr, s.echoBin, "-addr", echoAddr, "-req", strconv.Itoa(req), "-resp", strconv.Itoa(resp))
+	return variant{name: fmt.Sprintf("raw echo %d/%d B", req, resp), server: []int{echo.Process.Pid}, open: echoPersistent(echoAddr, req, resp)}
 }
