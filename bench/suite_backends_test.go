@@ -184,14 +184,24 @@ func redisOpen(addr, key string, value []byte) func() (func() error, func(), err
 // cluster with a private ZooKeeper; the server CPU is both nodes'.
 func scenarioForward(s *suite) {
 	zk := testenv.StartZooKeeper(s.b)
+	pprofAddr := ""
+	if s.profile != "" {
+		s.pprofAddr = testenv.FreeAddr(s.b) // node 0's, the node called
+		pprofAddr = s.pprofAddr
+	}
 	conf := func(worker int) func(addr string) string {
+		pp := ""
+		if worker == 1 {
+			pp = pprofAddr
+		}
 		return func(addr string) string {
 			return fmt.Sprintf(`{
+    pprof_listen_addr: %q
     etcd_servers: [%q]
     peer: { session_timeout: "2s" }
     rpc: { listen_addr: %q, session_timeout: "0s", io_timeout: "0s" }
     servants: { idgen_worker_id: %d, lock: { expires: "1s" }, proxy: { pool_capacity: 64 } }
-}`, zk.Addr(), addr, worker)
+}`, pp, zk.Addr(), addr, worker)
 		}
 	}
 	n0 := startFaedProcConf(s.b, s.faedBin, s.dir, conf(1))
