@@ -74,7 +74,7 @@ idl:
 # FAE_BENCH_WINDOW, FAE_BENCH_ROUNDS, FAE_BENCH_ONLY tune it. Then the Go
 # benchmarks of the in-process hot paths (codec, dispatch, lcache, id
 # generator, metrics), briefly.
-bench: build
+bench:
 	bash contrib/install-deps
 	@start=$$(date +%s); \
 	$(GO) test -run '^$$' -bench '^BenchmarkSuite$$' -benchtime 1x -timeout 20m ./bench/ && \
