@@ -6,6 +6,9 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.buildID=$(BUILD_ID)
 # Where make idl writes (the tests regenerate into a temp dir to compare).
 IDL_OUT  ?= .
 
+# The Go benchmarks make bench runs after the suite: the in-process hot paths.
+HOTPATH_BENCH ?= Codec|Dispatch|Lcache|IdNext|Classify|QueryCacheDecode|ReplyWrite|LRUGetParallel|ServantPing|RPCPing|LatencyObserve
+
 .PHONY: all build pingfae faeconf stress run test screenshot deps vet idl bench clean services-stop
 
 all: build
@@ -65,8 +68,18 @@ idl:
 	thrift --gen py -out $(IDL_OUT)/contrib/python/gen-py idl/servant.thrift
 	rm -f $(IDL_OUT)/contrib/python/gen-py/fun/rpc/FunServant-remote
 
+# make bench: every scenario of the benchmark suite (bench/suite_test.go) with
+# its baselines, alternating, on servers of its own; prints one table (targets
+# first) and writes bench/results/<date>.md with an SVG chart per scenario.
+# FAE_BENCH_WINDOW, FAE_BENCH_ROUNDS, FAE_BENCH_ONLY tune it. Then the Go
+# benchmarks of the in-process hot paths (codec, dispatch, lcache, id
+# generator, metrics), briefly.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3s ./bench/...
+	bash contrib/install-deps
+	@start=$$(date +%s); \
+	$(GO) test -run '^$$' -bench '^BenchmarkSuite$$' -benchtime 1x -timeout 20m ./bench/ && \
+	$(GO) test -run '^$$' -bench '$(HOTPATH_BENCH)' -benchmem -benchtime 200ms ./engine/ ./servant/ ./cache/ ./metrics/ && \
+	echo "make bench: $$(( $$(date +%s) - start )) s"
 
 clean:
 	rm -rf bin

@@ -28,6 +28,7 @@ type mysqlServant struct {
 	flight  singleflight.Group
 	log     *slog.Logger
 	stats   *QueryCacheStats // the core's: counts survive reloads
+	classes classifyCache    // my_query's statements, classified
 }
 
 // QueryCacheStats count the query cache's outcomes.
@@ -38,6 +39,9 @@ type QueryCacheStats struct {
 	Kicks   atomic.Int64 // keys deleted after a write or by my_evict
 	Errors  atomic.Int64 // store failures (the call goes on without the cache)
 	Refused atomic.Int64 // statements refused (transactions, locks, session state)
+	// ClassifyOverflow counts my_query statements classified without being
+	// remembered: classifyCacheMax distinct statements were already.
+	ClassifyOverflow atomic.Int64
 }
 
 var errMysqlOff = &NotConfiguredError{Name: "mysql", Key: "servants.mysql"}
@@ -198,7 +202,7 @@ func toArgs(argv []string) []any {
 
 // query is my_query: classify, then exec, cached read, or plain read.
 func (m *mysqlServant) query(ctx context.Context, poolName, table string, hintID int64, sql string, argv []string, cacheKey string) (*rpc.MysqlResult_, error) {
-	kind, err := classify(sql)
+	kind, err := m.classes.classify(sql, &m.stats.ClassifyOverflow)
 	if err != nil {
 		m.stats.Refused.Add(1)
 		return nil, err
@@ -302,9 +306,13 @@ func encodeResult(r *rpc.MysqlResult_) ([]byte, error) {
 	return thrift.NewTSerializer().Write(context.Background(), r)
 }
 
+// resultDecoders reuse their deserializers (a memory transport and a
+// protocol each): a query cache hit then allocates only the result.
+var resultDecoders = thrift.NewTDeserializerPool(thrift.NewTDeserializer)
+
 func decodeResult(b []byte) (*rpc.MysqlResult_, error) {
 	r := rpc.NewMysqlResult_()
-	if err := thrift.NewTDeserializer().Read(context.Background(), r, b); err != nil {
+	if err := resultDecoders.Read(context.Background(), r, b); err != nil {
 		return nil, err
 	}
 	return r, nil

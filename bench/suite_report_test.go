@@ -1,0 +1,232 @@
+package bench
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// suiteTarget is one ratio of server CPU per call the table prints: num's
+// over den's, paired round by round, at each concurrency of the scenario;
+// gated ones must be ≤ limit (issue 10).
+type suiteTarget struct {
+	label, scenario, num, den string
+	limit                     float64
+	gated                     bool
+}
+
+var suiteTargets = []suiteTarget{
+	{"noop: faed / TSimpleServer", "1 noop", "faed", "TSimpleServer", 1, true},
+	{"sessions tcp: faed / TSimpleServer", "2 sessions tcp", "faed", "TSimpleServer", 1, true},
+	{"sessions unix: faed / TSimpleServer", "2 sessions unix", "faed", "TSimpleServer", 1, true},
+	{"lc_get 100 B / noop", "3 lcache", "lc_get 100 B", "noop", 1.2, true},
+	{"lc_get 10 KB / noop", "3 lcache", "lc_get 10 KB", "noop", 1.2, true},
+	{"my_query cacheKey hit / noop", "4 my_query", "faed cacheKey hit", "faed noop", 1.25, true},
+	{"lock forwarded / local (both nodes)", "6 lock forwarded", "forwarded", "local", 2, true},
+	{"noop: faed / raw echo", "1 noop", "faed", "raw echo", 0, false},
+	{"sessions tcp: faed / raw echo", "2 sessions tcp", "faed", "raw echo", 0, false},
+	{"sessions unix: faed / raw echo", "2 sessions unix", "faed", "raw echo", 0, false},
+	{"lc_get 10 KB: faed / raw echo of its bytes", "3 lcache", "lc_get 10 KB", "raw echo", 0, false},
+	{"mc_get: faed / twemproxy", "5 mc_get", "faed", "twemproxy", 0, false},
+	{"redis GET: faed / twemproxy", "5 redis GET", "faed", "twemproxy", 0, false},
+}
+
+// find is the point of scenario at c whose variant name starts with variant.
+func (s *suite) find(scenario, variant string, c int) *point {
+	for _, p := range s.points {
+		if p.scenario == scenario && p.c == c && p.variant == variant {
+			return p
+		}
+	}
+	for _, p := range s.points {
+		if p.scenario == scenario && p.c == c && strings.HasPrefix(p.variant, variant) {
+			return p
+		}
+	}
+	return nil
+}
+
+// levelsOf is the concurrency levels scenario ran at, in order.
+func (s *suite) levelsOf(scenario string) []int {
+	var cs []int
+	for _, p := range s.points {
+		if p.scenario == scenario && (len(cs) == 0 || cs[len(cs)-1] != p.c) {
+			cs = append(cs, p.c)
+		}
+	}
+	return cs
+}
+
+// pairedRatio is the spread over rounds of num's server CPU per call over den's.
+func pairedRatio(num, den *point) spread {
+	xs := make([]float64, min(len(num.samples), len(den.samples)))
+	for i := range xs {
+		xs[i] = num.samples[i].cpuPerCall() / den.samples[i].cpuPerCall()
+	}
+	return spreadOf(xs)
+}
+
+// targetsTable is the ratios: one line per target and concurrency.
+func (s *suite) targetsTable() (string, int) {
+	var sb strings.Builder
+	missed := 0
+	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ratio of server CPU µs/call\tc\tmedian (min–max) of rounds\tcalls/s ratio\tgoal\tmet")
+	for _, t := range suiteTargets {
+		for _, c := range s.levelsOf(t.scenario) {
+			num, den := s.find(t.scenario, t.num, c), s.find(t.scenario, t.den, c)
+			if num == nil || den == nil {
+				continue
+			}
+			r := pairedRatio(num, den)
+			goal, met := "(not gated)", ""
+			if t.gated {
+				goal, met = fmt.Sprintf("≤ %.2f", t.limit), "yes"
+				if r.med > t.limit {
+					met = "NO"
+					missed++
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%.2f\t%s\t%s\n", t.label, c, r.format("%.2f"),
+				num.series(sample.callsPerSec).med/den.series(sample.callsPerSec).med, goal, met)
+		}
+	}
+	tw.Flush()
+	return sb.String(), missed
+}
+
+// pointsTable is every point: calls/s, latency, CPU per call and RSS.
+func (s *suite) pointsTable() string {
+	var sb strings.Builder
+	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "scenario\tc\tvariant\tcalls/s med (min–max)\tp50 µs\tp99 µs\tserver CPU µs/call\tbackend CPU µs/call\tserver RSS MiB")
+	for _, p := range s.points {
+		srv, be, rss := "—", "—", "—"
+		if p.server {
+			srv = p.series(sample.cpuPerCall).format("%.1f")
+			rss = fmt.Sprintf("%.1f", p.series(func(x sample) float64 { return float64(x.rssKiB) / 1024 }).med)
+		}
+		if p.backend {
+			be = fmt.Sprintf("%.1f", p.series(sample.backendPerCall).med)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\n", p.scenario, p.c, p.variant,
+			p.series(sample.callsPerSec).format("%.0f"),
+			p.series(func(x sample) float64 { return us(x.p50) }).med,
+			p.series(func(x sample) float64 { return us(x.p99) }).med, srv, be, rss)
+	}
+	tw.Flush()
+	return sb.String()
+}
+
+// machine describes the host: CPU model, cores, kernel, Go version.
+func machine() string {
+	model := "unknown CPU"
+	if info, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(info), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return fmt.Sprintf("%s, %d cores, Linux %s, %s", model, runtime.NumCPU(), strings.TrimSpace(string(kernel)), runtime.Version())
+}
+
+// report prints the table (targets first) and writes results/<date>.md with
+// one SVG chart per scenario next to it.
+func (s *suite) report() {
+	if len(s.points) == 0 && len(s.notes) == 0 {
+		return
+	}
+	wall := time.Since(s.start).Round(time.Second)
+	targets, missed := s.targetsTable()
+	head := fmt.Sprintf("make bench: %s; %d rounds of a %s window (after %s warmup) per variant, alternating; wall time %s\nmachine: %s\n",
+		s.start.Format("2006-01-02 15:04 MST"), s.rounds, s.window, s.warmup, wall, machine())
+	table := targets + fmt.Sprintf("targets missed: %d\n\n", missed) + s.pointsTable()
+	if len(s.notes) > 0 {
+		table += "\n" + strings.Join(s.notes, "\n") + "\n"
+	}
+	fmt.Print("\n" + head + "\n" + table)
+	date := s.start.Format("2006-01-02")
+	var md strings.Builder
+	fmt.Fprintf(&md, "# make bench, %s\n\n- Machine: %s\n- %d rounds of a %s window (after %s warmup) per variant, variants alternating (forward, backward); wall time of the whole `make bench`: %s\n- Server CPU: utime+stime from /proc/<pid>/stat of the measured server process(es) over the window, per call answered; backend: the same of memcached, Redis or MariaDB behind it; RSS: VmRSS at the end of the window.\n\n```text\n%s```\n\n",
+		date, machine(), s.rounds, s.window, s.warmup, wall, table)
+	for _, sc := range s.scenarioNames() {
+		name := date + "-" + slug(sc) + ".svg"
+		if err := os.WriteFile(filepath.Join("results", name), []byte(s.chart(sc).SVG()), 0o644); err != nil {
+			s.b.Fatal(err)
+		}
+		fmt.Fprintf(&md, "![%s](%s)\n", sc, name)
+	}
+	if err := os.WriteFile(filepath.Join("results", date+".md"), []byte(md.String()), 0o644); err != nil {
+		s.b.Fatal(err)
+	}
+	fmt.Printf("\nwrote bench/results/%s.md and its charts\n", date)
+}
+
+func (s *suite) scenarioNames() []string {
+	var names []string
+	for _, p := range s.points {
+		if len(names) == 0 || names[len(names)-1] != p.scenario {
+			names = append(names, p.scenario)
+		}
+	}
+	return names
+}
+
+func slug(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(s))
+}
+
+// chart is scenario's calls/s and p99 against concurrency, a line per variant.
+func (s *suite) chart(scenario string) Chart {
+	levels := s.levelsOf(scenario)
+	c := Chart{Title: "make bench: " + scenario, XLabel: "concurrent workers (c)"}
+	for _, l := range levels {
+		c.X = append(c.X, fmt.Sprint(l))
+	}
+	rate, p99 := Panel{Title: "calls/s (median, bar: min–max)"}, Panel{Title: "p99 latency µs (median)"}
+	var variants []string
+	for _, p := range s.points {
+		if p.scenario == scenario && !containsStr(variants, p.variant) {
+			variants = append(variants, p.variant)
+		}
+	}
+	for _, v := range variants {
+		r := Series{Name: v}
+		q := Series{Name: v}
+		for _, l := range levels {
+			p := s.find(scenario, v, l)
+			if p == nil {
+				r.Y, r.Low, r.High, q.Y = append(r.Y, math.NaN()), append(r.Low, math.NaN()), append(r.High, math.NaN()), append(q.Y, math.NaN())
+				continue
+			}
+			sp := p.series(sample.callsPerSec)
+			r.Y, r.Low, r.High = append(r.Y, sp.med), append(r.Low, sp.min), append(r.High, sp.max)
+			q.Y = append(q.Y, p.series(func(x sample) float64 { return us(x.p99) }).med)
+		}
+		rate.Series, p99.Series = append(rate.Series, r), append(p99.Series, q)
+	}
+	c.Panels = []Panel{rate, p99}
+	return c
+}
+
+func containsStr(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
