@@ -37,6 +37,7 @@ var (
 	descForwardFail  = desc("forward_failures_total", "Forwarded calls that failed (the owner's answer of an error not included), by peer.", "peer")
 	descPoolMode     = desc("pool_mode", "1 for each backend pool an operator switched to read_only or degraded (servants.<backend> mode keys, POST /svt/pool/mode), by backend, pool, mode and source (config, api).", "backend", "pool", "mode", "source")
 	descMisrouted    = desc("misrouted_calls_total", "Sticky calls served here though this node's ring names another owner.")
+	descClassifyOver = desc("sql_classify_overflow_total", "my_query statements classified without being remembered: the classification cache (4096 statements of at most 1 KiB) was full or the statement longer.")
 	descQueryCache   = desc("query_cache_total", "Query cache outcomes: hit, miss, shared (waited for an identical miss), kick (key deleted after a write), error (store failure), refused (statement not cacheable).", "result")
 	descLcacheItems  = desc("lcache_items", "Items in the local cache (servants.lcache).")
 	descLcacheBytes  = desc("lcache_bytes", "Bytes charged against servants.lcache.max_bytes: keys, values and the fixed per-item overhead.")
@@ -57,7 +58,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuild, descCalls, descCallSeconds, descSlow, descEngineCalls,
 		descEngineFailed, descSessions, descSessionsTot, descSessionEnds, descRefused, descAcceptWait, descAcceptWaited, descPanics, descAcceptErrors,
 		descClientGone, descBackendOps, descBackendSecs, descForwarded, descForwardFail, descMisrouted,
-		descQueryCache, descLcacheItems, descLcacheBytes, descReloads, descTraced, descLogDropped, descLogDroppedB, descLcache, descPoolConns, descBreaker} {
+		descQueryCache, descLcacheItems, descLcacheBytes, descReloads, descClassifyOver, descTraced, descLogDropped, descLogDroppedB, descLcache, descPoolConns, descBreaker} {
 		ch <- d
 	}
 }
@@ -141,6 +142,7 @@ func collectServant(ch chan<- prometheus.Metric, s *servant.FunServant) {
 		"kick": qc.Kicks.Load(), "error": qc.Errors.Load(), "refused": qc.Refused.Load()} {
 		counter(ch, descQueryCache, n, result)
 	}
+	counter(ch, descClassifyOver, qc.ClassifyOverflow.Load())
 	if items, bytes, ok := s.LcacheSize(); ok {
 		gauge(ch, descLcacheItems, int64(items))
 		gauge(ch, descLcacheBytes, bytes)
