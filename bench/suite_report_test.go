@@ -153,6 +153,10 @@ func (s *suite) report() {
 		table += "\n" + strings.Join(s.notes, "\n") + "\n"
 	}
 	fmt.Print("\n" + head + "\n" + table)
+	if s.only != nil || s.profile != "" {
+		fmt.Println("\na partial or profiling run (FAE_BENCH_ONLY, FAE_BENCH_PROFILE): bench/results left as they are")
+		return
+	}
 	date := s.start.Format("2006-01-02")
 	var md strings.Builder
 	fmt.Fprintf(&md, "# make bench, %s\n\n- Machine: %s\n- %d rounds of a %s window (after %s warmup) per variant, variants alternating (forward, backward); wall time of the whole `make bench`: %s\n- Server CPU: utime+stime from /proc/<pid>/stat of the measured server process(es) over the window, per call answered; backend: the same of memcached, Redis or MariaDB behind it; RSS: VmRSS at the end of the window.\n\n```text\n%s```\n\n",
