@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -41,6 +42,9 @@ func TestNodeKilled(t *testing.T) {
 		ok, err := c.Lock(bg, ctx(), "after-kill", k)
 		switch {
 		case err != nil:
+			if !strings.Contains(err.Error(), nodes[2].addr) {
+				t.Fatalf("lock %s after the kill: %v, want only the dead node's keys to fail (naming %s)", k, err, nodes[2].addr)
+			}
 			dead = append(dead, k)
 		case ok:
 			t.Fatalf("lock %s = true right after the kill: a key moved before the node's session expired", k)
