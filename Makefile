@@ -6,7 +6,7 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.buildID=$(BUILD_ID)
 # Where make idl writes (the tests regenerate into a temp dir to compare).
 IDL_OUT  ?= .
 
-.PHONY: all build pingfae faeconf stress run test screenshot deps vet idl bench clean services-stop
+.PHONY: all build pingfae faeconf stress run test screenshot deps vet idl bench fuzz fuzz-seeds clean services-stop
 
 all: build
 
@@ -67,6 +67,21 @@ idl:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./bench/...
+
+# Fuzzes raw client bytes through the engine's sessions and the FunServant
+# processor (engine/fuzz_test.go) for FUZZTIME, in FUZZPARALLEL workers (1: the
+# test machines are shared; raise it on one of your own). A failing input is
+# written to engine/testdata/fuzz/FuzzSession/: commit it once fixed, and make
+# test runs it from then on.
+FUZZTIME     ?= 10m
+FUZZPARALLEL ?= 1
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME) -parallel $(FUZZPARALLEL) ./engine
+
+# Rewrites FuzzSession's generated seeds (valid calls of every method of the
+# IDL, malformed ones, HTTP, TLS); run it after make idl and commit the result.
+fuzz-seeds:
+	FAE_FUZZ_WRITE_SEEDS=1 $(GO) test -count=1 -run '^TestFuzzSeeds$$' ./engine
 
 clean:
 	rm -rf bin
