@@ -151,8 +151,12 @@ func (h *fuzzHarness) panics() int64 {
 func (h *fuzzHarness) session(t *testing.T, m int, data []byte, reply *bytes.Buffer) {
 	t.Helper()
 	c := &memConn{in: bytes.NewReader(data), out: reply, closed: make(chan struct{})}
-	h.ln[m].conns <- c
 	deadline := time.After(10 * time.Second)
+	select {
+	case h.ln[m].conns <- c:
+	case <-deadline:
+		t.Fatalf("%s: the server did not accept a connection within 10s", fuzzModes[m].name)
+	}
 	select {
 	case <-c.closed:
 	case <-deadline:
