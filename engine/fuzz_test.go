@@ -24,9 +24,12 @@ import (
 const fuzzMaxMessage = 64 << 10 // bytes
 
 // fuzzAllocPerCall is how many bytes one call may allocate in all (engine,
-// processor, servant, logs): a generous multiple of max_message_bytes. A length
-// the engine fails to bound (a 2 GiB frame, string or list) shows as far more.
-const fuzzAllocPerCall = 32 * fuzzMaxMessage // bytes
+// processor, servant, logs, trace): a generous multiple of max_message_bytes.
+// The costliest requests for their size allocate up to 69 times it
+// (TestFuzzManyShortValues); a length the engine fails to bound (a 2 GiB
+// frame, string or list), or a per-value overhead such as thrift's 512-byte
+// ReadBinary buffer (engine/readbinary.go, 330-820 times), shows as more.
+const fuzzAllocPerCall = 128 * fuzzMaxMessage // bytes
 
 // fuzzMode is one way of speaking to faed: the protocol and transport of
 // rpc.protocol and rpc.framed. The fuzz input's mode byte picks one (mod 4).

@@ -221,6 +221,17 @@ func hostileSeeds(t *testing.T, m int) map[string][]byte {
 			seedListHead(mode, raw, thrift.I64, n)
 		}))
 	}
+	s["short-binaries"] = seedFrame(mode, seedCall(t, mode, "mg_inserts", func(p thrift.TProtocol, raw *bytes.Buffer) {
+		seedCtx(t, p) // a list of many one-byte values: what costs the most memory for its size
+		p.WriteFieldBegin(bg, "docs", thrift.LIST, 5)
+		p.WriteListBegin(bg, thrift.STRING, 300)
+		for range 300 {
+			p.WriteBinary(bg, []byte("v"))
+		}
+		p.WriteListEnd(bg)
+		p.WriteFieldEnd(bg)
+		seedEnd(p)
+	}))
 	s["huge-map"] = seedFrame(mode, seedCall(t, mode, "ping", func(p thrift.TProtocol, raw *bytes.Buffer) {
 		p.WriteFieldBegin(bg, "unknown", thrift.MAP, 7)
 		p.WriteMapBegin(bg, thrift.STRING, thrift.STRING, 0x7fffffff)

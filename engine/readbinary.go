@@ -12,11 +12,14 @@ import (
 // exactBinary is a session's protocol with ReadBinary replaced. The Thrift
 // library's (v0.17, binary and compact protocols alike) reads every binary
 // value, however short, through a bytes.Buffer that grows to 512 bytes
-// (bytes.MinRead) and returns that buffer whole: a request of many short
-// binaries (a list<binary> such as mg_inserts' docs) holds 128 (binary) to
-// 256 (compact) times its size until the call ends, so that one request of
-// max_message_bytes (default 16 MiB) could hold 2 to 4 GiB. Found by
-// FuzzSession's allocation check (engine/fuzz_test.go).
+// (bytes.MinRead) and returns that buffer whole: a value of one byte (2 bytes
+// on the wire in compact, 5 in binary) costs about 1.6 KB of allocation and
+// holds at least 512 bytes until the call ends. A request of many short
+// binaries (a list<binary> such as mg_inserts' docs) thus allocates over 300
+// (binary) or 800 (compact) times its size, so that one request of
+// max_message_bytes (default 16 MiB) could hold 2 to 4 GiB. Found with
+// FuzzSession's allocation bound (TestFuzzManyShortValues,
+// engine/fuzzalloc_test.go).
 //
 // This ReadBinary reads the length as the library does, refuses it as the
 // library does (negative: NEGATIVE_SIZE, over max_message_bytes: SIZE_LIMIT,

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/apache/thrift/lib/go/thrift"
+
+	"github.com/fae-go/fae/idl/fun/rpc"
 )
 
 // exactProtocols are a binary and a compact protocol reading buf, each with
@@ -96,5 +98,53 @@ func TestExactBinaryRefuses(t *testing.T) {
 		t.Error("another protocol is returned unchanged, not nil")
 	} else if _, ok := p.(*exactBinary); ok {
 		t.Error("a JSON protocol was wrapped")
+	}
+}
+
+// BenchmarkReadArgs decodes the arguments of one call with the library's
+// protocol and with exactBinary: ping's (a Context: what exactBinary's
+// forwarding of the other reads costs every call) and lc_set's (a Context, a
+// key and a 100-byte value: what it saves, the 512-byte buffer of each binary).
+func BenchmarkReadArgs(b *testing.B) {
+	ctx := context.Background()
+	c := &rpc.Context{Rid: 1, Reason: "bench"}
+	for _, call := range []struct {
+		name string
+		args thrift.TStruct
+		new  func() thrift.TStruct
+	}{
+		{"ping", &rpc.FunServantPingArgs{C: c}, func() thrift.TStruct { return new(rpc.FunServantPingArgs) }},
+		{"lc_set", &rpc.FunServantLcSetArgs{C: c, Key: "user:42", Value: bytes.Repeat([]byte("v"), 100)},
+			func() thrift.TStruct { return new(rpc.FunServantLcSetArgs) }},
+	} {
+		for _, proto := range []string{"binary", "compact"} {
+			for _, exact := range []bool{false, true} {
+				name := call.name + "/" + proto + "/library"
+				if exact {
+					name = call.name + "/" + proto + "/exact"
+				}
+				b.Run(name, func(b *testing.B) {
+					w := thrift.NewTMemoryBuffer()
+					call.args.Write(ctx, exactProtocols(w, 1<<20)[proto][1])
+					wire := bytes.Clone(w.Bytes())
+					r := thrift.NewTMemoryBuffer()
+					var p thrift.TProtocol = thrift.NewTBinaryProtocolConf(r, nil)
+					if proto == "compact" {
+						p = thrift.NewTCompactProtocolConf(r, nil)
+					}
+					if exact {
+						p = withExactBinary(p, 1<<20)
+					}
+					b.ReportAllocs()
+					for b.Loop() {
+						r.Reset()
+						r.Write(wire)
+						if err := call.new().Read(ctx, p); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			}
+		}
 	}
 }
