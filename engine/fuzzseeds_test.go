@@ -195,8 +195,30 @@ func hostileSeeds(t *testing.T, m int) map[string][]byte {
 		"trunc-last":      ping[:len(ping)-1],
 		"ping-then-trunc": append(bytes.Clone(ping), ping[:len(ping)-3]...),
 	}
-	// Huge lengths, with everything before them well-formed: the limit must
-	// refuse them before allocating.
+	hugeSeeds(t, mode, s)
+	wrongSeeds(t, mode, s)
+	s["unknown-method-then-ping"] = append(bytes.Clone(s["unknown-method"]), ping...)
+	if mode.framed {
+		for name, n := range map[string]uint32{"2GiB": 1 << 31, "2GiB-1": 1<<31 - 1, "max": 0xffffffff, "zero": 0, "over-limit": fuzzMaxMessage + 1} {
+			s["frame-"+name] = binary.BigEndian.AppendUint32(nil, n)
+		}
+		s["frame-short"] = ping[:3]
+		s["frame-header-only"] = ping[:4]
+	}
+	unframed := fuzzCall(t, m&^1, "Ping") // modes 0 and 2 are the unframed ones
+	if !mode.compact {
+		s["binary-bad-version"] = seedFrame(mode, append([]byte{0x80, 0x02, 0x00, 0x01}, unframed[4:]...))
+		s["binary-unversioned"] = seedFrame(mode, seedUnversionedPing(t))
+	} else {
+		s["compact-bad-version"] = seedFrame(mode, append([]byte{0x82, 0x3f}, unframed[2:]...))
+	}
+	return s
+}
+
+// hugeSeeds adds to s the inputs of mode with huge lengths, everything before
+// them well-formed: the limit must refuse them before allocating. And a
+// list of many one-byte values: what costs the most memory for its size.
+func hugeSeeds(t *testing.T, mode fuzzMode, s map[string][]byte) {
 	s["huge-method-name"] = seedFrame(mode, seedRawMessage(mode, 0x7fffffff, nil))
 	s["huge-string-arg"] = seedFrame(mode, seedCall(t, mode, "lc_get", func(p thrift.TProtocol, raw *bytes.Buffer) {
 		seedCtx(t, p)
@@ -222,7 +244,7 @@ func hostileSeeds(t *testing.T, m int) map[string][]byte {
 		}))
 	}
 	s["short-binaries"] = seedFrame(mode, seedCall(t, mode, "mg_inserts", func(p thrift.TProtocol, raw *bytes.Buffer) {
-		seedCtx(t, p) // a list of many one-byte values: what costs the most memory for its size
+		seedCtx(t, p)
 		p.WriteFieldBegin(bg, "docs", thrift.LIST, 5)
 		p.WriteListBegin(bg, thrift.STRING, 300)
 		for range 300 {
@@ -242,8 +264,12 @@ func hostileSeeds(t *testing.T, m int) map[string][]byte {
 			p.WriteStructBegin(bg, "s")
 		}
 	}))
-	// Wrong types: a field of another type than the IDL's, message types a
-	// server must not get, an unknown method, an invalid type id.
+}
+
+// wrongSeeds adds to s the inputs of mode with wrong types: a field of
+// another type than the IDL's, message types a server must not get, an
+// unknown method, an invalid type id.
+func wrongSeeds(t *testing.T, mode fuzzMode, s map[string][]byte) {
 	s["wrongtype-ctx-string"] = seedFrame(mode, seedCall(t, mode, "ping", func(p thrift.TProtocol, raw *bytes.Buffer) {
 		p.WriteFieldBegin(bg, "c", thrift.STRING, 1)
 		p.WriteString(bg, "not a struct")
@@ -273,23 +299,7 @@ func hostileSeeds(t *testing.T, m int) map[string][]byte {
 		s["msgtype-"+name] = seedFrame(mode, seedMessage(t, mode, "ping", typ, func(p thrift.TProtocol, raw *bytes.Buffer) { seedCtx(t, p); seedEnd(p) }))
 	}
 	s["unknown-method"] = seedFrame(mode, seedCall(t, mode, "no_such_method", func(p thrift.TProtocol, raw *bytes.Buffer) { seedCtx(t, p); seedEnd(p) }))
-	s["unknown-method-then-ping"] = append(s["unknown-method"], ping...)
 	s["empty-method"] = seedFrame(mode, seedCall(t, mode, "", func(p thrift.TProtocol, raw *bytes.Buffer) { seedEnd(p) }))
-	if mode.framed {
-		for name, n := range map[string]uint32{"2GiB": 1 << 31, "2GiB-1": 1<<31 - 1, "max": 0xffffffff, "zero": 0, "over-limit": fuzzMaxMessage + 1} {
-			s["frame-"+name] = binary.BigEndian.AppendUint32(nil, n)
-		}
-		s["frame-short"] = ping[:3]
-		s["frame-header-only"] = ping[:4]
-	}
-	unframed := fuzzCall(t, m&^1, "Ping") // modes 0 and 2 are the unframed ones
-	if !mode.compact {
-		s["binary-bad-version"] = seedFrame(mode, append([]byte{0x80, 0x02, 0x00, 0x01}, unframed[4:]...))
-		s["binary-unversioned"] = seedFrame(mode, seedUnversionedPing(t))
-	} else {
-		s["compact-bad-version"] = seedFrame(mode, append([]byte{0x82, 0x3f}, unframed[2:]...))
-	}
-	return s
 }
 
 // seedCall is a CALL message of method in mode, its arguments written by args on
