@@ -9,7 +9,7 @@ IDL_OUT  ?= .
 # The Go benchmarks make bench runs after the suite: the in-process hot paths.
 HOTPATH_BENCH ?= Codec|Dispatch|Lcache|IdNext|Classify|QueryCacheDecode|ReplyWrite|LRUGetParallel|ServantPing|RPCPing|LatencyObserve
 
-.PHONY: all build pingfae faeconf stress run test screenshot deps vet idl bench clean services-stop
+.PHONY: all build pingfae faeconf stress run test screenshot deps vet idl bench fuzz fuzz-seeds clean services-stop
 
 all: build
 
@@ -80,6 +80,23 @@ bench:
 	$(GO) test -run '^$$' -bench '^BenchmarkSuite$$' -benchtime 1x -timeout 20m ./bench/ && \
 	$(GO) test -run '^$$' -bench '$(HOTPATH_BENCH)' -benchmem -benchtime 200ms ./engine/ ./servant/ ./cache/ ./metrics/ && \
 	echo "make bench: $$(( $$(date +%s) - start )) s"
+
+# Fuzzes raw client bytes through the engine's sessions and the FunServant
+# processor (engine/fuzz_test.go) for FUZZTIME, in FUZZPARALLEL workers (1: the
+# test machines are shared; raise it on one of your own). A failing input is
+# written to engine/testdata/fuzz/FuzzSession/: commit it once fixed, and make
+# test runs it from then on. Each new interesting input is minimized for at
+# most 10s (Go's default, 60s, left a 10-minute run fuzzing a third of the time).
+FUZZTIME     ?= 10m
+FUZZPARALLEL ?= 1
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s \
+		-parallel $(FUZZPARALLEL) ./engine
+
+# Rewrites FuzzSession's generated seeds (valid calls of every method of the
+# IDL, malformed ones, HTTP, TLS); run it after make idl and commit the result.
+fuzz-seeds:
+	FAE_FUZZ_WRITE_SEEDS=1 $(GO) test -count=1 -run '^TestFuzzSeeds$$' ./engine
 
 clean:
 	rm -rf bin

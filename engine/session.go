@@ -133,7 +133,7 @@ func (s *Server) serveSession(sess *session) {
 	if cfg.Framed {
 		trans = thrift.NewTFramedTransportConf(t, s.tconf)
 	}
-	proto := s.protocol.GetProtocol(trans)
+	proto := withExactBinary(s.protocol.GetProtocol(trans), cfg.MaxMessageBytes)
 	out := &replyCounter{TProtocol: proto, stats: &s.Stats}
 	for first := true; ; first = false {
 		if err := sess.waitCall(t); err != nil {

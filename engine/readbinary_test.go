@@ -1,0 +1,150 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"runtime"
+	"testing"
+
+	"github.com/apache/thrift/lib/go/thrift"
+
+	"github.com/fae-go/fae/idl/fun/rpc"
+)
+
+// exactProtocols are a binary and a compact protocol reading buf, each with
+// exactBinary's ReadBinary, and a writer of the same protocol onto buf.
+func exactProtocols(buf *thrift.TMemoryBuffer, maxBytes int) map[string][2]thrift.TProtocol {
+	return map[string][2]thrift.TProtocol{
+		"binary":  {withExactBinary(thrift.NewTBinaryProtocolConf(buf, nil), maxBytes), thrift.NewTBinaryProtocolConf(buf, nil)},
+		"compact": {withExactBinary(thrift.NewTCompactProtocolConf(buf, nil), maxBytes), thrift.NewTCompactProtocolConf(buf, nil)},
+	}
+}
+
+// TestExactBinaryAllocation: 10,000 one-byte binaries read back equal, each
+// holding one byte, where the library's ReadBinary holds 512 bytes each (so
+// this test fails without exactBinary: over 5 MB).
+func TestExactBinaryAllocation(t *testing.T) {
+	ctx := context.Background()
+	for name, p := range exactProtocols(thrift.NewTMemoryBuffer(), 1<<20) {
+		r, w := p[0], p[1]
+		const n = 10000
+		for i := range n {
+			w.WriteBinary(ctx, []byte{byte(i)})
+		}
+		w.WriteBinary(ctx, []byte("a longer value"))
+		w.WriteBinary(ctx, nil)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for i := range n {
+			b, err := r.ReadBinary(ctx)
+			if err != nil || len(b) != 1 || b[0] != byte(i) || cap(b) > 8 {
+				t.Fatalf("%s: value %d = %q (cap %d), %v", name, i, b, cap(b), err)
+			}
+		}
+		runtime.ReadMemStats(&after)
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > n*64 {
+			t.Errorf("%s: %d one-byte binaries allocated %d bytes, want under %d", name, n, alloc, n*64)
+		}
+		if b, err := r.ReadBinary(ctx); err != nil || string(b) != "a longer value" {
+			t.Errorf("%s: %q, %v", name, b, err)
+		}
+		if b, err := r.ReadBinary(ctx); err != nil || len(b) != 0 {
+			t.Errorf("%s: empty value read as %q, %v", name, b, err)
+		}
+	}
+}
+
+// TestExactBinaryRefuses: a negative length, a length over max_message_bytes
+// (refused before any allocation, as the session's oversize), a value cut
+// short and an overlong varint are errors of the kinds the library gives.
+func TestExactBinaryRefuses(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, proto string
+		wire        []byte
+		kind        int // thrift.TProtocolException type id; -1: any error
+	}{
+		{"negative", "binary", []byte{0xff, 0xff, 0xff, 0xfe}, thrift.NEGATIVE_SIZE},
+		{"2 GiB", "binary", []byte{0x7f, 0xff, 0xff, 0xff}, thrift.SIZE_LIMIT},
+		{"2 GiB", "compact", []byte{0xff, 0xff, 0xff, 0xff, 0x07}, thrift.SIZE_LIMIT},
+		{"negative", "compact", []byte{0xff, 0xff, 0xff, 0xff, 0x0f}, thrift.NEGATIVE_SIZE},
+		{"cut short", "binary", []byte{0, 0, 0, 5, 'a', 'b'}, -1},
+		{"cut short", "compact", []byte{5, 'a', 'b'}, -1},
+		{"no length", "binary", []byte{0, 0}, -1},
+		{"varint of 11 bytes", "compact", bytes.Repeat([]byte{0x80}, 11), thrift.INVALID_DATA},
+	} {
+		buf := thrift.NewTMemoryBuffer()
+		buf.Write(tc.wire)
+		r := exactProtocols(buf, 1024)[tc.proto][0]
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		b, err := r.ReadBinary(ctx)
+		runtime.ReadMemStats(&after)
+		var pe thrift.TProtocolException
+		switch {
+		case err == nil:
+			t.Errorf("%s %s: read %q, want an error", tc.proto, tc.name, b)
+		case !errors.As(err, &pe):
+			t.Errorf("%s %s: %v is no TProtocolException", tc.proto, tc.name, err)
+		case tc.kind >= 0 && pe.TypeId() != tc.kind:
+			t.Errorf("%s %s: %v: type %d, want %d", tc.proto, tc.name, err, pe.TypeId(), tc.kind)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4096 {
+			t.Errorf("%s %s: %d bytes allocated for a refused value", tc.proto, tc.name, alloc)
+		}
+	}
+	if p := withExactBinary(thrift.NewTJSONProtocol(thrift.NewTMemoryBuffer()), 1024); p == nil {
+		t.Error("another protocol is returned unchanged, not nil")
+	} else if _, ok := p.(*exactBinary); ok {
+		t.Error("a JSON protocol was wrapped")
+	}
+}
+
+// BenchmarkReadArgs decodes the arguments of one call with the library's
+// protocol and with exactBinary: ping's (a Context: what exactBinary's
+// forwarding of the other reads costs every call) and lc_set's (a Context, a
+// key and a 100-byte value: what it saves, the 512-byte buffer of each binary).
+func BenchmarkReadArgs(b *testing.B) {
+	ctx := context.Background()
+	c := &rpc.Context{Rid: 1, Reason: "bench"}
+	for _, call := range []struct {
+		name string
+		args thrift.TStruct
+		new  func() thrift.TStruct
+	}{
+		{"ping", &rpc.FunServantPingArgs{C: c}, func() thrift.TStruct { return new(rpc.FunServantPingArgs) }},
+		{"lc_set", &rpc.FunServantLcSetArgs{C: c, Key: "user:42", Value: bytes.Repeat([]byte("v"), 100)},
+			func() thrift.TStruct { return new(rpc.FunServantLcSetArgs) }},
+	} {
+		for _, proto := range []string{"binary", "compact"} {
+			for _, exact := range []bool{false, true} {
+				name := call.name + "/" + proto + "/library"
+				if exact {
+					name = call.name + "/" + proto + "/exact"
+				}
+				b.Run(name, func(b *testing.B) {
+					w := thrift.NewTMemoryBuffer()
+					call.args.Write(ctx, exactProtocols(w, 1<<20)[proto][1])
+					wire := bytes.Clone(w.Bytes())
+					r := thrift.NewTMemoryBuffer()
+					var p thrift.TProtocol = thrift.NewTBinaryProtocolConf(r, nil)
+					if proto == "compact" {
+						p = thrift.NewTCompactProtocolConf(r, nil)
+					}
+					if exact {
+						p = withExactBinary(p, 1<<20)
+					}
+					b.ReportAllocs()
+					for b.Loop() {
+						r.Reset()
+						r.Write(wire)
+						if err := call.new().Read(ctx, p); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			}
+		}
+	}
+}
