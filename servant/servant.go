@@ -246,7 +246,7 @@ func (s *FunServant) enter(name string, c *rpc.Context, checkCtx bool) (call, er
 			return cl, err
 		}
 		cl.first = s.rids.touch(c.Rid, cl.start)
-		s.reasons.add(c.Reason)
+		s.reasons.add(c.Reason, c.Rid)
 	}
 	cl.g = s.pin()
 	if cl.g.closed {

@@ -302,7 +302,7 @@ func BenchmarkRidTouch(b *testing.B) {
 		base := workers.Add(1) << 40 // each worker its own requests, as php-fpm workers
 		for n := int64(0); pb.Next(); n++ {
 			r.touch(base+n/4, now)
-			rc.add("user.login")
+			rc.add("user.login", base+n/4)
 		}
 	})
 }
