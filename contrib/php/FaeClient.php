@@ -227,6 +227,12 @@ class FaeClient
         return null;
     }
 
+    /** isset($fae->node) and the like, as for __get's properties. */
+    public function __isset($name)
+    {
+        return ($name === 'node' || $name === 'failed' || $name === 'client') && isset($this->rpc->$name);
+    }
+
     /**
      * A FaeClient on the nodes of faeconf's JSON file, read now (see nodesFromFile).
      */
