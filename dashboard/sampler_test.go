@@ -11,6 +11,7 @@ import (
 
 	"github.com/fae-go/fae/engine"
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/internal/testenv"
 	"github.com/fae-go/fae/metrics"
 	"github.com/fae-go/fae/pool"
 	"github.com/fae-go/fae/servant"
@@ -203,13 +204,7 @@ func TestDashboardSamplesOnItsOwn(t *testing.T) {
 	src, _, _ := testSources(t)
 	d := New(src, Options{Interval: 20 * time.Millisecond, Capacity: 4})
 	defer d.Stop()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(d.s.since(0)) < 4 {
-		if time.Now().After(deadline) {
-			t.Fatal("the ring did not fill within 10 s at a 20 ms interval")
-		}
-		time.Sleep(5 * time.Millisecond) // polling for the sampler's goroutine
-	}
+	testenv.Eventually(t, 10*time.Second, "the ring to fill at a 20 ms interval", func() bool { return len(d.s.since(0)) >= 4 })
 	d.Stop() // waits for the goroutine's end
 	d.Stop() // twice is fine
 	got := d.s.since(0)

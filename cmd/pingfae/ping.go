@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +11,7 @@ import (
 	"github.com/apache/thrift/lib/go/thrift"
 
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/proxy"
 )
 
 // target is one node to ping: its address (host:port, or a unix socket path
@@ -138,25 +137,11 @@ func (c *conn) Close() { c.trans.Close() }
 // dial opens a connection to t in its protocol and transport; timeout
 // bounds the connect and every read and write.
 func dial(t target, timeout time.Duration) (*conn, error) {
-	conf := &thrift.TConfiguration{ConnectTimeout: timeout, SocketTimeout: timeout}
-	var sock *thrift.TSocket
-	if strings.Contains(t.addr, "/") {
-		sock = thrift.NewTSocketFromAddrConf(&net.UnixAddr{Name: t.addr, Net: "unix"}, conf)
-	} else {
-		sock = thrift.NewTSocketConf(t.addr, conf)
-	}
-	var trans thrift.TTransport = thrift.NewTBufferedTransport(sock, 4096)
-	if t.framed {
-		trans = thrift.NewTFramedTransportConf(sock, conf)
-	}
-	var pf thrift.TProtocolFactory = thrift.NewTBinaryProtocolFactoryConf(conf)
-	if t.protocol == "compact" {
-		pf = thrift.NewTCompactProtocolFactoryConf(conf)
-	}
-	if err := trans.Open(); err != nil {
+	c, trans, err := proxy.Dial(t.addr, t.protocol, t.framed, timeout)
+	if err != nil {
 		return nil, err
 	}
-	return &conn{rpc.NewFunServantClientFactory(trans, pf), trans}, nil
+	return &conn{c, trans}, nil
 }
 
 var ridSeq atomic.Int64

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/fae-go/fae/idl/fun/rpc"
 	"github.com/fae-go/fae/peer"
+	"github.com/fae-go/fae/proxy"
 )
 
 // Target is one faed node: its address (host:port, or a unix socket path
@@ -37,25 +36,11 @@ func (c *conn) Close() { c.trans.Close() }
 // dial opens a connection to t; timeout bounds the connect and every read
 // and write (the original PHP client's 4 s send/recv timeouts by default).
 func dial(t Target, timeout time.Duration) (*conn, error) {
-	conf := &thrift.TConfiguration{ConnectTimeout: timeout, SocketTimeout: timeout}
-	var sock *thrift.TSocket
-	if strings.Contains(t.Addr, "/") {
-		sock = thrift.NewTSocketFromAddrConf(&net.UnixAddr{Name: t.Addr, Net: "unix"}, conf)
-	} else {
-		sock = thrift.NewTSocketConf(t.Addr, conf)
-	}
-	var trans thrift.TTransport = thrift.NewTBufferedTransport(sock, 4096)
-	if t.Framed {
-		trans = thrift.NewTFramedTransportConf(sock, conf)
-	}
-	var pf thrift.TProtocolFactory = thrift.NewTBinaryProtocolFactoryConf(conf)
-	if t.Protocol == "compact" {
-		pf = thrift.NewTCompactProtocolFactoryConf(conf)
-	}
-	if err := trans.Open(); err != nil {
+	c, trans, err := proxy.Dial(t.Addr, t.Protocol, t.Framed, timeout)
+	if err != nil {
 		return nil, err
 	}
-	return &conn{rpc.NewFunServantClientFactory(trans, pf), trans, t.Addr}, nil
+	return &conn{c, trans, t.Addr}, nil
 }
 
 // Picker hands out the node of each new connection, round-robin over the

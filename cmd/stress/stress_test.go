@@ -14,24 +14,22 @@ import (
 	"github.com/fae-go/fae/peer"
 )
 
-// wantStat polls until faed's counters grew from before by exactly want
-// (faed counts a call once its reply is written, so they may lag the
-// tool's by a moment), failing with both figures after 5 s.
+// wantStat waits until faed's counters grew from before by exactly want
+// (faed counts a session when it accepts it, which may come a moment after
+// the tool's connect returned), failing after 5 s with the last figures.
 func wantStat(t *testing.T, n *node, before, want stat) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	var got stat
+	defer func() {
+		if got != want {
+			t.Logf("faed counted %d calls and %d sessions, the tool %d and %d", got.Calls, got.Sessions, want.Calls, want.Sessions)
+		}
+	}()
+	testenv.Eventually(t, 5*time.Second, "faed's counts to equal the tool's", func() bool {
 		st := n.stat(t)
-		got := stat{st.Calls - before.Calls, st.Sessions - before.Sessions}
-		if got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("faed counted %d calls and %d sessions, the tool %d and %d", got.Calls, got.Sessions, want.Calls, want.Sessions)
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		got = stat{st.Calls - before.Calls, st.Sessions - before.Sessions}
+		return got == want
+	})
 }
 
 // TestCountsEqualFaeds: the calls and sessions the tool reports are exactly
