@@ -118,7 +118,9 @@ func (m *Memcache) Stats() []ServerStats {
 	for _, p := range m.pools {
 		for _, s := range p.servers {
 			open, inUse := int(s.open.Load()), s.gate.inUse()
-			out = append(out, serverStats("memcache", p.name, s.addr, open, max(open-inUse, 0), inUse, s.breaker))
+			st := serverStats("memcache", p.name, s.addr, open, max(open-inUse, 0), inUse, s.breaker)
+			st.Waiting = s.gate.Waiting()
+			out = append(out, st)
 		}
 	}
 	return sortStats(out)

@@ -76,8 +76,8 @@ type mongoServer struct {
 	// each operation holds at most one connection at a time, so the
 	// operations in flight beyond max_conns_per_server are waiting for one.
 	maxInFlight int32
-	open     atomic.Int64 // the operations' connections created and not yet closed (poolEvent)
-	inUse    atomic.Int64 // the operations' connections checked out now (poolEvent)
+	open        atomic.Int64 // the operations' connections created and not yet closed (poolEvent)
+	inUse       atomic.Int64 // the operations' connections checked out now (poolEvent)
 }
 
 // mongoBackend is the Backend of the cluster's errors and operations.
@@ -257,12 +257,17 @@ func (c *Mongo) BreakerState(pool string) string {
 // connections as the driver's pool monitor events counted them (created
 // minus closed; checked out minus checked in; idle the difference, at least
 // 0), the health check's own connection and the driver's monitoring
-// connection not included, and its breaker.
+// connection not included, its breaker, and Waiting: the operations in
+// flight beyond max_conns_per_server.
 func (c *Mongo) Stats() []ServerStats {
 	out := make([]ServerStats, 0, len(c.servers))
 	for _, s := range c.servers {
 		open, inUse := int(s.open.Load()), int(s.inUse.Load())
-		out = append(out, serverStats(mongoBackend, s.pool, s.label, open, max(open-inUse, 0), inUse, s.breaker))
+		st := serverStats(mongoBackend, s.pool, s.label, open, max(open-inUse, 0), inUse, s.breaker)
+		if c.cfg.MaxConnsPerServer > 0 {
+			st.Waiting = max(int(s.inFlight.Load())-c.cfg.MaxConnsPerServer, 0)
+		}
+		out = append(out, st)
 	}
 	return sortStats(out)
 }

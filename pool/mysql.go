@@ -299,7 +299,11 @@ func (m *MySQL) Stats() []ServerStats {
 	out := make([]ServerStats, 0, len(m.servers))
 	for _, s := range m.servers {
 		st := s.db.Stats()
-		out = append(out, serverStats("mysql", s.name, s.label, st.OpenConnections, st.Idle, st.InUse, s.breaker))
+		row := serverStats("mysql", s.name, s.label, st.OpenConnections, st.Idle, st.InUse, s.breaker)
+		if s.gate != nil {
+			row.Waiting = s.gate.Waiting()
+		}
+		out = append(out, row)
 	}
 	return sortStats(out)
 }

@@ -213,8 +213,11 @@ func (r *Redis) Stats() []ServerStats {
 	for _, p := range r.pools {
 		for addr, s := range p.servers {
 			st := s.pool.Stats()
-			out = append(out, serverStats("redis", p.name, addr, st.ActiveCount, st.IdleCount,
-				st.ActiveCount-st.IdleCount, s.breaker))
+			row := serverStats("redis", p.name, addr, st.ActiveCount, st.IdleCount, st.ActiveCount-st.IdleCount, s.breaker)
+			if s.gate != nil {
+				row.Waiting = s.gate.Waiting()
+			}
+			out = append(out, row)
 		}
 	}
 	return sortStats(out)

@@ -115,6 +115,9 @@ func TestMysqlWaitingCallsBound(t *testing.T) {
 		return err
 	})
 	wantRefusedAtOnce(t, results, testenv.MySQLAddr, s.gate, base)
+	if st := m.Stats(); len(st) != 1 || st[0].Waiting != waitLimit || st[0].InUse != waitConns {
+		t.Errorf("stats during the burst: %+v; want %d in use, %d waiting", st, waitConns, waitLimit)
+	}
 	for i := range waitConns + waitLimit {
 		if r := next(t, results); r.err != nil {
 			t.Errorf("held or waiting call %d: %v", i, r.err)
@@ -258,6 +261,9 @@ func TestMongoWaitingCallsBound(t *testing.T) {
 	base := runtime.NumGoroutine()
 	results := burst(burstCalls, func() error { _, err := c.Count(context.Background(), target, nil); return err })
 	wantRefusedAtOnce(t, results, srv.Addr(), nil, base)
+	if st := c.Stats(); len(st) != 1 || st[0].Waiting != waitLimit {
+		t.Errorf("stats while frozen: %+v; want %d waiting", st, waitLimit)
+	}
 	for i := range waitConns + waitLimit {
 		if r := next(t, results); r.err == nil || errors.As(r.err, new(*WaitLimitError)) {
 			t.Errorf("held or waiting call %d to a frozen server: %v; want a failure other than the limit's", i, r.err)
