@@ -131,6 +131,23 @@ func (t *connTransport) checkUnversionedHead() error {
 	return nil
 }
 
+// buffered returns the next n bytes of the request when they are in br and
+// within the call's maxBytes, without consuming them; nil otherwise (and
+// always when framed, whose frame accounting Read keeps).
+func (t *connTransport) buffered(n int) []byte {
+	if t.framed || t.br.Buffered() < n || t.read+n > t.maxBytes {
+		return nil
+	}
+	b, _ := t.br.Peek(n)
+	return b
+}
+
+// consume takes n bytes that buffered returned.
+func (t *connTransport) consume(n int) {
+	t.br.Discard(n)
+	t.read += n
+}
+
 func (t *connTransport) Read(p []byte) (int, error) {
 	p, err := t.limit(p)
 	if err != nil {
