@@ -75,13 +75,20 @@ func TestExactBinaryRefuses(t *testing.T) {
 		{"no length", "binary", []byte{0, 0}, -1},
 		{"varint of 11 bytes", "compact", bytes.Repeat([]byte{0x80}, 11), thrift.INVALID_DATA},
 	} {
-		buf := thrift.NewTMemoryBuffer()
-		buf.Write(tc.wire)
-		r := exactProtocols(buf, 1024)[tc.proto][0]
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		b, err := r.ReadBinary(ctx)
-		runtime.ReadMemStats(&after)
+		// TotalAlloc counts every goroutine's: the least of three reads is this one's.
+		var b []byte
+		var err error
+		alloc := ^uint64(0)
+		for range 3 {
+			buf := thrift.NewTMemoryBuffer()
+			buf.Write(tc.wire)
+			r := exactProtocols(buf, 1024)[tc.proto][0]
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			b, err = r.ReadBinary(ctx)
+			runtime.ReadMemStats(&after)
+			alloc = min(alloc, after.TotalAlloc-before.TotalAlloc)
+		}
 		var pe thrift.TProtocolException
 		switch {
 		case err == nil:
@@ -91,7 +98,7 @@ func TestExactBinaryRefuses(t *testing.T) {
 		case tc.kind >= 0 && pe.TypeId() != tc.kind:
 			t.Errorf("%s %s: %v: type %d, want %d", tc.proto, tc.name, err, pe.TypeId(), tc.kind)
 		}
-		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4096 {
+		if alloc > 4096 {
 			t.Errorf("%s %s: %d bytes allocated for a refused value", tc.proto, tc.name, alloc)
 		}
 	}
