@@ -1,0 +1,234 @@
+package chaos
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/internal/testenv"
+)
+
+// Breaker settings of every backend in these cases: retry_interval is what
+// "success resumes within retry_interval of the restore" is measured against.
+const (
+	allowance     = 3
+	retryInterval = time.Second
+	// recoverSlack is added to retry_interval: the probe's own poll, a
+	// re-dial, and a MariaDB restart's first connection (authentication).
+	recoverSlack = 1500 * time.Millisecond
+	// failFast is how long a call to a backend whose breaker is open may take.
+	failFast = 100 * time.Millisecond
+)
+
+// backend is one backend of the cases: how to run a server of the case's
+// own, its servants section, its bit of the stress tool's mix and the
+// flags addressing it, and a probe call through faed.
+type backend struct {
+	name    string // as /svt/stat names it
+	label   string // as the table names it
+	x       int
+	start   func(t testing.TB) *testenv.Server
+	section func(addr string) string
+	flags   []string
+	probe   func(c *client) error
+}
+
+var breakerConf = fmt.Sprintf(`breaker: { failure_allowance: %d, retry_interval: %q }`, allowance, retryInterval)
+
+var backends = []backend{
+	{name: "mysql", label: "MariaDB", x: xMySQL, start: testenv.StartMariaDB,
+		section: func(addr string) string {
+			host, port, _ := strings.Cut(addr, ":")
+			return fmt.Sprintf(`mysql: {
+            servers: [ { pool: "Global", host: %q, port: %s, db: "fae_test", username: "fae", password: "fae" } ]
+            global_pools: ["Global"]
+            timeout: "1s", query_timeout: "1s", max_idle_conns_per_server: 2
+            %s
+        }`, host, port, breakerConf)
+		},
+		flags: []string{"-my-pool", "Global", "-my-table", "t", "-my-hint", "0", "-my-sql", "SELECT 1 AS one", "-my-args", "", "-my-cachekey", ""},
+		probe: func(c *client) error {
+			_, err := c.MyQuery(bg, ctx(), "Global", "t", 0, "SELECT 1 AS one", nil, "")
+			return err
+		}},
+	{name: "redis", label: "Redis", x: xRedis, start: testenv.StartRedis,
+		section: func(addr string) string {
+			return fmt.Sprintf(`redis: {
+            pools: [ { name: "default", servers: [ { addr: %q, max_idle: 2 } ] } ]
+            connect_timeout: "300ms", io_timeout: "500ms", borrow_timeout: "500ms"
+            %s
+        }`, addr, breakerConf)
+		},
+		flags: []string{"-rd-pool", "default"},
+		probe: func(c *client) error {
+			_, err := c.RdCall(bg, ctx(), "SET", "default", []string{"chaos:probe", "v"})
+			return err
+		}},
+	{name: "memcache", label: "memcached", x: xMemcache, start: testenv.StartMemcached,
+		section: func(addr string) string {
+			host, port, _ := strings.Cut(addr, ":")
+			return fmt.Sprintf(`memcache: {
+            servers: [ { pool: "default", host: %q, port: %s } ]
+            timeout: "500ms", max_idle_conns_per_server: 2
+            %s
+        }`, host, port, breakerConf)
+		},
+		flags: []string{"-mc-pool", "default"},
+		probe: func(c *client) error {
+			_, err := c.McSet(bg, ctx(), "default", "chaos:probe", &rpc.TMemcacheData{Data: []byte("v")}, 60)
+			return err
+		}},
+	{name: "mongodb", label: "MongoDB wire (FerretDB)", x: xMongo, start: testenv.StartFerretDB,
+		section: func(addr string) string {
+			host, port, _ := strings.Cut(addr, ":")
+			return fmt.Sprintf(`mongodb: {
+            servers: [ { pool: "default", host: %q, port: %s, db: "fae_chaos" } ]
+            connect_timeout: "500ms", io_timeout: "1s", max_idle_conns_per_server: 2
+            %s
+        }`, host, port, breakerConf)
+		},
+		flags: []string{"-mg-pool", "default", "-mg-table", "chaos"},
+		probe: func(c *client) error {
+			_, err := c.MgUpsert(bg, ctx(), "default", "chaos", 0, bsonDoc("_id", "probe"), bsonDoc("$set", map[string]string{"v": "v"}))
+			return err
+		}},
+}
+
+// sharedAddr is the shared server of backend name (contrib/test-services).
+func sharedAddr(name string) string {
+	return map[string]string{"mysql": testenv.MySQLAddr, "redis": testenv.RedisAddr,
+		"memcache": testenv.MemcacheAddr, "mongodb": testenv.MongoAddr}[name]
+}
+
+// TestBackendFaults: each backend's server (one of the case's own) killed
+// with -9, or frozen with SIGSTOP, under load on every backend, then
+// restored. Calls to it fail fast with typed errors once its breaker is
+// open, the other backends' calls never fail, the breaker closes, and
+// success resumes within retry_interval of the restore (plus a little).
+// The fast subset runs Redis killed and memcached frozen.
+func TestBackendFaults(t *testing.T) {
+	for _, b := range backends {
+		for _, fault := range []string{"kill -9", "SIGSTOP"} {
+			if !full && !(b.name == "redis" && fault == "kill -9" || b.name == "memcache" && fault == "SIGSTOP") {
+				continue
+			}
+			t.Run(b.name+"/"+strings.ReplaceAll(fault, " ", ""), func(t *testing.T) { backendFault(t, b, fault) })
+		}
+	}
+}
+
+func backendFault(t *testing.T, b backend, fault string) {
+	r := newRow(t, b.label+" "+fault)
+	var sections []string
+	othersX := xPing
+	var otherFlags []string
+	srv := b.start(t)
+	for _, o := range backends {
+		if o.name == b.name {
+			sections = append(sections, o.section(srv.Addr()))
+			continue
+		}
+		testenv.RequireServer(t, o.label, sharedAddr(o.name))
+		sections = append(sections, o.section(sharedAddr(o.name)))
+		othersX |= o.x
+		otherFlags = append(otherFlags, o.flags...)
+	}
+	n := startNode(t, "faed", nodeConf(testenv.FreePort(t), 1, "", "", strings.Join(sections, "\n        ")))
+	c := n.dial()
+	if err := b.probe(c); err != nil {
+		t.Fatalf("%s before the fault: %v", b.name, err)
+	}
+	const workers = 4
+	allFlags := append(append([]string{}, b.flags...), otherFlags...)
+	warm := runLoad(t, "warm-up", append([]string{"-addr", n.addr, "-c", fmt.Sprint(workers), "-n", "20", "-x", fmt.Sprint(othersX | b.x)}, allFlags...)...)
+	if warm.failed() != 0 {
+		t.Fatalf("warm-up: %s: %s", warm, warm.firsts())
+	}
+	baseline(t, n, r)
+
+	hold := pick(time.Second, 5*time.Second)
+	r.Load = fmt.Sprintf("stress -c %d on %s + -c %d on ping and the 3 others", workers, b.name, workers)
+	onIt := startLoad(t, b.name, append([]string{"-addr", n.addr, "-c", fmt.Sprint(workers), "-d", "10m", "-timeout", "4s", "-x", fmt.Sprint(b.x)}, b.flags...)...)
+	others := startLoad(t, "others", append([]string{"-addr", n.addr, "-c", fmt.Sprint(workers), "-d", "10m", "-x", fmt.Sprint(othersX)}, otherFlags...)...)
+	calls0 := n.stat().RPC.Calls
+	testenv.Eventually(t, 10*time.Second, "load running", func() bool { return n.stat().RPC.Calls > calls0+200 })
+
+	faultAt := time.Now()
+	if fault == "kill -9" {
+		srv.Kill()
+	} else {
+		srv.Freeze()
+	}
+	testenv.Eventually(t, 20*time.Second, b.name+"'s breaker open", func() bool { return n.breaker(b.name) == "open" })
+	opened := time.Since(faultAt)
+	checkFailFast(t, b, c, srv.Addr())
+	for deadline := time.Now().Add(hold); time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond) // the outage's length: the scenario, not synchronisation
+	}
+	r.Faults = fmt.Sprintf("%s %s of the case's own for %s (breaker open after %s)", fault, b.label, round(time.Since(faultAt)), round(opened))
+
+	restoredAt := time.Now()
+	if fault == "kill -9" {
+		srv.Start()
+	} else {
+		srv.Thaw()
+	}
+	var lastErr error
+	testenv.Eventually(t, retryInterval+10*time.Second, b.name+" calls succeeding after the restore", func() bool {
+		lastErr = b.probe(c)
+		return lastErr == nil
+	})
+	back := time.Since(restoredAt)
+	testenv.Eventually(t, 10*time.Second, b.name+"'s breaker closed", func() bool { return n.breaker(b.name) == "closed" })
+	r.Recover = round(back) + " (breaker closed)"
+	if back > retryInterval+recoverSlack {
+		t.Errorf("%s calls came back %s after the restore, want within retry_interval %s (+%s)", b.name, back, retryInterval, recoverSlack)
+	}
+	// Some calls of the load succeed after the restore.
+	before := n.stat().RPC.Calls
+	testenv.Eventually(t, 10*time.Second, "the load going on", func() bool { return n.stat().RPC.Calls > before+100 })
+
+	repOn, repOthers := onIt.stop(), others.stop()
+	kinds := n.failedKinds(b.name)
+	r.Failed = fmt.Sprintf("%s: %s; faed's %s kinds %v; others: %s", b.name, repOn, b.name, kinds, repOthers)
+	if repOthers.failed() != 0 {
+		t.Errorf("calls to the other backends failed: %s: %s", repOthers, repOthers.firsts())
+	}
+	if repOn.failed() == 0 || kinds["breaker_open"] == 0 {
+		t.Errorf("no %s call failed (%s, faed kinds %v): the fault was not felt", b.name, repOn, kinds)
+	}
+	if e := repOn.Errors["call"]; e.Count != repOn.failed() {
+		t.Errorf("%s calls failed otherwise than with an answer from faed (%s): %s", b.name, repOn, repOn.firsts())
+	}
+	checkLeaks(t, n, r)
+}
+
+// typedFailure matches faed's answer to a call on a failed backend: the
+// pool, the server and the pool.Kind of the failure.
+var typedFailure = regexp.MustCompile(`pool "(default|Global)".*: (circuit open|timeout|server failure|busy)`)
+
+// checkFailFast: with the breaker open, calls fail at once with a
+// TApplicationException naming the pool, the server and "circuit open".
+func checkFailFast(t *testing.T, b backend, c *client, addr string) {
+	t.Helper()
+	for i := range 5 {
+		start := time.Now()
+		err := b.probe(c)
+		d := time.Since(start)
+		ae := appError(err)
+		switch {
+		case ae == nil:
+			t.Errorf("%s call %d with the breaker open: %v (%T), want a TApplicationException", b.name, i, err, err)
+		case !typedFailure.MatchString(err.Error()) || !strings.Contains(err.Error(), "circuit open"):
+			t.Errorf("%s call %d with the breaker open: %q, want the pool, the server and \"circuit open\"", b.name, i, err)
+		case !strings.Contains(err.Error(), addr):
+			t.Errorf("%s call %d: %q does not name the server %s", b.name, i, err, addr)
+		}
+		if d > failFast {
+			t.Errorf("%s call %d with the breaker open took %s, want ≤ %s", b.name, i, d, failFast)
+		}
+	}
+}
