@@ -19,6 +19,10 @@ const (
 	// recoverSlack is added to retry_interval: the probe's own poll, a
 	// re-dial, and a MariaDB restart's first connection (authentication).
 	recoverSlack = 1500 * time.Millisecond
+	// faultedIO is the I/O timeout of the backend a case harms (a frozen
+	// server is found out after failure_allowance of them); sharedIO that of
+	// the shared servers, busy with other tests on the same 2 cores.
+	faultedIO, sharedIO = 500 * time.Millisecond, 3 * time.Second
 	// failFast is how long a call to a backend whose breaker is open may take.
 	failFast = 100 * time.Millisecond
 )
@@ -31,7 +35,7 @@ type backend struct {
 	label   string // as the table names it
 	x       int
 	start   func(t testing.TB) *testenv.Server
-	section func(addr string) string
+	section func(addr string, io time.Duration) string
 	flags   []string
 	probe   func(c *client) error
 }
@@ -40,14 +44,14 @@ var breakerConf = fmt.Sprintf(`breaker: { failure_allowance: %d, retry_interval:
 
 var backends = []backend{
 	{name: "mysql", label: "MariaDB", x: xMySQL, start: testenv.StartMariaDB,
-		section: func(addr string) string {
+		section: func(addr string, io time.Duration) string {
 			host, port, _ := strings.Cut(addr, ":")
 			return fmt.Sprintf(`mysql: {
             servers: [ { pool: "Global", host: %q, port: %s, db: "fae_test", username: "fae", password: "fae" } ]
             global_pools: ["Global"]
-            timeout: "1s", query_timeout: "1s", max_idle_conns_per_server: 2
+            timeout: "1s", query_timeout: %q, max_idle_conns_per_server: 2
             %s
-        }`, host, port, breakerConf)
+        }`, host, port, io.String(), breakerConf)
 		},
 		flags: []string{"-my-pool", "Global", "-my-table", "t", "-my-hint", "0", "-my-sql", "SELECT 1 AS one", "-my-args", "", "-my-cachekey", ""},
 		probe: func(c *client) error {
@@ -55,12 +59,12 @@ var backends = []backend{
 			return err
 		}},
 	{name: "redis", label: "Redis", x: xRedis, start: testenv.StartRedis,
-		section: func(addr string) string {
+		section: func(addr string, io time.Duration) string {
 			return fmt.Sprintf(`redis: {
             pools: [ { name: "default", servers: [ { addr: %q, max_idle: 2 } ] } ]
-            connect_timeout: "300ms", io_timeout: "500ms", borrow_timeout: "500ms"
+            connect_timeout: "300ms", io_timeout: %q, borrow_timeout: "500ms"
             %s
-        }`, addr, breakerConf)
+        }`, addr, io.String(), breakerConf)
 		},
 		flags: []string{"-rd-pool", "default"},
 		probe: func(c *client) error {
@@ -68,13 +72,13 @@ var backends = []backend{
 			return err
 		}},
 	{name: "memcache", label: "memcached", x: xMemcache, start: testenv.StartMemcached,
-		section: func(addr string) string {
+		section: func(addr string, io time.Duration) string {
 			host, port, _ := strings.Cut(addr, ":")
 			return fmt.Sprintf(`memcache: {
             servers: [ { pool: "default", host: %q, port: %s } ]
-            timeout: "500ms", max_idle_conns_per_server: 2
+            timeout: %q, max_idle_conns_per_server: 2
             %s
-        }`, host, port, breakerConf)
+        }`, host, port, io.String(), breakerConf)
 		},
 		flags: []string{"-mc-pool", "default"},
 		probe: func(c *client) error {
@@ -82,13 +86,13 @@ var backends = []backend{
 			return err
 		}},
 	{name: "mongodb", label: "MongoDB wire (FerretDB)", x: xMongo, start: testenv.StartFerretDB,
-		section: func(addr string) string {
+		section: func(addr string, io time.Duration) string {
 			host, port, _ := strings.Cut(addr, ":")
 			return fmt.Sprintf(`mongodb: {
             servers: [ { pool: "default", host: %q, port: %s, db: "fae_chaos" } ]
-            connect_timeout: "500ms", io_timeout: "1s", max_idle_conns_per_server: 2
+            connect_timeout: "500ms", io_timeout: %q, max_idle_conns_per_server: 2
             %s
-        }`, host, port, breakerConf)
+        }`, host, port, io.String(), breakerConf)
 		},
 		flags: []string{"-mg-pool", "default", "-mg-table", "chaos"},
 		probe: func(c *client) error {
@@ -128,11 +132,11 @@ func backendFault(t *testing.T, b backend, fault string) {
 	srv := b.start(t)
 	for _, o := range backends {
 		if o.name == b.name {
-			sections = append(sections, o.section(srv.Addr()))
+			sections = append(sections, o.section(srv.Addr(), faultedIO))
 			continue
 		}
 		testenv.RequireServer(t, o.label, sharedAddr(o.name))
-		sections = append(sections, o.section(sharedAddr(o.name)))
+		sections = append(sections, o.section(sharedAddr(o.name), sharedIO))
 		othersX |= o.x
 		otherFlags = append(otherFlags, o.flags...)
 	}

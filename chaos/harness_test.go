@@ -65,7 +65,14 @@ func nodeConf(port, worker int, top, rpcExtra, servants string) string {
 // the test ends.
 func startNode(t *testing.T, name, conf string, args ...string) *node {
 	t.Helper()
-	n := &node{t: t, name: name, dir: t.TempDir(), conf: conf, args: args}
+	return startNodeAt(t, name, "", "", conf, args...)
+}
+
+// startNodeAt is startNode for a faed whose RPC and HTTP addresses conf
+// fixes (rpcAddr, httpAddr): it is waited for on them, not on its log.
+func startNodeAt(t *testing.T, name, rpcAddr, httpAddr, conf string, args ...string) *node {
+	t.Helper()
+	n := &node{t: t, name: name, dir: t.TempDir(), conf: conf, args: args, addr: rpcAddr, http: httpAddr}
 	n.start()
 	t.Cleanup(func() {
 		n.kill()
@@ -100,6 +107,15 @@ func (n *node) start() {
 		n.exitCode = cmd.ProcessState.ExitCode()
 		close(done)
 	}(n.cmd, n.done)
+	if n.http != "" { // its log elsewhere (-log): the addresses were fixed in the config
+		testenv.Eventually(n.t, 30*time.Second, n.name+" serving", func() bool {
+			if n.exited() {
+				n.t.Fatalf("%s exited:\n%s", n.name, n.out.String())
+			}
+			return !refused(n.addr) && n.getJSON("/engine/stat", new(engineStat)) == nil
+		})
+		return
+	}
 	testenv.Eventually(n.t, 30*time.Second, n.name+" serving", func() bool {
 		select {
 		case <-n.done:

@@ -1,0 +1,221 @@
+package chaos
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/fae-go/fae/internal/testenv"
+)
+
+// page is one php-cli run of contrib/php/retry_call.php: a php-fpm page
+// whose session to the first node is idle between its calls.
+type page struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Scanner
+	errs  *testenv.SyncBuffer
+}
+
+// retryResult is the last line of retry_call.php.
+type retryResult struct {
+	Node   string            `json:"node"`
+	Failed map[string]string `json:"failed"`
+	Value  string            `json:"value"`
+	Error  string            `json:"error"`
+}
+
+// phpDir is contrib/php of the repository.
+func phpDir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "contrib", "php")
+}
+
+// startPage runs a page on nodes (tried in that order) and returns once it
+// has pinged the first one and waits, its session idle.
+func startPage(t *testing.T, nodes ...string) *page {
+	t.Helper()
+	p := &page{errs: new(testenv.SyncBuffer)}
+	p.cmd = exec.Command("php", "retry_call.php", strings.Join(nodes, ","), "2000", "1")
+	p.cmd.Dir = phpDir()
+	p.cmd.Stderr = p.errs
+	var err error
+	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("php-cli (make deps installs it): %v", err)
+	}
+	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
+	p.out = bufio.NewScanner(stdout)
+	if !p.out.Scan() || !strings.Contains(p.out.Text(), `"ready"`) {
+		t.Fatalf("retry_call.php did not get ready: %q, stderr %s", p.out.Text(), p.errs.String())
+	}
+	return p
+}
+
+// finish lets the page make its call and returns its result.
+func (p *page) finish(t *testing.T) retryResult {
+	t.Helper()
+	io.WriteString(p.stdin, "go\n")
+	if !p.out.Scan() {
+		t.Fatalf("retry_call.php printed no result; stderr %s", p.errs.String())
+	}
+	var r retryResult
+	if err := json.Unmarshal(p.out.Bytes(), &r); err != nil {
+		t.Fatalf("retry_call.php printed %q: %v", p.out.Text(), err)
+	}
+	return r
+}
+
+// TestSIGTERMUnderLoad: SIGTERM to one of 2 nodes under load. No call faed
+// has read fails (stress: no call answered with an error, none timed out;
+// sessions of 10 calls in a row that began before the signal end whole);
+// php pages idle between calls have their session closed after the drain's
+// grace and FaeClient.php retries their next call once on the other node,
+// so no page fails; new connections are refused; the node leaves ZooKeeper
+// before its listener closes. Goroutines and descriptors: of the survivor.
+func TestSIGTERMUnderLoad(t *testing.T) {
+	if _, err := exec.LookPath("php"); err != nil {
+		t.Fatalf("php-cli is not installed (make deps installs it): %v", err)
+	}
+	r := newRow(t, "SIGTERM under load")
+	zks, nodes, _ := startCluster(t, 2)
+	a, b := nodes[0], nodes[1]
+	baseline(t, b, r)
+	pages := make([]*page, pick(3, 10))
+	for i := range pages {
+		pages[i] = startPage(t, a.addr, b.addr)
+	}
+	l := startLoad(t, "stress", "-addr", a.addr, "-c", "4", "-d", "10m", "-x", fmt.Sprint(xPing|xIDNext|xLcache))
+	var spanning, midFail atomic.Int64
+	var firstMid atomic.Value
+	stopWorkers := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() { sessionWorker(a.addr, stopWorkers, &spanning, &midFail, &firstMid) })
+	}
+	calls0 := a.stat().RPC.Calls
+	testenv.Eventually(t, 10*time.Second, "load running", func() bool { return a.stat().RPC.Calls > calls0+200 })
+	r.Load = fmt.Sprintf("stress -c 4 + 4 sessions of 10 calls in a row + %d php pages idle between calls, on the node signalled", len(pages))
+
+	conn, _, err := zk.Connect([]string{zks.Addr()}, 2*time.Second, zk.WithLogInfo(false), zk.WithLogger(quiet{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var leftZK, refusedAt atomic.Int64 // unix ns
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		for leftZK.Load() == 0 || refusedAt.Load() == 0 {
+			if ok, _, err := conn.Exists("/fae/" + a.addr); err == nil && !ok && leftZK.Load() == 0 {
+				leftZK.Store(time.Now().UnixNano())
+			}
+			if refusedAt.Load() == 0 && refused(a.addr) {
+				refusedAt.Store(time.Now().UnixNano())
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	signalled := time.Now()
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("faed did not exit within 20s of SIGTERM")
+	}
+	exited := time.Since(signalled)
+	<-watchDone
+	close(stopWorkers)
+	wg.Wait()
+	rep := l.stop()
+	r.Faults = fmt.Sprintf("SIGTERM; left ZooKeeper after %s, refused connections after %s, exited %d after %s",
+		round(time.Duration(leftZK.Load()-signalled.UnixNano())), round(time.Duration(refusedAt.Load()-signalled.UnixNano())), a.exitCode, round(exited))
+	if a.exitCode != 0 {
+		t.Errorf("exit code %d, want 0", a.exitCode)
+	}
+	if leftZK.Load() > refusedAt.Load() {
+		t.Errorf("the node refused connections %s before it left ZooKeeper, want it to leave first",
+			time.Duration(leftZK.Load()-refusedAt.Load()))
+	}
+	retried := 0
+	for i, p := range pages {
+		res := p.finish(t)
+		switch {
+		case res.Error != "" || res.Value != "v" || res.Node != b.addr:
+			t.Errorf("page %d: %+v, want its call retried on %s", i, res, b.addr)
+		case !strings.Contains(res.Failed[a.addr], "never ran"):
+			t.Errorf("page %d: %s given up as %q, want a call that never ran", i, a.addr, res.Failed[a.addr])
+		default:
+			retried++
+		}
+	}
+	r.Failed = fmt.Sprintf("stress: %s; sessions across the signal %d, failed mid-session %d; php pages: %d of %d retried on the other node, 0 failed",
+		rep, spanning.Load(), midFail.Load(), retried, len(pages))
+	if e := rep.Errors["call"].Count + rep.Errors["timeout"].Count; e != 0 {
+		t.Errorf("stress: %s: a call faed read failed: %s", rep, rep.firsts())
+	}
+	if midFail.Load() != 0 {
+		t.Errorf("%d sessions failed mid-session: %v", midFail.Load(), firstMid.Load())
+	}
+	if spanning.Load() == 0 {
+		t.Errorf("no session was in flight across the SIGTERM: the case proved nothing")
+	}
+	testenv.Eventually(t, 10*time.Second, "the survivor listing only itself", func() bool { return peersAgree(t, nodes[1:]) == nil })
+	r.Recover = round(exited) + " (drained and exited)"
+	checkLeaks(t, b, r)
+}
+
+// sessionWorker runs sessions of 10 calls in a row (5 ms apart, a page's
+// think time) on addr until stop: a call that fails after the session's
+// first answer is a call faed read and failed.
+func sessionWorker(addr string, stop chan struct{}, spanning, midFail *atomic.Int64, first *atomic.Value) {
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		c, err := dialAddr(addr, 2*time.Second)
+		if err != nil {
+			time.Sleep(5 * time.Millisecond) // back off: the node is going away
+			continue
+		}
+		var began time.Time
+		for i := range 10 {
+			_, err := c.IDNext(bg, ctx())
+			if err != nil {
+				if i > 0 {
+					midFail.Add(1)
+					first.CompareAndSwap(nil, err.Error())
+				}
+				break
+			}
+			if i == 0 {
+				began = time.Now()
+			}
+			if i == 9 && began.Before(time.Now().Add(-40*time.Millisecond)) {
+				spanning.Add(1)
+			}
+			time.Sleep(5 * time.Millisecond) // think time: the workload
+		}
+		c.Close()
+	}
+}
