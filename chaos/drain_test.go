@@ -104,12 +104,12 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		pages[i] = startPage(t, a.addr, b.addr)
 	}
 	l := startLoad(t, "stress", "-addr", a.addr, "-c", "4", "-d", "10m", "-x", fmt.Sprint(xPing|xIDNext|xLcache))
-	var spanning, midFail atomic.Int64
+	var spanning, midFail, signalledAt atomic.Int64
 	var firstMid atomic.Value
 	stopWorkers := make(chan struct{})
 	var wg sync.WaitGroup
 	for range 4 {
-		wg.Go(func() { sessionWorker(a.addr, stopWorkers, &spanning, &midFail, &firstMid) })
+		wg.Go(func() { sessionWorker(a.addr, stopWorkers, &signalledAt, &spanning, &midFail, &firstMid) })
 	}
 	calls0 := a.stat().RPC.Calls
 	testenv.Eventually(t, 10*time.Second, "load running", func() bool { return a.stat().RPC.Calls > calls0+200 })
@@ -135,6 +135,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		}
 	}()
 	signalled := time.Now()
+	signalledAt.Store(signalled.UnixNano())
 	a.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-a.done:
@@ -185,8 +186,10 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 
 // sessionWorker runs sessions of 10 calls in a row (5 ms apart, a page's
 // think time) on addr until stop: a call that fails after the session's
-// first answer is a call faed read and failed.
-func sessionWorker(addr string, stop chan struct{}, spanning, midFail *atomic.Int64, first *atomic.Value) {
+// first answer is a call faed read and failed. spanning counts the sessions
+// that began before signalled (unix ns, 0 before the signal) and ended whole
+// after it.
+func sessionWorker(addr string, stop chan struct{}, signalled, spanning, midFail *atomic.Int64, first *atomic.Value) {
 	for {
 		select {
 		case <-stop:
@@ -198,20 +201,16 @@ func sessionWorker(addr string, stop chan struct{}, spanning, midFail *atomic.In
 			time.Sleep(5 * time.Millisecond) // back off: the node is going away
 			continue
 		}
-		var began time.Time
+		before := signalled.Load() == 0
 		for i := range 10 {
-			_, err := c.IDNext(bg, ctx())
-			if err != nil {
+			if _, err := c.IDNext(bg, ctx()); err != nil {
 				if i > 0 {
 					midFail.Add(1)
 					first.CompareAndSwap(nil, err.Error())
 				}
 				break
 			}
-			if i == 0 {
-				began = time.Now()
-			}
-			if i == 9 && began.Before(time.Now().Add(-40*time.Millisecond)) {
+			if i == 9 && before && signalled.Load() != 0 {
 				spanning.Add(1)
 			}
 			time.Sleep(5 * time.Millisecond) // think time: the workload

@@ -40,6 +40,7 @@ type node struct {
 	done     chan struct{}
 	exitCode int
 	held     int64 // sessions the test itself keeps open (dial)
+	base     int64 // sessions open at the baseline (the test's, peers' forwarding)
 }
 
 var startedRE = regexp.MustCompile(`msg="faed started".* rpc=(\S+).* http=(\S*)`)

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,7 +18,8 @@ func TestLogDiskFull(t *testing.T) {
 	rpcAddr, httpAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	var port int
 	fmt.Sscanf(rpcAddr, "127.0.0.1:%d", &port)
-	conf := nodeConf(port, 1, fmt.Sprintf("http_listen_addr: %q", httpAddr), "", "profiler_rate: 10000")
+	conf := strings.Replace(nodeConf(port, 1, "", "", "profiler_rate: 10000"), `http_listen_addr: "127.0.0.1:0"`,
+		fmt.Sprintf("http_listen_addr: %q", httpAddr), 1)
 	n := startNodeAt(t, "faed", rpcAddr, httpAddr, conf, "-log", "/dev/full", "-level", "debug")
 	baseline(t, n, r)
 	d := pick(2*time.Second, 20*time.Second)
