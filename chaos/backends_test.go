@@ -128,89 +128,31 @@ func TestBackendFaults(t *testing.T) {
 	}
 }
 
+// backendCase is one backend case: b's server srv, of the case's own,
+// harmed by fault; the other backends on the shared servers.
+type backendCase struct {
+	t      *testing.T
+	b      backend
+	fault  string // "kill -9" or "SIGSTOP"
+	r      *row
+	srv    *testenv.Server
+	n      *node
+	c      *client // the probe's session
+	others []backend
+}
+
+// loadWorkers is the stress tool's concurrency on the harmed backend.
+const loadWorkers = 4
+
 func backendFault(t *testing.T, b backend, fault string) {
-	r := newRow(t, b.label+" "+fault)
-	var sections []string
-	othersX := xPing
-	var otherFlags []string
-	var others []backend
-	srv := b.start(t)
-	for _, o := range backends {
-		if o.name == b.name {
-			sections = append(sections, o.section(srv.Addr(), faultedIO))
-			continue
-		}
-		testenv.RequireServer(t, o.label, sharedAddr(o.name))
-		sections = append(sections, o.section(sharedAddr(o.name), sharedIO))
-		othersX |= o.x
-		otherFlags = append(otherFlags, o.flags...)
-		others = append(others, o)
-	}
-	n := startNode(t, "faed", nodeConf(testenv.FreePort(t), 1, "", "", strings.Join(sections, "\n        ")))
-	c := n.dial()
-	if err := b.probe(c); err != nil {
-		t.Fatalf("%s before the fault: %v", b.name, err)
-	}
-	const workers = 4
-	allFlags := append(append([]string{}, b.flags...), otherFlags...)
-	warm := runLoad(t, "warm-up", append([]string{"-addr", n.addr, "-c", fmt.Sprint(workers), "-n", "20", "-x", fmt.Sprint(othersX | b.x)}, allFlags...)...)
-	if warm.failed() != 0 {
-		t.Fatalf("warm-up: %s: %s", warm, warm.firsts())
-	}
-	baseline(t, n, r)
-
-	hold := pick(time.Second, 5*time.Second)
-	onIt := startLoad(t, b.name, append([]string{"-addr", n.addr, "-c", fmt.Sprint(workers), "-d", "10m", "-timeout", "4s", "-x", fmt.Sprint(b.x)}, b.flags...)...)
-	var otherLoads []*load
-	var desc []string
-	for _, o := range others {
-		otherLoads = append(otherLoads, startLoad(t, o.name, append([]string{"-addr", n.addr, "-c", fmt.Sprint(o.workers), "-d", "10m",
-			"-x", fmt.Sprint(xPing | o.x)}, o.flags...)...))
-		desc = append(desc, fmt.Sprintf("-c %d on %s", o.workers, o.name))
-	}
-	r.Load = fmt.Sprintf("stress -c %d on %s; ping and %s", workers, b.name, strings.Join(desc, ", "))
-	calls0 := n.stat().RPC.Calls
-	testenv.Eventually(t, 10*time.Second, "load running", func() bool { return n.stat().RPC.Calls > calls0+200 })
-
-	faultAt := time.Now()
-	if fault == "kill -9" {
-		srv.Kill()
-	} else {
-		srv.Freeze()
-	}
-	testenv.Eventually(t, 20*time.Second, b.name+"'s breaker open", func() bool { return n.breaker(b.name) == "open" })
-	opened := time.Since(faultAt)
-	checkFailFast(t, b, c, srv.Addr())
-	for deadline := time.Now().Add(hold); time.Now().Before(deadline); {
-		time.Sleep(100 * time.Millisecond) // the outage's length: the scenario, not synchronisation
-	}
-	r.Faults = fmt.Sprintf("%s %s of the case's own for %s (breaker open after %s)", fault, b.label, round(time.Since(faultAt)), round(opened))
-
-	restoredAt := time.Now()
-	if fault == "kill -9" {
-		srv.Start()
-	} else {
-		srv.Thaw()
-	}
-	var lastErr error
-	testenv.Eventually(t, retryInterval+10*time.Second, b.name+" calls succeeding after the restore", func() bool {
-		lastErr = b.probe(c)
-		return lastErr == nil
-	})
-	back := time.Since(restoredAt)
-	testenv.Eventually(t, 10*time.Second, b.name+"'s breaker closed", func() bool { return n.breaker(b.name) == "closed" })
-	r.Recover = round(back) + " (breaker closed)"
-	if back > retryInterval+recoverSlack {
-		t.Errorf("%s calls came back %s after the restore, want within retry_interval %s (+%s)", b.name, back, retryInterval, recoverSlack)
-	}
-	// Some calls of the load succeed after the restore.
-	before := n.stat().RPC.Calls
-	testenv.Eventually(t, 10*time.Second, "the load going on", func() bool { return n.stat().RPC.Calls > before+100 })
-
+	k := &backendCase{t: t, b: b, fault: fault, r: newRow(t, b.label+" "+fault), srv: b.start(t)}
+	k.setup()
+	onIt, otherLoads := k.loads()
+	k.outage()
 	repOn := onIt.stop()
 	line, failed := stopLoads(otherLoads)
-	kinds := n.failedKinds(b.name)
-	r.Failed = fmt.Sprintf("%s: %s; faed's %s kinds %v; %s", b.name, repOn, b.name, kinds, line)
+	kinds := k.n.failedKinds(b.name)
+	k.r.Failed = fmt.Sprintf("%s: %s; faed's %s kinds %v; %s", b.name, repOn, b.name, kinds, line)
 	if failed != 0 {
 		t.Errorf("calls to the other backends failed: %s", line)
 	}
@@ -220,7 +162,88 @@ func backendFault(t *testing.T, b backend, fault string) {
 	if e := repOn.Errors["call"]; e.Count != repOn.failed() {
 		t.Errorf("%s calls failed otherwise than with an answer from faed (%s): %s", b.name, repOn, repOn.firsts())
 	}
-	checkLeaks(t, n, r)
+	checkLeaks(t, k.n, k.r)
+}
+
+// setup starts faed on every backend, warms its pools with a short load on
+// all of them, and takes the baseline.
+func (k *backendCase) setup() {
+	t, b := k.t, k.b
+	sections := []string{b.section(k.srv.Addr(), faultedIO)}
+	x, flags := b.x, b.flags
+	for _, o := range backends {
+		if o.name == b.name {
+			continue
+		}
+		testenv.RequireServer(t, o.label, sharedAddr(o.name))
+		sections = append(sections, o.section(sharedAddr(o.name), sharedIO))
+		x |= o.x
+		flags = append(append([]string{}, flags...), o.flags...)
+		k.others = append(k.others, o)
+	}
+	k.n = startNode(t, "faed", nodeConf(testenv.FreePort(t), 1, "", "", strings.Join(sections, "\n        ")))
+	k.c = k.n.dial()
+	if err := b.probe(k.c); err != nil {
+		t.Fatalf("%s before the fault: %v", b.name, err)
+	}
+	warm := runLoad(t, "warm-up", append([]string{"-addr", k.n.addr, "-c", "1", "-n", "20", "-x", fmt.Sprint(x | xPing)}, flags...)...)
+	if warm.failed() != 0 {
+		t.Fatalf("warm-up: %s: %s", warm, warm.firsts())
+	}
+	baseline(t, k.n, k.r)
+}
+
+// loads starts stress on the harmed backend and one stress per other
+// backend (with ping), and returns once they run.
+func (k *backendCase) loads() (onIt *load, others []*load) {
+	n := k.n
+	onIt = startLoad(k.t, k.b.name, append([]string{"-addr", n.addr, "-c", fmt.Sprint(loadWorkers), "-d", "10m", "-timeout", "4s",
+		"-x", fmt.Sprint(k.b.x)}, k.b.flags...)...)
+	var desc []string
+	for _, o := range k.others {
+		others = append(others, startLoad(k.t, o.name, append([]string{"-addr", n.addr, "-c", fmt.Sprint(o.workers), "-d", "10m",
+			"-x", fmt.Sprint(xPing | o.x)}, o.flags...)...))
+		desc = append(desc, fmt.Sprintf("-c %d on %s", o.workers, o.name))
+	}
+	k.r.Load = fmt.Sprintf("stress -c %d on %s; ping and %s", loadWorkers, k.b.name, strings.Join(desc, ", "))
+	calls0 := n.stat().RPC.Calls
+	testenv.Eventually(k.t, 10*time.Second, "load running", func() bool { return n.stat().RPC.Calls > calls0+200 })
+	return onIt, others
+}
+
+// outage injects the fault, checks calls fail fast once the breaker is
+// open, holds the outage, restores the server and checks that success
+// resumes within retry_interval and the breaker closes.
+func (k *backendCase) outage() {
+	t, b, n, srv := k.t, k.b, k.n, k.srv
+	faultAt := time.Now()
+	if k.fault == "kill -9" {
+		srv.Kill()
+	} else {
+		srv.Freeze()
+	}
+	testenv.Eventually(t, 20*time.Second, b.name+"'s breaker open", func() bool { return n.breaker(b.name) == "open" })
+	opened := time.Since(faultAt)
+	checkFailFast(t, b, k.c, srv.Addr())
+	for deadline := time.Now().Add(pick(time.Second, 5*time.Second)); time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond) // the outage's length: the scenario, not synchronisation
+	}
+	k.r.Faults = fmt.Sprintf("%s %s of the case's own for %s (breaker open after %s)", k.fault, b.label, round(time.Since(faultAt)), round(opened))
+	restoredAt := time.Now()
+	if k.fault == "kill -9" {
+		srv.Start()
+	} else {
+		srv.Thaw()
+	}
+	testenv.Eventually(t, retryInterval+10*time.Second, b.name+" calls succeeding after the restore", func() bool { return b.probe(k.c) == nil })
+	back := time.Since(restoredAt)
+	testenv.Eventually(t, 10*time.Second, b.name+"'s breaker closed", func() bool { return n.breaker(b.name) == "closed" })
+	k.r.Recover = round(back) + " (breaker closed)"
+	if back > retryInterval+recoverSlack {
+		t.Errorf("%s calls came back %s after the restore, want within retry_interval %s (+%s)", b.name, back, retryInterval, recoverSlack)
+	}
+	before := n.stat().RPC.Calls // the load goes on after the restore
+	testenv.Eventually(t, 10*time.Second, "the load going on", func() bool { return n.stat().RPC.Calls > before+100 })
 }
 
 // typedFailure matches faed's answer to a call on a failed backend: the

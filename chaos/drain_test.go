@@ -115,25 +115,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, "load running", func() bool { return a.stat().RPC.Calls > calls0+200 })
 	r.Load = fmt.Sprintf("stress -c 4 + 4 sessions of 10 calls in a row + %d php pages idle between calls, on the node signalled", len(pages))
 
-	conn, _, err := zk.Connect([]string{zks.Addr()}, 2*time.Second, zk.WithLogInfo(false), zk.WithLogger(quiet{}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	var leftZK, refusedAt atomic.Int64 // unix ns
-	watchDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		for leftZK.Load() == 0 || refusedAt.Load() == 0 {
-			if ok, _, err := conn.Exists("/fae/" + a.addr); err == nil && !ok && leftZK.Load() == 0 {
-				leftZK.Store(time.Now().UnixNano())
-			}
-			if refusedAt.Load() == 0 && refused(a.addr) {
-				refusedAt.Store(time.Now().UnixNano())
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}()
+	leave := watchLeave(t, zks.Addr(), a.addr)
 	signalled := time.Now()
 	signalledAt.Store(signalled.UnixNano())
 	a.cmd.Process.Signal(syscall.SIGTERM)
@@ -143,31 +125,19 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		t.Fatal("faed did not exit within 20s of SIGTERM")
 	}
 	exited := time.Since(signalled)
-	<-watchDone
+	leftZK, refusedAt := leave()
 	close(stopWorkers)
 	wg.Wait()
 	rep := l.stop()
 	r.Faults = fmt.Sprintf("SIGTERM; left ZooKeeper after %s, refused connections after %s, exited %d after %s",
-		round(time.Duration(leftZK.Load()-signalled.UnixNano())), round(time.Duration(refusedAt.Load()-signalled.UnixNano())), a.exitCode, round(exited))
+		round(leftZK.Sub(signalled)), round(refusedAt.Sub(signalled)), a.exitCode, round(exited))
 	if a.exitCode != 0 {
 		t.Errorf("exit code %d, want 0", a.exitCode)
 	}
-	if leftZK.Load() > refusedAt.Load() {
-		t.Errorf("the node refused connections %s before it left ZooKeeper, want it to leave first",
-			time.Duration(leftZK.Load()-refusedAt.Load()))
+	if leftZK.After(refusedAt) {
+		t.Errorf("the node refused connections %s before it left ZooKeeper, want it to leave first", leftZK.Sub(refusedAt))
 	}
-	retried := 0
-	for i, p := range pages {
-		res := p.finish(t)
-		switch {
-		case res.Error != "" || res.Value != "v" || res.Node != b.addr:
-			t.Errorf("page %d: %+v, want its call retried on %s", i, res, b.addr)
-		case !strings.Contains(res.Failed[a.addr], "never ran"):
-			t.Errorf("page %d: %s given up as %q, want a call that never ran", i, a.addr, res.Failed[a.addr])
-		default:
-			retried++
-		}
-	}
+	retried := finishPages(t, pages, a.addr, b.addr)
 	r.Failed = fmt.Sprintf("stress: %s; sessions across the signal %d, failed mid-session %d; php pages: %d of %d retried on the other node, 0 failed",
 		rep, spanning.Load(), midFail.Load(), retried, len(pages))
 	if e := rep.Errors["call"].Count + rep.Errors["timeout"].Count; e != 0 {
@@ -182,6 +152,61 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, "the survivor listing only itself", func() bool { return peersAgree(t, nodes[1:]) == nil })
 	r.Recover = round(exited) + " (drained and exited)"
 	checkLeaks(t, b, r)
+}
+
+// watchLeave watches, from now, node's znode in the ZooKeeper at zkAddr
+// and its RPC port; the function it returns waits until the znode is gone
+// and the port refuses connections, and returns when each happened (polled
+// every 2 ms).
+func watchLeave(t *testing.T, zkAddr, node string) func() (leftZK, refusedAt time.Time) {
+	t.Helper()
+	conn, _, err := zk.Connect([]string{zkAddr}, 2*time.Second, zk.WithLogInfo(false), zk.WithLogger(quiet{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	var left, ref time.Time
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for deadline := time.Now().Add(time.Minute); left.IsZero() || ref.IsZero(); time.Sleep(2 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				return
+			}
+			if ok, _, err := conn.Exists("/fae/" + node); left.IsZero() && err == nil && !ok {
+				left = time.Now()
+			}
+			if ref.IsZero() && refused(node) {
+				ref = time.Now()
+			}
+		}
+	}()
+	return func() (time.Time, time.Time) {
+		<-done
+		if left.IsZero() || ref.IsZero() {
+			t.Fatalf("within a minute: left ZooKeeper at %v, refused connections at %v", left, ref)
+		}
+		return left, ref
+	}
+}
+
+// finishPages lets every page make its call and checks that each was
+// retried on next after the call on first never ran; it returns how many.
+func finishPages(t *testing.T, pages []*page, first, next string) int {
+	t.Helper()
+	retried := 0
+	for i, p := range pages {
+		res := p.finish(t)
+		switch {
+		case res.Error != "" || res.Value != "v" || res.Node != next:
+			t.Errorf("page %d: %+v, want its call retried on %s", i, res, next)
+		case !strings.Contains(res.Failed[first], "never ran"):
+			t.Errorf("page %d: %s given up as %q, want a call that never ran", i, first, res.Failed[first])
+		default:
+			retried++
+		}
+	}
+	return retried
 }
 
 // sessionWorker runs sessions of 10 calls in a row (5 ms apart, a page's

@@ -36,23 +36,7 @@ func TestOverload(t *testing.T) {
 	}
 	testenv.Eventually(t, 30*time.Second, "every slot taken by an admitted session", func() bool { return n.stat().RPC.Active == int64(limit) })
 	r.GoB, r.ConnB = n.goroutines(), n.fds()
-	rssBase := rssBytes(n.pid())
-	var rssPeak atomic.Int64
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			if rss := rssBytes(n.pid()); rss > rssPeak.Load() {
-				rssPeak.Store(rss)
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-	}()
+	rssGrowth := sampleRSS(n.pid())
 	r.Load = fmt.Sprintf("%d admitted keep-alive sessions pinging %d/s (2 stress processes) + %d new connections at %d/s (2 stress processes, open loop)",
 		limit, limit, storm, 2*rate)
 	r.Faults = fmt.Sprintf("connection storm against max_outstanding_sessions %d", limit)
@@ -64,24 +48,7 @@ func TestOverload(t *testing.T) {
 		storms = append(storms, startLoad(t, fmt.Sprint("storm", i), "-addr", n.addr, "-rate", fmt.Sprint(rate), "-c", fmt.Sprint(storm/2),
 			"-n", "1", "-timeout", "2s", "-x", fmt.Sprint(xPing)))
 	}
-	var told, closed, sessions int64
-	var p99, worst float64
-	var first string
-	for _, l := range storms {
-		rep := l.wait(2 * time.Minute)
-		sessions += rep.Sessions
-		told += rep.Errors["call"].Count
-		closed += rep.Errors["io"].Count
-		if first == "" {
-			first = rep.Errors["call"].First
-		}
-		p99, worst = max(p99, rep.SessionLatency.P99), max(worst, rep.SessionLatency.Max)
-		if rep.failed() != rep.Errors["call"].Count+rep.Errors["io"].Count || rep.Calls != rep.Errors["call"].Count {
-			t.Errorf("storm %s: %s (%s), want every connection told or closed, none served", l.desc, rep, rep.firsts())
-		}
-	}
-	close(stop)
-	<-sampled
+	sum := summarize(t, storms)
 	close(stormDone)
 	after := <-probed
 	slices.Sort(after)
@@ -95,21 +62,75 @@ func TestOverload(t *testing.T) {
 			t.Errorf("admitted sessions (%s) failed: %s: %s", l.desc, rep, rep.firsts())
 		}
 	}
-	grew := rssPeak.Load() - rssBase
+	grew := rssGrowth()
 	r.Failed = fmt.Sprintf("storm: %d sessions, %d told \"faed overloaded:\", %d closed, p99 %.1f ms, max %.1f ms (refused %v); admitted: %s; RSS +%d MiB",
-		sessions, told, closed, p99, worst, st.Refused, strings.Join(adm, ", "), grew>>20)
+		sum.sessions, sum.told, sum.closed, sum.p99, sum.worst, st.Refused, strings.Join(adm, ", "), grew>>20)
 	r.Recover = fmt.Sprintf("told %.1f ms after the connect (p99 of %d probes; max %.1f ms)", pct(after, 99), len(after), pct(after, 100))
-	if sessions != int64(storm) || told+closed != int64(storm) {
-		t.Errorf("storm: %d sessions, %d told, %d closed; want all %d refused", sessions, told, closed, storm)
+	if sum.sessions != int64(storm) || sum.told+sum.closed != int64(storm) {
+		t.Errorf("storm: %d sessions, %d told, %d closed; want all %d refused", sum.sessions, sum.told, sum.closed, storm)
 	}
-	if told < int64(storm)/2 || !strings.Contains(first, "faed overloaded:") {
-		t.Errorf("storm: %d of %d told (first %q), want most told \"faed overloaded:\"", told, storm, first)
+	if sum.told < int64(storm)/2 || !strings.Contains(sum.first, "faed overloaded:") {
+		t.Errorf("storm: %d of %d told (first %q), want most told \"faed overloaded:\"", sum.told, storm, sum.first)
 	}
 	if len(after) < 10 || pct(after, 99) > 200 {
 		t.Errorf("refused probes told %.1f ms after their connect at the 99th percentile (%d probes), want ≤ 200 ms", pct(after, 99), len(after))
 	}
 	if grew > 128<<20 {
 		t.Errorf("faed's RSS grew %d MiB in the storm, want ≤ 128 MiB", grew>>20)
+	}
+}
+
+// stormSum is the storm's stress reports summed.
+type stormSum struct {
+	sessions, told, closed int64
+	p99, worst             float64 // session latency from when due, ms: the largest of the processes'
+	first                  string  // the first "faed overloaded:" answer
+}
+
+// summarize waits for the storm's loads and sums their reports; a storm
+// connection served, or failed otherwise than told or closed, fails t.
+func summarize(t *testing.T, storms []*load) stormSum {
+	t.Helper()
+	var s stormSum
+	for _, l := range storms {
+		rep := l.wait(2 * time.Minute)
+		s.sessions += rep.Sessions
+		s.told += rep.Errors["call"].Count
+		s.closed += rep.Errors["io"].Count
+		if s.first == "" {
+			s.first = rep.Errors["call"].First
+		}
+		s.p99, s.worst = max(s.p99, rep.SessionLatency.P99), max(s.worst, rep.SessionLatency.Max)
+		if rep.failed() != rep.Errors["call"].Count+rep.Errors["io"].Count || rep.Calls != rep.Errors["call"].Count {
+			t.Errorf("storm %s: %s (%s), want every connection told or closed, none served", l.desc, rep, rep.firsts())
+		}
+	}
+	return s
+}
+
+// sampleRSS samples the RSS of process pid every 10 ms from now; the
+// function it returns stops and returns the peak's growth, bytes.
+func sampleRSS(pid int) func() int64 {
+	base := rssBytes(pid)
+	var peak atomic.Int64
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if rss := rssBytes(pid); rss > peak.Load() {
+				peak.Store(rss)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	return func() int64 {
+		close(stop)
+		<-done
+		return max(peak.Load()-base, 0)
 	}
 }
 
