@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-zookeeper/zk"
-
 	"github.com/fae-go/fae/internal/testenv"
 )
 
@@ -83,21 +81,7 @@ func ownersAgree(clients []*client) error {
 	return nil
 }
 
-// registered counts the nodes registered under /fae in the ZooKeeper at
-// addr, read with a session of the test's own (-1 when it does not answer).
-func registered(addr string) int {
-	conn, _, err := zk.Connect([]string{addr}, 2*time.Second, zk.WithLogInfo(false), zk.WithLogger(quiet{}))
-	if err != nil {
-		return -1
-	}
-	defer conn.Close()
-	kids, _, err := conn.Children("/fae")
-	if err != nil {
-		return -1
-	}
-	return len(kids)
-}
-
+// quiet is the logger of the test's own ZooKeeper sessions.
 type quiet struct{}
 
 func (quiet) Printf(string, ...any) {}
@@ -153,7 +137,7 @@ func TestZooKeeperAway(t *testing.T) {
 	zks.Start()
 	restarted := time.Now()
 	testenv.Eventually(t, 30*time.Second, "ZooKeeper back", func() bool { return testenv.ZooKeeperOK(zks.Addr()) })
-	testenv.Eventually(t, 30*time.Second, "every node registered again", func() bool { return registered(zks.Addr()) == 3 })
+	testenv.Eventually(t, 30*time.Second, "every node registered again", func() bool { return testenv.ZooKeeperChildren(zks.Addr(), "/fae") == 3 })
 	testenv.Eventually(t, 30*time.Second, "every node listing the 3 in /engine/peers", func() bool { return peersAgree(t, nodes) == nil })
 	testenv.Eventually(t, 30*time.Second, "owners agreed again", func() bool { return ownersAgree(clients) == nil })
 	r.Recover = round(time.Since(restarted)) + " (re-registered, peers and owners agree)"

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,7 +35,7 @@ func TestOverload(t *testing.T) {
 	}
 	testenv.Eventually(t, 30*time.Second, "every slot taken by an admitted session", func() bool { return n.stat().RPC.Active == int64(limit) })
 	r.GoB, r.ConnB = n.goroutines(), n.fds()
-	rssGrowth := sampleRSS(n.pid())
+	rssStop := testenv.SampleRSS(n.pid())
 	r.Load = fmt.Sprintf("%d admitted keep-alive sessions pinging %d/s (2 stress processes) + %d new connections at %d/s (2 stress processes, open loop)",
 		limit, limit, storm, 2*rate)
 	r.Faults = fmt.Sprintf("connection storm against max_outstanding_sessions %d", limit)
@@ -62,18 +61,19 @@ func TestOverload(t *testing.T) {
 			t.Errorf("admitted sessions (%s) failed: %s: %s", l.desc, rep, rep.firsts())
 		}
 	}
-	grew := rssGrowth()
+	rssBase, rssPeak := rssStop()
+	grew := rssPeak - rssBase
 	r.Failed = fmt.Sprintf("storm: %d sessions, %d told \"faed overloaded:\", %d closed, p99 %.1f ms, max %.1f ms (refused %v); admitted: %s; RSS +%d MiB",
 		sum.sessions, sum.told, sum.closed, sum.p99, sum.worst, st.Refused, strings.Join(adm, ", "), grew>>20)
-	r.Recover = fmt.Sprintf("told %.1f ms after the connect (p99 of %d probes; max %.1f ms)", pct(after, 99), len(after), pct(after, 100))
+	r.Recover = fmt.Sprintf("told %.1f ms after the connect (p99 of %d probes; max %.1f ms)", testenv.Percentile(after, 99), len(after), testenv.Percentile(after, 100))
 	if sum.sessions != int64(storm) || sum.told+sum.closed != int64(storm) {
 		t.Errorf("storm: %d sessions, %d told, %d closed; want all %d refused", sum.sessions, sum.told, sum.closed, storm)
 	}
 	if sum.told < int64(storm)/2 || !strings.Contains(sum.first, "faed overloaded:") {
 		t.Errorf("storm: %d of %d told (first %q), want most told \"faed overloaded:\"", sum.told, storm, sum.first)
 	}
-	if len(after) < 10 || pct(after, 99) > 200 {
-		t.Errorf("refused probes told %.1f ms after their connect at the 99th percentile (%d probes), want ≤ 200 ms", pct(after, 99), len(after))
+	if len(after) < 10 || testenv.Percentile(after, 99) > 200 {
+		t.Errorf("refused probes told %.1f ms after their connect at the 99th percentile (%d probes), want ≤ 200 ms", testenv.Percentile(after, 99), len(after))
 	}
 	if grew > 128<<20 {
 		t.Errorf("faed's RSS grew %d MiB in the storm, want ≤ 128 MiB", grew>>20)
@@ -108,32 +108,6 @@ func summarize(t *testing.T, storms []*load) stormSum {
 	return s
 }
 
-// sampleRSS samples the RSS of process pid every 10 ms from now; the
-// function it returns stops and returns the peak's growth, bytes.
-func sampleRSS(pid int) func() int64 {
-	base := rssBytes(pid)
-	var peak atomic.Int64
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			if rss := rssBytes(pid); rss > peak.Load() {
-				peak.Store(rss)
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-	}()
-	return func() int64 {
-		close(stop)
-		<-done
-		return max(peak.Load()-base, 0)
-	}
-}
-
 // probeRefusals connects to addr one connection after another until done,
 // each making one ping, and returns, per connection refused ("faed
 // overloaded:" or closed), the ms from its connect to the refusal: faed's
@@ -159,13 +133,4 @@ func probeRefusals(addr string, done chan struct{}) []float64 {
 			out = append(out, float64(d.Microseconds())/1000)
 		}
 	}
-}
-
-// pct is the p-th percentile of sorted (0 when empty).
-func pct(sorted []float64, p int) float64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := (len(sorted)*p + 99) / 100
-	return sorted[min(max(i-1, 0), len(sorted)-1)]
 }
