@@ -45,7 +45,7 @@ test: deps vet
 # SIGTERM under load, the log on a full disk, a 12,000-connection storm —
 # under load from the stress tool; prints the table, writes
 # chaos/results/<date>.md, fails when an expectation is missed. make test
-# runs its fast subset. About 5 minutes; bounded at 15.
+# runs its fast subset. About 3 minutes; bounded at 15.
 chaos: deps
 	FAE_CHAOS=full $(GO) test -count=1 -timeout 15m -v ./chaos/
 
