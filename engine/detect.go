@@ -160,23 +160,21 @@ func (s *Server) refuseUndetected(conn net.Conn, br *bufio.Reader, remote string
 }
 
 // nonStrictCall parses the header of a non-strict binary call at offset off
-// of what br holds or can hold: the method name's length (1..nonStrictMaxName
-// bytes), the name (printable ASCII), the message type (CALL or ONEWAY) and
-// the seqid. Nothing is consumed; ok is false when the bytes are no such header.
+// of the bytes br has received already (it never waits for more: a client
+// writes a call's header in one write): the method name's length
+// (1..nonStrictMaxName bytes), the name (printable ASCII), the message type
+// (CALL or ONEWAY) and the seqid. Nothing is consumed; ok is false when the
+// bytes are no such header.
 func nonStrictCall(br *bufio.Reader, off int) (name string, seq int32, ok bool) {
-	head, err := br.Peek(off + 4)
-	if err != nil {
+	b, _ := br.Peek(br.Buffered())
+	if len(b) < off+4 {
 		return "", 0, false
 	}
-	n := binary.BigEndian.Uint32(head[off:])
-	end := off + 4 + int(n) + 5 // the name, its type byte and seqid
-	if n < 1 || n > nonStrictMaxName || end > br.Size() {
+	n := binary.BigEndian.Uint32(b[off:])
+	if n < 1 || n > nonStrictMaxName || off+4+int(n)+5 > len(b) { // the name, its type byte and seqid
 		return "", 0, false
 	}
-	b, err := br.Peek(end)
-	if err != nil {
-		return "", 0, false
-	}
+	end := off + 4 + int(n) + 5
 	raw := b[off+4 : off+4+int(n)]
 	for _, c := range raw {
 		if c <= ' ' || c > '~' {

@@ -97,6 +97,7 @@ func TestAutoProtocolNonStrict(t *testing.T) {
 	leakCheck(t)
 	auto := startServer(t, "tcp", &handler{}, func(c *engine.Config) { c.Protocol = engine.ProtocolAuto })
 	for _, framed := range []bool{false, true} {
+		start := time.Now()
 		conn := auto.dialRaw(t)
 		if _, err := conn.Write(unversionedPing(t, framed, 7)); err != nil {
 			t.Fatal(err)
@@ -108,6 +109,9 @@ func TestAutoProtocolNonStrict(t *testing.T) {
 			t.Fatalf("framed %v: reply %q seq %d err %v, want INVALID_PROTOCOL %q", framed, name, seq, err, engine.ProtocolMismatchMessage)
 		}
 		readClosed(t, conn, 5*time.Second)
+		if took := time.Since(start); took > time.Second { // io_timeout is 2s: it waited for bytes that never came
+			t.Errorf("framed %v: answered and closed after %s", framed, took)
+		}
 	}
 	garbage := auto.dialRaw(t)
 	garbage.Write([]byte("\x00\x00\x00\x05hello, not thrift"))
