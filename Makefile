@@ -65,17 +65,21 @@ vet:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-# Regenerate the Go, PHP and Python stubs from idl/servant.thrift with Debian's
-# thrift-compiler 0.17.0 (the Go code is then gofmt'ed; never edit it by hand).
+# Regenerate the Go, PHP, Python and Java stubs from idl/servant.thrift with
+# Debian's thrift-compiler 0.17.0 (the Go code is then gofmt'ed; never edit it
+# by hand). The Java stubs suppress the @javax.annotation.Generated
+# annotation (not in the JDK since 11) and build against Debian's
+# libthrift-java 0.16.
 idl:
 	@test "$$(thrift --version)" = "Thrift version 0.17.0" || { echo "need thrift-compiler 0.17.0 (make deps)"; exit 1; }
-	rm -rf $(IDL_OUT)/idl/fun $(IDL_OUT)/contrib/php/gen-php $(IDL_OUT)/contrib/python/gen-py
-	mkdir -p $(IDL_OUT)/idl $(IDL_OUT)/contrib/php/gen-php $(IDL_OUT)/contrib/python/gen-py
+	rm -rf $(IDL_OUT)/idl/fun $(IDL_OUT)/contrib/php/gen-php $(IDL_OUT)/contrib/python/gen-py $(IDL_OUT)/contrib/java/gen-java
+	mkdir -p $(IDL_OUT)/idl $(IDL_OUT)/contrib/php/gen-php $(IDL_OUT)/contrib/python/gen-py $(IDL_OUT)/contrib/java/gen-java
 	thrift --gen go:package_prefix=github.com/fae-go/fae/idl/,skip_remote -out $(IDL_OUT)/idl idl/servant.thrift
 	gofmt -w $(IDL_OUT)/idl/fun
 	thrift --gen php -out $(IDL_OUT)/contrib/php/gen-php idl/servant.thrift
 	thrift --gen py -out $(IDL_OUT)/contrib/python/gen-py idl/servant.thrift
 	rm -f $(IDL_OUT)/contrib/python/gen-py/fun/rpc/FunServant-remote
+	thrift --gen java:generated_annotations=suppress -out $(IDL_OUT)/contrib/java/gen-java idl/servant.thrift
 
 # make bench: every scenario of the benchmark suite (bench/suite_test.go) with
 # its baselines, alternating, on servers of its own; prints one table (targets

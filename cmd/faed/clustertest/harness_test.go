@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 // node is one faed process of a test cluster.
 type node struct {
 	t        *testing.T
-	protocol string // binary (default) or compact
+	protocol string // binary (default), compact, or auto (called in binary)
 	framed   bool
 	name     string
 	dir      string
