@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -66,6 +67,9 @@ type rdPipe struct {
 	slots  [rdPipeConns]*rdPipeConn
 	dial   [rdPipeConns]chan struct{} // closed when the slot's dial in flight ends; nil when none
 	closed bool
+	// flushes counts the writes of batches of commands, for tests to see the
+	// coalescing (fewer flushes than calls under concurrency).
+	flushes atomic.Int64
 }
 
 // newRdPipe returns the pipelined path of s, or nil (every command on
@@ -354,6 +358,7 @@ func (c *rdPipeConn) write(batch []*rdPipeCall) error {
 			return err
 		}
 	}
+	c.p.flushes.Add(1)
 	return c.conn.Flush()
 }
 
