@@ -304,6 +304,8 @@ type rdPipeConn struct {
 	queue   []*rdPipeCall // waiting to be written
 	sent    []*rdPipeCall // written, waiting for their reply, in order
 	writing bool
+	rdl     time.Time // the socket's read deadline (rdPipeTick-rounded), zero for none
+	wdl     time.Time // the socket's write deadline; the writer's only
 	dead    error // why the connection failed; nil while it works
 }
 
@@ -334,7 +336,7 @@ func (c *rdPipeConn) submit(call *rdPipeCall) {
 		batch := c.queue
 		c.queue = nil
 		if len(c.sent) == 0 {
-			c.raw.SetReadDeadline(batch[0].deadline) // the reader may be waiting with none
+			c.setReadDeadline(batch[0].deadline) // the reader may be waiting with none
 		}
 		c.sent = append(c.sent, batch...)
 		c.mu.Unlock()
@@ -352,7 +354,10 @@ func (c *rdPipeConn) submit(call *rdPipeCall) {
 
 // write sends batch in one flush, bounded by io_timeout.
 func (c *rdPipeConn) write(batch []*rdPipeCall) error {
-	c.raw.SetWriteDeadline(time.Now().Add(c.p.s.ioTimeout))
+	if dl := rdPipeRound(time.Now().Add(c.p.s.ioTimeout)); !dl.Equal(c.wdl) {
+		c.wdl = dl
+		c.raw.SetWriteDeadline(dl)
+	}
 	for _, call := range batch {
 		if err := c.conn.Send(call.cmd, call.args...); err != nil {
 			return err
@@ -360,6 +365,32 @@ func (c *rdPipeConn) write(batch []*rdPipeCall) error {
 	}
 	c.p.flushes.Add(1)
 	return c.conn.Flush()
+}
+
+// rdPipeTick is the granularity of a pipelined connection's deadlines: a
+// call's deadline is rounded up to it, so that the calls of one tick share
+// one deadline and the socket's timer is reset once per tick, not per call
+// (it cost 8% of faed's CPU at 64 clients). A timeout comes at most a tick late.
+const rdPipeTick = 10 * time.Millisecond
+
+// rdPipeRound rounds t up to a multiple of rdPipeTick; zero stays zero.
+func rdPipeRound(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	if r := t.Truncate(rdPipeTick); !r.Equal(t) {
+		return r.Add(rdPipeTick)
+	}
+	return t
+}
+
+// setReadDeadline moves the socket's read deadline to t rounded up, unless
+// it is there already; c.mu held.
+func (c *rdPipeConn) setReadDeadline(t time.Time) {
+	if t = rdPipeRound(t); !t.Equal(c.rdl) {
+		c.rdl = t
+		c.raw.SetReadDeadline(t)
+	}
 }
 
 // read answers the calls of sent in order until the connection fails. While
@@ -386,7 +417,7 @@ func (c *rdPipeConn) read() {
 		if len(c.sent) > 0 {
 			next = c.sent[0].deadline
 		}
-		c.raw.SetReadDeadline(next)
+		c.setReadDeadline(next)
 		c.mu.Unlock()
 		call.reply, call.err = reply, err
 		close(call.done)
