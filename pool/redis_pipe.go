@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -332,6 +333,15 @@ func (c *rdPipeConn) submit(call *rdPipeCall) {
 		return
 	}
 	c.writing = true
+	// When replies are awaited (callers are active), yield once so that the
+	// callers already runnable queue their commands before this write: at 64
+	// callers it halved the CPU per call (BenchmarkRedisGet, 5 alternated
+	// runs: 7.3 -> 3.5 µs). An idle connection writes at once: no added latency.
+	if len(c.sent) > 0 {
+		c.mu.Unlock()
+		runtime.Gosched()
+		c.mu.Lock()
+	}
 	for len(c.queue) > 0 && c.dead == nil {
 		batch := c.queue
 		c.queue = nil
