@@ -307,7 +307,7 @@ type rdPipeConn struct {
 	writing bool
 	rdl     time.Time // the socket's read deadline (rdPipeTick-rounded), zero for none
 	wdl     time.Time // the socket's write deadline; the writer's only
-	dead    error // why the connection failed; nil while it works
+	dead    error     // why the connection failed; nil while it works
 }
 
 // load is the number of calls waiting on c.
