@@ -275,15 +275,23 @@ func (p *rdPipe) drop(c *rdPipeConn) {
 	p.mu.Unlock()
 }
 
-// close fails every call in flight (KindServerFailure, "pool closed") and
-// gives the connections back to the pool, which closes them.
+// close stops new calls (KindClosed) and closes each connection once the
+// calls already on it have their reply, as the pool's busy connections are
+// closed when their command ends.
 func (p *rdPipe) close() {
 	p.mu.Lock()
 	p.closed = true
 	slots := p.slots
 	p.mu.Unlock()
 	for _, c := range slots {
-		if c != nil {
+		if c == nil {
+			continue
+		}
+		c.mu.Lock()
+		c.closing = true
+		idle := len(c.sent)+len(c.queue) == 0 && !c.writing
+		c.mu.Unlock()
+		if idle {
 			c.fail(errRdPipeClosed, false)
 		}
 	}
@@ -305,6 +313,7 @@ type rdPipeConn struct {
 	queue   []*rdPipeCall // waiting to be written
 	sent    []*rdPipeCall // written, waiting for their reply, in order
 	writing bool
+	closing bool      // the pipe is closed: fail c once its calls are answered
 	rdl     time.Time // the socket's read deadline (rdPipeTick-rounded), zero for none
 	wdl     time.Time // the socket's write deadline; the writer's only
 	dead    error     // why the connection failed; nil while it works
@@ -359,7 +368,11 @@ func (c *rdPipeConn) submit(call *rdPipeCall) {
 		}
 	}
 	c.writing = false
+	drained := c.closing && len(c.sent) == 0
 	c.mu.Unlock()
+	if drained { // the reader answered everything while this wrote
+		c.fail(errRdPipeClosed, false)
+	}
 }
 
 // write sends batch in one flush, bounded by io_timeout.
@@ -428,9 +441,14 @@ func (c *rdPipeConn) read() {
 			next = c.sent[0].deadline
 		}
 		c.setReadDeadline(next)
+		drained := c.closing && len(c.sent)+len(c.queue) == 0 && !c.writing
 		c.mu.Unlock()
 		call.reply, call.err = reply, err
 		close(call.done)
+		if drained {
+			c.fail(errRdPipeClosed, false)
+			return
+		}
 	}
 }
 

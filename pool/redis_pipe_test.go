@@ -387,3 +387,32 @@ func BenchmarkRedisGet(b *testing.B) {
 		})
 	}
 }
+
+// TestRedisPipeClose: Close while a pipelined call waits for its reply (the
+// server frozen) lets it finish, then closes the connection; calls after
+// Close fail with KindClosed.
+func TestRedisPipeClose(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	r, _, s := pipeRedis(t, srv.Addr(), 5*time.Second, Limits{})
+	if _, err := r.Do(bg, "p", "SET", "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	srv.Freeze()
+	done := make(chan error, 1)
+	go func() {
+		v, err := r.Do(bg, "p", "GET", "k")
+		if err == nil && string(v.([]byte)) != "v" {
+			err = fmt.Errorf("GET = %q", v)
+		}
+		done <- err
+	}()
+	testenv.Eventually(t, 5*time.Second, "GET sent", func() bool { return pipeSent(s.pipe) == 1 })
+	r.Close()
+	_, err := r.DoKey(bg, "p", "k", "GET", "k")
+	wantKind(t, "GET after Close", err, KindClosed)
+	srv.Thaw()
+	if err := <-done; err != nil {
+		t.Fatalf("the GET in flight at Close: %v", err)
+	}
+	testenv.Eventually(t, 5*time.Second, "the pipe's connection closed", func() bool { return s.pool.Stats().ActiveCount == 0 })
+}
