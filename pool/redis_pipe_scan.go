@@ -29,6 +29,9 @@ func (c *rdReplyScan) scan(b []byte) error {
 			c.skip -= int64(k)
 			i += k
 			if c.skip == 0 && c.complete() {
+				if err := c.ended(c.read + int64(i-start)); err != nil {
+					return err
+				}
 				c.read, start = 0, i
 			}
 			continue
@@ -45,6 +48,9 @@ func (c *rdReplyScan) scan(b []byte) error {
 				return err
 			}
 			if ended {
+				if err := c.ended(c.read + int64(i-start)); err != nil {
+					return err
+				}
 				c.read, start = 0, i
 			}
 		case ch >= '0' && ch <= '9':
@@ -58,6 +64,14 @@ func (c *rdReplyScan) scan(b []byte) error {
 	c.read += int64(len(b) - start)
 	if c.read > c.limit {
 		return &rdTooLargeError{reached: c.read, limit: c.limit}
+	}
+	return nil
+}
+
+// ended checks the size of a reply that has just ended.
+func (c *rdReplyScan) ended(size int64) error {
+	if size > c.limit {
+		return &rdTooLargeError{reached: size, limit: c.limit}
 	}
 	return nil
 }

@@ -416,3 +416,59 @@ func TestRedisPipeClose(t *testing.T) {
 	}
 	testenv.Eventually(t, 5*time.Second, "the pipe's connection closed", func() bool { return s.pool.Stats().ActiveCount == 0 })
 }
+
+// TestRedisReplyScanStream: in a stream of replies, each is counted from
+// zero: replies of exactly the limit pass one after another, however the
+// stream is cut; a reply one byte over fails.
+func TestRedisReplyScanStream(t *testing.T) {
+	for _, reply := range []string{"$5\r\nhello\r\n", "*2\r\n$1\r\na\r\n*1\r\n:1\r\n", "+OK\r\n", "$-1\r\n",
+		"*0\r\n", "-ERR x\r\n", "*3\r\n*-1\r\n$0\r\n\r\n*1\r\n*1\r\n+x\r\n", ":123\r\n"} {
+		c := struct {
+			reply string
+			limit int64
+		}{reply, int64(len(reply))}
+		stream := []byte(strings.Repeat(c.reply, 50))
+		for cut := 1; cut <= 9; cut++ {
+			sc := rdReplyScan{limit: c.limit, lineHead: true}
+			for i := 0; i < len(stream); i += cut {
+				if err := sc.scan(stream[i:min(i+cut, len(stream))]); err != nil {
+					t.Fatalf("%q × 50 cut every %d bytes, limit %d: %v", c.reply, cut, c.limit, err)
+				}
+			}
+			if sc.read != 0 || len(sc.open) != 0 {
+				t.Errorf("%q: after whole replies, read %d, open %v", c.reply, sc.read, sc.open)
+			}
+			sc = rdReplyScan{limit: c.limit - 1, lineHead: true}
+			var err error
+			for i := 0; i < len(stream) && err == nil; i += cut {
+				err = sc.scan(stream[i:min(i+cut, len(stream))])
+			}
+			var tl *rdTooLargeError
+			if !errors.As(err, &tl) {
+				t.Errorf("%q with limit %d cut every %d: %v, want too large", c.reply, c.limit-1, cut, err)
+			}
+		}
+	}
+}
+
+// TestRedisPipeOff: pipeline false, or a max_active under 4, leaves every
+// command on dedicated connections.
+func TestRedisPipeOff(t *testing.T) {
+	testenv.RequireServer(t, "redis", testenv.RedisAddr)
+	for _, c := range []struct {
+		pipeline  bool
+		maxActive int
+		pipes     bool
+	}{{false, 20, false}, {true, 3, false}, {true, 4, true}, {true, 0, true}} {
+		cfg := rdConfig(t, testenv.RedisAddr)
+		cfg.Pipeline, cfg.Pools[0].Servers[0].MaxActive = c.pipeline, c.maxActive
+		r, _ := newTestRedis(t, cfg, Limits{})
+		s := r.pools["p"].servers[testenv.RedisAddr]
+		if (s.pipe != nil) != c.pipes {
+			t.Errorf("pipeline %v, max_active %d: pipe %v, want %v", c.pipeline, c.maxActive, s.pipe != nil, c.pipes)
+		}
+		if _, err := r.Do(bg, "p", "GET", testKey(t, "k")); err != nil {
+			t.Error(err)
+		}
+	}
+}
