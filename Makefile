@@ -9,7 +9,7 @@ IDL_OUT  ?= .
 # The Go benchmarks make bench runs after the suite: the in-process hot paths.
 HOTPATH_BENCH ?= Codec|Dispatch|Lcache|IdNext|Classify|QueryCacheDecode|ReplyWrite|LRUGetParallel|ServantPing|RPCPing|LatencyObserve
 
-.PHONY: all build pingfae faeconf stress run test screenshot deps vet idl bench fuzz fuzz-seeds clean services-stop
+.PHONY: all build pingfae faeconf stress run test chaos screenshot deps vet idl bench fuzz fuzz-seeds clean services-stop
 
 all: build
 
@@ -39,6 +39,15 @@ run: build
 # FAE_REQUIRE_CHROMIUM: the dashboard's browser test fails, never skips, without chromium.
 test: deps vet
 	FAE_REQUIRE_CHROMIUM=1 $(GO) test -race -count=1 -timeout 30m ./...
+
+# The chaos suite (chaos/): every case at its full length — each backend
+# killed with -9 and frozen with SIGSTOP, ZooKeeper away 60 s, a peer killed,
+# SIGTERM under load, the log on a full disk, a 12,000-connection storm —
+# under load from the stress tool; prints the table, writes
+# chaos/results/<date>.md, fails when an expectation is missed. make test
+# runs its fast subset. About 3 minutes; bounded at 15.
+chaos: deps
+	FAE_CHAOS=full $(GO) test -count=1 -timeout 15m -v ./chaos/
 
 # Regenerates docs/dashboard.png (the README's picture): a real faed under a
 # minute of varying load, its dashboard shot by headless Chromium.

@@ -217,7 +217,7 @@ func scenarioForward(s *suite) {
 	both := []int{n0.cmd.Process.Pid, n1.cmd.Process.Pid}
 	lockOn := func(ks []string) func() (func() error, func(), error) {
 		var i atomic.Int64
-		return persistent(n0.addr, func(sess *session) error {
+		return thriftPersistent(n0.addr, func(sess *session) error {
 			_, err := sess.client.Lock(context.Background(), benchContext, "bench", ks[i.Add(1)%int64(len(ks))])
 			return err
 		})
@@ -245,7 +245,7 @@ func scenarioIdle(s *suite) {
 		if err != nil {
 			s.b.Fatal(err)
 		}
-		w, err := openWorkers(variant{name: v.name, open: persistent(v.addr, pingCall)}, n)
+		w, err := openWorkers(variant{name: v.name, open: thriftPersistent(v.addr, pingCall)}, n)
 		if err != nil {
 			s.b.Fatalf("7 idle sessions: %v", err)
 		}

@@ -84,6 +84,9 @@ func (sess *session) drain() {
 // waitCall waits for the first byte of the next call, bounded by session_timeout
 // (or DrainIdleGrace during Shutdown).
 func (sess *session) waitCall(t *connTransport) error {
+	if t.br.Buffered() > 0 {
+		return nil // a pipelined call, read already: no idle wait
+	}
 	cfg := &sess.srv.Config
 	sess.mu.Lock()
 	sess.idle = true
@@ -117,6 +120,9 @@ func (s *Server) serveSession(sess *session) {
 			s.callLogger().Error("session panic", "remote", sess.remote, "panic", r, "stack", string(debug.Stack()))
 		}
 		sess.stopWatch()
+		if sess.trans != nil {
+			sess.trans.flushDeferred()
+		}
 		sess.close(endCause(reason))
 		s.mu.Lock()
 		delete(s.sessions, sess)

@@ -42,6 +42,7 @@ var (
 	descLcacheItems  = desc("lcache_items", "Items in the local cache (servants.lcache).")
 	descLcacheBytes  = desc("lcache_bytes", "Bytes charged against servants.lcache.max_bytes: keys, values and the fixed per-item overhead.")
 	descLcache       = desc("lcache_total", "lc_get outcomes: hit, miss.", "result")
+	descPoolWaiting  = desc("pool_waiting_calls", "Calls waiting for a backend connection now, by backend, pool and server (bounded by max_waiting_calls; backend=peer: waiting for a peer connection).", "backend", "pool", "server")
 	descPoolConns    = desc("pool_connections", "Backend connections now, by backend, pool, server and state (open: all, idle, in_use). backend=peer: the connections to a peer.", "backend", "pool", "server", "state")
 	descBreaker      = desc("breaker_state", "State of a server's circuit breaker side (breaker=dial or command): 0 closed, 1 half-open, 2 open.", "backend", "pool", "server", "breaker")
 	descTraced       = desc("traced_calls_total", "Calls written to the trace stream, by why: rid (its rid is sampled by servants.profiler_rate) or slow (over call_slow_threshold).", "why")
@@ -58,7 +59,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuild, descCalls, descCallSeconds, descSlow, descEngineCalls,
 		descEngineFailed, descSessions, descSessionsTot, descSessionEnds, descRefused, descAcceptWait, descAcceptWaited, descPanics, descAcceptErrors,
 		descClientGone, descBackendOps, descBackendSecs, descForwarded, descForwardFail, descMisrouted,
-		descQueryCache, descLcacheItems, descLcacheBytes, descReloads, descClassifyOver, descTraced, descLogDropped, descLogDroppedB, descLcache, descPoolConns, descBreaker} {
+		descQueryCache, descLcacheItems, descLcacheBytes, descReloads, descClassifyOver, descTraced, descLogDropped, descLogDroppedB, descLcache, descPoolConns, descPoolWaiting, descBreaker} {
 		ch <- d
 	}
 }
@@ -161,6 +162,7 @@ func collectPools(ch chan<- prometheus.Metric, s *servant.FunServant) {
 		gauge(ch, descPoolConns, int64(p.Open), p.Backend, p.Pool, p.Server, "open")
 		gauge(ch, descPoolConns, int64(p.Idle), p.Backend, p.Pool, p.Server, "idle")
 		gauge(ch, descPoolConns, int64(p.InUse), p.Backend, p.Pool, p.Server, "in_use")
+		gauge(ch, descPoolWaiting, int64(p.Waiting), p.Backend, p.Pool, p.Server)
 		gauge(ch, descBreaker, int64(pool.BreakerStateValue(p.Dial)), p.Backend, p.Pool, p.Server, "dial")
 		gauge(ch, descBreaker, int64(pool.BreakerStateValue(p.Command)), p.Backend, p.Pool, p.Server, "command")
 	}

@@ -245,10 +245,20 @@ var errRdPipeClosed = errors.New("pool closed")
 
 // open borrows a connection from the server's pool and starts its reader.
 func (p *rdPipe) open(ctx context.Context) (*rdPipeConn, Kind, error) {
+	// The connection holds a token of the server's connGate (max_active,
+	// max_waiting_calls) for its life, as a dedicated call holds one while it
+	// uses its connection: the gate and redigo's pool count alike.
+	if g := p.s.gate; g != nil {
+		if err := g.acquire(ctx); err != nil {
+			kind, cause := waitOutcome(ctx, err)
+			return nil, kind, cause
+		}
+	}
 	bctx, cancel := context.WithTimeout(ctx, p.s.borrow)
 	pc, err := p.s.pool.GetContext(bctx)
 	cancel()
 	if err != nil {
+		p.release()
 		kind, cause := p.s.borrowError(ctx, err)
 		return nil, kind, cause
 	}
@@ -257,6 +267,7 @@ func (p *rdPipe) open(ctx context.Context) (*rdPipeConn, Kind, error) {
 	call := &rdCall{}
 	if _, err := pc.(redis.ConnWithContext).DoContext(context.WithValue(ctx, rdCallKey{}, call), ""); err != nil || call.conn == nil {
 		pc.Close()
+		p.release()
 		return nil, KindServerFailure, fmt.Errorf("pipelined connection: %v", err)
 	}
 	raw := call.conn.nc.Conn // under rdNetConn, whose reply count assumes one command at a time
@@ -264,6 +275,13 @@ func (p *rdPipe) open(ctx context.Context) (*rdPipeConn, Kind, error) {
 	c := &rdPipeConn{p: p, pc: pc, rc: call.conn, raw: raw, conn: redis.NewConn(nc, 0, 0)}
 	go c.read()
 	return c, KindOK, nil
+}
+
+// release gives back the connGate token of a connection that ended or was not opened.
+func (p *rdPipe) release() {
+	if p.s.gate != nil {
+		p.s.gate.release()
+	}
 }
 
 // drop empties c's slot if c is still in it.
@@ -469,6 +487,7 @@ func (c *rdPipeConn) fail(err error, head bool) {
 	c.mu.Unlock()
 	c.rc.Conn.Close() // the socket: the reader stops, the pool drops the connection
 	c.pc.Close()
+	c.p.release()
 	for i, call := range sent {
 		call.err, call.lost, call.sent = err, !(head && i == 0), true
 		close(call.done)
