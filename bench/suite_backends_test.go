@@ -132,14 +132,21 @@ func scenarioProxy(s *suite) {
 		{name: "memcached direct", backend: be, open: memcacheOpen(mcd.Addr(), key, value)},
 	})
 	be = []int{rds.Pid()}
+	// faed with servants.redis.pipeline off (every call on a connection of
+	// its own, as before issue 12), alternated with the default in each round.
+	fOff := startFaedProcConf(s.b, s.faedBin, s.dir, suiteFaedConf("", "", fmt.Sprintf(
+		`redis: { pipeline: false, pools: [ { name: "default", servers: [ { addr: %q, max_idle: 256, max_active: 512 } ] } ] }`, rds.Addr())))
+	rdGet := func(sess *session) error {
+		r, err := sess.client.RdCall(context.Background(), benchContext, "GET", "default", []string{key})
+		return checkValue([]byte(r), err, value)
+	}
 	s.runLevels("5 redis GET", sweepLevels, []variant{
-		{name: "faed", server: []int{pid}, backend: be, open: persistent(f.addr, func(sess *session) error {
-			r, err := sess.client.RdCall(context.Background(), benchContext, "GET", "default", []string{key})
-			return checkValue([]byte(r), err, value)
-		})},
+		{name: "faed", server: []int{pid}, backend: be, open: persistent(f.addr, rdGet)},
+		{name: "faed pipeline off", server: []int{fOff.cmd.Process.Pid}, backend: be, open: persistent(fOff.addr, rdGet)},
 		{name: "twemproxy", server: []int{tw.Process.Pid}, backend: be, open: redisOpen(rdListen, key, value)},
 		{name: "redis direct", backend: be, open: redisOpen(rds.Addr(), key, value)},
 	})
+	fOff.stop(s.b)
 	f.stop(s.b)
 }
 

@@ -233,6 +233,9 @@ func (r *Redis) Close() error {
 	var errs []error
 	for _, p := range r.pools {
 		for _, s := range p.servers {
+			if s.pipe != nil {
+				s.pipe.close()
+			}
 			errs = append(errs, s.pool.Close())
 		}
 	}

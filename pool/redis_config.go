@@ -49,6 +49,12 @@ type RedisConfig struct {
 	// for a server whose max_active is 0 (unlimited: nothing waits).
 	MaxWaitingCalls int           `cf:"max_waiting_calls"`
 	Breaker         BreakerConfig `cf:"breaker"`
+	// Pipeline (pipeline): the commands that neither block nor change the
+	// state of the connection share rdPipeConns (2) connections per server,
+	// taken from its max_active, with pipelining (issue 12); false = every
+	// command on a connection of its own, as the original fae. Servers whose
+	// max_active is under 4 do not pipeline. Default true.
+	Pipeline bool `cf:"pipeline"`
 }
 
 // DefaultRedisDenyCommands is the default of servants.redis.deny_commands: commands
@@ -57,10 +63,12 @@ var DefaultRedisDenyCommands = []string{"FLUSHALL", "FLUSHDB", "CONFIG", "SHUTDO
 	"SCRIPT", "MONITOR", "SLAVEOF", "REPLICAOF", "MIGRATE", "CLIENT", "BGSAVE", "SAVE"}
 
 // SetDefaults fills in the breaker defaults (original fae) and the defaults of the
-// keys this version adds (deny_commands, connect_timeout 2s, io_timeout 4s, borrow_timeout 2s).
+// keys this version adds (deny_commands, connect_timeout 2s, io_timeout 4s, borrow_timeout 2s,
+// pipeline true).
 func (c *RedisConfig) SetDefaults() {
 	*c = RedisConfig{DenyCommands: append([]string(nil), DefaultRedisDenyCommands...),
-		ConnectTimeout: 2 * time.Second, IOTimeout: 4 * time.Second, BorrowTimeout: 2 * time.Second}
+		ConnectTimeout: 2 * time.Second, IOTimeout: 4 * time.Second, BorrowTimeout: 2 * time.Second,
+		Pipeline: true}
 	c.Breaker.SetDefaults()
 }
 

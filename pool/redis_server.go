@@ -28,6 +28,7 @@ type rdServer struct {
 	// borrowed: after a failure (a server restart resets every connection) the
 	// next calls dial afresh instead of failing one by one on dead connections.
 	epoch atomic.Uint64
+	pipe  *rdPipe // the pipelined path (redis_pipe.go); nil when pipeline is off
 }
 
 var errRdStale = errors.New("connection from before a server failure")
@@ -39,6 +40,7 @@ func newRdServer(sc RedisServerConfig, cfg RedisConfig, limits Limits) *rdServer
 			"max_active", "borrow_timeout")
 	}
 	s.breaker = NewBreaker("redis", sc.Addr, cfg.Breaker, s.ping)
+	s.pipe = newRdPipe(s, cfg, sc, limits)
 	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 5 * time.Minute}
 	s.pool = &redis.Pool{
 		MaxIdle: sc.MaxIdle, MaxActive: sc.MaxActive, IdleTimeout: sc.IdleTimeout, Wait: true,
@@ -113,6 +115,9 @@ func (s *rdServer) ping(ctx context.Context) error {
 // connection back only if the outcome's kind is Reusable. It returns the
 // reply, the kind of the outcome and its cause.
 func (s *rdServer) do(ctx context.Context, block time.Duration, cmd string, args []any) (any, Kind, error) {
+	if name, ok := s.pipe.takes(block, cmd); ok {
+		return s.pipe.do(ctx, name, cmd, args)
+	}
 	if ctx.Err() != nil {
 		return nil, KindCanceled, context.Cause(ctx)
 	}
