@@ -153,6 +153,10 @@ func ValidatePlugins(prefix string, specs []PluginSpec, hostMaxCallPerMinute int
 	return nil
 }
 
+// MaxPlugins bounds plugin.plugins: a chain is a handful of plugins, each
+// costing every call its Before and After.
+const MaxPlugins = 32
+
 // pluginEntry is one link of a generation's chain.
 type pluginEntry struct {
 	name    string
@@ -171,6 +175,9 @@ type PluginCounts struct {
 // plugins are each factory's Prev), counts gives a name's counters (nil:
 // none, when validating). An error starts with the entry's index.
 func buildPlugins(specs []PluginSpec, env PluginEnv, old []pluginEntry, counts func(string) *PluginCounts) ([]pluginEntry, error) {
+	if len(specs) > MaxPlugins {
+		return nil, fmt.Errorf(": %d plugins, at most %d", len(specs), MaxPlugins)
+	}
 	var chain []pluginEntry
 	for i, spec := range specs {
 		f := factory(spec.Name)

@@ -71,7 +71,7 @@ func (s *FunServant) peerIPs() map[netip.Addr]struct{} {
 type pluginCall struct {
 	client netip.Addr
 	peer   bool
-	ran    int // plugins whose Before let the call through: they see After
+	ran    uint8 // plugins whose Before let the call through: they see After
 }
 
 func (cl *call) pluginView() Call {
@@ -105,7 +105,7 @@ func (s *FunServant) pluginsBefore(ctx context.Context, cl *call) (err error) {
 				return &RefusedError{Plugin: pe.name, Err: perr}
 			}
 		}
-		cl.pc.ran = i + 1
+		cl.pc.ran = uint8(i + 1)
 	}
 	return nil
 }
@@ -118,9 +118,9 @@ func (s *FunServant) pluginsAfter(cl *call, err error, elapsed time.Duration) {
 		}
 	}()
 	v := cl.pluginView()
-	for i := cl.pc.ran - 1; i >= 0; i-- {
-		cl.pc.ran = i // a panicking After is not called again
-		cl.g.plugins[i].p.After(v, err, elapsed)
+	for cl.pc.ran > 0 {
+		cl.pc.ran-- // a panicking After is not called again
+		cl.g.plugins[cl.pc.ran].p.After(v, err, elapsed)
 	}
 }
 
