@@ -132,14 +132,21 @@ func scenarioProxy(s *suite) {
 		{name: "memcached direct", backend: be, open: memcacheOpen(mcd.Addr(), key, value)},
 	})
 	be = []int{rds.Pid()}
+	// faed with servants.redis.pipeline off (every call on a connection of
+	// its own, as before issue 12), alternated with the default in each round.
+	fOff := startFaedProcConf(s.b, s.faedBin, s.dir, suiteFaedConf("", "", fmt.Sprintf(
+		`redis: { pipeline: false, pools: [ { name: "default", servers: [ { addr: %q, max_idle: 256, max_active: 512 } ] } ] }`, rds.Addr())))
+	rdGet := func(sess *session) error {
+		r, err := sess.client.RdCall(context.Background(), benchContext, "GET", "default", []string{key})
+		return checkValue([]byte(r), err, value)
+	}
 	s.runLevels("5 redis GET", sweepLevels, []variant{
-		{name: "faed", server: []int{pid}, backend: be, open: persistent(f.addr, func(sess *session) error {
-			r, err := sess.client.RdCall(context.Background(), benchContext, "GET", "default", []string{key})
-			return checkValue([]byte(r), err, value)
-		})},
+		{name: "faed", server: []int{pid}, backend: be, open: persistent(f.addr, rdGet)},
+		{name: "faed pipeline off", server: []int{fOff.cmd.Process.Pid}, backend: be, open: persistent(fOff.addr, rdGet)},
 		{name: "twemproxy", server: []int{tw.Process.Pid}, backend: be, open: redisOpen(rdListen, key, value)},
 		{name: "redis direct", backend: be, open: redisOpen(rds.Addr(), key, value)},
 	})
+	fOff.stop(s.b)
 	f.stop(s.b)
 }
 
@@ -210,7 +217,7 @@ func scenarioForward(s *suite) {
 	both := []int{n0.cmd.Process.Pid, n1.cmd.Process.Pid}
 	lockOn := func(ks []string) func() (func() error, func(), error) {
 		var i atomic.Int64
-		return persistent(n0.addr, func(sess *session) error {
+		return thriftPersistent(n0.addr, func(sess *session) error {
 			_, err := sess.client.Lock(context.Background(), benchContext, "bench", ks[i.Add(1)%int64(len(ks))])
 			return err
 		})
@@ -238,7 +245,7 @@ func scenarioIdle(s *suite) {
 		if err != nil {
 			s.b.Fatal(err)
 		}
-		w, err := openWorkers(variant{name: v.name, open: persistent(v.addr, pingCall)}, n)
+		w, err := openWorkers(variant{name: v.name, open: thriftPersistent(v.addr, pingCall)}, n)
 		if err != nil {
 			s.b.Fatalf("7 idle sessions: %v", err)
 		}

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -20,7 +21,8 @@ import (
 //     max_outstanding_sessions/10 connections wait already (AcceptWaiters).
 //  2. Otherwise, or once the wait is over, it is refused: its first call's
 //     message header is read (at most OverloadHeaderBytes bytes, within
-//     OverloadReadWait) and answered, in the session's protocol, with the
+//     OverloadReadWait) and answered, in the session's protocol (with
+//     rpc.protocol auto, the one its first bytes show), with the
 //     call's name and seqid, by a TApplicationException INTERNAL_ERROR whose
 //     message begins "faed overloaded:"; then the connection is closed. At
 //     most MaxRefusers refusals run at once; past that a connection is closed
@@ -203,15 +205,24 @@ func (s *Server) answerOverloaded(conn net.Conn, waited time.Duration) {
 			return
 		}
 	}
-	name, seq, err := s.readCallHeader(t)
+	w, err := s.sessionWire(t)
+	if errors.Is(err, errUndetected) {
+		s.refuseUndetected(conn, t.br, remote)
+		return
+	}
+	var name string
+	var seq int32
+	if err == nil {
+		name, seq, err = s.readCallHeader(t, w)
+	}
 	if err != nil {
 		s.Stats.RefusedOverloadNoCall.Add(1)
 		s.callLogger().Warn("connection closed unanswered: faed overloaded and no call header read",
 			"remote", remote, "max_outstanding_sessions", s.Config.MaxOutstandingSessions, "err", err)
 		return
 	}
-	msg := OverloadMessage(s.Config.MaxOutstandingSessions, waited)
-	if err := s.writeException(conn, name, seq, msg); err != nil {
+	exc := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, OverloadMessage(s.Config.MaxOutstandingSessions, waited))
+	if err := s.writeException(conn, w, name, seq, exc); err != nil {
 		s.Stats.RefusedOverloadNoCall.Add(1)
 		s.callLogger().Warn("connection closed: faed overloaded, its answer not written", "remote", remote, "err", err)
 		return
@@ -224,10 +235,10 @@ func (s *Server) answerOverloaded(conn net.Conn, waited time.Duration) {
 	}
 }
 
-// readCallHeader reads a call's frame length (framed) and message header:
-// at most OverloadHeaderBytes bytes, nothing allocated by a length read.
-func (s *Server) readCallHeader(t *connTransport) (string, int32, error) {
-	if s.Config.Framed {
+// readCallHeader reads a call's frame length (framed) and message header in
+// wire w: at most OverloadHeaderBytes bytes, nothing allocated by a length read.
+func (s *Server) readCallHeader(t *connTransport, w wire) (string, int32, error) {
+	if w.framed {
 		head, err := t.br.Peek(4)
 		if err != nil {
 			return "", 0, err
@@ -238,26 +249,25 @@ func (s *Server) readCallHeader(t *connTransport) (string, int32, error) {
 		t.br.Discard(4)
 		t.read += 4
 	}
-	name, _, seq, err := s.refuseProtocol.GetProtocol(t).ReadMessageBegin(context.Background())
+	name, _, seq, err := s.refuseProtocols[w.index()].GetProtocol(t).ReadMessageBegin(context.Background())
 	return name, seq, err
 }
 
 // writeException writes, in one write, the EXCEPTION reply to call name/seq
-// with an INTERNAL_ERROR TApplicationException of msg, framed if faed is.
-func (s *Server) writeException(conn net.Conn, name string, seq int32, msg string) error {
+// with exc, in wire w.
+func (s *Server) writeException(conn net.Conn, w wire, name string, seq int32, exc thrift.TApplicationException) error {
 	ctx := context.Background()
-	buf := thrift.NewTMemoryBufferLen(128 + len(name) + len(msg))
-	if s.Config.Framed {
+	buf := thrift.NewTMemoryBufferLen(128 + len(name) + len(exc.Error()))
+	if w.framed {
 		buf.Write([]byte{0, 0, 0, 0})
 	}
-	p := s.refuseProtocol.GetProtocol(buf)
-	exc := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, msg)
+	p := s.refuseProtocols[w.index()].GetProtocol(buf)
 	p.WriteMessageBegin(ctx, name, thrift.EXCEPTION, seq)
 	exc.Write(ctx, p)
 	p.WriteMessageEnd(ctx)
 	p.Flush(ctx)
 	b := buf.Bytes()
-	if s.Config.Framed {
+	if w.framed {
 		binary.BigEndian.PutUint32(b, uint32(len(b)-4))
 	}
 	_, err := conn.Write(b)

@@ -45,11 +45,18 @@ type Config struct {
 	// guess is wrong (several interfaces, NAT). If set: a host peers can dial
 	// (not empty, not 0.0.0.0 or ::) and a port 1..65535; never a unix socket.
 	AdvertiseAddr string `cf:"advertise_addr"`
-	// Protocol (protocol) is the Thrift protocol: "binary" (default) or "compact".
+	// Protocol (protocol) is the Thrift protocol: "binary" (default; reads
+	// strict and non-strict binary, as the original), "compact", or "auto"
+	// (ProtocolAuto, new in this fae): each session's first bytes decide
+	// strict binary or compact, framed or buffered, so that PHP, Python and
+	// Java clients share one port. auto cannot detect non-strict binary (no
+	// version header): such a session is refused (see detect.go). Other
+	// nodes and the tools call an auto node in binary buffered (PeerWire).
 	Protocol string `cf:"protocol"`
 	// Framed (framed) selects the framed transport (4-byte length before each message),
 	// as Java clients use; false = buffered/unframed, what PHP's TBufferedTransport and
-	// Python's TSocket speak.
+	// Python's TSocket speak. Ignored with protocol auto, which detects the
+	// transport of each session.
 	Framed bool `cf:"framed"`
 	// BufferSize (buffer_size) is the size in bytes of each session's read and write buffer. Default 4096.
 	BufferSize int `cf:"buffer_size"`
@@ -133,8 +140,8 @@ func (c *Config) Validate(prefix string) error {
 		return err
 	}
 	switch {
-	case c.Protocol != "binary" && c.Protocol != "compact":
-		return fmt.Errorf("%s.protocol: must be \"binary\" or \"compact\", got %q", prefix, c.Protocol)
+	case c.Protocol != "binary" && c.Protocol != "compact" && c.Protocol != ProtocolAuto:
+		return fmt.Errorf("%s.protocol: must be \"binary\", \"compact\" or \"auto\", got %q", prefix, c.Protocol)
 	case c.BufferSize < 64 || c.BufferSize > 16<<20:
 		return fmt.Errorf("%s.buffer_size: must be 64..16777216 bytes, got %d", prefix, c.BufferSize)
 	case c.SessionTimeout < 0:
@@ -163,6 +170,19 @@ func (c *Config) Validate(prefix string) error {
 		return fmt.Errorf("%s.unix_socket_mode: %v", prefix, err)
 	}
 	return nil
+}
+
+// PeerWire is the protocol ("binary" or "compact") and transport (framed or
+// not) other nodes, the tools and FaeClient.php call this node in: what it
+// registers in ZooKeeper. protocol and framed, or binary buffered with
+// protocol auto: the original fae's and PHP's wire, the one the benchmarks
+// measure, and it costs no frame copy (thrift's framed transport copies
+// each frame through a bufio.Reader of its own).
+func (c *Config) PeerWire() (protocol string, framed bool) {
+	if c.Protocol == ProtocolAuto {
+		return "binary", false
+	}
+	return c.Protocol, c.Framed
 }
 
 // SocketMode parses UnixSocketMode as an octal file mode.

@@ -43,6 +43,30 @@ var fuzzModes = [4]fuzzMode{
 	{"compact-buffered", true, false}, {"compact-framed", true, true},
 }
 
+// fuzzAuto is the harness's fifth server, rpc.protocol auto (mode byte 4,
+// mod 5): the input is in any of the four modes, detected by its first bytes.
+const fuzzAuto = 4
+
+// fuzzServers is the number of servers of the harness: one per mode, and fuzzAuto.
+const fuzzServers = len(fuzzModes) + 1
+
+// fuzzName names server m of the harness.
+func fuzzName(m int) string {
+	if m == fuzzAuto {
+		return "auto"
+	}
+	return fuzzModes[m].name
+}
+
+// fuzzClient is the client mode of server m's ping check: its own, or
+// compact-framed for fuzzAuto (the detection furthest from binary buffered).
+func fuzzClient(m int) int {
+	if m == fuzzAuto {
+		return 3
+	}
+	return m
+}
+
 // protocol is the client side of the mode over trans.
 func (m fuzzMode) protocol(trans thrift.TTransport) thrift.TProtocol {
 	if m.framed {
@@ -55,7 +79,7 @@ func (m fuzzMode) protocol(trans thrift.TTransport) thrift.TProtocol {
 }
 
 // FuzzSession feeds raw bytes to faed as one client connection: the real
-// engine session loop (buffered or framed, binary or compact, picked by mode)
+// engine session loop (buffered or framed, binary or compact, or auto: picked by mode)
 // in front of the real FunServant processor (no backend; lcache and lock on).
 // It fails when a panic is recovered anywhere (servant MethodStats.Panics,
 // engine Stats.EndPanic) or escapes (the fuzzer sees the crash), when the
@@ -66,7 +90,7 @@ func (m fuzzMode) protocol(trans thrift.TTransport) thrift.TProtocol {
 func FuzzSession(f *testing.F) {
 	h := newFuzzHarness(f)
 	f.Fuzz(func(t *testing.T, mode byte, data []byte) {
-		m := int(mode % 4)
+		m := int(mode) % fuzzServers
 		panics := h.panics()
 		calls := h.srv[m].Stats.Calls.Load()
 		var before, after runtime.MemStats
@@ -76,22 +100,22 @@ func FuzzSession(f *testing.F) {
 		n := h.srv[m].Stats.Calls.Load() - calls + 1 // +1: the call that ended the session, if any
 		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > uint64(n)*fuzzAllocPerCall {
 			t.Errorf("%s: %d bytes in, %d calls: %d bytes allocated, over %d per call",
-				fuzzModes[m].name, len(data), n, alloc, fuzzAllocPerCall)
+				fuzzName(m), len(data), n, alloc, fuzzAllocPerCall)
 		}
 		if p := h.panics(); p != panics {
-			t.Fatalf("%s: %d panics recovered (servant MethodStats.Panics + engine EndPanic)", fuzzModes[m].name, p-panics)
+			t.Fatalf("%s: %d panics recovered (servant MethodStats.Panics + engine EndPanic)", fuzzName(m), p-panics)
 		}
 		h.ping(t, m)
 	})
 }
 
-// fuzzHarness is one FunServant served by four engine.Servers, one per mode,
-// each on a listener of in-memory connections.
+// fuzzHarness is one FunServant served by five engine.Servers, one per mode
+// and one auto (fuzzAuto), each on a listener of in-memory connections.
 type fuzzHarness struct {
 	svt      *servant.FunServant
-	srv      [4]*engine.Server
-	ln       [4]*memListener
-	pingCall [4][]byte // a well-formed ping call in each mode
+	srv      [fuzzServers]*engine.Server
+	ln       [fuzzServers]*memListener
+	pingCall [fuzzServers][]byte // a well-formed ping call of each server's client mode (fuzzClient)
 }
 
 func newFuzzHarness(f testing.TB) *fuzzHarness {
@@ -110,21 +134,25 @@ func newFuzzHarness(f testing.TB) *fuzzHarness {
 		f.Fatal(err)
 	}
 	h := &fuzzHarness{svt: svt}
-	for m, mode := range fuzzModes {
+	for m := range fuzzServers {
 		var cfg engine.Config
 		cfg.SetDefaults()
 		cfg.ListenAddr = "127.0.0.1:0"
 		cfg.MaxMessageBytes = fuzzMaxMessage
-		cfg.Framed = mode.framed
-		if mode.compact {
-			cfg.Protocol = "compact"
+		switch mode := fuzzModes[fuzzClient(m)]; {
+		case m == fuzzAuto:
+			cfg.Protocol = engine.ProtocolAuto
+		case mode.compact:
+			cfg.Protocol, cfg.Framed = "compact", mode.framed
+		default:
+			cfg.Framed = mode.framed
 		}
 		if err := cfg.Validate("rpc"); err != nil {
 			f.Fatal(err)
 		}
 		h.srv[m] = engine.NewServer(cfg, rpc.NewFunServantProcessor(svt), log)
 		h.ln[m] = newMemListener()
-		h.pingCall[m] = fuzzCall(f, m, "Ping")
+		h.pingCall[m] = fuzzCall(f, fuzzClient(m), "Ping")
 		served := make(chan error, 1)
 		go func() { served <- h.srv[m].Serve(h.ln[m]) }()
 		f.Cleanup(func() {
@@ -158,17 +186,17 @@ func (h *fuzzHarness) session(t *testing.T, m int, data []byte, reply *bytes.Buf
 	select {
 	case h.ln[m].conns <- c:
 	case <-deadline:
-		t.Fatalf("%s: the server did not accept a connection within 10s", fuzzModes[m].name)
+		t.Fatalf("%s: the server did not accept a connection within 10s", fuzzName(m))
 	}
 	select {
 	case <-c.closed:
 	case <-deadline:
-		t.Fatalf("%s: the session did not end 10s after its %d bytes were offered", fuzzModes[m].name, len(data))
+		t.Fatalf("%s: the session did not end 10s after its %d bytes were offered", fuzzName(m), len(data))
 	}
 	for h.srv[m].Sessions() != 0 { // the slot is released just after the close
 		select {
 		case <-deadline:
-			t.Fatalf("%s: %d sessions still live 10s after the connection closed", fuzzModes[m].name, h.srv[m].Sessions())
+			t.Fatalf("%s: %d sessions still live 10s after the connection closed", fuzzName(m), h.srv[m].Sessions())
 		default:
 			runtime.Gosched()
 		}
@@ -180,15 +208,15 @@ func (h *fuzzHarness) ping(t *testing.T, m int) {
 	t.Helper()
 	var reply bytes.Buffer
 	h.session(t, m, h.pingCall[m], &reply)
-	p := fuzzModes[m].protocol(thrift.NewStreamTransportR(&reply))
+	p := fuzzModes[fuzzClient(m)].protocol(thrift.NewStreamTransportR(&reply))
 	ctx := context.Background()
 	name, typ, _, err := p.ReadMessageBegin(ctx)
 	if err != nil || name != "ping" || typ != thrift.REPLY {
-		t.Fatalf("%s: ping after the input: reply %q type %d, err %v", fuzzModes[m].name, name, typ, err)
+		t.Fatalf("%s: ping after the input: reply %q type %d, err %v", fuzzName(m), name, typ, err)
 	}
 	var res rpc.FunServantPingResult
 	if err := res.Read(ctx, p); err != nil || !res.IsSetSuccess() {
-		t.Fatalf("%s: ping after the input: %v, result %v", fuzzModes[m].name, err, res.String())
+		t.Fatalf("%s: ping after the input: %v, result %v", fuzzName(m), err, res.String())
 	}
 }
 

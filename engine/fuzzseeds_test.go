@@ -61,13 +61,17 @@ func TestFuzzSeeds(t *testing.T) {
 // mode, a valid call of every method of the IDL (written by the generated
 // client), all of them pipelined on one session, truncated calls and frames,
 // huge lengths (frames, strings, lists, maps), wrong types and message types,
-// HTTP requests and TLS client hellos.
+// HTTP requests and TLS client hellos; and for the auto server (fuzzAuto),
+// calls and malformed inputs of each mode (autoSeeds).
 func fuzzSeeds(t *testing.T) map[string][]byte {
 	seeds := map[string][]byte{}
 	add := func(m int, name string, data []byte) {
-		seeds[fmt.Sprintf("%s-%s", fuzzModes[m].name, name)] = []byte(fmt.Sprintf("go test fuzz v1\nbyte(%q)\n[]byte(%q)\n", byte(m), data))
+		seeds[fmt.Sprintf("%s-%s", fuzzName(m), name)] = []byte(fmt.Sprintf("go test fuzz v1\nbyte(%q)\n[]byte(%q)\n", byte(m), data))
 	}
 	hello := tlsClientHello(t)
+	for name, data := range autoSeeds(t, hello) {
+		add(fuzzAuto, name, data)
+	}
 	for m := range fuzzModes {
 		var all []byte
 		for _, method := range fuzzMethods() {
@@ -87,6 +91,36 @@ func fuzzSeeds(t *testing.T) map[string][]byte {
 		add(m, "http2-preface", []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00"))
 	}
 	return seeds
+}
+
+// autoSeeds are the inputs of the auto server, by name: in each mode, every
+// method's call pipelined, a ping, truncated and malformed calls, huge and
+// short frames; non-strict binary (which auto refuses), buffered and framed;
+// a frame of neither protocol; HTTP and TLS.
+func autoSeeds(t *testing.T, hello []byte) map[string][]byte {
+	s := map[string][]byte{}
+	for m, mode := range fuzzModes {
+		var all []byte
+		for _, method := range fuzzMethods() {
+			all = append(all, fuzzCall(t, m, method)...)
+		}
+		s[mode.name+"-call-all"] = all
+		s[mode.name+"-call-Ping"] = fuzzCall(t, m, "Ping")
+		for name, data := range hostileSeeds(t, m) {
+			switch {
+			case strings.HasPrefix(name, "trunc-"), strings.HasPrefix(name, "frame-"), strings.HasSuffix(name, "-bad-version"),
+				name == "ping-then-trunc", name == "unknown-method-then-ping", name == "huge-method-name", name == "huge-string-arg":
+				s[mode.name+"-"+name] = data
+			}
+		}
+	}
+	unversioned := seedUnversionedPing(t)
+	s["nonstrict-ping"] = unversioned
+	s["nonstrict-ping-framed"] = seedFrame(fuzzModes[1], unversioned)
+	s["frame-of-garbage"] = seedFrame(fuzzModes[1], []byte("hello, no thrift here"))
+	s["http-get"] = []byte("GET / HTTP/1.1\r\nHost: 127.0.0.1:9001\r\n\r\n")
+	s["tls-hello"] = hello
+	return s
 }
 
 // fuzzMethods are the Go names of every method of the FunServant service.
@@ -399,7 +433,8 @@ func seedUnversionedPing(t *testing.T) []byte {
 // TestFuzzSeedCalls: the seeds' calls are well-formed in every mode: each is
 // decoded and dispatched to its method, whose reply (or, for a backend that
 // is not configured, an INTERNAL_ERROR exception) names the method, and no
-// session ends on a protocol error.
+// session ends on a protocol error; the auto server does the same with the
+// calls of every mode, answering each in its own.
 func TestFuzzSeedCalls(t *testing.T) {
 	h := newFuzzHarness(t)
 	for m, mode := range fuzzModes {
@@ -424,6 +459,23 @@ func TestFuzzSeedCalls(t *testing.T) {
 		if n := h.srv[m].Stats.EndProtocol.Load() + h.srv[m].Stats.EndTransport.Load(); n != 0 {
 			t.Errorf("%s: %d sessions ended by a bad call", mode.name, n)
 		}
+	}
+	auto := h.srv[fuzzAuto]
+	for m, mode := range fuzzModes {
+		for _, method := range fuzzMethods() {
+			var reply bytes.Buffer
+			h.session(t, fuzzAuto, fuzzCall(t, m, method), &reply)
+			name, _, seq, err := mode.protocol(thrift.NewStreamTransportR(&reply)).ReadMessageBegin(bg)
+			if err != nil || seq != 1 || strings.ReplaceAll(name, "_", "") != strings.ToLower(method) {
+				t.Errorf("auto, %s %s: reply %q seq %d, err %v", mode.name, method, name, seq, err)
+			}
+		}
+	}
+	if n := auto.Stats.EndProtocol.Load() + auto.Stats.EndTransport.Load() + auto.Stats.RefusedProtocol.Load(); n != 0 {
+		t.Errorf("auto: %d sessions ended by a bad call or refused", n)
+	}
+	if n, want := auto.Stats.Calls.Load(), int64(len(fuzzModes)*len(fuzzMethods())); n != want {
+		t.Errorf("auto: %d calls counted, want %d", n, want)
 	}
 	if n := h.srv[0].Stats.Calls.Load(); n != int64(len(fuzzMethods())) {
 		t.Errorf("binary-buffered: %d calls counted, want one per method (%d)", n, len(fuzzMethods()))

@@ -88,12 +88,18 @@ type Server struct {
 	done      chan struct{} // closed by Shutdown/Close
 	closeOnce sync.Once
 	shutdown  atomic.Bool
-	protocol  thrift.TProtocolFactory
-	// refuseProtocol reads an overloaded connection's call header: the
-	// session's protocol with lengths bounded by OverloadHeaderBytes.
-	refuseProtocol thrift.TProtocolFactory
-	tconf          *thrift.TConfiguration
-	callLog        *slog.Logger // CallLogger's fallback
+	// wire is the sessions' protocol and transport; with auto (rpc.protocol
+	// auto) each session detects its own (detect.go).
+	wire wire
+	auto bool
+	// protocols are the sessions' protocols, by wire.index (binary, compact).
+	protocols [2]thrift.TProtocolFactory
+	// refuseProtocols read an overloaded connection's call header and write
+	// the answers of refusals: protocols with lengths bounded by
+	// OverloadHeaderBytes.
+	refuseProtocols [2]thrift.TProtocolFactory
+	tconf           *thrift.TConfiguration
+	callLog         *slog.Logger // CallLogger's fallback
 }
 
 // NewServer returns a Server for processor with cfg, which must have passed Validate.
@@ -131,12 +137,11 @@ func (s *Server) init() {
 	}
 	rconf := &thrift.TConfiguration{MaxMessageSize: OverloadHeaderBytes, MaxFrameSize: OverloadHeaderBytes,
 		TBinaryStrictRead: thrift.BoolPtr(false), TBinaryStrictWrite: thrift.BoolPtr(true)}
-	if s.Config.Protocol == "compact" {
-		s.protocol = thrift.NewTCompactProtocolFactoryConf(s.tconf)
-		s.refuseProtocol = thrift.NewTCompactProtocolFactoryConf(rconf)
-	} else {
-		s.protocol = thrift.NewTBinaryProtocolFactoryConf(s.tconf)
-		s.refuseProtocol = thrift.NewTBinaryProtocolFactoryConf(rconf)
+	s.protocols = [2]thrift.TProtocolFactory{thrift.NewTBinaryProtocolFactoryConf(s.tconf), thrift.NewTCompactProtocolFactoryConf(s.tconf)}
+	s.refuseProtocols = [2]thrift.TProtocolFactory{thrift.NewTBinaryProtocolFactoryConf(rconf), thrift.NewTCompactProtocolFactoryConf(rconf)}
+	s.auto = s.Config.Protocol == ProtocolAuto
+	if !s.auto {
+		s.wire = wireOf(&s.Config)
 	}
 }
 

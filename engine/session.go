@@ -86,6 +86,9 @@ func (sess *session) drain() {
 // waitCall waits for the first byte of the next call, bounded by session_timeout
 // (or DrainIdleGrace during Shutdown).
 func (sess *session) waitCall(t *connTransport) error {
+	if t.br.Buffered() > 0 {
+		return nil // a pipelined call, read already: no idle wait
+	}
 	cfg := &sess.srv.Config
 	sess.mu.Lock()
 	sess.idle = true
@@ -119,6 +122,9 @@ func (s *Server) serveSession(sess *session) {
 			s.callLogger().Error("session panic", "remote", sess.remote, "panic", r, "stack", string(debug.Stack()))
 		}
 		sess.stopWatch()
+		if sess.trans != nil {
+			sess.trans.flushDeferred()
+		}
 		sess.close(endCause(reason))
 		s.mu.Lock()
 		delete(s.sessions, sess)
@@ -129,14 +135,12 @@ func (s *Server) serveSession(sess *session) {
 	}()
 
 	cfg := &s.Config
-	t := newConnTransport(sess.conn, cfg.BufferSize, cfg.IOTimeout, cfg.MaxMessageBytes, cfg.Framed)
+	t := newConnTransport(sess.conn, cfg.BufferSize, cfg.IOTimeout, cfg.MaxMessageBytes, s.wire.framed)
 	sess.trans = t
-	var trans thrift.TTransport = t
-	if cfg.Framed {
-		trans = thrift.NewTFramedTransportConf(t, s.tconf)
+	var sp sessionProtocol
+	if !s.auto {
+		sp = s.newSessionProtocol(t, s.wire)
 	}
-	proto := withExactBinary(s.protocol.GetProtocol(trans), cfg.MaxMessageBytes)
-	out := &replyCounter{TProtocol: proto, stats: &s.Stats}
 	for first := true; ; first = false {
 		if err := sess.waitCall(t); err != nil {
 			reason = s.endIdle(sess, err)
@@ -144,28 +148,70 @@ func (s *Server) serveSession(sess *session) {
 		}
 		t.beginCall()
 		if first {
-			if kind := t.sniffForeign(); kind != "" {
-				s.Stats.EndRefused.Add(1)
-				s.countForeign(kind, sess.remote)
-				reason = kind
+			if reason = s.firstCall(sess, t, &sp); reason != "" {
 				return
 			}
 		}
-		if !cfg.Framed && cfg.Protocol == "binary" {
+		if sp.checkHead {
 			if err := t.checkUnversionedHead(); err != nil {
 				reason = s.endCall(sess, err)
 				return
 			}
 		}
-		out.counted, out.exception = false, false
-		ok, err := s.Processor.Process(sess.ctx, proto, out)
+		sp.out.counted, sp.out.exception = false, false
+		ok, err := s.Processor.Process(sess.ctx, sp.in, sp.out)
 		sess.stopWatch() // in case the servant did not
 		if !ok && !isUnknownMethod(err) {
 			reason = s.endCall(sess, err)
 			return
 		}
-		s.countCall(sess, err, out.counted)
+		s.countCall(sess, err, sp.out.counted)
 	}
+}
+
+// sessionProtocol is a session's protocol objects, made once per session:
+// at its start, or with rpc.protocol auto once its first bytes are seen.
+type sessionProtocol struct {
+	in        thrift.TProtocol
+	out       *replyCounter // in, counting replies
+	checkHead bool          // buffered binary: checkUnversionedHead before each call
+}
+
+// newSessionProtocol makes the protocol objects of a session in wire w over t.
+func (s *Server) newSessionProtocol(t *connTransport, w wire) sessionProtocol {
+	t.framed = w.framed
+	var trans thrift.TTransport = t
+	if w.framed {
+		trans = thrift.NewTFramedTransportConf(t, s.tconf)
+	}
+	in := withExactBinary(s.protocols[w.index()].GetProtocol(trans), s.Config.MaxMessageBytes)
+	return sessionProtocol{in: in, out: &replyCounter{TProtocol: in, stats: &s.Stats}, checkHead: !w.framed && !w.compact}
+}
+
+// firstCall looks at the first bytes of a session, once its first call has
+// begun: HTTP or TLS bytes end it, and with rpc.protocol auto they choose its
+// protocol objects (sp), or end it when they show none (detect.go). It
+// returns the reason the session ends, or "".
+func (s *Server) firstCall(sess *session, t *connTransport, sp *sessionProtocol) string {
+	if kind := t.sniffForeign(); kind != "" {
+		s.Stats.EndRefused.Add(1)
+		s.countForeign(kind, sess.remote)
+		return kind
+	}
+	if !s.auto {
+		return ""
+	}
+	w, err := detectWire(t.br)
+	switch {
+	case errors.Is(err, errUndetected):
+		s.Stats.EndRefused.Add(1)
+		s.refuseUndetected(sess.conn, t.br, sess.remote)
+		return "protocol undetected"
+	case err != nil:
+		return s.endCall(sess, err)
+	}
+	*sp = s.newSessionProtocol(t, w)
+	return ""
 }
 
 // replyCounter is a session's output protocol: it counts the call in Stats

@@ -23,16 +23,18 @@ type Stats struct {
 	EndDrained     atomic.Int64 // closed idle by Shutdown
 	EndClosed      atomic.Int64 // closed by Close, or by Shutdown once its ctx ended; a call in flight was cancelled
 	EndPanic       atomic.Int64 // a panic outside the servant's own recovery
-	EndRefused     atomic.Int64 // its first bytes were HTTP or TLS (counted in RefusedHTTP or RefusedTLS too)
+	EndRefused     atomic.Int64 // its first bytes were HTTP or TLS, or no protocol rpc.protocol auto detects (counted in RefusedHTTP, RefusedTLS or RefusedProtocol too)
 
 	// Connections refused, one counter per reason; each refused connection is
-	// counted once. All but RefusedHTTP and RefusedTLS never became sessions.
+	// counted once. All but RefusedHTTP, RefusedTLS and RefusedProtocol (unless
+	// refused as overloaded) never became sessions.
 	RefusedNotAllowed      atomic.Int64 // TCP client outside rpc.allow_from: closed at accept
 	RefusedOverload        atomic.Int64 // past max_outstanding_sessions: first call answered "faed overloaded:", closed
 	RefusedOverloadNoCall  atomic.Int64 // past max_outstanding_sessions, no call header within OverloadReadWait: closed unanswered
 	RefusedOverloadDropped atomic.Int64 // past max_outstanding_sessions with MaxRefusers refusals running: closed at once
 	RefusedHTTP            atomic.Int64 // first bytes an HTTP request: closed at once
 	RefusedTLS             atomic.Int64 // first bytes a TLS handshake: closed at once
+	RefusedProtocol        atomic.Int64 // rpc.protocol auto: first bytes neither strict binary nor compact (non-strict binary answered INVALID_PROTOCOL), closed
 	// AcceptWaited counts the connections that waited (up to accept_wait) for
 	// a session slot and got one.
 	AcceptWaited atomic.Int64

@@ -35,6 +35,12 @@ type connTransport struct {
 	read      int   // bytes read for the current call
 	frameLeft int64 // framed: bytes of the current frame (4-byte header included) not yet read
 	writing   bool  // the reply of the current call has started
+	// deferred: wbuf holds replies whose Flush was held back because the next
+	// request was already read (a client pipelining its calls, as a peer's
+	// pipelined proxy connection does): they go out with the next reply that
+	// is not followed by one, in one write, or before br next reads the
+	// connection, or when the session ends.
+	deferred bool
 }
 
 // errMessageTooLarge ends a session whose request is longer than max_message_bytes.
@@ -47,14 +53,28 @@ func (e errMessageTooLarge) Error() string {
 func newConnTransport(conn net.Conn, bufSize int, ioTimeout time.Duration, maxBytes int, framed bool) *connTransport {
 	t := &connTransport{
 		conn:      conn,
-		br:        bufio.NewReaderSize(conn, bufSize),
 		small:     make([]byte, 0, bufSize),
 		ioTimeout: ioTimeout,
 		maxBytes:  maxBytes,
 		framed:    framed,
 	}
+	t.br = bufio.NewReaderSize(flushFirst{t}, bufSize)
 	t.wbuf = t.small
 	return t
+}
+
+// flushFirst is what a session's br reads from: the connection, after the
+// replies held back by Flush (see deferred) have been written, so that the
+// session never waits for its client with replies the client may be waiting for.
+type flushFirst struct{ t *connTransport }
+
+func (f flushFirst) Read(p []byte) (int, error) {
+	if f.t.deferred {
+		if err := f.t.writeOut(); err != nil {
+			return 0, err
+		}
+	}
+	return f.t.conn.Read(p)
 }
 
 // batchReplyBytes is the largest reply written with one write syscall: a
@@ -131,6 +151,23 @@ func (t *connTransport) checkUnversionedHead() error {
 	return nil
 }
 
+// buffered returns the next n bytes of the request when they are in br and
+// within the call's maxBytes, without consuming them; nil otherwise (and
+// always when framed, whose frame accounting Read keeps).
+func (t *connTransport) buffered(n int) []byte {
+	if t.framed || t.br.Buffered() < n || t.read+n > t.maxBytes {
+		return nil
+	}
+	b, _ := t.br.Peek(n)
+	return b
+}
+
+// consume takes n bytes that buffered returned.
+func (t *connTransport) consume(n int) {
+	t.br.Discard(n)
+	t.read += n
+}
+
 func (t *connTransport) Read(p []byte) (int, error) {
 	p, err := t.limit(p)
 	if err != nil {
@@ -194,13 +231,31 @@ func (t *connTransport) writeOut() error {
 		t.batch = nil
 	}
 	t.wbuf = t.small[:0]
+	t.deferred = false
 	if err != nil {
 		return thrift.NewTTransportExceptionFromError(err)
 	}
 	return nil
 }
 
-func (t *connTransport) Flush(context.Context) error { return t.writeOut() }
+// Flush writes the reply out, unless the next request is already in br and
+// the reply still fits the buffer it is in: it is then held back (deferred)
+// and goes out with the replies after it, one write for a pipelined batch.
+func (t *connTransport) Flush(context.Context) error {
+	if t.br.Buffered() > 0 && len(t.wbuf) < cap(t.wbuf) {
+		t.deferred = true
+		return nil
+	}
+	return t.writeOut()
+}
+
+// flushDeferred writes replies held back by Flush; the session calls it when
+// it ends, so that a client pipelining calls gets every answer given.
+func (t *connTransport) flushDeferred() {
+	if t.deferred {
+		t.writeOut()
+	}
+}
 
 func (t *connTransport) ReadByte() (byte, error) {
 	if t.read >= t.maxBytes {

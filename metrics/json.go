@@ -103,7 +103,7 @@ func sessionEnds(st *engine.Stats) map[string]int64 {
 func refusals(st *engine.Stats) map[string]int64 {
 	return map[string]int64{"not_allowed": st.RefusedNotAllowed.Load(), "overloaded": st.RefusedOverload.Load(),
 		"overloaded_no_call": st.RefusedOverloadNoCall.Load(), "overloaded_dropped": st.RefusedOverloadDropped.Load(),
-		"http": st.RefusedHTTP.Load(), "tls": st.RefusedTLS.Load()}
+		"http": st.RefusedHTTP.Load(), "tls": st.RefusedTLS.Load(), "protocol": st.RefusedProtocol.Load()}
 }
 
 // rusage is getrusage(RUSAGE_SELF): CPU in seconds, max RSS in KiB (Linux's unit).

@@ -101,6 +101,7 @@ func TestPoolsAndBreakers(t *testing.T) {
 		{connections(live, "open"), l["open"].(float64)},
 		{connections(live, "idle"), l["open"].(float64)},
 		{connections(live, "in_use"), 0},
+		{fmt.Sprintf(`fae_pool_waiting_calls{backend="memcache",pool="p",server="%s"}`, live), 0},
 	} {
 		if got := n.scrape(t, tc.series); got != tc.want {
 			t.Errorf("%s = %v, want %v", tc.series, got, tc.want)

@@ -24,8 +24,8 @@ var (
 	descEngineFailed = desc("engine_call_errors_total", "Calls the RPC server answered with a TApplicationException (declared exceptions not counted).")
 	descSessions     = desc("sessions", "RPC sessions (client connections) open now.")
 	descSessionsTot  = desc("sessions_total", "RPC sessions accepted since start.")
-	descSessionEnds  = desc("session_ends_total", "RPC sessions ended, by reason (eof, idle_timeout, io_timeout, oversize, protocol, transport, drained, closed, panic, refused: its first bytes were HTTP or TLS).", "reason")
-	descRefused      = desc("connections_refused_total", "RPC connections refused, by reason: not_allowed (outside rpc.allow_from, closed at accept), overloaded (answered \"faed overloaded:\"), overloaded_no_call (overloaded, no call header within 100 ms: closed unanswered), overloaded_dropped (overloaded with every refusal place taken: closed at once), http, tls (those bytes on the Thrift port: closed at once).", "reason")
+	descSessionEnds  = desc("session_ends_total", "RPC sessions ended, by reason (eof, idle_timeout, io_timeout, oversize, protocol, transport, drained, closed, panic, refused: its first bytes were HTTP or TLS, or no protocol rpc.protocol auto detects).", "reason")
+	descRefused      = desc("connections_refused_total", "RPC connections refused, by reason: not_allowed (outside rpc.allow_from, closed at accept), overloaded (answered \"faed overloaded:\"), overloaded_no_call (overloaded, no call header within 100 ms: closed unanswered), overloaded_dropped (overloaded with every refusal place taken: closed at once), http, tls (those bytes on the Thrift port: closed at once), protocol (rpc.protocol auto: neither strict binary nor compact; non-strict binary answered INVALID_PROTOCOL).", "reason")
 	descAcceptWait   = desc("accept_waiting", "RPC connections waiting now for a session slot (at most rpc.max_outstanding_sessions/10).")
 	descAcceptWaited = desc("accept_waited_total", "RPC connections that waited (up to rpc.accept_wait) for a session slot and got one.")
 	descPanics       = desc("panics_total", "Panics recovered: in a servant method (where=servant) or in a session outside it (where=session).", "where")
@@ -42,6 +42,7 @@ var (
 	descLcacheItems  = desc("lcache_items", "Items in the local cache (servants.lcache).")
 	descLcacheBytes  = desc("lcache_bytes", "Bytes charged against servants.lcache.max_bytes: keys, values and the fixed per-item overhead.")
 	descLcache       = desc("lcache_total", "lc_get outcomes: hit, miss.", "result")
+	descPoolWaiting  = desc("pool_waiting_calls", "Calls waiting for a backend connection now, by backend, pool and server (bounded by max_waiting_calls; backend=peer: waiting for a peer connection).", "backend", "pool", "server")
 	descPoolConns    = desc("pool_connections", "Backend connections now, by backend, pool, server and state (open: all, idle, in_use). backend=peer: the connections to a peer.", "backend", "pool", "server", "state")
 	descBreaker      = desc("breaker_state", "State of a server's circuit breaker side (breaker=dial or command): 0 closed, 1 half-open, 2 open.", "backend", "pool", "server", "breaker")
 	descTraced       = desc("traced_calls_total", "Calls written to the trace stream, by why: rid (its rid is sampled by servants.profiler_rate) or slow (over call_slow_threshold).", "why")
@@ -61,7 +62,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuild, descCalls, descCallSeconds, descSlow, descEngineCalls,
 		descEngineFailed, descSessions, descSessionsTot, descSessionEnds, descRefused, descAcceptWait, descAcceptWaited, descPanics, descAcceptErrors,
 		descClientGone, descBackendOps, descBackendSecs, descForwarded, descForwardFail, descMisrouted,
-		descQueryCache, descLcacheItems, descLcacheBytes, descReloads, descClassifyOver, descTraced, descLogDropped, descLogDroppedB, descLcache, descPoolConns, descBreaker,
+		descQueryCache, descLcacheItems, descLcacheBytes, descReloads, descClassifyOver, descTraced, descLogDropped, descLogDroppedB, descLcache, descPoolConns, descPoolWaiting, descBreaker,
 		descPluginRefuse, descRateHosts, descRateEvicted} {
 		ch <- d
 	}
@@ -166,6 +167,7 @@ func collectPools(ch chan<- prometheus.Metric, s *servant.FunServant) {
 		gauge(ch, descPoolConns, int64(p.Open), p.Backend, p.Pool, p.Server, "open")
 		gauge(ch, descPoolConns, int64(p.Idle), p.Backend, p.Pool, p.Server, "idle")
 		gauge(ch, descPoolConns, int64(p.InUse), p.Backend, p.Pool, p.Server, "in_use")
+		gauge(ch, descPoolWaiting, int64(p.Waiting), p.Backend, p.Pool, p.Server)
 		gauge(ch, descBreaker, int64(pool.BreakerStateValue(p.Dial)), p.Backend, p.Pool, p.Server, "dial")
 		gauge(ch, descBreaker, int64(pool.BreakerStateValue(p.Command)), p.Backend, p.Pool, p.Server, "command")
 	}

@@ -28,7 +28,9 @@ import (
 //   - KindBadArgument: the key is empty, over 250 bytes or has a control or
 //     space byte (cause "invalid key: …"); no server asked;
 //   - KindUnknownPool: the pool is not in servants.memcache.servers;
-//   - KindBusy: max_conns_per_server connections stayed busy for timeout;
+//   - KindBusy: max_conns_per_server connections stayed busy for timeout (a
+//     *WaitTimeoutError), or max_waiting_calls calls were already waiting
+//     for one (refused at once, a *WaitLimitError);
 //   - KindServerFailure: dialling (cause *DialError), writing or reading failed;
 //   - KindTimeout: no answer within timeout (a connect timeout: cause *DialError);
 //   - KindBreakerOpen: the server's breaker refused the call ("circuit open");
@@ -115,8 +117,10 @@ func (m *Memcache) Stats() []ServerStats {
 	var out []ServerStats
 	for _, p := range m.pools {
 		for _, s := range p.servers {
-			open, inUse := int(s.open.Load()), len(s.slots)
-			out = append(out, serverStats("memcache", p.name, s.addr, open, max(open-inUse, 0), inUse, s.breaker))
+			open, inUse := int(s.open.Load()), s.gate.inUse()
+			st := serverStats("memcache", p.name, s.addr, open, max(open-inUse, 0), inUse, s.breaker)
+			st.Waiting = s.gate.Waiting()
+			out = append(out, st)
 		}
 	}
 	return sortStats(out)

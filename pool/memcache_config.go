@@ -32,6 +32,12 @@ type MemcacheConfig struct {
 	// MaxConnsPerServer (max_conns_per_server) caps the connections open to one
 	// server; a call waits up to timeout for one. 0 = 10 × max_idle_conns_per_server.
 	MaxConnsPerServer int `cf:"max_conns_per_server"`
+	// MaxWaitingCalls (max_waiting_calls) caps the calls waiting for a
+	// connection of one server (all max_conns_per_server in use); one more
+	// fails at once with KindBusy ("busy: 12 calls already waiting for a
+	// connection to 127.0.0.1:11211 (max_waiting_calls 12)"), which the
+	// breaker does not count. 0 = 4 × max_conns_per_server (DefaultWaitingPerConn).
+	MaxWaitingCalls int `cf:"max_waiting_calls"`
 	// ReplicaNum (replica_num) is the number of servers of its pool a key is
 	// written to: its own server and the next ones in config order (at most the
 	// pool's servers). Reads take the first of them that answers. Default 1.
@@ -50,6 +56,10 @@ func (c *MemcacheConfig) Validate(prefix string) error {
 	if c.MaxConnsPerServer == 0 {
 		c.MaxConnsPerServer = 10 * c.MaxIdleConnsPerServer
 	}
+	if c.MaxWaitingCalls < 0 {
+		return fmt.Errorf("%s.max_waiting_calls: must not be negative, got %d", prefix, c.MaxWaitingCalls)
+	}
+	c.MaxWaitingCalls = waitingBound(c.MaxWaitingCalls, c.MaxConnsPerServer)
 	if err := oneOf(prefix+".hash_strategy", c.HashStrategy, "standard", "consistent"); err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 	"net"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
 )
@@ -20,7 +19,8 @@ var ErrNotNumeric = errors.New("value is not a decimal number")
 
 // mcServer is one memcached server of one pool: a gomemcache client of its own
 // (so that the pool, not gomemcache, picks the server), a cap on open
-// connections (gomemcache has none), a breaker, and a second client for the
+// connections (gomemcache has none) and on the calls waiting for one
+// (connGate), a breaker, and a second client for the
 // breaker's health check, so that the check never waits behind the calls.
 //
 // Connection reuse is gomemcache's rule, which matches Kind.Reusable: a
@@ -33,8 +33,7 @@ type mcServer struct {
 	addr    string
 	client  *memcache.Client
 	health  *memcache.Client // health checks only: Timeout HealthCheckTimeout/2
-	slots   chan struct{}    // one token per open connection allowed
-	timeout time.Duration
+	gate    *connGate        // max_conns_per_server tokens, max_waiting_calls waiters for timeout
 	breaker *Breaker
 	open    atomic.Int64 // the client's connections dialled and not yet closed (Stats)
 }
@@ -47,7 +46,8 @@ func newMcServer(addr string, cfg MemcacheConfig) *mcServer {
 	// gomemcache bounds the dial and then the exchange by Timeout each: half
 	// the check's budget each keeps the whole check within HealthCheckTimeout.
 	h.Timeout, h.MaxIdleConns = HealthCheckTimeout/2, 1
-	s := &mcServer{addr: addr, client: c, health: h, slots: make(chan struct{}, cfg.MaxConnsPerServer), timeout: cfg.Timeout}
+	s := &mcServer{addr: addr, client: c, health: h,
+		gate: newConnGate(addr, cfg.MaxConnsPerServer, cfg.MaxWaitingCalls, cfg.Timeout, "max_conns_per_server", "timeout")}
 	s.breaker = NewBreaker("memcache", addr, cfg.Breaker, s.healthCheck)
 	c.DialContext = s.dial
 	return s
@@ -97,40 +97,25 @@ func (s *mcServer) close() {
 }
 
 // do runs op on the server through its breaker: it takes a connection slot,
-// waiting up to timeout (KindBusy, which the breaker does not count), then
+// waiting up to timeout, if fewer than max_waiting_calls already wait (else
+// KindBusy at once; KindBusy too when the wait ends: the breaker counts
+// neither), then
 // runs op and classifies its error. It returns the outcome's kind and cause
 // (nil for KindOK and KindBreakerOpen). After a server failure it drops the
 // server's idle connections: a restarted server has reset them all, and the
 // next calls should dial afresh rather than fail one by one.
 func (s *mcServer) do(op func(*memcache.Client) error) (Kind, error) {
 	kind, cause := s.breaker.Do(func() (Kind, error) {
-		if err := s.acquire(); err != nil {
+		if err := s.gate.acquire(context.Background()); err != nil {
 			return KindBusy, err
 		}
-		defer func() { <-s.slots }()
+		defer s.gate.release()
 		return mcOutcome(op(s.client))
 	})
 	if kind == KindServerFailure {
 		s.client.Close()
 	}
 	return kind, cause
-}
-
-// acquire takes a connection slot, waiting up to timeout for one.
-func (s *mcServer) acquire() error {
-	select {
-	case s.slots <- struct{}{}:
-		return nil
-	default:
-	}
-	t := time.NewTimer(s.timeout)
-	defer t.Stop()
-	select {
-	case s.slots <- struct{}{}:
-		return nil
-	case <-t.C:
-		return fmt.Errorf("all connections busy: max_conns_per_server %d in use for timeout %s", cap(s.slots), s.timeout)
-	}
 }
 
 // mcOutcome maps an error of gomemcache to its kind and cause. Failed dials

@@ -195,16 +195,16 @@ func TestMemcacheConnLimit(t *testing.T) {
 	cfg.Breaker.FailureAllowance = 1
 	m, obs := newTestMemcache(t, cfg, Limits{})
 	s := m.pools["p"].servers[0]
-	s.slots <- struct{}{}
-	s.slots <- struct{}{}
+	s.gate.slots <- struct{}{}
+	s.gate.slots <- struct{}{}
 	start := time.Now()
 	err := m.Set("p", "kvtest:pool:connlimit", []byte("x"), 0, 10)
 	wantMcError(t, "set with every slot busy", err, KindBusy, testenv.MemcacheAddr,
-		"busy: all connections busy: max_conns_per_server 2 in use for timeout 200ms")
+		"busy: all connections busy: max_conns_per_server 2, none free within timeout 200ms")
 	if d := time.Since(start); d < 200*time.Millisecond {
 		t.Errorf("gave up after %s, want timeout (200ms)", d)
 	}
-	<-s.slots
+	<-s.gate.slots
 	if err := m.Set("p", "kvtest:pool:connlimit", []byte("x"), 0, 10); err != nil {
 		t.Fatalf("set with a free slot: %v (breaker %s)", err, s.breaker.State())
 	}

@@ -33,7 +33,9 @@ import (
 //     dial side), the connection failed, or the driver dropped the server's
 //     connections after another operation's failed;
 //   - KindBusy: the cluster's own operations held every connection
-//     (max_conns_per_server) until the wait for one ended;
+//     (max_conns_per_server) until the wait for one ended, or
+//     max_waiting_calls operations were already waiting for one (refused at
+//     once, the cause a *WaitLimitError);
 //   - KindTimeout: no answer within io_timeout, or, from a server that
 //     accepts connections but does not answer, no usable connection within
 //     connect_timeout; it counts for the breaker only when the health check
@@ -62,6 +64,7 @@ type Mongo struct {
 type mongoServer struct {
 	pool    string
 	label   string // "<pool> (<host:port>)", for messages
+	addr    string // "<host:port>", for messages
 	user    string
 	client  *mongo.Client // the operations'
 	check   *mongo.Client // the health check's: one connection of its own
@@ -69,8 +72,12 @@ type mongoServer struct {
 	breaker *Breaker
 
 	inFlight atomic.Int32 // operations handed to the driver and not yet ended
-	open     atomic.Int64 // the operations' connections created and not yet closed (poolEvent)
-	inUse    atomic.Int64 // the operations' connections checked out now (poolEvent)
+	// maxInFlight is max_conns_per_server + max_waiting_calls (0: no bound):
+	// each operation holds at most one connection at a time, so the
+	// operations in flight beyond max_conns_per_server are waiting for one.
+	maxInFlight int32
+	open        atomic.Int64 // the operations' connections created and not yet closed (poolEvent)
+	inUse       atomic.Int64 // the operations' connections checked out now (poolEvent)
 }
 
 // mongoBackend is the Backend of the cluster's errors and operations.
@@ -97,7 +104,11 @@ func NewMongo(cfg MongoConfig, obs Observer, limits Limits) (*Mongo, error) {
 }
 
 func newMongoServer(cfg *MongoConfig, e MongoServerConfig) (*mongoServer, error) {
-	s := &mongoServer{pool: e.Pool, label: fmt.Sprintf("%s (%s:%d)", e.Pool, e.Host, e.Port), user: e.User}
+	addr := fmt.Sprintf("%s:%d", e.Host, e.Port)
+	s := &mongoServer{pool: e.Pool, label: fmt.Sprintf("%s (%s)", e.Pool, addr), addr: addr, user: e.User}
+	if cfg.MaxConnsPerServer > 0 {
+		s.maxInFlight = int32(cfg.MaxConnsPerServer + waitingBound(cfg.MaxWaitingCalls, cfg.MaxConnsPerServer))
+	}
 	client, err := mongo.Connect(mongoClientOptions(cfg, e).SetPoolMonitor(&event.PoolMonitor{Event: s.poolEvent}))
 	if err != nil {
 		return nil, err
@@ -246,12 +257,17 @@ func (c *Mongo) BreakerState(pool string) string {
 // connections as the driver's pool monitor events counted them (created
 // minus closed; checked out minus checked in; idle the difference, at least
 // 0), the health check's own connection and the driver's monitoring
-// connection not included, and its breaker.
+// connection not included, its breaker, and Waiting: the operations in
+// flight beyond max_conns_per_server.
 func (c *Mongo) Stats() []ServerStats {
 	out := make([]ServerStats, 0, len(c.servers))
 	for _, s := range c.servers {
 		open, inUse := int(s.open.Load()), int(s.inUse.Load())
-		out = append(out, serverStats(mongoBackend, s.pool, s.label, open, max(open-inUse, 0), inUse, s.breaker))
+		st := serverStats(mongoBackend, s.pool, s.label, open, max(open-inUse, 0), inUse, s.breaker)
+		if c.cfg.MaxConnsPerServer > 0 {
+			st.Waiting = max(int(s.inFlight.Load())-c.cfg.MaxConnsPerServer, 0)
+		}
+		out = append(out, st)
 	}
 	return sortStats(out)
 }
@@ -311,8 +327,13 @@ func (c *Mongo) run(ctx context.Context, t MongoTarget, args func() error, fn mo
 	}
 	coll := s.db.Collection(t.Table)
 	kind, _ = s.breaker.Do(func() (Kind, error) {
-		s.inFlight.Add(1)
+		n := s.inFlight.Add(1)
 		defer s.inFlight.Add(-1)
+		if s.maxInFlight > 0 && n > s.maxInFlight {
+			limit := int(s.maxInFlight) - c.cfg.MaxConnsPerServer
+			kind, cause = KindBusy, &WaitLimitError{Waiting: int(n-1) - c.cfg.MaxConnsPerServer, Limit: limit, Server: s.addr}
+			return kind, cause // the breaker counts it neither way
+		}
 		kind, cause = c.classify(ctx, s, t.Table, fn(opCtx, coll))
 		return kind, cause
 	})

@@ -48,6 +48,14 @@ type MongoConfig struct {
 	// most (the driver's MaxPoolSize); more calls wait. 0 = 5 × max_idle_conns_per_server
 	// (if that is 0 too: no limit).
 	MaxConnsPerServer int `cf:"max_conns_per_server"`
+	// MaxWaitingCalls (max_waiting_calls) caps the calls waiting for a
+	// connection of one server entry (all max_conns_per_server in use, the
+	// driver's wait queue); one more fails at once with KindBusy ("busy: 40
+	// calls already waiting for a connection to 127.0.0.1:27017
+	// (max_waiting_calls 40)"), which the breaker does not count. 0 = 4 ×
+	// max_conns_per_server (DefaultWaitingPerConn); no bound when
+	// max_conns_per_server is unlimited (nothing waits).
+	MaxWaitingCalls int `cf:"max_waiting_calls"`
 	// HeartbeatInterval (heartbeat_interval): seconds between the driver's
 	// checks of an idle server. Default 120; 0 = the driver's default (10 s).
 	HeartbeatInterval int `cf:"heartbeat_interval"`
@@ -70,6 +78,10 @@ func (c *MongoConfig) Validate(prefix string) error {
 	if c.MaxConnsPerServer == 0 {
 		c.MaxConnsPerServer = 5 * c.MaxIdleConnsPerServer
 	}
+	if c.MaxWaitingCalls < 0 {
+		return fmt.Errorf("%s.max_waiting_calls: must not be negative, got %d", prefix, c.MaxWaitingCalls)
+	}
+	c.MaxWaitingCalls = waitingBound(c.MaxWaitingCalls, c.MaxConnsPerServer)
 	if err := oneOf(prefix+".shard_strategy", c.ShardStrategy, "legacy", "standard"); err != nil {
 		return err
 	}

@@ -35,6 +35,10 @@ const shardsInFlight = 8
 //     NULL came back while allow_nullable_columns is false;
 //   - KindServerFailure: connecting failed, the connection broke, or the
 //     server reported its own failure (mysqlServerErrors);
+//   - KindBusy: max_waiting_calls calls were already waiting for a
+//     connection of the server (refused at once, the cause a
+//     *WaitLimitError), or every connection (max_conns_per_server) stayed in
+//     use for timeout (a *WaitTimeoutError); the breaker counts neither;
 //   - KindTimeout: query_timeout or the caller's deadline passed;
 //   - KindCanceled: the caller's ctx was canceled;
 //   - KindTooLarge: the rows passed Limits.MaxReplyBytes;
@@ -295,7 +299,11 @@ func (m *MySQL) Stats() []ServerStats {
 	out := make([]ServerStats, 0, len(m.servers))
 	for _, s := range m.servers {
 		st := s.db.Stats()
-		out = append(out, serverStats("mysql", s.name, s.label, st.OpenConnections, st.Idle, st.InUse, s.breaker))
+		row := serverStats("mysql", s.name, s.label, st.OpenConnections, st.Idle, st.InUse, s.breaker)
+		if s.gate != nil {
+			row.Waiting = s.gate.Waiting()
+		}
+		out = append(out, row)
 	}
 	return sortStats(out)
 }

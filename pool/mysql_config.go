@@ -35,7 +35,7 @@ type MySQLConfig struct {
 	LookupTables                 map[string]string   `cf:"lookup_tables"`                    // sharded pool → lookup table
 	DefaultLookupTable           string              `cf:"default_lookup_table"`             // lookup table of a sharded pool missing above
 	LookupCacheMaxItems          int                 `cf:"lookup_cache_max_items"`           // items; default 1048576
-	Timeout                      time.Duration       `cf:"timeout"`                          // connect timeout; default 10s
+	Timeout                      time.Duration       `cf:"timeout"`                          // connect timeout, and the longest wait for a free connection (then busy); default 10s
 	MaxIdleTime                  time.Duration       `cf:"max_idle_time"`                    // keep-alive ping interval; 0 = none
 	MaxIdleConnsPerServer        int                 `cf:"max_idle_conns_per_server"`        // default 2
 	MaxConnsPerServer            int                 `cf:"max_conns_per_server"`             // 0 = 5 × max_idle_conns_per_server
@@ -56,6 +56,14 @@ type MySQLConfig struct {
 	ConnMaxLifetime time.Duration `cf:"conn_max_lifetime"` // connections are closed after this, before MySQL's wait_timeout kills them; default 5m
 	QueryTimeout    time.Duration `cf:"query_timeout"`     // longest one statement may take; default 60s; 0 = none
 	CacheTTL        time.Duration `cf:"cache_ttl"`         // query cache entries expire after this; default 0 = never (as the original)
+	// MaxWaitingCalls (max_waiting_calls) caps the calls waiting for a
+	// connection of one server (all max_conns_per_server in use; a call waits
+	// at most timeout, then fails with KindBusy); one more fails at once with
+	// KindBusy ("busy: 40 calls already waiting for a connection to
+	// 127.0.0.1:3306 (max_waiting_calls 40)"). The breaker counts neither.
+	// 0 = 4 × max_conns_per_server (DefaultWaitingPerConn); no bound when
+	// max_conns_per_server is 0 (unlimited: nothing waits).
+	MaxWaitingCalls int `cf:"max_waiting_calls"`
 }
 
 // SetDefaults fills in the original fae's defaults.
@@ -86,6 +94,10 @@ func (c *MySQLConfig) Validate(prefix string) error {
 	if c.MaxConnsPerServer == 0 {
 		c.MaxConnsPerServer = 5 * c.MaxIdleConnsPerServer
 	}
+	if c.MaxWaitingCalls < 0 {
+		return fmt.Errorf("%s.max_waiting_calls: must not be negative, got %d", prefix, c.MaxWaitingCalls)
+	}
+	c.MaxWaitingCalls = waitingBound(c.MaxWaitingCalls, c.MaxConnsPerServer)
 	if err := oneOf(prefix+".shard_strategy", c.ShardStrategy, "standard", "vbucket"); err != nil {
 		return err
 	}

@@ -17,7 +17,10 @@ import (
 )
 
 // mysqlServer is one configured MySQL server: a database/sql pool over
-// killConnector, its breaker and its prepared-statement cache. Safe for
+// killConnector, its breaker, its prepared-statement cache and the gate that
+// bounds the operations using a connection (max_conns_per_server, as the
+// pool's MaxOpenConns, so database/sql itself never queues a call) and the
+// calls waiting for one (max_waiting_calls, each at most timeout). Safe for
 // concurrent use.
 type mysqlServer struct {
 	name           string // the server entry's pool name, e.g. "UserShard3"
@@ -26,6 +29,7 @@ type mysqlServer struct {
 	raw            driver.Connector // the driver's connector: health checks and kills
 	breaker        *Breaker
 	stmts          *stmtCache // nil = off
+	gate           *connGate  // nil when max_conns_per_server is 0 (unlimited)
 	timeout        time.Duration
 	connectTimeout time.Duration
 	nullable       bool
@@ -57,6 +61,10 @@ func newMysqlServer(sc MySQLServerConfig, cfg *MySQLConfig, obs Observer, limits
 		timeout: cfg.QueryTimeout, connectTimeout: cfg.Timeout, nullable: cfg.AllowNullableColumns,
 		obs: obs, stop: make(chan struct{}), killSlots: make(chan struct{}, maxKillsInFlight)}
 	s.breaker = NewBreaker("mysql", sc.Pool, cfg.Breaker, s.healthCheck)
+	if cfg.MaxConnsPerServer > 0 {
+		s.gate = newConnGate(mc.Addr, cfg.MaxConnsPerServer, waitingBound(cfg.MaxWaitingCalls, cfg.MaxConnsPerServer),
+			cfg.Timeout, "max_conns_per_server", "timeout")
+	}
 	s.db = sql.OpenDB(&killConnector{srv: s, raw: raw})
 	s.db.SetMaxOpenConns(cfg.MaxConnsPerServer)
 	s.db.SetMaxIdleConns(cfg.MaxIdleConnsPerServer)
@@ -157,8 +165,14 @@ func (s *mysqlServer) run(ctx context.Context, pool string, fn func(ctx context.
 		defer cancel()
 	}
 	ctx = context.WithValue(ctx, poolKey{}, pool)
-	var opErr, dialErr error
+	var opErr, dialErr, waitErr error
 	kind, _ := s.breaker.Do(func() (Kind, error) {
+		if s.gate != nil {
+			if waitErr = s.gate.acquire(ctx); waitErr != nil {
+				return KindBusy, nil // counts neither way, whatever ended the wait
+			}
+			defer s.gate.release()
+		}
 		opErr = fn(ctx)
 		if isDialError(opErr) {
 			// killConnector dialled through Breaker.Dial, which counted it:
@@ -168,6 +182,9 @@ func (s *mysqlServer) run(ctx context.Context, pool string, fn func(ctx context.
 		}
 		return s.classify(ctx, opErr), opErr
 	})
+	if waitErr != nil {
+		return waitOutcome(ctx, waitErr)
+	}
 	if dialErr != nil {
 		kind = s.classify(ctx, dialErr)
 	}

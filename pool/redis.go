@@ -106,7 +106,8 @@ func NewRedis(cfg RedisConfig, obs Observer, limits Limits) (*Redis, error) {
 // a blocking command's timeout that is not a non-negative number), KindRefused
 // (the refusals above, and Redis's error replies, whose text follows "error
 // reply:" and whose redis.Error errors.As finds), KindBusy (max_active
-// connections busy for borrow_timeout), KindServerFailure (dial, write or read
+// connections busy for borrow_timeout, a *WaitTimeoutError; or
+// max_waiting_calls calls already waiting, refused at once, a *WaitLimitError), KindServerFailure (dial, write or read
 // failed), KindTimeout (no reply within the read timeout), KindCanceled,
 // KindBreakerOpen ("circuit open"), KindTooLarge, KindClosed (after Close).
 // Refusals are reported to the Observer with Server "" (and Pool "" for an
@@ -212,8 +213,11 @@ func (r *Redis) Stats() []ServerStats {
 	for _, p := range r.pools {
 		for addr, s := range p.servers {
 			st := s.pool.Stats()
-			out = append(out, serverStats("redis", p.name, addr, st.ActiveCount, st.IdleCount,
-				st.ActiveCount-st.IdleCount, s.breaker))
+			row := serverStats("redis", p.name, addr, st.ActiveCount, st.IdleCount, st.ActiveCount-st.IdleCount, s.breaker)
+			if s.gate != nil {
+				row.Waiting = s.gate.Waiting()
+			}
+			out = append(out, row)
 		}
 	}
 	return sortStats(out)
@@ -229,6 +233,9 @@ func (r *Redis) Close() error {
 	var errs []error
 	for _, p := range r.pools {
 		for _, s := range p.servers {
+			if s.pipe != nil {
+				s.pipe.close()
+			}
 			errs = append(errs, s.pool.Close())
 		}
 	}

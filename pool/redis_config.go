@@ -41,7 +41,20 @@ type RedisConfig struct {
 	// BorrowTimeout (borrow_timeout) is how long a call waits for a connection when
 	// max_active of its server are busy; then it fails (without tripping the breaker). Default 2s.
 	BorrowTimeout time.Duration `cf:"borrow_timeout"`
-	Breaker       BreakerConfig `cf:"breaker"`
+	// MaxWaitingCalls (max_waiting_calls) caps the calls waiting for a
+	// connection of one server (all its max_active in use); one more fails at
+	// once with KindBusy ("busy: 80 calls already waiting for a connection to
+	// 127.0.0.1:6379 (max_waiting_calls 80)"), which the breaker does not
+	// count. 0 = 4 × the server's max_active (DefaultWaitingPerConn); no bound
+	// for a server whose max_active is 0 (unlimited: nothing waits).
+	MaxWaitingCalls int           `cf:"max_waiting_calls"`
+	Breaker         BreakerConfig `cf:"breaker"`
+	// Pipeline (pipeline): the commands that neither block nor change the
+	// state of the connection share rdPipeConns (2) connections per server,
+	// taken from its max_active, with pipelining (issue 12); false = every
+	// command on a connection of its own, as the original fae. Servers whose
+	// max_active is under 4 do not pipeline. Default true.
+	Pipeline bool `cf:"pipeline"`
 }
 
 // DefaultRedisDenyCommands is the default of servants.redis.deny_commands: commands
@@ -50,10 +63,12 @@ var DefaultRedisDenyCommands = []string{"FLUSHALL", "FLUSHDB", "CONFIG", "SHUTDO
 	"SCRIPT", "MONITOR", "SLAVEOF", "REPLICAOF", "MIGRATE", "CLIENT", "BGSAVE", "SAVE"}
 
 // SetDefaults fills in the breaker defaults (original fae) and the defaults of the
-// keys this version adds (deny_commands, connect_timeout 2s, io_timeout 4s, borrow_timeout 2s).
+// keys this version adds (deny_commands, connect_timeout 2s, io_timeout 4s, borrow_timeout 2s,
+// pipeline true).
 func (c *RedisConfig) SetDefaults() {
 	*c = RedisConfig{DenyCommands: append([]string(nil), DefaultRedisDenyCommands...),
-		ConnectTimeout: 2 * time.Second, IOTimeout: 4 * time.Second, BorrowTimeout: 2 * time.Second}
+		ConnectTimeout: 2 * time.Second, IOTimeout: 4 * time.Second, BorrowTimeout: 2 * time.Second,
+		Pipeline: true}
 	c.Breaker.SetDefaults()
 }
 
@@ -61,6 +76,9 @@ func (c *RedisConfig) SetDefaults() {
 func (c *RedisConfig) Validate(prefix string) error {
 	if c.ConnectTimeout <= 0 || c.IOTimeout <= 0 || c.BorrowTimeout <= 0 {
 		return fmt.Errorf("%s: connect_timeout, io_timeout and borrow_timeout must be positive", prefix)
+	}
+	if c.MaxWaitingCalls < 0 {
+		return fmt.Errorf("%s.max_waiting_calls: must not be negative, got %d", prefix, c.MaxWaitingCalls)
 	}
 	for i, cmd := range c.DenyCommands {
 		if strings.TrimSpace(cmd) == "" {

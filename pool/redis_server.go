@@ -13,25 +13,34 @@ import (
 )
 
 // rdServer is one Redis server of a pool: a redigo pool dialling its address,
-// and a Breaker. Dials go through Breaker.Dial and commands through Breaker.Do.
+// a Breaker, and a gate bounding the calls holding a connection (max_active)
+// and those waiting for one (max_waiting_calls). Dials go through
+// Breaker.Dial and commands through Breaker.Do.
 type rdServer struct {
 	addr      string
 	pool      *redis.Pool
 	breaker   *Breaker
 	ioTimeout time.Duration
 	borrow    time.Duration // borrow_timeout
+	gate      *connGate     // nil when max_active is 0 (unlimited)
 	// epoch is bumped by every server failure. Connections remember the epoch
 	// they were dialled in, and an idle one from an older epoch is dropped when
 	// borrowed: after a failure (a server restart resets every connection) the
 	// next calls dial afresh instead of failing one by one on dead connections.
 	epoch atomic.Uint64
+	pipe  *rdPipe // the pipelined path (redis_pipe.go); nil when pipeline is off
 }
 
 var errRdStale = errors.New("connection from before a server failure")
 
 func newRdServer(sc RedisServerConfig, cfg RedisConfig, limits Limits) *rdServer {
 	s := &rdServer{addr: sc.Addr, ioTimeout: cfg.IOTimeout, borrow: cfg.BorrowTimeout}
+	if sc.MaxActive > 0 {
+		s.gate = newConnGate(sc.Addr, sc.MaxActive, waitingBound(cfg.MaxWaitingCalls, sc.MaxActive), cfg.BorrowTimeout,
+			"max_active", "borrow_timeout")
+	}
 	s.breaker = NewBreaker("redis", sc.Addr, cfg.Breaker, s.ping)
+	s.pipe = newRdPipe(s, cfg, sc, limits)
 	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 5 * time.Minute}
 	s.pool = &redis.Pool{
 		MaxIdle: sc.MaxIdle, MaxActive: sc.MaxActive, IdleTimeout: sc.IdleTimeout, Wait: true,
@@ -100,16 +109,27 @@ func (s *rdServer) ping(ctx context.Context) error {
 }
 
 // do runs cmd on a connection of the server: it borrows one (dialling if need
-// be, waiting up to borrow_timeout when max_active are busy), runs cmd through
+// be, waiting up to borrow_timeout when max_active are busy, failing at once
+// with KindBusy when max_waiting_calls already wait), runs cmd through
 // the breaker with a read timeout of io_timeout + block, and gives the
 // connection back only if the outcome's kind is Reusable. It returns the
 // reply, the kind of the outcome and its cause.
 func (s *rdServer) do(ctx context.Context, block time.Duration, cmd string, args []any) (any, Kind, error) {
+	if name, ok := s.pipe.takes(block, cmd); ok {
+		return s.pipe.do(ctx, name, cmd, args)
+	}
 	if ctx.Err() != nil {
 		return nil, KindCanceled, context.Cause(ctx)
 	}
 	if s.breaker.State() == "open" { // fail fast, without waiting for a connection
 		return nil, KindBreakerOpen, nil
+	}
+	if s.gate != nil { // released after the connection is back in redigo's pool (deferred Close below)
+		if err := s.gate.acquire(ctx); err != nil {
+			kind, cause := waitOutcome(ctx, err)
+			return nil, kind, cause
+		}
+		defer s.gate.release()
 	}
 	bctx, cancel := context.WithTimeout(ctx, s.borrow)
 	c, err := s.pool.GetContext(bctx)

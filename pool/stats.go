@@ -19,6 +19,10 @@ type ServerStats struct {
 	Open    int    `json:"open"`    // connections open now, idle or in use
 	Idle    int    `json:"idle"`    // connections open and idle in the pool
 	InUse   int    `json:"in_use"`  // connections lent to an operation
+	// Waiting is the calls waiting for a connection now, at most the
+	// server's max_waiting_calls (peers: the calls waiting up to
+	// borrow_timeout for one of pool_capacity connections).
+	Waiting int `json:"waiting"`
 	// Breaker is the server's breaker as a whole (Breaker.State): "open" when
 	// either side is open, else "half-open" when either is, else "closed".
 	Breaker string `json:"breaker"`

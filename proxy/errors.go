@@ -111,6 +111,9 @@ type passProtocol struct {
 	exception bool // between WriteMessageBegin(EXCEPTION) and WriteMessageEnd of a marked call
 }
 
+// Unwrap returns the protocol p writes to (see engine.BinaryTransport).
+func (p *passProtocol) Unwrap() thrift.TProtocol { return p.TProtocol }
+
 func (p *passProtocol) WriteMessageBegin(ctx context.Context, name string, typeID thrift.TMessageType, seqID int32) error {
 	p.exception = p.pass && typeID == thrift.EXCEPTION
 	return p.TProtocol.WriteMessageBegin(ctx, name, typeID, seqID)

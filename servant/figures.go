@@ -74,7 +74,7 @@ func (s *FunServant) PoolStats() []pool.ServerStats {
 	if !g.closed {
 		for _, p := range s.proxies.Stats() {
 			out = append(out, pool.ServerStats{Backend: proxy.Backend, Pool: p.Peer.Addr, Server: p.Peer.Addr,
-				Open: p.Busy + p.Idle, Idle: p.Idle, InUse: p.Busy, Breaker: p.Breaker, Dial: p.DialBreaker, Command: p.CommandBreaker})
+				Open: p.Busy + p.Idle, Idle: p.Idle, InUse: p.Busy, Waiting: int(p.Waiting), Breaker: p.Breaker, Dial: p.DialBreaker, Command: p.CommandBreaker})
 		}
 	}
 	slices.SortStableFunc(out, func(a, b pool.ServerStats) int { return cmp.Compare(a.Backend, b.Backend) })

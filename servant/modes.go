@@ -254,6 +254,17 @@ func poolKeyHint(backend string) string {
 	return "servants." + backend + ".servers[].pool"
 }
 
+// modeSet reports whether a pool mode is set on (backend, poolName) in g,
+// without observing anything.
+func (s *FunServant) modeSet(g *generation, backend, poolName string) bool {
+	t := g.modes.Load()
+	if t == nil {
+		return false
+	}
+	_, ok := (*t)[modeKey{backend, poolName}]
+	return ok
+}
+
 // mysqlRefusal is the refusal of statement sql on poolName by the pool's
 // mode, nil when allowed; sql is read only when poolName is switched.
 func (s *FunServant) mysqlRefusal(g *generation, poolName, sql string) error {

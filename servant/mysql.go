@@ -59,11 +59,67 @@ func (g *generation) mysql() (*mysqlServant, error) {
 // caches it; when that owner is unreachable a read runs here without the
 // cache (counted) and a write fails naming the owner.
 func (s *FunServant) MyQuery(ctx context.Context, c *rpc.Context, pool, table string, hintID int64, sql string, argv []string, cacheKey string) (*rpc.MysqlResult_, error) {
-	return runBackend(s, "my.query", ctx, c, func() string {
+	_, r, err := s.myQueryEncoded(ctx, false, c, pool, table, hintID, sql, argv, cacheKey)
+	return r, err
+}
+
+// myQueryEncoded is MyQuery for myQueryProcessor: when encoded is true (the
+// caller can write bytes encoded in the binary protocol) a hit in the
+// in-process query cache comes back as the cached bytes of the MysqlResult in
+// enc, r nil (see myQueryHit); every other call runs as MyQuery, its result in r.
+func (s *FunServant) myQueryEncoded(ctx context.Context, encoded bool, c *rpc.Context, pool, table string, hintID int64, sql string, argv []string, cacheKey string) (enc []byte, r *rpc.MysqlResult_, err error) {
+	type answer struct {
+		enc []byte
+		r   *rpc.MysqlResult_
+	}
+	a, err := run(s, ctx, "my.query", c, true, func() string {
 		return targs("pool", pool, "table", table, "hint", hintID, "sql", sql, "args", argv, "cacheKey", cacheKey)
-	}, func(ctx context.Context, g *generation) (*rpc.MysqlResult_, error) {
-		return s.myQuery(ctx, g, c, pool, table, hintID, sql, argv, cacheKey)
+	}, func(g *generation) (answer, error) {
+		if encoded && cacheKey != "" {
+			if enc := s.myQueryHit(g, c, pool, sql, cacheKey); enc != nil {
+				return answer{enc: enc}, nil
+			}
+		}
+		r, err := watched(ctx, "my.query", g, func(ctx context.Context, g *generation) (*rpc.MysqlResult_, error) {
+			return s.myQuery(ctx, g, c, pool, table, hintID, sql, argv, cacheKey)
+		})
+		return answer{r: r}, err
 	})
+	return a.enc, a.r, err
+}
+
+// myQueryHit answers my_query from the in-process query cache when that is
+// all the call needs: no pool mode set on pool, the cacheKey owned here (or
+// no cluster), sql a statement returning rows, and its result in the store.
+// It returns the cached MysqlResult as encodeResult wrote it (binary
+// protocol; not to be modified), counted as a hit, or nil for the full path
+// (which then decides, and counts, everything again). Nothing here waits, so
+// the client is not watched.
+func (s *FunServant) myQueryHit(g *generation, c *rpc.Context, pool, sql, cacheKey string) []byte {
+	m := g.my
+	if m == nil {
+		return nil
+	}
+	store, ok := m.store.(*cache.MemStore)
+	if !ok || s.modeSet(g, "mysql", pool) {
+		return nil
+	}
+	if g.picker != nil {
+		if _, remote, err := g.picker.PickPeer(cacheKey); err != nil || remote {
+			return nil
+		}
+	}
+	var overflow atomic.Int64 // counted by the full path, or below
+	if kind, err := m.classes.classify(sql, &overflow); err != nil || kind != kindRows {
+		return nil
+	}
+	b, ok, err := store.Get(context.Background(), m.key(cacheKey))
+	if err != nil || !ok {
+		return nil
+	}
+	m.stats.ClassifyOverflow.Add(overflow.Load())
+	m.stats.Hits.Add(1)
+	return b
 }
 
 // myQuery is my_query routed by its cacheKey.

@@ -220,14 +220,20 @@ func run[T any](s *FunServant, ctx context.Context, name string, c *rpc.Context,
 // MySQL statement is killed), and no reply is written to nobody.
 func runBackend[T any](s *FunServant, name string, ctx context.Context, c *rpc.Context, args func() string, body func(context.Context, *generation) (T, error)) (T, error) {
 	return run(s, ctx, name, c, true, args, func(g *generation) (T, error) {
-		wctx, stop := engine.WatchClient(ctx)
-		r, err := body(wctx, g)
-		stop()
-		if err != nil && errors.Is(context.Cause(wctx), engine.ErrClientGone) {
-			return r, fmt.Errorf("%w: %s: %w", thrift.ErrAbandonRequest, name, engine.ErrClientGone)
-		}
-		return r, err
+		return watched(ctx, name, g, body)
 	})
+}
+
+// watched runs body with a ctx that ends when the client of ctx's session
+// disconnects (see runBackend); name is the method, for the abandon error.
+func watched[T any](ctx context.Context, name string, g *generation, body func(context.Context, *generation) (T, error)) (T, error) {
+	wctx, stop := engine.WatchClient(ctx)
+	r, err := body(wctx, g)
+	stop()
+	if err != nil && errors.Is(context.Cause(wctx), engine.ErrClientGone) {
+		return r, fmt.Errorf("%w: %s: %w", thrift.ErrAbandonRequest, name, engine.ErrClientGone)
+	}
+	return r, err
 }
 
 // call is one call in flight, between enter and leave.

@@ -58,7 +58,7 @@ func TestPythonClient(t *testing.T) {
 	testExample(t, "/usr/bin/python3", "../../contrib/python/example.py")
 }
 
-// TestGeneratedCodeUpToDate: the committed Go, PHP and Python stubs are exactly
+// TestGeneratedCodeUpToDate: the committed Go, PHP, Python and Java stubs are exactly
 // what `make idl` makes from idl/servant.thrift, so nobody edited them by hand.
 func TestGeneratedCodeUpToDate(t *testing.T) {
 	tmp := t.TempDir()
@@ -66,7 +66,7 @@ func TestGeneratedCodeUpToDate(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make idl: %v\n%s", err, out)
 	}
-	for _, dir := range []string{"idl/fun", "contrib/php/gen-php", "contrib/python/gen-py"} {
+	for _, dir := range []string{"idl/fun", "contrib/php/gen-php", "contrib/python/gen-py", "contrib/java/gen-java"} {
 		compareTrees(t, filepath.Join("../..", dir), filepath.Join(tmp, dir))
 	}
 }

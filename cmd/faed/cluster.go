@@ -87,8 +87,9 @@ func (c *cluster) start(cfg *config.Config, svt *servant.FunServant, httpAddr, d
 	if c.self == "" {
 		return nil
 	}
+	protocol, framed := cfg.RPC.PeerWire() // binary buffered for rpc.protocol auto
 	return c.reg.Register(peer.MemberInfo{Version: version, Pid: os.Getpid(), Started: time.Now(),
-		Protocol: cfg.RPC.Protocol, Framed: cfg.RPC.Framed, HTTPAddr: httpAddr,
+		Protocol: protocol, Framed: framed, HTTPAddr: httpAddr,
 		DashboardAddr: dashAddr, IdgenWorkerID: cfg.Servants.IdgenWorkerID}, c.self)
 }
 

@@ -67,7 +67,7 @@ func TestConfigCheck(t *testing.T) {
 		{"{\nrpc: {\nlisten_addr: \":1\"\nio_timeout: \"4 seconds\"\n}\n}", `'rpc.io_timeout' bad duration "4 seconds"`},
 		{"{\nrpc: {\nlisten_addr: \":1\"\nmax_outstanding_sessions: \"many\"\n}\n}", "'rpc.max_outstanding_sessions' expected type 'int'"},
 		{"{\nrpc: {\nlisten_addr: \":1\"\nmax_outstanding_sessions: 0\n}\n}", "rpc.max_outstanding_sessions: must be at least 1"},
-		{"{\nrpc: {\nlisten_addr: \":1\"\nprotocol: \"json\"\n}\n}", `rpc.protocol: must be "binary" or "compact"`},
+		{"{\nrpc: {\nlisten_addr: \":1\"\nprotocol: \"json\"\n}\n}", `rpc.protocol: must be "binary", "compact" or "auto"`},
 		{"{\n" + rpc + "servants: { idgen_worker_id: 32 }\n}", "servants.idgen_worker_id: must be 0..31, got 32"},
 		{"{\n" + rpc + "servants: { mysql: { servers: [ { pool: \"a\", host: \"h\", db: \"d\", port: 99999 } ] } }\n}", "servants.mysql.servers[0].port: must be a port 1..65535"},
 		{"{\n" + rpc + "servants: { mysql: { servers: [ { pool: \"a\", db: \"d\" } ] } }\n}", "servants.mysql.servers[0].host: required"},

@@ -91,6 +91,7 @@ func phpStandardIndex(key string, n int) int {
 type load struct {
 	ok, failed atomic.Int64
 	maxFail    atomic.Int64   // longest failed call since reset, ns
+	slowFail   atomic.Int64   // failed calls over slowFailure since reset
 	calls      []atomic.Int64 // calls made, per session
 	lastProbe  atomic.Int64   // when the last failure other than "circuit open" ended, Unix ns
 	lastOpen   atomic.Int64   // when the last call refused with "circuit open" started, Unix ns
@@ -133,6 +134,9 @@ func startLoad(sessions []*client, op func(c *client, worker, i int) error) *loa
 func (l *load) record(err error, start, end time.Time) {
 	l.failed.Add(1)
 	storeMax(&l.maxFail, int64(end.Sub(start)))
+	if end.Sub(start) > slowFailure {
+		l.slowFail.Add(1)
+	}
 	if strings.Contains(err.Error(), "circuit open") {
 		storeMax(&l.lastOpen, start.UnixNano())
 	} else {
@@ -153,10 +157,15 @@ func storeMax(a *atomic.Int64, v int64) {
 	}
 }
 
+// slowFailure is the longest a failure may take to count as fast, while a
+// backend is down and its breaker open.
+const slowFailure = 250 * time.Millisecond
+
 // loadSnapshot is what a load saw between two resets.
 type loadSnapshot struct {
 	ok, failed int64
 	maxFail    time.Duration  // the slowest failed call
+	slowFail   int64          // failed calls over slowFailure
 	errs       map[string]int // error texts
 }
 
@@ -164,7 +173,8 @@ type loadSnapshot struct {
 func (l *load) reset() loadSnapshot {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	s := loadSnapshot{ok: l.ok.Swap(0), failed: l.failed.Swap(0), maxFail: time.Duration(l.maxFail.Swap(0)), errs: l.errs}
+	s := loadSnapshot{ok: l.ok.Swap(0), failed: l.failed.Swap(0), maxFail: time.Duration(l.maxFail.Swap(0)),
+		slowFail: l.slowFail.Swap(0), errs: l.errs}
 	l.errs = map[string]int{}
 	return s
 }
@@ -263,8 +273,12 @@ func checkDown(t *testing.T, down loadSnapshot, d time.Duration, errRE string) {
 	if down.failed == 0 {
 		t.Errorf("while the server was down: %d calls answered, %d failed", down.ok, down.failed)
 	}
-	if down.maxFail > 250*time.Millisecond {
-		t.Errorf("a failed call took %s while the server was down; want fast failures", down.maxFail)
+	// Fast failures: one call descheduled on a loaded 2-core machine may take
+	// longer, but not more than 1% of them (a breaker that let calls wait for
+	// io_timeout would make most of them slow).
+	if down.slowFail*100 > down.failed {
+		t.Errorf("%d of %d failed calls took over %s while the server was down (the slowest %s); want fast failures",
+			down.slowFail, down.failed, slowFailure, down.maxFail)
 	}
 }
 

@@ -3,8 +3,6 @@ package main_test
 import (
 	"encoding/binary"
 	"io"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -236,15 +234,9 @@ func TestMaxSessions(t *testing.T) {
 }
 
 func rssBytes(t *testing.T, pid int) int64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		t.Fatal(err)
+	rss := testenv.RSS(pid)
+	if rss == 0 {
+		t.Fatalf("no RSS for process %d", pid)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+	return rss
 }

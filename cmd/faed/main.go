@@ -34,7 +34,6 @@ import (
 
 	"github.com/fae-go/fae/config"
 	"github.com/fae-go/fae/engine"
-	"github.com/fae-go/fae/idl/fun/rpc"
 	"github.com/fae-go/fae/servant"
 )
 
@@ -179,7 +178,7 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, lo *logOu
 	defer closeServant(svt, logger)
 	var ready atomic.Bool                               // /ready: serving, not starting or draining
 	rl := newReloader(confPath, data, cfg, svt, logger) // rl.reload and rl.counts are for the HTTP API too
-	srv := engine.NewServer(cfg.RPC, thrift.WrapProcessor(rpc.NewFunServantProcessor(svt), passPeerExceptions), logger)
+	srv := engine.NewServer(cfg.RPC, thrift.WrapProcessor(servant.NewProcessor(svt), passPeerExceptions), logger)
 	srv.CallLogger = callLog
 	m := newMetrics(cfg, srv, svt, cl, rl, ready.Load, func() map[string][2]uint64 {
 		d := lo.Drops()

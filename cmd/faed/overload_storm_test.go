@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // The overload storm: client processes (this test binary, re-run as
@@ -60,25 +62,7 @@ func TestOverloadStorm(t *testing.T) {
 	for _, p := range procs {
 		p.expect(t, "ready")
 	}
-	rssBase := rssBytes(t, f.cmd.Process.Pid)
-	var rssPeak atomic.Int64
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() { // faed's RSS through the storm
-		defer close(sampled)
-		for {
-			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", f.cmd.Process.Pid)); err == nil {
-				if rss := vmRSS(string(b)); rss > rssPeak.Load() {
-					rssPeak.Store(rss)
-				}
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-	}()
+	sampleStop := testenv.SampleRSS(f.cmd.Process.Pid) // faed's RSS through the storm
 	start := time.Now()
 	for _, p := range procs {
 		io.WriteString(p.stdin, "go\n")
@@ -104,8 +88,7 @@ func TestOverloadStorm(t *testing.T) {
 		}
 	}
 	elapsed := time.Since(start)
-	close(stop)
-	<-sampled
+	rssBase, rssPeak := sampleStop()
 	got := scrape(t, f.httpAddr)
 	slices.Sort(all.ToldMs)
 	slices.Sort(all.AfterMs)
@@ -118,7 +101,7 @@ func TestOverloadStorm(t *testing.T) {
 	t.Logf("told after the connect: p50 %.1f ms, p99 %.1f ms, max %.1f ms", pct(all.AfterMs, 50), pct(all.AfterMs, 99), pct(all.AfterMs, 100))
 	t.Logf("admitted sessions: %d calls during the storm, %d failed %s", all.AdmittedCalls, all.AdmittedFails, all.FirstFail)
 	t.Logf("faed RSS: %d MiB before, %d MiB peak; refused: overloaded %v, no_call %v, dropped %v; waited %v",
-		rssBase>>20, rssPeak.Load()>>20, got[`fae_connections_refused_total{reason="overloaded"}`],
+		rssBase>>20, rssPeak>>20, got[`fae_connections_refused_total{reason="overloaded"}`],
 		got[`fae_connections_refused_total{reason="overloaded_no_call"}`], got[`fae_connections_refused_total{reason="overloaded_dropped"}`],
 		got["fae_accept_waited_total"])
 
@@ -134,7 +117,7 @@ func TestOverloadStorm(t *testing.T) {
 	if p := pct(all.AfterMs, 99); p > 200*raceSlowdown() {
 		t.Errorf("refused clients told %.1f ms after their connect at the 99th percentile, want ≤ %v ms", p, 200*raceSlowdown())
 	}
-	if grew := rssPeak.Load() - rssBase; grew > 128<<20 {
+	if grew := rssPeak - rssBase; grew > 128<<20 {
 		t.Errorf("faed RSS grew %d MiB in the storm, want ≤ 128 MiB", grew>>20)
 	}
 	if got["fae_sessions"] != float64(limit) {
@@ -142,30 +125,15 @@ func TestOverloadStorm(t *testing.T) {
 	}
 }
 
+// pct is the p-th percentile of a sorted slice.
+var pct = testenv.Percentile
+
 // raceSlowdown is the factor a bound on time is loosened by under -race.
 func raceSlowdown() float64 {
 	if raceEnabled {
 		return 5
 	}
 	return 1
-}
-
-func pct(sorted []float64, p int) float64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := (len(sorted)*p + 99) / 100
-	return sorted[min(max(i-1, 0), len(sorted)-1)]
-}
-
-func vmRSS(status string) int64 {
-	for _, line := range strings.Split(status, "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 // stormProc is one client process.

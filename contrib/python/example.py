@@ -1,11 +1,13 @@
 #!/usr/bin/python3
 """What a Python web worker does with fae: ping, an id, the local cache and its miss.
 
-    /usr/bin/python3 contrib/python/example.py [127.0.0.1:9001 | /path/to/faed.sock]
+    /usr/bin/python3 contrib/python/example.py [127.0.0.1:9001 | /path/to/faed.sock] [--framed]
 
 Needs the Apache Thrift Python library (Debian: python3-thrift) and the stubs
-generated from idl/servant.thrift (gen-py/, `make idl`). Prints one line per
-call; exits 1 on an unexpected error.
+generated from idl/servant.thrift (gen-py/, `make idl`). Speaks the binary
+protocol over the buffered transport, or with --framed the framed one (for a
+faed with rpc.framed true, or rpc.protocol "auto"). Prints one line per call;
+exits 1 on an unexpected error.
 """
 import os
 import random
@@ -22,7 +24,7 @@ from fun.rpc import FunServant  # noqa: E402
 from fun.rpc.ttypes import Context, TCacheMissed  # noqa: E402
 
 
-def connect(addr):
+def connect(addr, framed=False):
     """One session to faed at "host:port" or a unix socket path; returns (client, transport)."""
     if "/" in addr:
         sock = TSocket.TSocket(unix_socket=addr)
@@ -30,15 +32,19 @@ def connect(addr):
         host, port = addr.rsplit(":", 1)
         sock = TSocket.TSocket(host, int(port))
     sock.setTimeout(4000)  # ms
-    transport = TTransport.TBufferedTransport(sock)
+    if framed:
+        transport = TTransport.TFramedTransport(sock)
+    else:
+        transport = TTransport.TBufferedTransport(sock)
     client = FunServant.Client(TBinaryProtocol.TBinaryProtocol(transport))
     transport.open()
     return client, transport
 
 
 def main():
-    addr = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:9001"
-    client, transport = connect(addr)
+    args = [a for a in sys.argv[1:] if a != "--framed"]
+    addr = args[0] if args else "127.0.0.1:9001"
+    client, transport = connect(addr, framed="--framed" in sys.argv[1:])
     ctx = Context(rid=time.time_ns() + random.randrange(1000), reason="example.index", uid=42)
     try:
         print("ping:", client.ping(ctx))

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fae-go/fae/engine"
 	"github.com/fae-go/fae/internal/testenv"
 	"github.com/fae-go/fae/peer"
 )
@@ -34,7 +35,7 @@ func Build(dir, pkg string) (string, error) {
 }
 
 // Node is one faed process of a test: a single-node faed on 127.0.0.1 (no
-// etcd_servers, no HTTP API), serving Protocol ("binary" or "compact") over
+// etcd_servers, no HTTP API), serving Protocol ("binary", "compact" or "auto") over
 // the framed transport when Framed, the buffered one otherwise.
 type Node struct {
 	*testenv.Server
@@ -97,10 +98,12 @@ func (n *Node) Kill(t testing.TB) {
 	})
 }
 
-// Info is the record faed would register for n.
+// Info is the record faed would register for n (binary buffered for protocol auto: engine.Config.PeerWire).
 func (n *Node) Info() peer.MemberInfo {
+	cfg := engine.Config{Protocol: n.Protocol, Framed: n.Framed}
+	protocol, framed := cfg.PeerWire()
 	return peer.MemberInfo{Version: "test", Pid: n.Pid(), Started: time.Now().UTC().Truncate(time.Second),
-		Protocol: n.Protocol, Framed: n.Framed, IdgenWorkerID: n.WorkerID}
+		Protocol: protocol, Framed: framed, IdgenWorkerID: n.WorkerID}
 }
 
 // Session is the ZooKeeper session timeout of the registries of Register:

@@ -159,6 +159,19 @@ func (s *Server) Stop() {
 	}
 }
 
+// Kill kills the server with SIGKILL (no chance to clean up, as a crash or
+// the OOM killer) and returns once it has exited; Start brings it back on the
+// same port.
+func (s *Server) Kill() {
+	s.t.Helper()
+	s.signal(syscall.SIGKILL)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		s.t.Fatalf("%s did not exit within 10s of SIGKILL", s.Name)
+	}
+}
+
 // Freeze stops the process with SIGSTOP and returns once every thread of it
 // is stopped (the signal takes effect asynchronously: a thread already woken
 // could still answer one request): the kernel still completes TCP handshakes

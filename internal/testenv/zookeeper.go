@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-zookeeper/zk"
 )
 
 // The shared ZooKeeper started by contrib/test-services (tickTime 2 s).
@@ -109,3 +111,33 @@ func FourLetterWord(addr, cmd string, timeout time.Duration) string {
 	}
 	return string(b)
 }
+
+// ZooKeeperChildren counts the children of path (e.g. "/fae": the nodes
+// registered there) in the ZooKeeper at addr, read with a session of its
+// own; -1 when ZooKeeper does not answer within 3 s.
+func ZooKeeperChildren(addr, path string) int {
+	conn, _, err := zk.Connect([]string{addr}, 2*time.Second, zk.WithLogInfo(false), zk.WithLogger(nopLogger{}))
+	if err != nil {
+		return -1
+	}
+	defer conn.Close()
+	done := make(chan int, 1)
+	go func() {
+		kids, _, err := conn.Children(path)
+		if err != nil {
+			done <- -1
+			return
+		}
+		done <- len(kids)
+	}()
+	select {
+	case n := <-done:
+		return n
+	case <-time.After(3 * time.Second):
+		return -1
+	}
+}
+
+type nopLogger struct{}
+
+func (nopLogger) Printf(string, ...any) {}

@@ -118,14 +118,17 @@ func TestForwardedErrorNamesPeer(t *testing.T) {
 	}
 }
 
-// Issue 8: peers speak what the owner serves: three nodes of three
-// protocol/transport pairs agree and forward to each other.
+// Issue 8: peers speak what the owner serves: four nodes of three
+// protocol/transport pairs and rpc.protocol auto agree and forward to each
+// other. The auto node (framed: true, which auto ignores; the test calls it
+// framed binary) registers binary buffered (engine.Config.PeerWire), what
+// its peers call it in.
 func TestMixedProtocols(t *testing.T) {
 	zk := testenv.StartZooKeeper(t)
 	modes := []struct {
 		protocol string
 		framed   bool
-	}{{"binary", false}, {"compact", true}, {"binary", true}}
+	}{{"binary", false}, {"compact", true}, {"binary", true}, {"auto", true}}
 	nodes := make([]*node, len(modes))
 	for i, m := range modes {
 		rpc := fmt.Sprintf("protocol: %q, framed: %v", m.protocol, m.framed)
@@ -133,4 +136,26 @@ func TestMixedProtocols(t *testing.T) {
 			nodeConfRPC(zk.Addr(), testenv.FreePort(t), i+1, rpc, ""))
 	}
 	waitAgree(t, nodes, 30*time.Second)
+	var p struct {
+		Members []struct {
+			Addr string `json:"addr"`
+			Info struct {
+				Protocol string `json:"protocol"`
+				Framed   bool   `json:"framed"`
+			} `json:"info"`
+		} `json:"members"`
+	}
+	nodes[1].getJSON(t, "/engine/peers", &p)
+	found := false
+	for _, m := range p.Members {
+		if m.Addr == nodes[3].addr {
+			found = true
+			if m.Info.Protocol != "binary" || m.Info.Framed {
+				t.Errorf("the auto node's record: protocol %q framed %v, want binary buffered", m.Info.Protocol, m.Info.Framed)
+			}
+		}
+	}
+	if !found || len(p.Members) != 4 {
+		t.Errorf("/engine/peers: %d members, the auto node %s among them: %v", len(p.Members), nodes[3].addr, found)
+	}
 }

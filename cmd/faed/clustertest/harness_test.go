@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/apache/thrift/lib/go/thrift"
-	"github.com/go-zookeeper/zk"
 
 	"github.com/fae-go/fae/idl/fun/rpc"
 	"github.com/fae-go/fae/internal/testenv"
@@ -47,7 +46,7 @@ func TestMain(m *testing.M) {
 // node is one faed process of a test cluster.
 type node struct {
 	t        *testing.T
-	protocol string // binary (default) or compact
+	protocol string // binary (default), compact, or auto (called in binary)
 	framed   bool
 	name     string
 	dir      string
@@ -249,32 +248,9 @@ func asAppException(err error, ae *thrift.TApplicationException) bool {
 	return ok
 }
 
-// registered counts the nodes registered under /fae in the ZooKeeper at addr,
-// read with a session of the test's own (-1 when ZooKeeper does not answer).
+// registered counts the nodes registered under /fae in the ZooKeeper at addr
+// (-1 when ZooKeeper does not answer).
 func registered(t *testing.T, addr string) int {
 	t.Helper()
-	conn, _, err := zk.Connect([]string{addr}, 2*time.Second, zk.WithLogInfo(false), zk.WithLogger(nopLogger{}))
-	if err != nil {
-		return -1
-	}
-	defer conn.Close()
-	done := make(chan int, 1)
-	go func() {
-		kids, _, err := conn.Children("/fae")
-		if err != nil {
-			done <- -1
-			return
-		}
-		done <- len(kids)
-	}()
-	select {
-	case n := <-done:
-		return n
-	case <-time.After(3 * time.Second):
-		return -1
-	}
+	return testenv.ZooKeeperChildren(addr, "/fae")
 }
-
-type nopLogger struct{}
-
-func (nopLogger) Printf(string, ...any) {}

@@ -1,0 +1,532 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// This file is the pipelined path of a Redis server (servants.redis.pipeline,
+// issue 12 "coalesced backend I/O"): concurrent calls share rdPipeConns
+// connections of the server; the commands queued while one is being written go
+// out in the next write (one Flush of redigo's buffered writer, one write
+// system call), and one reader goroutine per connection reads the replies in
+// order and hands each to its caller. Nothing waits to fill a batch: a caller
+// that finds no write in flight writes its own command at once, and whatever
+// queued meanwhile goes out in the writes that follow (combining, as
+// twemproxy, mcrouter and rueidis's auto-pipelining do).
+//
+// Only commands that neither block nor change the state of the connection are
+// pipelined (rdPipelinable); the others keep the dedicated connections of the
+// server's redigo pool (rdServer.do).
+
+// rdPipeConns is the number of shared connections per server: replies are read
+// in order, so a slow reply delays the ones behind it on its connection; Redis
+// runs one command at a time anyway, so more connections would not run more.
+const rdPipeConns = 2
+
+// rdPipeRetryable are the read-only commands a pipelined call runs again, once,
+// on a fresh connection when the one it was sent on was lost before its reply
+// (after another call's timeout, a reply too large, or a failed read or write):
+// running them twice changes nothing. Any other command sent on a lost
+// connection fails: it may or may not have run, and is never run twice.
+var rdPipeRetryable = map[string]bool{"GET": true, "MGET": true, "HGET": true, "HMGET": true,
+	"HGETALL": true, "HEXISTS": true, "HLEN": true, "EXISTS": true, "TTL": true, "PTTL": true, "TYPE": true,
+	"STRLEN": true, "GETRANGE": true, "LLEN": true, "LINDEX": true, "LRANGE": true, "SCARD": true,
+	"SISMEMBER": true, "SMEMBERS": true, "ZCARD": true, "ZSCORE": true, "ZRANK": true, "ZCOUNT": true,
+	"PING": true, "ECHO": true}
+
+// rdPipelinable reports whether upper-case command name may share a
+// connection: not one of the state-changing commands (rdStateCommands, which
+// DoKey may run), not a blocking one (rdBlockingCommands, even without its
+// BLOCK option), and not ASKING (it applies to the connection's next command).
+func rdPipelinable(name string) bool {
+	_, state := rdStateCommands[name]
+	_, blocking := rdBlockingCommands[name]
+	return !state && !blocking && name != "ASKING"
+}
+
+// rdPipe is the pipelined path of one server: rdPipeConns slots, each empty or
+// holding a live rdPipeConn. A slot's connection is borrowed from the
+// server's redigo pool (so it counts in max_active and in Stats as in use, and
+// is dialled through the breaker's dial side) and kept until it fails or the
+// pool is closed.
+type rdPipe struct {
+	s      *rdServer
+	limit  int64 // max_reply_bytes; 0 = none
+	n      int   // slots used: rdPipeConns, or 1 when max_active is under 2 × rdPipeConns
+	mu     sync.Mutex
+	slots  [rdPipeConns]*rdPipeConn
+	dial   [rdPipeConns]chan struct{} // closed when the slot's dial in flight ends; nil when none
+	closed bool
+	// flushes counts the writes of batches of commands, for tests to see the
+	// coalescing (fewer flushes than calls under concurrency).
+	flushes atomic.Int64
+}
+
+// newRdPipe returns the pipelined path of s, or nil (every command on
+// dedicated connections) when pipeline is off or max_active is under
+// rdPipeConns + 2: the pipe keeps its connections, and the dedicated ones
+// (blocking and state-changing commands) need some left. max_active 0 is no limit.
+func newRdPipe(s *rdServer, cfg RedisConfig, sc RedisServerConfig, limits Limits) *rdPipe {
+	if !cfg.Pipeline || sc.MaxActive != 0 && sc.MaxActive < rdPipeConns+2 {
+		return nil
+	}
+	n := rdPipeConns
+	if sc.MaxActive != 0 && sc.MaxActive < 2*rdPipeConns {
+		n = 1
+	}
+	return &rdPipe{s: s, n: n, limit: int64(limits.MaxReplyBytes)}
+}
+
+// rdPipeCall is one command on a pipelined connection.
+type rdPipeCall struct {
+	cmd      string
+	args     []any
+	deadline time.Time     // of its reply: the call's start + io_timeout
+	done     chan struct{} // closed when reply, err and lost are set
+	reply    any
+	err      error
+	// lost: the connection failed before this reply (another call's timeout,
+	// a reply too large, or a failed read or write); sent says whether the
+	// command had been written (it may have run) or was still queued (it did not).
+	lost, sent bool
+}
+
+// do runs a pipelinable command: the pipelined counterpart of rdServer.do,
+// with the same breaker accounting, kinds and causes. The connection is found
+// outside the breaker (a failed dial counts on its dial side only, as a failed
+// borrow). A call lost with its connection is run again once, on a fresh one,
+// when it certainly did not run (still queued) or is read-only
+// (rdPipeRetryable); the lost attempt then counts neither way on the breaker.
+func (p *rdPipe) do(ctx context.Context, name, cmd string, args []any) (any, Kind, error) {
+	if ctx.Err() != nil {
+		return nil, KindCanceled, context.Cause(ctx)
+	}
+	if p.s.breaker.State() == "open" {
+		return nil, KindBreakerOpen, nil
+	}
+	deadline := time.Now().Add(p.s.ioTimeout)
+	var reply any
+	var kind Kind
+	var cause error
+	for try := 0; try < 2; try++ {
+		c, k, err := p.conn(ctx, deadline)
+		if k != KindOK {
+			kind, cause = k, err
+			break
+		}
+		retry := false
+		kind, cause = p.s.breaker.Do(func() (Kind, error) {
+			var call *rdPipeCall
+			reply, call, kind, cause = p.once(ctx, c, cmd, args, deadline)
+			if retry = try == 0 && call.lost && (!call.sent || rdPipeRetryable[name]); retry {
+				return KindCanceled, nil // neutral: the retry counts
+			}
+			return kind, cause
+		})
+		if !retry {
+			break
+		}
+		kind, cause = KindOK, nil
+	}
+	if kind == KindServerFailure {
+		p.s.epoch.Add(1)
+	}
+	return reply, kind, cause
+}
+
+// once sends one command on c and waits for its reply.
+func (p *rdPipe) once(ctx context.Context, c *rdPipeConn, cmd string, args []any, deadline time.Time) (any, *rdPipeCall, Kind, error) {
+	call := &rdPipeCall{cmd: cmd, args: args, deadline: deadline, done: make(chan struct{})}
+	c.submit(call)
+	select {
+	case <-call.done:
+	case <-ctx.Done(): // the reply, when it comes, is dropped by the reader
+		return nil, call, KindCanceled, context.Cause(ctx)
+	}
+	kind, err := p.classify(call)
+	return call.reply, call, kind, err
+}
+
+// classify gives the kind and cause of a pipelined call's outcome.
+func (p *rdPipe) classify(call *rdPipeCall) (Kind, error) {
+	var re redis.Error
+	var tl *rdTooLargeError
+	err := call.err
+	switch {
+	case err == nil:
+		return KindOK, nil
+	case errors.As(err, &re):
+		return KindRefused, fmt.Errorf("error reply: %w", re)
+	case call.lost && !call.sent:
+		return KindServerFailure, fmt.Errorf("connection lost before the command was sent (it did not run): %w", err)
+	case call.lost && errors.Is(err, os.ErrDeadlineExceeded):
+		return KindTimeout, fmt.Errorf("connection replaced after an earlier command pipelined on it got no reply within io_timeout %s; this command was sent and may or may not have run: %w", p.s.ioTimeout, err)
+	case call.lost:
+		return KindServerFailure, fmt.Errorf("connection lost after the command was sent; it may or may not have run: %w", err)
+	case errors.As(err, &tl):
+		return KindTooLarge, err
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return KindTimeout, fmt.Errorf("no reply within io_timeout %s: %w", p.s.ioTimeout, err)
+	}
+	return KindServerFailure, err
+}
+
+// conn returns the least loaded live connection, filling an empty slot first
+// (borrowing from the server's pool: up to borrow_timeout, KindBusy after);
+// KindTimeout when deadline, the call's, has passed (a retry that came late).
+func (p *rdPipe) conn(ctx context.Context, deadline time.Time) (*rdPipeConn, Kind, error) {
+	if !time.Now().Before(deadline) {
+		return nil, KindTimeout, fmt.Errorf("no reply within io_timeout %s: the connection was lost and no time was left to retry", p.s.ioTimeout)
+	}
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, KindClosed, nil
+		}
+		var best *rdPipeConn
+		free := -1
+		for i, c := range p.slots[:p.n] {
+			switch {
+			case c != nil && (best == nil || c.load() < best.load()):
+				best = c
+			case c == nil && free < 0:
+				free = i
+			}
+		}
+		if free < 0 || best != nil && best.load() == 0 {
+			p.mu.Unlock()
+			return best, KindOK, nil
+		}
+		if wait := p.dial[free]; wait != nil {
+			p.mu.Unlock()
+			if best != nil {
+				return best, KindOK, nil
+			}
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, KindCanceled, context.Cause(ctx)
+			}
+		}
+		wait := make(chan struct{})
+		p.dial[free] = wait
+		p.mu.Unlock()
+		c, kind, err := p.open(ctx)
+		p.mu.Lock()
+		p.dial[free] = nil
+		if c != nil && p.closed {
+			c.fail(errRdPipeClosed, false)
+			c, kind, err = nil, KindClosed, nil
+		}
+		if c != nil {
+			p.slots[free] = c
+			c.slot = free
+		}
+		p.mu.Unlock()
+		close(wait)
+		return c, kind, err
+	}
+}
+
+var errRdPipeClosed = errors.New("pool closed")
+
+// open borrows a connection from the server's pool and starts its reader.
+func (p *rdPipe) open(ctx context.Context) (*rdPipeConn, Kind, error) {
+	// The connection holds a token of the server's connGate (max_active,
+	// max_waiting_calls) for its life, as a dedicated call holds one while it
+	// uses its connection: the gate and redigo's pool count alike.
+	if g := p.s.gate; g != nil {
+		if err := g.acquire(ctx); err != nil {
+			kind, cause := waitOutcome(ctx, err)
+			return nil, kind, cause
+		}
+	}
+	bctx, cancel := context.WithTimeout(ctx, p.s.borrow)
+	pc, err := p.s.pool.GetContext(bctx)
+	cancel()
+	if err != nil {
+		p.release()
+		kind, cause := p.s.borrowError(ctx, err)
+		return nil, kind, cause
+	}
+	// The empty command runs nothing: rdConn.DoContext only hands over the
+	// rdConn under the pool's wrapper.
+	call := &rdCall{}
+	if _, err := pc.(redis.ConnWithContext).DoContext(context.WithValue(ctx, rdCallKey{}, call), ""); err != nil || call.conn == nil {
+		pc.Close()
+		p.release()
+		return nil, KindServerFailure, fmt.Errorf("pipelined connection: %v", err)
+	}
+	raw := call.conn.nc.Conn // under rdNetConn, whose reply count assumes one command at a time
+	nc := &rdPipeNetConn{Conn: raw, scan: rdReplyScan{limit: p.limit, lineHead: true}}
+	c := &rdPipeConn{p: p, pc: pc, rc: call.conn, raw: raw, conn: redis.NewConn(nc, 0, 0)}
+	go c.read()
+	return c, KindOK, nil
+}
+
+// release gives back the connGate token of a connection that ended or was not opened.
+func (p *rdPipe) release() {
+	if p.s.gate != nil {
+		p.s.gate.release()
+	}
+}
+
+// drop empties c's slot if c is still in it.
+func (p *rdPipe) drop(c *rdPipeConn) {
+	p.mu.Lock()
+	if p.slots[c.slot] == c {
+		p.slots[c.slot] = nil
+	}
+	p.mu.Unlock()
+}
+
+// close stops new calls (KindClosed) and closes each connection once the
+// calls already on it have their reply, as the pool's busy connections are
+// closed when their command ends.
+func (p *rdPipe) close() {
+	p.mu.Lock()
+	p.closed = true
+	slots := p.slots
+	p.mu.Unlock()
+	for _, c := range slots {
+		if c == nil {
+			continue
+		}
+		c.mu.Lock()
+		c.closing = true
+		idle := len(c.sent)+len(c.queue) == 0 && !c.writing
+		c.mu.Unlock()
+		if idle {
+			c.fail(errRdPipeClosed, false)
+		}
+	}
+}
+
+// rdPipeConn is one shared connection. Callers append to queue; the caller
+// that finds no write in flight becomes the writer and writes the queue, batch
+// after batch, until it is empty. Written calls move to sent, whose head the
+// reader goroutine answers with the next reply.
+type rdPipeConn struct {
+	p    *rdPipe
+	slot int
+	pc   redis.Conn // the pool's connection, given back (closed) when this one fails
+	rc   *rdConn
+	raw  net.Conn   // the socket: deadlines are set here, redigo's calls to set them are ignored
+	conn redis.Conn // redigo's connection over rdPipeNetConn: Send and Flush by the writer, Receive by the reader
+
+	mu      sync.Mutex
+	queue   []*rdPipeCall // waiting to be written
+	sent    []*rdPipeCall // written, waiting for their reply, in order
+	writing bool
+	closing bool      // the pipe is closed: fail c once its calls are answered
+	rdl     time.Time // the socket's read deadline (rdPipeTick-rounded), zero for none
+	wdl     time.Time // the socket's write deadline; the writer's only
+	dead    error     // why the connection failed; nil while it works
+}
+
+// load is the number of calls waiting on c.
+func (c *rdPipeConn) load() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue) + len(c.sent)
+}
+
+// submit queues call and, when no write is in flight, writes the queue.
+func (c *rdPipeConn) submit(call *rdPipeCall) {
+	c.mu.Lock()
+	if c.dead != nil {
+		err := c.dead
+		c.mu.Unlock()
+		call.err, call.lost = err, true
+		close(call.done)
+		return
+	}
+	c.queue = append(c.queue, call)
+	if c.writing {
+		c.mu.Unlock()
+		return
+	}
+	c.writing = true
+	// When replies are awaited (callers are active), yield once so that the
+	// callers already runnable queue their commands before this write: at 64
+	// callers it halved the CPU per call (BenchmarkRedisGet, 5 alternated
+	// runs: 7.3 -> 3.5 µs). An idle connection writes at once: no added latency.
+	if len(c.sent) > 0 {
+		c.mu.Unlock()
+		runtime.Gosched()
+		c.mu.Lock()
+	}
+	for len(c.queue) > 0 && c.dead == nil {
+		batch := c.queue
+		c.queue = nil
+		if len(c.sent) == 0 {
+			c.setReadDeadline(batch[0].deadline) // the reader may be waiting with none
+		}
+		c.sent = append(c.sent, batch...)
+		c.mu.Unlock()
+		err := c.write(batch)
+		c.mu.Lock()
+		if err != nil {
+			c.mu.Unlock()
+			c.fail(err, false)
+			c.mu.Lock()
+		}
+	}
+	c.writing = false
+	drained := c.closing && len(c.sent) == 0
+	c.mu.Unlock()
+	if drained { // the reader answered everything while this wrote
+		c.fail(errRdPipeClosed, false)
+	}
+}
+
+// write sends batch in one flush, bounded by io_timeout.
+func (c *rdPipeConn) write(batch []*rdPipeCall) error {
+	if dl := rdPipeRound(time.Now().Add(c.p.s.ioTimeout)); !dl.Equal(c.wdl) {
+		c.wdl = dl
+		c.raw.SetWriteDeadline(dl)
+	}
+	for _, call := range batch {
+		if err := c.conn.Send(call.cmd, call.args...); err != nil {
+			return err
+		}
+	}
+	c.p.flushes.Add(1)
+	return c.conn.Flush()
+}
+
+// rdPipeTick is the granularity of a pipelined connection's deadlines: a
+// call's deadline is rounded up to it, so that the calls of one tick share
+// one deadline and the socket's timer is reset once per tick, not per call
+// (it cost 8% of faed's CPU at 64 clients). A timeout comes at most a tick late.
+const rdPipeTick = 10 * time.Millisecond
+
+// rdPipeRound rounds t up to a multiple of rdPipeTick; zero stays zero.
+func rdPipeRound(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	if r := t.Truncate(rdPipeTick); !r.Equal(t) {
+		return r.Add(rdPipeTick)
+	}
+	return t
+}
+
+// setReadDeadline moves the socket's read deadline to t rounded up, unless
+// it is there already; c.mu held.
+func (c *rdPipeConn) setReadDeadline(t time.Time) {
+	if t = rdPipeRound(t); !t.Equal(c.rdl) {
+		c.rdl = t
+		c.raw.SetReadDeadline(t)
+	}
+}
+
+// read answers the calls of sent in order until the connection fails. While
+// sent is empty it waits in Receive without a deadline (a reply nobody asked
+// for fails the connection); otherwise the deadline is the head call's.
+func (c *rdPipeConn) read() {
+	for {
+		reply, err := c.conn.Receive()
+		var re redis.Error
+		if err != nil && !errors.As(err, &re) {
+			c.fail(err, true)
+			return
+		}
+		c.mu.Lock()
+		if len(c.sent) == 0 {
+			c.mu.Unlock()
+			c.fail(errors.New("a reply no command asked for"), false)
+			return
+		}
+		call := c.sent[0]
+		c.sent[0] = nil
+		c.sent = c.sent[1:]
+		var next time.Time
+		if len(c.sent) > 0 {
+			next = c.sent[0].deadline
+		}
+		c.setReadDeadline(next)
+		drained := c.closing && len(c.sent)+len(c.queue) == 0 && !c.writing
+		c.mu.Unlock()
+		call.reply, call.err = reply, err
+		close(call.done)
+		if drained {
+			c.fail(errRdPipeClosed, false)
+			return
+		}
+	}
+}
+
+// fail ends c once: the head call of sent gets err as its own when head (a
+// read failed: timeout, reply too large, connection closed); every other call
+// is lost (sent or not). The connection is closed and given back to the pool
+// (which drops it) and its slot emptied.
+func (c *rdPipeConn) fail(err error, head bool) {
+	c.p.drop(c)
+	c.mu.Lock()
+	if c.dead != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.dead = err
+	sent, queue := c.sent, c.queue
+	c.sent, c.queue = nil, nil
+	c.mu.Unlock()
+	c.rc.Conn.Close() // the socket: the reader stops, the pool drops the connection
+	c.pc.Close()
+	c.p.release()
+	for i, call := range sent {
+		call.err, call.lost, call.sent = err, !(head && i == 0), true
+		close(call.done)
+	}
+	for _, call := range queue {
+		call.err, call.lost = err, true
+		close(call.done)
+	}
+}
+
+// rdPipeNetConn is the socket under a pipelined redigo connection: it bounds
+// each reply's bytes (rdReplyScan) and ignores redigo's deadlines, which
+// rdPipeConn sets itself on the socket.
+type rdPipeNetConn struct {
+	net.Conn
+	scan rdReplyScan // the reader goroutine's only
+}
+
+func (c *rdPipeNetConn) SetDeadline(time.Time) error      { return nil }
+func (c *rdPipeNetConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *rdPipeNetConn) SetWriteDeadline(time.Time) error { return nil }
+
+func (c *rdPipeNetConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if c.scan.limit > 0 && n > 0 {
+		if e := c.scan.scan(b[:n]); e != nil {
+			return 0, e
+		}
+	}
+	return n, err
+}
+
+// takes returns the upper-case name of cmd and whether p runs it: a pipe
+// exists (nil p: pipeline off, or max_active too small), the command does not
+// block (block 0) and is rdPipelinable.
+func (p *rdPipe) takes(block time.Duration, cmd string) (string, bool) {
+	if p == nil || block != 0 {
+		return "", false
+	}
+	name := strings.ToUpper(strings.TrimSpace(cmd))
+	return name, rdPipelinable(name)
+}
