@@ -70,8 +70,10 @@ type Config struct {
 	// process, in bytes (runtime/debug.SetMemoryLimit): past it the garbage
 	// collector works harder to stay under. 0 = none (default). New in this fae.
 	MemoryLimit int64 `cf:"memory_limit"`
-	// Plugin (plugin) is accepted for compatibility: the original's only plugin,
-	// RateLimiter, did nothing, and neither does it here.
+	// Plugin (plugin) is the plugin chain every call goes through (see
+	// servant.Plugin): the original's section, whose only plugin RateLimiter
+	// did nothing; here RateLimiter limits each client host's call rate.
+	// Changed by a reload.
 	Plugin PluginConfig `cf:"plugin"`
 
 	// Log (log) is the rotation and retention of the -log FILE (new in this fae).
@@ -90,10 +92,11 @@ type CPUNum string
 
 // PluginConfig is the plugin section.
 type PluginConfig struct {
-	Plugins []struct {
-		Name  string `cf:"name"`
-		Limit int    `cf:"limit"`
-	} `cf:"plugins"`
+	// Plugins (plugins) are the plugins that wrap every call, in order, as
+	// [{name: "RateLimiter", limit: 100, enforce: true, max_hosts: 10000}]:
+	// name a registered one (servant.PluginNames), the other keys the
+	// plugin's (servant.PluginSpec). Default empty: none.
+	Plugins []servant.PluginSpec `cf:"plugins"`
 }
 
 // SetDefaults fills in the top-level defaults.
@@ -214,6 +217,8 @@ func parse(data []byte) (*Config, error) {
 		return nil, err
 	}
 	c.Servants.MaxReplyBytes = c.RPC.MaxReplyBytes // enforced by the servants' pools
+	c.Servants.Plugins = c.Plugin.Plugins          // the servant's call pipeline runs them
+	c.Servants.HostMaxCallPerMinute = c.RPC.HostMaxCallPerMinute
 	return c, nil
 }
 
@@ -231,10 +236,8 @@ func (c *Config) validate() error {
 	if c.ReloadWatchdogInterval < 0 {
 		return fmt.Errorf("reload_watchdog_interval: must not be negative, got %s", c.ReloadWatchdogInterval)
 	}
-	for i, p := range c.Plugin.Plugins {
-		if p.Name != "RateLimiter" {
-			return fmt.Errorf("plugin.plugins[%d].name: unknown plugin %q (only RateLimiter is known)", i, p.Name)
-		}
+	if err := servant.ValidatePlugins("plugin.plugins", c.Plugin.Plugins, c.RPC.HostMaxCallPerMinute); err != nil {
+		return err
 	}
 	for i, cidr := range c.HTTPAdminAllow {
 		if _, err := netip.ParsePrefix(cidr); err != nil {

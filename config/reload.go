@@ -9,8 +9,10 @@ import (
 // restart. Every servants.* key is hot too, but for the few the servant's
 // Reload reports (servants.idgen_worker_id, servants.lcache…).
 var hotKeys = map[string]bool{
-	"memory_limit":        true,
-	"rpc.max_reply_bytes": true,
+	"memory_limit":                 true,
+	"rpc.max_reply_bytes":          true,
+	"plugin":                       true, // the servant's generation holds the plugin chain
+	"rpc.host_max_call_per_minute": true, // read by the RateLimiter plugin only
 }
 
 // RestartKeys lists the keys outside the servants section whose values differ

@@ -108,8 +108,11 @@ type Config struct {
 	// PreforkMode (prefork_mode) is accepted for compatibility. It has no effect: a
 	// goroutine per session bounded by max_outstanding_sessions behaves the same.
 	PreforkMode bool `cf:"prefork_mode"`
-	// HostMaxCallPerMinute (host_max_call_per_minute) is accepted for compatibility; it was
-	// never enforced by the original and is not here.
+	// HostMaxCallPerMinute (host_max_call_per_minute) is the calls per minute
+	// each client host may make, enforced (or only counted) by the
+	// RateLimiter plugin when plugin.plugins lists it; without it, unused (the
+	// original never enforced it). Default 6000 (the original's); at least 1
+	// with RateLimiter. Changed by a reload.
 	HostMaxCallPerMinute int `cf:"host_max_call_per_minute"`
 }
 

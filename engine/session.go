@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -21,6 +22,7 @@ type session struct {
 	srv    *Server
 	conn   net.Conn
 	remote string
+	addr   netip.Addr // the client's IP (ClientAddr); zero for a unix-socket client
 	trans  *connTransport
 	// ctx is the ctx of every call of the session (one per session, not per call,
 	// so a call pays nothing for it); it carries the session for WatchClient and is
@@ -41,7 +43,7 @@ type sessionKey struct{}
 
 // newSession registers conn; nil when the server is shutting down.
 func (s *Server) newSession(conn net.Conn) *session {
-	sess := &session{srv: s, conn: conn, remote: remoteName(conn)}
+	sess := &session{srv: s, conn: conn, remote: remoteName(conn), addr: clientAddr(conn)}
 	sess.ctx, sess.cancel = context.WithCancelCause(context.WithValue(context.Background(), sessionKey{}, sess))
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -198,6 +198,7 @@ func (m *Metrics) servantStat() map[string]any {
 		"pools":      s.PoolStats(),
 		"pool_modes": s.PoolModes(), // pools switched to read_only or degraded
 		"reasons":    s.Reasons(),
+		"plugins":    s.Plugins(), // per plugin: refused, would_refuse; RateLimiter's detail: hosts, evictions, top 10 hosts
 	}
 	traced, slow := s.Traces()
 	out["traces"] = map[string]int64{"traced_rid": traced, "slow": slow}

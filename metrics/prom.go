@@ -48,6 +48,9 @@ var (
 	descTraced       = desc("traced_calls_total", "Calls written to the trace stream, by why: rid (its rid is sampled by servants.profiler_rate) or slow (over call_slow_threshold).", "why")
 	descLogDropped   = desc("log_dropped_records_total", "Log records dropped because their stream could not take them (queue full, disk full), by stream: log, trace, metrics.", "stream")
 	descLogDroppedB  = desc("log_dropped_bytes_total", "Bytes of the log records dropped, by stream.", "stream")
+	descPluginRefuse = desc("plugin_refusals_total", "Calls a plugin of plugin.plugins objected to, by plugin and enforced: true (refused: the entry has enforce: true), false (only counted, the call went on).", "plugin", "enforced")
+	descRateHosts    = desc("ratelimit_hosts", "Client hosts with a RateLimiter token bucket now (at most its max_hosts).")
+	descRateEvicted  = desc("ratelimit_evictions_total", "Client hosts whose RateLimiter bucket was evicted to stay within max_hosts (the least recently seen first).")
 	descReloads      = desc("config_reloads_total", "Config reloads, by result (ok, failed: the running config stayed).", "result")
 )
 
@@ -59,7 +62,8 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuild, descCalls, descCallSeconds, descSlow, descEngineCalls,
 		descEngineFailed, descSessions, descSessionsTot, descSessionEnds, descRefused, descAcceptWait, descAcceptWaited, descPanics, descAcceptErrors,
 		descClientGone, descBackendOps, descBackendSecs, descForwarded, descForwardFail, descMisrouted,
-		descQueryCache, descLcacheItems, descLcacheBytes, descReloads, descClassifyOver, descTraced, descLogDropped, descLogDroppedB, descLcache, descPoolConns, descPoolWaiting, descBreaker} {
+		descQueryCache, descLcacheItems, descLcacheBytes, descReloads, descClassifyOver, descTraced, descLogDropped, descLogDroppedB, descLcache, descPoolConns, descPoolWaiting, descBreaker,
+		descPluginRefuse, descRateHosts, descRateEvicted} {
 		ch <- d
 	}
 }
@@ -137,6 +141,7 @@ func collectServant(ch chan<- prometheus.Metric, s *servant.FunServant) {
 			oc.Backend, oc.Pool, oc.Server, oc.Name)
 	}
 	collectPools(ch, s)
+	collectPlugins(ch, s)
 	counter(ch, descMisrouted, s.Cluster.Misrouted.Load())
 	qc := &s.QueryCache
 	for result, n := range map[string]int64{"hit": qc.Hits.Load(), "miss": qc.Misses.Load(), "shared": qc.Shared.Load(),
@@ -169,6 +174,20 @@ func collectPools(ch chan<- prometheus.Metric, s *servant.FunServant) {
 	for _, p := range s.Cluster.Peers() {
 		counter(ch, descForwarded, p.Calls, p.Peer)
 		counter(ch, descForwardFail, p.Failed, p.Peer)
+	}
+}
+
+// collectPlugins sends the plugins' refusals (every plugin configured since
+// start) and RateLimiter's figures (while configured). No client address is
+// a label: the hosts most over the limit are in /svt/stat only.
+func collectPlugins(ch chan<- prometheus.Metric, s *servant.FunServant) {
+	for _, p := range s.Plugins() {
+		counter(ch, descPluginRefuse, p.Refused, p.Name, "true")
+		counter(ch, descPluginRefuse, p.WouldRefuse, p.Name, "false")
+		if rl, ok := p.Detail.(servant.RateLimiterStats); ok {
+			gauge(ch, descRateHosts, int64(rl.Hosts))
+			counter(ch, descRateEvicted, rl.Evictions)
+		}
 	}
 }
 

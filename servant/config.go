@@ -22,6 +22,13 @@ type Config struct {
 	// MaxReplyBytes is rpc.max_reply_bytes, set by the config package: the
 	// bytes one backend reply may hold (pool.Limits). 0 = no limit.
 	MaxReplyBytes int `cf:"-"`
+	// Plugins is plugin.plugins, set by the config package: the plugin chain
+	// of every call (plugin.go), in order. Nil = none.
+	Plugins []PluginSpec `cf:"-"`
+	// HostMaxCallPerMinute is rpc.host_max_call_per_minute, set by the config
+	// package: the calls per minute RateLimiter lets each client host make.
+	// Default 6000 (the original's sample value).
+	HostMaxCallPerMinute int `cf:"-"`
 
 	Proxy    *proxy.Config        `cf:"proxy"`
 	Lcache   *LcacheConfig        `cf:"lcache"`
@@ -37,7 +44,8 @@ type Config struct {
 // SetDefaults fills in the original fae's defaults.
 func (c *Config) SetDefaults() {
 	*c = Config{IdgenWorkerID: 1, SessionMaxItems: 20480, CallSlowThreshold: 2 * time.Second,
-		StatsOutputInterval: 10 * time.Minute, ProfilerRate: 1, ProfilerMaxBodySize: 1024}
+		StatsOutputInterval: 10 * time.Minute, ProfilerRate: 1, ProfilerMaxBodySize: 1024,
+		HostMaxCallPerMinute: DefaultHostMaxCallPerMinute}
 }
 
 // LcacheConfig is the servants.lcache section: the node-local cache of lc_*,

@@ -3,6 +3,7 @@ package servant
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"reflect"
 	"slices"
 	"sync"
@@ -39,6 +40,9 @@ type generation struct {
 
 	picker *peer.Picker          // the ring of the members known; nil = this node owns every key
 	peers  map[string]proxy.Peer // how to reach each member, by address
+
+	plugins []pluginEntry           // the chain of plugin.plugins (plugin_run.go); nil = none
+	peerIPs map[netip.Addr]struct{} // the other members' IPs, built when plugins is not nil
 
 	refs    atomic.Int64 // calls that pinned it
 	retired atomic.Bool
@@ -113,6 +117,9 @@ func (s *FunServant) build(cfg Config, old *generation) (*generation, error) {
 	}
 	g.storeModes(configModes(cfg, time.Now()))
 	s.buildPicker(g)
+	if err := s.buildChain(g, old); err != nil {
+		return nil, err
+	}
 	if err := s.buildPools(g, old); err != nil {
 		g.next = old // close only what was built here
 		g.closePools()

@@ -97,18 +97,18 @@ func DecodeID(id int64) []int64 {
 }
 
 // IDNext returns a new id with tag 0.
-func (s *FunServant) IDNext(_ context.Context, c *rpc.Context) (int64, error) {
-	return run(s, "id.next", c, true, nil, func(g *generation) (int64, error) { return s.nextID(0) })
+func (s *FunServant) IDNext(ctx context.Context, c *rpc.Context) (int64, error) {
+	return run(s, ctx, "id.next", c, true, nil, func(g *generation) (int64, error) { return s.nextID(0) })
 }
 
 // IDNextWithTag returns a new id with tag (0..31).
-func (s *FunServant) IDNextWithTag(_ context.Context, c *rpc.Context, tag int16) (int64, error) {
-	return run(s, "id.nextag", c, true, func() string { return targs("tag", tag) }, func(g *generation) (int64, error) { return s.nextID(int(tag)) })
+func (s *FunServant) IDNextWithTag(ctx context.Context, c *rpc.Context, tag int16) (int64, error) {
+	return run(s, ctx, "id.nextag", c, true, func() string { return targs("tag", tag) }, func(g *generation) (int64, error) { return s.nextID(int(tag)) })
 }
 
 // IDDecode returns [ms since the Unix epoch, tag, worker id, sequence] of id. No Context check.
-func (s *FunServant) IDDecode(_ context.Context, c *rpc.Context, id int64) ([]int64, error) {
-	return run(s, "id.decode", c, false, func() string { return targs("id", id) }, func(g *generation) ([]int64, error) { return DecodeID(id), nil })
+func (s *FunServant) IDDecode(ctx context.Context, c *rpc.Context, id int64) ([]int64, error) {
+	return run(s, ctx, "id.decode", c, false, func() string { return targs("id", id) }, func(g *generation) ([]int64, error) { return DecodeID(id), nil })
 }
 
 // nextID is the next id of tag, unless another live member holds this node's

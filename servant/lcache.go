@@ -18,8 +18,8 @@ type LcacheStats struct {
 var errLcacheOff = &NotConfiguredError{Name: "lcache", Key: "servants.lcache"}
 
 // LcSet stores value under key in this node's LRU. Always true.
-func (s *FunServant) LcSet(_ context.Context, c *rpc.Context, key string, value []byte) (bool, error) {
-	return run(s, "lc.set", c, true, func() string { return targs("key", key, "value", value) }, func(g *generation) (bool, error) {
+func (s *FunServant) LcSet(ctx context.Context, c *rpc.Context, key string, value []byte) (bool, error) {
+	return run(s, ctx, "lc.set", c, true, func() string { return targs("key", key, "value", value) }, func(g *generation) (bool, error) {
 		if s.lcache == nil {
 			return false, errLcacheOff
 		}
@@ -39,8 +39,8 @@ func (s *FunServant) LcSet(_ context.Context, c *rpc.Context, key string, value 
 }
 
 // LcGet returns the value under key; TCacheMissed "lcache missed: <key>" when absent.
-func (s *FunServant) LcGet(_ context.Context, c *rpc.Context, key string) ([]byte, error) {
-	return run(s, "lc.get", c, true, func() string { return targs("key", key) }, func(g *generation) ([]byte, error) {
+func (s *FunServant) LcGet(ctx context.Context, c *rpc.Context, key string) ([]byte, error) {
+	return run(s, ctx, "lc.get", c, true, func() string { return targs("key", key) }, func(g *generation) ([]byte, error) {
 		if s.lcache == nil {
 			return nil, errLcacheOff
 		}
@@ -55,8 +55,8 @@ func (s *FunServant) LcGet(_ context.Context, c *rpc.Context, key string) ([]byt
 }
 
 // LcDel removes key.
-func (s *FunServant) LcDel(_ context.Context, c *rpc.Context, key string) error {
-	_, err := run(s, "lc.del", c, true, func() string { return targs("key", key) }, func(g *generation) (struct{}, error) {
+func (s *FunServant) LcDel(ctx context.Context, c *rpc.Context, key string) error {
+	_, err := run(s, ctx, "lc.del", c, true, func() string { return targs("key", key) }, func(g *generation) (struct{}, error) {
 		if s.lcache == nil {
 			return struct{}{}, errLcacheOff
 		}

@@ -18,7 +18,7 @@ var errLockOff = &NotConfiguredError{Name: "lock", Key: "servants.lock"}
 // configured, lock table full, no cluster member known, the owner unreachable
 // (naming it).
 func (s *FunServant) Lock(ctx context.Context, c *rpc.Context, why string, key string) (bool, error) {
-	return run(s, "lock", c, true, func() string { return targs("why", why, "key", key) }, func(g *generation) (bool, error) {
+	return run(s, ctx, "lock", c, true, func() string { return targs("why", why, "key", key) }, func(g *generation) (bool, error) {
 		if p, remote, err := s.route(g, c, key); err != nil || remote {
 			if err != nil {
 				return false, err
@@ -43,7 +43,7 @@ func (s *FunServant) Lock(ctx context.Context, c *rpc.Context, why string, key s
 // the lock held; it is counted and logged (the original let anyone unlock).
 // PHP rids (hexdec(uniqid())) can collide across web hosts.
 func (s *FunServant) Unlock(ctx context.Context, c *rpc.Context, why string, key string) error {
-	_, err := run(s, "unlock", c, true, func() string { return targs("why", why, "key", key) }, func(g *generation) (struct{}, error) {
+	_, err := run(s, ctx, "unlock", c, true, func() string { return targs("why", why, "key", key) }, func(g *generation) (struct{}, error) {
 		if p, remote, err := s.route(g, c, key); err != nil || remote {
 			if err != nil {
 				return struct{}{}, err

@@ -33,8 +33,8 @@ func mcItem(v *rpc.TMemcacheData) ([]byte, uint32) {
 // Errors: memcache not configured, and the *pool.Error kinds of pool.Memcache
 // (unknown pool, bad argument "invalid key", server failure, timeout, circuit
 // open, busy "all connections busy", refused).
-func (s *FunServant) McSet(_ context.Context, c *rpc.Context, poolName, key string, value *rpc.TMemcacheData, expiration int32) (bool, error) {
-	return run(s, "mc.set", c, true, func() string { return targs("pool", poolName, "key", key, "value", value, "expiration", expiration) }, func(g *generation) (bool, error) {
+func (s *FunServant) McSet(ctx context.Context, c *rpc.Context, poolName, key string, value *rpc.TMemcacheData, expiration int32) (bool, error) {
+	return run(s, ctx, "mc.set", c, true, func() string { return targs("pool", poolName, "key", key, "value", value, "expiration", expiration) }, func(g *generation) (bool, error) {
 		m, err := g.memcache()
 		if err != nil {
 			return false, err
@@ -53,8 +53,8 @@ func (s *FunServant) McSet(_ context.Context, c *rpc.Context, poolName, key stri
 // McGet returns the value and client flags under key in pool, from the first of
 // the key's servers that answers. Throws TCacheMissed "memcache: cache miss: <key>"
 // when absent; errors as McSet.
-func (s *FunServant) McGet(_ context.Context, c *rpc.Context, poolName, key string) (*rpc.TMemcacheData, error) {
-	return run(s, "mc.get", c, true, func() string { return targs("pool", poolName, "key", key) }, func(g *generation) (*rpc.TMemcacheData, error) {
+func (s *FunServant) McGet(ctx context.Context, c *rpc.Context, poolName, key string) (*rpc.TMemcacheData, error) {
+	return run(s, ctx, "mc.get", c, true, func() string { return targs("pool", poolName, "key", key) }, func(g *generation) (*rpc.TMemcacheData, error) {
 		m, err := g.memcache()
 		if err != nil {
 			return nil, err
@@ -75,8 +75,8 @@ func (s *FunServant) McGet(_ context.Context, c *rpc.Context, poolName, key stri
 }
 
 // McAdd is McSet only when key is absent: false, and no error, when it exists.
-func (s *FunServant) McAdd(_ context.Context, c *rpc.Context, poolName, key string, value *rpc.TMemcacheData, expiration int32) (bool, error) {
-	return run(s, "mc.add", c, true, func() string { return targs("pool", poolName, "key", key, "value", value, "expiration", expiration) }, func(g *generation) (bool, error) {
+func (s *FunServant) McAdd(ctx context.Context, c *rpc.Context, poolName, key string, value *rpc.TMemcacheData, expiration int32) (bool, error) {
+	return run(s, ctx, "mc.add", c, true, func() string { return targs("pool", poolName, "key", key, "value", value, "expiration", expiration) }, func(g *generation) (bool, error) {
 		m, err := g.memcache()
 		if err != nil {
 			return false, err
@@ -90,8 +90,8 @@ func (s *FunServant) McAdd(_ context.Context, c *rpc.Context, poolName, key stri
 }
 
 // McDelete removes key from pool: false, and no error, when it was absent.
-func (s *FunServant) McDelete(_ context.Context, c *rpc.Context, poolName, key string) (bool, error) {
-	return run(s, "mc.del", c, true, func() string { return targs("pool", poolName, "key", key) }, func(g *generation) (bool, error) {
+func (s *FunServant) McDelete(ctx context.Context, c *rpc.Context, poolName, key string) (bool, error) {
+	return run(s, ctx, "mc.del", c, true, func() string { return targs("pool", poolName, "key", key) }, func(g *generation) (bool, error) {
 		m, err := g.memcache()
 		if err != nil {
 			return false, err
@@ -108,8 +108,8 @@ func (s *FunServant) McDelete(_ context.Context, c *rpc.Context, poolName, key s
 // the new value. Errors: a missing key (pool.KindMiss, "cache miss"), a value
 // that is not a decimal number (pool.KindRefused wrapping pool.ErrNotNumeric),
 // and those of McSet.
-func (s *FunServant) McIncrement(_ context.Context, c *rpc.Context, poolName, key string, delta int64) (int64, error) {
-	return run(s, "mc.inc", c, true, func() string { return targs("pool", poolName, "key", key, "delta", delta) }, func(g *generation) (int64, error) {
+func (s *FunServant) McIncrement(ctx context.Context, c *rpc.Context, poolName, key string, delta int64) (int64, error) {
+	return run(s, ctx, "mc.inc", c, true, func() string { return targs("pool", poolName, "key", key, "delta", delta) }, func(g *generation) (int64, error) {
 		m, err := g.memcache()
 		if err != nil {
 			return 0, err

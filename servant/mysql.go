@@ -72,7 +72,7 @@ func (s *FunServant) myQueryEncoded(ctx context.Context, encoded bool, c *rpc.Co
 		enc []byte
 		r   *rpc.MysqlResult_
 	}
-	a, err := run(s, "my.query", c, true, func() string {
+	a, err := run(s, ctx, "my.query", c, true, func() string {
 		return targs("pool", pool, "table", table, "hint", hintID, "sql", sql, "args", argv, "cacheKey", cacheKey)
 	}, func(g *generation) (answer, error) {
 		if encoded && cacheKey != "" {

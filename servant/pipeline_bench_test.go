@@ -1,6 +1,7 @@
 package servant
 
 import (
+	"context"
 	"log/slog"
 	"sync/atomic"
 	"testing"
@@ -50,7 +51,7 @@ func BenchmarkPipelineTracing(b *testing.B) {
 					if !on {
 						cc = nil
 					}
-					run(s, "ping", cc, on, func() string { return targs("key", key) },
+					run(s, context.Background(), "ping", cc, on, func() string { return targs("key", key) },
 						func(*generation) (int, error) { return 0, nil })
 				}
 			})

@@ -85,6 +85,9 @@ type FunServant struct {
 	traced     atomic.Int64  // calls written to the trace stream for their rid
 	tracedSlow atomic.Int64  // calls written to the trace stream for being slow
 
+	pluginMu sync.Mutex               // guards plugins
+	plugins  map[string]*PluginCounts // by name, every plugin ever configured (bounded by the registry)
+
 	gen      atomic.Pointer[generation]
 	reload   sync.Mutex    // serialises Reload and Close
 	boot     Config        // the config the core was built from (restart-only keys)
@@ -192,12 +195,14 @@ func (s *FunServant) Stats(name string) *MethodStats { return s.stats[name] }
 
 // run is the call pipeline of every method but noop: enter (pin the current
 // generation, count, check the Context unless checkCtx is false, note the
-// rid), body with that generation, leave (recover a panic, count the outcome
-// and latency, log a slow call, trace, unpin). args formats the call's
+// rid, run the plugins' Before), body with that generation, leave (recover a
+// panic, count the outcome and latency, log a slow call, trace, run the
+// plugins' After, unpin). ctx is the call's (the engine session's, for the
+// client's address). args formats the call's
 // arguments for the trace stream, called only for a call traced or slow (nil
 // = none). Neither closure escapes, so they cost no allocation.
-func run[T any](s *FunServant, name string, c *rpc.Context, checkCtx bool, args func() string, body func(g *generation) (T, error)) (r T, err error) {
-	cl, err := s.enter(name, c, checkCtx)
+func run[T any](s *FunServant, ctx context.Context, name string, c *rpc.Context, checkCtx bool, args func() string, body func(g *generation) (T, error)) (r T, err error) {
+	cl, err := s.enter(ctx, name, c, checkCtx)
 	if err != nil {
 		return r, err
 	}
@@ -214,7 +219,7 @@ func run[T any](s *FunServant, name string, c *rpc.Context, checkCtx bool, args 
 // whose client has gone is abandoned: the backend saw the cancellation (the
 // MySQL statement is killed), and no reply is written to nobody.
 func runBackend[T any](s *FunServant, name string, ctx context.Context, c *rpc.Context, args func() string, body func(context.Context, *generation) (T, error)) (T, error) {
-	return run(s, name, c, true, args, func(g *generation) (T, error) {
+	return run(s, ctx, name, c, true, args, func(g *generation) (T, error) {
 		return watched(ctx, name, g, body)
 	})
 }
@@ -239,11 +244,13 @@ type call struct {
 	first time.Time // the rid's first call; zero = not noted (Context not checked)
 	stats *MethodStats
 	g     *generation // pinned from enter to leave
+	pc    pluginCall  // set when g has plugins (plugin_run.go)
 }
 
-// enter starts a call: it pins the generation, counts the call and checks its
-// Context (unless checkCtx is false). On error nothing stays pinned.
-func (s *FunServant) enter(name string, c *rpc.Context, checkCtx bool) (call, error) {
+// enter starts a call: it pins the generation, counts the call, checks its
+// Context (unless checkCtx is false) and, for a checked call, runs the
+// generation's plugins. On error nothing stays pinned.
+func (s *FunServant) enter(ctx context.Context, name string, c *rpc.Context, checkCtx bool) (call, error) {
 	cl := call{name: name, c: c, start: time.Now(), stats: s.stats[name]}
 	cl.stats.Calls.Add(1)
 	if checkCtx {
@@ -259,6 +266,13 @@ func (s *FunServant) enter(name string, c *rpc.Context, checkCtx bool) (call, er
 		cl.g.unpin()
 		cl.stats.Errors.Add(1)
 		return cl, ErrClosed
+	}
+	if len(cl.g.plugins) > 0 && checkCtx {
+		if err := s.pluginsBefore(ctx, &cl); err != nil {
+			cl.g.unpin()
+			cl.stats.Errors.Add(1)
+			return cl, err
+		}
 	}
 	return cl, nil
 }
@@ -310,6 +324,9 @@ func (s *FunServant) leave(cl call, err *error, args func() string) {
 	if slow || (!cl.first.IsZero() && Traced(cl.c.Rid, cfg.ProfilerRate)) {
 		s.traceCall(&cl, elapsed, slow, cfg.ProfilerMaxBodySize, *err, args)
 	}
+	if cl.pc.ran > 0 {
+		s.pluginsAfter(&cl, *err, elapsed)
+	}
 }
 
 // isMiss reports whether err is a declared exception that answers "absent"
@@ -341,8 +358,8 @@ func reason(c *rpc.Context) string {
 func (s *FunServant) Noop(_ context.Context, x int32) (int32, error) { return x, nil }
 
 // Ping returns "ver:<version>, build:<build id>, myid:<worker id>, uptime:<duration>".
-func (s *FunServant) Ping(_ context.Context, c *rpc.Context) (string, error) {
-	return run(s, "ping", c, true, nil, func(*generation) (string, error) {
+func (s *FunServant) Ping(ctx context.Context, c *rpc.Context) (string, error) {
+	return run(s, ctx, "ping", c, true, nil, func(*generation) (string, error) {
 		return fmt.Sprintf("ver:%s, build:%s, myid:%d, uptime:%s", s.opts.Version, s.opts.BuildID,
 			s.boot.IdgenWorkerID, time.Since(s.started).Round(time.Millisecond)), nil
 	})
