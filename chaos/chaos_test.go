@@ -42,19 +42,7 @@ func pick[T any](fast, long T) T {
 }
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "fae-chaos-")
-	if err != nil {
-		panic(err)
-	}
-	for _, b := range []struct {
-		bin *string
-		pkg string
-	}{{&faedBin, "/cmd/faed"}, {&stressBin, "/cmd/stress"}} {
-		if *b.bin, err = faedtest.Build(dir, faedtest.Module+b.pkg); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-	}
+	dir := faedtest.BuildMains("fae-chaos-", map[string]*string{"/cmd/faed": &faedBin, "/cmd/stress": &stressBin})
 	start := time.Now()
 	code := m.Run()
 	os.RemoveAll(dir)

@@ -25,19 +25,7 @@ import (
 var faedBin, stressBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "stress-test-")
-	if err != nil {
-		panic(err)
-	}
-	for _, b := range []struct {
-		bin *string
-		pkg string
-	}{{&faedBin, "/cmd/faed"}, {&stressBin, "/cmd/stress"}} {
-		if *b.bin, err = faedtest.Build(dir, faedtest.Module+b.pkg); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-	}
+	dir := faedtest.BuildMains("stress-test-", map[string]*string{"/cmd/faed": &faedBin, "/cmd/stress": &stressBin})
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -23,19 +23,7 @@ import (
 var faedBin, faeconfBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "php-test-")
-	if err != nil {
-		panic(err)
-	}
-	for _, b := range []struct {
-		bin *string
-		pkg string
-	}{{&faedBin, "/cmd/faed"}, {&faeconfBin, "/cmd/faeconf"}} {
-		if *b.bin, err = faedtest.Build(dir, faedtest.Module+b.pkg); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-	}
+	dir := faedtest.BuildMains("php-test-", map[string]*string{"/cmd/faed": &faedBin, "/cmd/faeconf": &faeconfBin})
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

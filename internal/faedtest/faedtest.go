@@ -34,6 +34,26 @@ func Build(dir, pkg string) (string, error) {
 	return bin, nil
 }
 
+// BuildMains is a TestMain's build of the commands it runs: each of cmds
+// (paths under the module, e.g. "/cmd/faed") is compiled with Build into one
+// new temporary directory (named after pattern, as os.MkdirTemp), and *bin
+// set to its binary. It returns the directory, to remove after m.Run, and
+// exits the test binary with go build's output on a failure.
+func BuildMains(pattern string, bins map[string]*string) string {
+	dir, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		panic(err)
+	}
+	for cmd, bin := range bins {
+		if *bin, err = Build(dir, Module+cmd); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+	}
+	return dir
+}
+
 // Node is one faed process of a test: a single-node faed on 127.0.0.1 (no
 // etcd_servers, no HTTP API), serving Protocol ("binary", "compact" or "auto") over
 // the framed transport when Framed, the buffered one otherwise.
