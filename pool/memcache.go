@@ -120,6 +120,9 @@ func (m *Memcache) Stats() []ServerStats {
 			open, inUse := int(s.open.Load()), s.gate.inUse()
 			st := serverStats("memcache", p.name, s.addr, open, max(open-inUse, 0), inUse, s.breaker)
 			st.Waiting = s.gate.Waiting()
+			if s.batch != nil {
+				st.Waiting += s.batch.queued()
+			}
 			out = append(out, st)
 		}
 	}
@@ -153,13 +156,7 @@ func (m *Memcache) Get(pool, key string) (value []byte, flags uint32, err error)
 	var firstErr error
 	for j := 0; j < p.replicas; j++ {
 		i := (first + j) % len(p.servers)
-		var it *memcache.Item
-		kind, cause := p.on(i, "get", func(c *memcache.Client) (e error) {
-			if it, e = c.Get(key); e == nil {
-				e = p.checkSize(it)
-			}
-			return e
-		})
+		it, kind, cause := p.get(i, key)
 		if kind == KindOK {
 			return it.Value, it.Flags, nil
 		}
@@ -349,6 +346,27 @@ func (p *mcPool) on(i int, name string, op func(*memcache.Client) error) (Kind, 
 	kind, cause := s.do(op)
 	p.obs.Observe(Op{Backend: "memcache", Pool: p.name, Server: s.addr, Name: name, Kind: kind, Duration: time.Since(start)})
 	return kind, cause
+}
+
+// get runs a get of key on server i, batched with the concurrent ones
+// (mcBatch) when coalesce is on, and reports it to the Observer as its own
+// operation "get" with its own outcome.
+func (p *mcPool) get(i int, key string) (*memcache.Item, Kind, error) {
+	s := p.servers[i]
+	if s.batch == nil {
+		var it *memcache.Item
+		kind, cause := p.on(i, "get", func(c *memcache.Client) (e error) {
+			if it, e = c.Get(key); e == nil {
+				e = p.checkSize(it)
+			}
+			return e
+		})
+		return it, kind, cause
+	}
+	start := time.Now()
+	it, kind, cause := s.batch.get(key, start, p.maxReply)
+	p.obs.Observe(Op{Backend: "memcache", Pool: p.name, Server: s.addr, Name: "get", Kind: kind, Duration: time.Since(start)})
+	return it, kind, cause
 }
 
 // checkSize refuses an item whose value is over maxReply bytes.

@@ -43,11 +43,19 @@ type MemcacheConfig struct {
 	// pool's servers). Reads take the first of them that answers. Default 1.
 	ReplicaNum int           `cf:"replica_num"`
 	Breaker    BreakerConfig `cf:"breaker"`
+	// Coalesce (coalesce): concurrent gets of one server share round trips
+	// (issue 12): a get that finds none in flight is sent at once; those
+	// arriving meanwhile go out together in the next, one multi-get of up to
+	// max_conns_per_server keys, each caller answered with its own item or
+	// miss, its own timeout counted from its start; a failed round trip is
+	// sent again once on a fresh connection. Writes keep a round trip each.
+	// false = a connection per get, as the original. Default true.
+	Coalesce bool `cf:"coalesce"`
 }
 
 // SetDefaults fills in the original fae's defaults.
 func (c *MemcacheConfig) SetDefaults() {
-	*c = MemcacheConfig{HashStrategy: "standard", Timeout: 4 * time.Second, MaxIdleConnsPerServer: 3, ReplicaNum: 1}
+	*c = MemcacheConfig{HashStrategy: "standard", Timeout: 4 * time.Second, MaxIdleConnsPerServer: 3, ReplicaNum: 1, Coalesce: true}
 	c.Breaker.SetDefaults()
 }
 
