@@ -18,7 +18,9 @@ import (
 // both as PHP computes them, so items are shared with PHP), and writes it to
 // replica_num of them. Each server has its own gomemcache client, a cap of
 // max_conns_per_server open connections and a Breaker whose health check is
-// memcached's "version" on a connection of its own. Safe for concurrent use.
+// memcached's "version" on a connection of its own. With coalesce (the
+// default), concurrent gets of one server share round trips, one multi-get
+// each (memcache_batch.go). Safe for concurrent use.
 //
 // Every error is a *Error (Backend "memcache", Op "get", "set", "add",
 // "delete", "incr" or "decr", with the Key, the Pool and the Server asked)
@@ -111,7 +113,9 @@ func (m *Memcache) Close() error {
 // private), so: Open counts the operations' connections dialled and not yet
 // closed (a counting DialContext); InUse is the operations holding one of
 // max_conns_per_server slots (one connection each, a dial in progress
-// included); Idle is Open - InUse, at least 0. The health check's own
+// included; a round trip of coalesced gets holds one for all its gets); Idle
+// is Open - InUse, at least 0; Waiting counts the calls waiting for a slot
+// and the gets queued for the next round trip. The health check's own
 // connection is not counted.
 func (m *Memcache) Stats() []ServerStats {
 	var out []ServerStats

@@ -27,7 +27,8 @@ type MemcacheConfig struct {
 	// operation, and the wait for a free connection slot. Default 4s.
 	Timeout time.Duration `cf:"timeout"`
 	// MaxIdleConnsPerServer (max_idle_conns_per_server) are the idle connections
-	// kept per server. Default 3; 0 = gomemcache's default, 2.
+	// kept per server. Default 3; 0 = gomemcache's default, 2. With coalesce,
+	// one of them is the gets' connection (two in all when this is 1).
 	MaxIdleConnsPerServer int `cf:"max_idle_conns_per_server"`
 	// MaxConnsPerServer (max_conns_per_server) caps the connections open to one
 	// server; a call waits up to timeout for one. 0 = 10 × max_idle_conns_per_server.
