@@ -37,12 +37,12 @@ import (
 // that the round trip's deadline (its oldest caller's start + timeout, set in
 // limit) applies to its connection only.
 type mcBatch struct {
-	s        *mcServer
-	reads    *memcache.Client // the round trips of gets only
-	timeout  time.Duration    // servants.memcache.timeout: each get's, from its start
-	maxKeys  int              // keys of one round trip: max_conns_per_server
-	maxWait  int              // max_waiting_calls: gets admitted beyond maxKeys (see get)
-	limit    atomic.Int64     // deadline of the round trip in flight, Unix ns; 0 = none
+	s       *mcServer
+	reads   *memcache.Client // the round trips of gets only
+	timeout time.Duration    // servants.memcache.timeout: each get's, from its start
+	maxKeys int              // keys of one round trip: max_conns_per_server
+	maxWait int              // max_waiting_calls: gets admitted beyond maxKeys (see get)
+	limit   atomic.Int64     // deadline of the round trip in flight, Unix ns; 0 = none
 
 	mu    sync.Mutex
 	busy  bool     // a round trip is in flight
