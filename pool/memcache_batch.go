@@ -159,7 +159,7 @@ func (b *mcBatch) trip(batch []*mcGet) {
 			return
 		}
 		b.limit.Store(deadline.UnixNano())
-		items, dup, err := b.fetch(batch)
+		err := b.fetch(batch)
 		b.limit.Store(0)
 		kind, cause := mcOutcome(err)
 		if kind == KindServerFailure {
@@ -173,25 +173,28 @@ func (b *mcBatch) trip(batch []*mcGet) {
 			b.answer(batch, kind, cause, true)
 			return
 		}
-		b.hand(batch, items, dup)
+		for _, g := range batch {
+			g.kind, g.cause, g.count = KindOK, nil, true
+			if g.item == nil {
+				g.kind, g.cause = KindMiss, mcCause(memcache.ErrCacheMiss)
+			}
+		}
 		return
 	}
 }
 
-// fetch sends the keys of batch: gomemcache's Get for one key (no goroutine),
-// GetMulti for several, each key once (dup: some key was asked twice). The
-// map has the keys found.
-func (b *mcBatch) fetch(batch []*mcGet) (items map[string]*memcache.Item, dup bool, err error) {
+// fetch sends the keys of batch and gives each get its item (nil: a miss):
+// gomemcache's Get for one key (no goroutine, no map), GetMulti for several,
+// each key once.
+func (b *mcBatch) fetch(batch []*mcGet) error {
 	b.trips.Add(1)
 	if len(batch) == 1 {
 		it, err := b.reads.Get(batch[0].key)
-		if errors.Is(err, memcache.ErrCacheMiss) {
-			return nil, false, nil
+		if err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
+			return err
 		}
-		if err != nil {
-			return nil, false, err
-		}
-		return map[string]*memcache.Item{it.Key: it}, false, nil
+		batch[0].item = it
+		return nil
 	}
 	keys := make([]string, 0, len(batch))
 	seen := make(map[string]bool, len(batch))
@@ -201,35 +204,23 @@ func (b *mcBatch) fetch(batch []*mcGet) (items map[string]*memcache.Item, dup bo
 			keys = append(keys, g.key)
 		}
 	}
-	items, err = b.reads.GetMulti(keys)
-	return items, len(keys) < len(batch), err
-}
-
-// hand gives each get of batch its item or miss; when dup, the second and
-// later gets of one key get a copy of the item, so that no two callers
-// share a value's buffer.
-func (b *mcBatch) hand(batch []*mcGet, items map[string]*memcache.Item, dup bool) {
-	var seen map[string]bool
-	if dup {
-		seen = make(map[string]bool, len(batch))
+	items, err := b.reads.GetMulti(keys)
+	if err != nil {
+		return err
 	}
+	clear(seen)
 	for _, g := range batch {
-		it := items[g.key]
-		if it != nil && dup {
-			if seen[g.key] {
-				c := *it
-				c.Value = bytes.Clone(it.Value)
-				it = &c
+		g.item = items[g.key]
+		if g.item != nil && len(keys) < len(batch) {
+			if seen[g.key] { // a second caller of the key: a value of its own
+				c := *g.item
+				c.Value = bytes.Clone(c.Value)
+				g.item = &c
 			}
 			seen[g.key] = true
 		}
-		g.item, g.count = it, true
-		if it == nil {
-			g.kind, g.cause = KindMiss, mcCause(memcache.ErrCacheMiss)
-		} else {
-			g.kind, g.cause = KindOK, nil
-		}
 	}
+	return nil
 }
 
 // answer gives every get of batch the same outcome.
