@@ -138,10 +138,13 @@ func (b *mcBatch) run(batch []*mcGet) {
 
 // trip gives every get of batch its outcome: refused while the breaker is
 // open, KindBusy when no connection slot (connGate) came within timeout,
-// KindTimeout when the oldest get's deadline has passed, else the server's
-// answer. A round trip that failed (not a dial) is sent again once on a
-// fresh connection, within the same deadline: gets are idempotent; the
-// lost attempt counts neither way on the breaker.
+// else the server's answer within the deadline of the oldest get (its start
+// + timeout; gets are in arrival order). A round trip that failed (not a
+// dial: the connection was lost, or the deadline passed) is sent again once,
+// on a fresh connection (gomemcache closes a failed one), for the gets whose
+// own deadline has not passed, within the oldest of theirs: gets are
+// idempotent, and a get queued behind older ones is not cut short by their
+// deadline. A get sent again counts only its last outcome on the breaker.
 func (b *mcBatch) trip(batch []*mcGet) {
 	if b.s.breaker.State() == "open" {
 		b.answer(batch, KindBreakerOpen, nil, false)
@@ -152,34 +155,55 @@ func (b *mcBatch) trip(batch []*mcGet) {
 		return
 	}
 	defer b.s.gate.release()
-	deadline := batch[0].start.Add(b.timeout)
 	for try := 0; ; try++ {
-		if !time.Now().Before(deadline) {
-			b.answer(batch, KindTimeout, fmt.Errorf("no answer within timeout %s: the gets sent before this one took it", b.timeout), false)
-			return
+		if late := b.expired(batch, time.Now()); late > 0 {
+			b.answer(batch[:late], KindTimeout, fmt.Errorf("no answer within timeout %s: the gets sent before this one took it", b.timeout), try > 0)
+			if batch = batch[late:]; len(batch) == 0 {
+				return
+			}
 		}
-		b.limit.Store(deadline.UnixNano())
+		b.limit.Store(batch[0].start.Add(b.timeout).UnixNano())
 		err := b.fetch(batch)
 		b.limit.Store(0)
+		if err == nil {
+			b.found(batch)
+			return
+		}
 		kind, cause := mcOutcome(err)
 		if kind == KindServerFailure {
 			b.reads.Close() // a restarted server reset them all: dial afresh
 			b.s.client.Close()
-			if try == 0 && !isDialError(cause) {
-				continue
-			}
 		}
-		if err != nil {
+		if try > 0 || kind != KindServerFailure && kind != KindTimeout || isDialError(cause) {
 			b.answer(batch, kind, cause, true)
 			return
 		}
-		for _, g := range batch {
-			g.kind, g.cause, g.count = KindOK, nil, true
-			if g.item == nil {
-				g.kind, g.cause = KindMiss, mcCause(memcache.ErrCacheMiss)
-			}
+		late := b.expired(batch, time.Now())
+		b.answer(batch[:late], kind, cause, true)
+		if batch = batch[late:]; len(batch) == 0 {
+			return
 		}
-		return
+	}
+}
+
+// expired is the number of gets at the head of batch (oldest first) whose
+// deadline is not after now.
+func (b *mcBatch) expired(batch []*mcGet, now time.Time) int {
+	n := 0
+	for n < len(batch) && !now.Before(batch[n].start.Add(b.timeout)) {
+		n++
+	}
+	return n
+}
+
+// found gives each get of an answered round trip its outcome: its item
+// (KindOK) or a miss.
+func (b *mcBatch) found(batch []*mcGet) {
+	for _, g := range batch {
+		g.kind, g.cause, g.count = KindOK, nil, true
+		if g.item == nil {
+			g.kind, g.cause = KindMiss, mcCause(memcache.ErrCacheMiss)
+		}
 	}
 }
 

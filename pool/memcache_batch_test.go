@@ -220,6 +220,37 @@ func TestMemcacheBatchFrozenAndKilled(t *testing.T) {
 	})
 }
 
+// TestMemcacheBatchOwnDeadline: a round trip of a frozen server ends at its
+// oldest get's deadline; the gets whose own deadline is later are sent again,
+// once, on a fresh connection, and each fails no earlier than its own
+// deadline. (The starts are set by hand: a get queued long after the oldest.)
+func TestMemcacheBatchOwnDeadline(t *testing.T) {
+	srv := testenv.StartMemcached(t)
+	cfg := mcConfig(t, "standard", 1, srv.Addr())
+	cfg.Timeout = time.Second
+	cfg.Breaker = BreakerConfig{FailureAllowance: 1000, RetryInterval: time.Second}
+	m, _ := newTestMemcache(t, cfg, Limits{})
+	b := batchOf(t, m)
+	srv.Freeze()
+	now := time.Now()
+	old := &mcGet{key: "kvtest:old", start: now.Add(-700 * time.Millisecond)}
+	young := &mcGet{key: "kvtest:young", start: now}
+	trips := b.trips.Load()
+	b.trip([]*mcGet{old, young})
+	if n := b.trips.Load() - trips; n != 2 {
+		t.Errorf("%d round trips, want 2 (the young get sent again)", n)
+	}
+	for _, g := range []*mcGet{old, young} {
+		if g.kind != KindTimeout || !g.count {
+			t.Errorf("get %s: %s %v (counted %t); want a timeout the breaker counts", g.key, g.kind, g.cause, g.count)
+		}
+	}
+	if d := time.Since(young.start); d < cfg.Timeout {
+		t.Errorf("the young get failed %s after its start, before its own timeout %s", d, cfg.Timeout)
+	}
+	srv.Thaw()
+}
+
 // TestMemcacheBatchRetry: after a restart the gets' idle connection is
 // reset; the first get fails on it and is sent again, once, on a fresh
 // connection: it succeeds, and the observer sees no failure. (A write in
