@@ -22,6 +22,14 @@ import (
 // first of them sends one multi-get (gomemcache's GetMulti: one "gets k1 k2
 // …" line, one round trip) for all the queued keys, up to
 // max_conns_per_server of them, and hands each caller its own item or miss.
+// Each get keeps its own timeout, from its start: a round trip ends by its
+// oldest get's deadline, and one that failed or timed out is sent again,
+// once, on a fresh connection, for the gets with time left (reads are
+// idempotent); otherwise its failure is each of its gets' own (kind, cause,
+// observer, breaker). Scenario 5 of the bench (mc_get through faed, 2
+// alternated runs of 3 rounds): at 16, 64 and 256 callers faed's CPU per
+// call fell by 20-35% and calls/s rose by 35-50%; at one caller p50 and CPU
+// stayed within noise.
 //
 // Batching onto gomemcache's multi-get rather than a pipelined text-protocol
 // connection of our own: memcached answers a multi-get with one reply stream

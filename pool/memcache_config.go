@@ -48,8 +48,9 @@ type MemcacheConfig struct {
 	// (issue 12): a get that finds none in flight is sent at once; those
 	// arriving meanwhile go out together in the next, one multi-get of up to
 	// max_conns_per_server keys, each caller answered with its own item or
-	// miss, its own timeout counted from its start; a failed round trip is
-	// sent again once on a fresh connection. Writes keep a round trip each.
+	// miss, its own timeout counted from its start; a failed or timed-out
+	// round trip is sent again once, on a fresh connection, for the gets with
+	// time left. Writes keep a round trip each, never retried.
 	// false = a connection per get, as the original. Default true.
 	Coalesce bool `cf:"coalesce"`
 }
