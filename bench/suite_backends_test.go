@@ -123,14 +123,21 @@ func scenarioProxy(s *suite) {
 	}
 	rc.Close()
 	be := []int{mcd.Pid()}
+	// faed with servants.memcache.coalesce off (a connection per get, as
+	// before issue 12), alternated with the default in each round.
+	mcOff := startFaedProcConf(s.b, s.faedBin, s.dir, suiteFaedConf("", "", fmt.Sprintf(
+		`memcache: { coalesce: false, servers: [ { pool: "default", host: "127.0.0.1", port: %d } ], max_idle_conns_per_server: 256, max_conns_per_server: 512 }`, mcd.Port)))
+	mcGet := func(sess *session) error {
+		d, err := sess.client.McGet(context.Background(), benchContext, "default", key)
+		return checkValue(d.GetData(), err, value)
+	}
 	s.runLevels("5 mc_get", sweepLevels, []variant{
-		{name: "faed", server: []int{pid}, backend: be, open: persistent(f.addr, func(sess *session) error {
-			d, err := sess.client.McGet(context.Background(), benchContext, "default", key)
-			return checkValue(d.GetData(), err, value)
-		})},
+		{name: "faed", server: []int{pid}, backend: be, open: persistent(f.addr, mcGet)},
+		{name: "faed coalesce off", server: []int{mcOff.cmd.Process.Pid}, backend: be, open: persistent(mcOff.addr, mcGet)},
 		{name: "twemproxy", server: []int{tw.Process.Pid}, backend: be, open: memcacheOpen(mcListen, key, value)},
 		{name: "memcached direct", backend: be, open: memcacheOpen(mcd.Addr(), key, value)},
 	})
+	mcOff.stop(s.b)
 	be = []int{rds.Pid()}
 	// faed with servants.redis.pipeline off (every call on a connection of
 	// its own, as before issue 12), alternated with the default in each round.

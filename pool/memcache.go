@@ -18,7 +18,9 @@ import (
 // both as PHP computes them, so items are shared with PHP), and writes it to
 // replica_num of them. Each server has its own gomemcache client, a cap of
 // max_conns_per_server open connections and a Breaker whose health check is
-// memcached's "version" on a connection of its own. Safe for concurrent use.
+// memcached's "version" on a connection of its own. With coalesce (the
+// default), concurrent gets of one server share round trips, one multi-get
+// each (memcache_batch.go). Safe for concurrent use.
 //
 // Every error is a *Error (Backend "memcache", Op "get", "set", "add",
 // "delete", "incr" or "decr", with the Key, the Pool and the Server asked)
@@ -111,7 +113,9 @@ func (m *Memcache) Close() error {
 // private), so: Open counts the operations' connections dialled and not yet
 // closed (a counting DialContext); InUse is the operations holding one of
 // max_conns_per_server slots (one connection each, a dial in progress
-// included); Idle is Open - InUse, at least 0. The health check's own
+// included; a round trip of coalesced gets holds one for all its gets); Idle
+// is Open - InUse, at least 0; Waiting counts the calls waiting for a slot
+// and the gets queued for the next round trip. The health check's own
 // connection is not counted.
 func (m *Memcache) Stats() []ServerStats {
 	var out []ServerStats
@@ -120,6 +124,9 @@ func (m *Memcache) Stats() []ServerStats {
 			open, inUse := int(s.open.Load()), s.gate.inUse()
 			st := serverStats("memcache", p.name, s.addr, open, max(open-inUse, 0), inUse, s.breaker)
 			st.Waiting = s.gate.Waiting()
+			if s.batch != nil {
+				st.Waiting += s.batch.queued()
+			}
 			out = append(out, st)
 		}
 	}
@@ -153,13 +160,7 @@ func (m *Memcache) Get(pool, key string) (value []byte, flags uint32, err error)
 	var firstErr error
 	for j := 0; j < p.replicas; j++ {
 		i := (first + j) % len(p.servers)
-		var it *memcache.Item
-		kind, cause := p.on(i, "get", func(c *memcache.Client) (e error) {
-			if it, e = c.Get(key); e == nil {
-				e = p.checkSize(it)
-			}
-			return e
-		})
+		it, kind, cause := p.get(i, key)
 		if kind == KindOK {
 			return it.Value, it.Flags, nil
 		}
@@ -349,6 +350,27 @@ func (p *mcPool) on(i int, name string, op func(*memcache.Client) error) (Kind, 
 	kind, cause := s.do(op)
 	p.obs.Observe(Op{Backend: "memcache", Pool: p.name, Server: s.addr, Name: name, Kind: kind, Duration: time.Since(start)})
 	return kind, cause
+}
+
+// get runs a get of key on server i, batched with the concurrent ones
+// (mcBatch) when coalesce is on, and reports it to the Observer as its own
+// operation "get" with its own outcome.
+func (p *mcPool) get(i int, key string) (*memcache.Item, Kind, error) {
+	s := p.servers[i]
+	if s.batch == nil {
+		var it *memcache.Item
+		kind, cause := p.on(i, "get", func(c *memcache.Client) (e error) {
+			if it, e = c.Get(key); e == nil {
+				e = p.checkSize(it)
+			}
+			return e
+		})
+		return it, kind, cause
+	}
+	start := time.Now()
+	it, kind, cause := s.batch.get(key, start, p.maxReply)
+	p.obs.Observe(Op{Backend: "memcache", Pool: p.name, Server: s.addr, Name: "get", Kind: kind, Duration: time.Since(start)})
+	return it, kind, cause
 }
 
 // checkSize refuses an item whose value is over maxReply bytes.

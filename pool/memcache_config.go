@@ -27,7 +27,8 @@ type MemcacheConfig struct {
 	// operation, and the wait for a free connection slot. Default 4s.
 	Timeout time.Duration `cf:"timeout"`
 	// MaxIdleConnsPerServer (max_idle_conns_per_server) are the idle connections
-	// kept per server. Default 3; 0 = gomemcache's default, 2.
+	// kept per server. Default 3; 0 = gomemcache's default, 2. With coalesce,
+	// one of them is the gets' connection (two in all when this is 1).
 	MaxIdleConnsPerServer int `cf:"max_idle_conns_per_server"`
 	// MaxConnsPerServer (max_conns_per_server) caps the connections open to one
 	// server; a call waits up to timeout for one. 0 = 10 × max_idle_conns_per_server.
@@ -43,11 +44,20 @@ type MemcacheConfig struct {
 	// pool's servers). Reads take the first of them that answers. Default 1.
 	ReplicaNum int           `cf:"replica_num"`
 	Breaker    BreakerConfig `cf:"breaker"`
+	// Coalesce (coalesce): concurrent gets of one server share round trips
+	// (issue 12): a get that finds none in flight is sent at once; those
+	// arriving meanwhile go out together in the next, one multi-get of up to
+	// max_conns_per_server keys, each caller answered with its own item or
+	// miss, its own timeout counted from its start; a failed or timed-out
+	// round trip is sent again once, on a fresh connection, for the gets with
+	// time left. Writes keep a round trip each, never retried.
+	// false = a connection per get, as the original. Default true.
+	Coalesce bool `cf:"coalesce"`
 }
 
 // SetDefaults fills in the original fae's defaults.
 func (c *MemcacheConfig) SetDefaults() {
-	*c = MemcacheConfig{HashStrategy: "standard", Timeout: 4 * time.Second, MaxIdleConnsPerServer: 3, ReplicaNum: 1}
+	*c = MemcacheConfig{HashStrategy: "standard", Timeout: 4 * time.Second, MaxIdleConnsPerServer: 3, ReplicaNum: 1, Coalesce: true}
 	c.Breaker.SetDefaults()
 }
 

@@ -36,12 +36,16 @@ type mcServer struct {
 	gate    *connGate        // max_conns_per_server tokens, max_waiting_calls waiters for timeout
 	breaker *Breaker
 	open    atomic.Int64 // the client's connections dialled and not yet closed (Stats)
+	batch   *mcBatch     // the coalesced gets (memcache_batch.go); nil when coalesce is off
 }
 
 func newMcServer(addr string, cfg MemcacheConfig) *mcServer {
 	c := memcache.NewFromSelector(mcAddr(addr))
 	c.Timeout = cfg.Timeout
 	c.MaxIdleConns = cfg.MaxIdleConnsPerServer
+	if cfg.Coalesce && c.MaxIdleConns > 1 {
+		c.MaxIdleConns-- // the gets' client keeps the other one idle (newMcBatch)
+	}
 	h := memcache.NewFromSelector(mcAddr(addr))
 	// gomemcache bounds the dial and then the exchange by Timeout each: half
 	// the check's budget each keeps the whole check within HealthCheckTimeout.
@@ -50,6 +54,9 @@ func newMcServer(addr string, cfg MemcacheConfig) *mcServer {
 		gate: newConnGate(addr, cfg.MaxConnsPerServer, cfg.MaxWaitingCalls, cfg.Timeout, "max_conns_per_server", "timeout")}
 	s.breaker = NewBreaker("memcache", addr, cfg.Breaker, s.healthCheck)
 	c.DialContext = s.dial
+	if cfg.Coalesce {
+		s.batch = newMcBatch(s, cfg)
+	}
 	return s
 }
 
@@ -94,6 +101,9 @@ func (s *mcServer) healthCheck(ctx context.Context) error {
 func (s *mcServer) close() {
 	s.client.Close()
 	s.health.Close()
+	if s.batch != nil {
+		s.batch.close()
+	}
 }
 
 // do runs op on the server through its breaker: it takes a connection slot,
@@ -114,6 +124,9 @@ func (s *mcServer) do(op func(*memcache.Client) error) (Kind, error) {
 	})
 	if kind == KindServerFailure {
 		s.client.Close()
+		if s.batch != nil {
+			s.batch.reads.Close()
+		}
 	}
 	return kind, cause
 }

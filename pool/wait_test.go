@@ -209,6 +209,7 @@ func TestMemcacheWaitingCallsBound(t *testing.T) {
 	cfg := mcConfig(t, "standard", 1, srv.Addr())
 	cfg.MaxConnsPerServer, cfg.MaxWaitingCalls, cfg.Timeout = waitConns, waitLimit, 2*time.Second
 	cfg.Breaker = BreakerConfig{FailureAllowance: 100, RetryInterval: time.Second}
+	cfg.Coalesce = false // a connection per get: TestMemcacheBatchWaitingCallsBound is the coalesced one
 	m, obs := newTestMemcache(t, cfg, Limits{})
 	k := testKey(t, "k")
 	if err := m.Set("p", k, []byte("v"), 0, 60); err != nil {
