@@ -137,6 +137,9 @@ func (p *rdPipe) do(ctx context.Context, name, cmd string, args []any) (any, Kin
 		if !retry {
 			break
 		}
+		// The connection was lost: the pool's idle ones may be as dead (a
+		// restarted server), so the retry must not borrow one of them.
+		p.s.epoch.Add(1)
 		kind, cause = KindOK, nil
 	}
 	if kind == KindServerFailure {
