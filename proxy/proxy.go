@@ -173,6 +173,8 @@ type PeerStats struct {
 	DialFailures       int64  // connects that failed
 	SharedDialFailures int64  // calls failed by another call's failed connect, without dialling
 	Discarded          int64  // connections closed after a failure, or found dead or expired when borrowed
+	PipeConns          int    // pipelined connections open now (lock, unlock; at most pipe_connections)
+	PipeInFlight       int    // calls sent or queued on them and not yet answered
 }
 
 // Stats returns the figures of every pool, sorted by address.
