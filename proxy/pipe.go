@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,11 @@ import (
 // maxSpareBytes is the largest write buffer a pipelined connection keeps for
 // its next batch; a larger one (a burst) is left to the garbage collector.
 const maxSpareBytes = 64 << 10
+
+// maxYields bounds how many times the writer of a batch lets the other
+// runnable goroutines run first (runtime.Gosched) while they keep adding
+// requests to it.
+const maxYields = 4
 
 // The states of a pipeCall; whoever moves it from callWaiting owns its outcome.
 const (
@@ -105,14 +111,14 @@ func newPipeConn(nc net.Conn, peer Peer, timeout time.Duration, bufferSize int, 
 	return pc
 }
 
-// call sends one request and waits for its reply, decoded into result, until
-// ctx ends. It returns KindOK (result filled in, or err the peer's
+// call sends the request of c (its method, args) and waits for its reply,
+// decoded into c.result, until ctx ends; c is new, with done made. It returns KindOK (result filled in, or err the peer's
 // TApplicationException), KindCanceled (ctx ended; the reply, when it comes,
 // is skipped and the connection stays in use), or the kind and error the
 // connection broke with (KindTimeout, KindServerFailure, KindClosed), which
 // every call pending on it shares; or errNotSent if it was broken already.
-func (pc *pipeConn) call(ctx context.Context, method string, args, result thrift.TStruct) (pool.Kind, error) {
-	c := &pipeCall{method: method, result: result, done: make(chan struct{})}
+func (pc *pipeConn) call(ctx context.Context, c *pipeCall, args thrift.TStruct) (pool.Kind, error) {
+	method := c.method
 	pc.mu.Lock()
 	if pc.err != nil {
 		pc.mu.Unlock()
@@ -172,6 +178,15 @@ func (pc *pipeConn) encodeLocked(ctx context.Context, seq int32, method string, 
 // flushLocked writes the queued requests, one write per batch, until none is
 // left; the caller holds mu and has set writing. It returns with mu released.
 func (pc *pipeConn) flushLocked() {
+	for range maxYields {
+		n := len(pc.wb.b)
+		pc.mu.Unlock()
+		runtime.Gosched()
+		pc.mu.Lock()
+		if len(pc.wb.b) == n {
+			break
+		}
+	}
 	for pc.err == nil && len(pc.wb.b) > 0 {
 		out := pc.wb.b
 		pc.wb.b, pc.spare = pc.spare[:0], nil

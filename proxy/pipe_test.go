@@ -43,7 +43,9 @@ func TestPipeConcurrentCallers(t *testing.T) {
 	for _, cb := range combos {
 		t.Run(comboName(cb.protocol, cb.framed), func(t *testing.T) {
 			tp := startPeer(t, cb.protocol, cb.framed, nil)
-			p, obs := newProxies(t, testConfig())
+			cfg := testConfig()
+			cfg.PipeConnections = 2
+			p, obs := newProxies(t, cfg)
 			const callers, rounds = 256, 4
 			var wg sync.WaitGroup
 			errs := make(chan error, callers)

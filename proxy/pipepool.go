@@ -180,6 +180,7 @@ func (p *pipes) stats() (conns, inFlight int) {
 // the connection, if that was the call's outcome, for pipes.call.
 type pipeClient struct {
 	pc     *pipeConn
+	call   pipeCall // the call in flight (in the same allocation)
 	failed bool
 	kind   pool.Kind
 	err    error
@@ -191,7 +192,11 @@ func (tc *pipeClient) Call(ctx context.Context, method string, args, result thri
 	if result == nil {
 		return thrift.ResponseMeta{}, errors.New("proxy: oneway calls are not pipelined")
 	}
-	kind, err := tc.pc.call(ctx, method, args, result)
+	if tc.call.done != nil {
+		return thrift.ResponseMeta{}, errors.New("proxy: one call per pipelined client")
+	}
+	tc.call.method, tc.call.result, tc.call.done = method, result, make(chan struct{})
+	kind, err := tc.pc.call(ctx, &tc.call, args)
 	if kind != pool.KindOK {
 		tc.failed, tc.kind, tc.err = true, kind, err
 	}
