@@ -59,12 +59,24 @@ type pipeCall struct {
 var errNotSent = errors.New("pipelined connection broken before the call was sent")
 
 // pipeConn is one pipelined connection to a peer. Callers encode their
-// request into the write buffer under mu; the first to find no write in
-// flight writes everything queued in one write, again while more was queued
-// meanwhile (no wait to fill a batch). One reader goroutine decodes the
-// replies in order. A watchdog timer fails the connection when the oldest
-// call has had no reply for io_timeout. Once broken (a timeout, an I/O error,
-// a reply out of step, retirement) it is closed and never used again.
+// request (message head with the connection's next sequence id, args) into
+// the write buffer under mu; the first to find no write in flight becomes the
+// writer: it lets the other runnable goroutines run first (runtime.Gosched,
+// again while they keep adding requests, at most maxYields times: on an idle
+// node it returns at once, so no latency is added and no timer is waited
+// for), then writes everything queued in one write, again while more was
+// queued meanwhile. One reader goroutine decodes the replies in order, each
+// into its caller's result. A watchdog timer fails the connection when the
+// oldest call has had no reply for io_timeout (no timer per call). Once
+// broken (a timeout, an I/O error, a reply out of step, retirement) it is
+// closed and never used again.
+//
+// The writer is a caller: if the peer stops reading and the socket's buffer
+// fills, its write blocks until the watchdog closes the connection (at most
+// io_timeout), whatever its ctx. A peer that closes an idle connection (its
+// rpc.session_timeout) is seen by the reader at once and the connection
+// dropped; a request written in the instant the peer closes fails with the
+// others pending, as "may or may not have run".
 type pipeConn struct {
 	nc       net.Conn
 	framed   bool

@@ -68,6 +68,16 @@ func New(cfg Config, obs pool.Observer) *Proxies {
 // goes on). The generated client's sequence ids would also refuse a reply
 // that is not the call's (KindServerFailure).
 //
+// lock and unlock (with pipe_connections above 0) go instead on the peer's
+// pipelined connections, shared by the calls (see pipeConn): no slot, no
+// borrow_timeout; the call ends at its reply, at io_timeout after its request
+// was queued (KindTimeout), or when ctx ends (KindCanceled: only its own wait
+// stops; its reply, when it comes, is skipped). A timeout, a failed write or
+// read, or a reply out of step closes the connection and fails every call
+// pending on it at once (KindTimeout or KindServerFailure, the error saying
+// the call may or may not have run; nothing is retried); the next call dials
+// a new one. fn must make exactly one call on c.
+//
 // It returns nil; or the peer's declared exception as is (*rpc.TCacheMissed,
 // *rpc.TMongoNotFound…), so that it reaches the client as itself; or a
 // *pool.Error of kind:
