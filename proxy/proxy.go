@@ -106,6 +106,14 @@ func (p *Proxies) Call(ctx context.Context, peer Peer, method string, fn func(ct
 	return &pool.Error{Backend: Backend, Op: method, Pool: peer.Addr, Server: server, Kind: kind, Err: err}
 }
 
+// Pipelined reports whether calls of method go on the peers' pipelined
+// connections: lock and unlock, unless pipe_connections is 0. Such a call
+// holds no connection of its own while it waits (at most io_timeout), so its
+// caller need not watch its client to free one (engine.WatchClient).
+func (p *Proxies) Pipelined(method string) bool {
+	return p.cfg.PipeConnections > 0 && pipelined(method)
+}
+
 // pool returns the pool of peer, creating it on first use. A pool of the
 // same address with another protocol or transport (the peer restarted with
 // another rpc section) is retired and replaced.
