@@ -45,6 +45,14 @@ type Config struct {
 	// BufferSize (buffer_size) is the size in bytes of each peer connection's
 	// read buffer and of its write buffer. Default 4096.
 	BufferSize int `cf:"buffer_size"`
+	// PipeConnections (pipe_connections) is the number of pipelined
+	// connections to one peer, shared by every lock and unlock forwarded to it
+	// (many calls in flight on each, their requests written in batches); 0
+	// sends them on the pool_capacity connections like the other methods.
+	// Default 2 (new in this fae), at most 64. A call on them is bounded by
+	// io_timeout as any other; one that times out closes its connection and
+	// fails every call pending on it (each may or may not have run).
+	PipeConnections int `cf:"pipe_connections"`
 	// Breaker (breaker) is the circuit breaker in front of each peer (new in this
 	// fae; pool.BreakerConfig's defaults: failure_allowance 5, retry_interval 10s).
 	// A dead or frozen peer opens it after failure_allowance failed dials or
@@ -56,7 +64,7 @@ type Config struct {
 // SetDefaults fills in the original fae's defaults, and the breaker's.
 func (c *Config) SetDefaults() {
 	*c = Config{PoolCapacity: 10, IOTimeout: 10 * time.Second, BorrowTimeout: 10 * time.Second,
-		DiagnosticInterval: 5 * time.Second, TCPNoDelay: true, BufferSize: 4096}
+		DiagnosticInterval: 5 * time.Second, TCPNoDelay: true, BufferSize: 4096, PipeConnections: 2}
 	c.Breaker.SetDefaults()
 }
 
@@ -67,6 +75,9 @@ func (c *Config) Validate(prefix string) error {
 	}
 	if c.BufferSize < 1 {
 		return fmt.Errorf("%s.buffer_size: must be at least 1, got %d", prefix, c.BufferSize)
+	}
+	if c.PipeConnections < 0 || c.PipeConnections > 64 {
+		return fmt.Errorf("%s.pipe_connections: must be 0 to 64, got %d", prefix, c.PipeConnections)
 	}
 	if c.IdleTimeout < 0 || c.IOTimeout < 0 || c.BorrowTimeout < 0 || c.DiagnosticInterval < 0 {
 		return fmt.Errorf("%s: timeouts and intervals must not be negative", prefix)

@@ -64,6 +64,16 @@ func newConn(nc net.Conn, peer Peer, bufferSize int) *conn {
 // dialConn connects to peer within timeout (not bounded by any caller's ctx:
 // a caller who gives up must not make the dial count as the peer's failure).
 func dialConn(peer Peer, timeout time.Duration, noDelay bool, bufferSize int) (*conn, error) {
+	nc, err := dialNet(peer, timeout, noDelay)
+	if err != nil {
+		return nil, err
+	}
+	return newConn(nc, peer, bufferSize), nil
+}
+
+// dialNet opens a TCP connection to peer within timeout; a failure is a
+// *pool.DialError.
+func dialNet(peer Peer, timeout time.Duration, noDelay bool) (net.Conn, error) {
 	nc, err := (&net.Dialer{Timeout: timeout}).Dial("tcp", peer.Addr)
 	if err != nil {
 		return nil, &pool.DialError{Err: err}
@@ -71,7 +81,7 @@ func dialConn(peer Peer, timeout time.Duration, noDelay bool, bufferSize int) (*
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(noDelay)
 	}
-	return newConn(nc, peer, bufferSize), nil
+	return nc, nil
 }
 
 // call runs fn, one forwarded call, on c within timeout; when ctx ends first

@@ -41,10 +41,49 @@ type peerHandler struct {
 	gone    chan string
 	mu      sync.Mutex
 	release map[string]chan struct{}
+	locks   map[string]int64 // lock's table: key -> the rid holding it
 }
 
 func newPeerHandler() *peerHandler {
-	return &peerHandler{started: make(chan string, 64), gone: make(chan string, 64), release: map[string]chan struct{}{}}
+	return &peerHandler{started: make(chan string, 64), gone: make(chan string, 64), release: map[string]chan struct{}{},
+		locks: map[string]int64{}}
+}
+
+// Lock takes key for c.Rid if it is free: true, else false (the servant's
+// lock without expiry). "sleep:<dur>:<k>" waits dur first, "block:<name>"
+// waits as lc_get's does, then takes the key.
+func (h *peerHandler) Lock(ctx context.Context, c *rpc.Context, _ string, key string) (bool, error) {
+	verb, arg, _ := strings.Cut(key, ":")
+	switch verb {
+	case "sleep":
+		ds, _, _ := strings.Cut(arg, ":")
+		d, err := time.ParseDuration(ds)
+		if err != nil {
+			return false, err
+		}
+		time.Sleep(d)
+	case "block":
+		if _, err := h.block(ctx, arg); err != nil {
+			return false, err
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, held := h.locks[key]; held {
+		return false, nil
+	}
+	h.locks[key] = c.Rid
+	return true, nil
+}
+
+// Unlock frees key if c.Rid holds it.
+func (h *peerHandler) Unlock(_ context.Context, c *rpc.Context, _ string, key string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.locks[key] == c.Rid {
+		delete(h.locks, key)
+	}
+	return nil
 }
 
 func (h *peerHandler) Noop(_ context.Context, x int32) (int32, error) { return x, nil }

@@ -24,6 +24,7 @@ type peerPool struct {
 	cfg     *Config // read-only
 	breaker *pool.Breaker
 	slots   chan struct{} // one token per call holding (or getting) a connection
+	pipes   *pipes        // the pipelined connections (lock, unlock); nil when pipe_connections is 0
 
 	mu      sync.Mutex
 	idle    []*conn     // given back, least recently used first
@@ -44,6 +45,9 @@ type dialCall struct {
 func newPeerPool(peer Peer, cfg *Config) *peerPool {
 	pp := &peerPool{peer: peer, cfg: cfg, slots: make(chan struct{}, cfg.PoolCapacity)}
 	pp.breaker = pool.NewBreaker("peer", peer.Addr, cfg.Breaker, pp.healthCheck)
+	if cfg.PipeConnections > 0 {
+		pp.pipes = newPipes(pp, cfg.PipeConnections)
+	}
 	return pp
 }
 
@@ -54,6 +58,9 @@ func newPeerPool(peer Peer, cfg *Config) *peerPool {
 func (pp *peerPool) call(ctx context.Context, method string, fn func(context.Context, *rpc.FunServantClient) error) (pool.Kind, error) {
 	if ctx.Err() != nil {
 		return pool.KindCanceled, context.Cause(ctx)
+	}
+	if pp.pipes != nil && pipelined(method) {
+		return pp.pipes.call(ctx, method, fn)
 	}
 	if pp.breaker.State() == "open" { // fail fast, without waiting for a connection
 		return pool.KindBreakerOpen, nil
@@ -265,6 +272,9 @@ func (pp *peerPool) retire() {
 	for _, c := range old {
 		c.nc.Close()
 	}
+	if pp.pipes != nil {
+		pp.pipes.retire()
+	}
 }
 
 // healthCheck is the breaker's health check: noop on a fresh connection,
@@ -294,7 +304,11 @@ func (pp *peerPool) stats() PeerStats {
 	idle := len(pp.idle)
 	pp.mu.Unlock()
 	dial, command := pp.breaker.States()
-	return PeerStats{Peer: pp.peer, DialBreaker: dial, CommandBreaker: command, Capacity: cap(pp.slots), Busy: len(pp.slots), Idle: idle, Waiting: pp.waiting.Load(),
+	var pipeConns, pipeInFlight int
+	if pp.pipes != nil {
+		pipeConns, pipeInFlight = pp.pipes.stats()
+	}
+	return PeerStats{PipeConns: pipeConns, PipeInFlight: pipeInFlight, Peer: pp.peer, DialBreaker: dial, CommandBreaker: command, Capacity: cap(pp.slots), Busy: len(pp.slots), Idle: idle, Waiting: pp.waiting.Load(),
 		Breaker: pp.breaker.State(), Dials: pp.dials.Load(), DialFailures: pp.dialFailures.Load(),
 		SharedDialFailures: pp.sharedFailures.Load(), Discarded: pp.discarded.Load()}
 }

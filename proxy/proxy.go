@@ -68,6 +68,16 @@ func New(cfg Config, obs pool.Observer) *Proxies {
 // goes on). The generated client's sequence ids would also refuse a reply
 // that is not the call's (KindServerFailure).
 //
+// lock and unlock (with pipe_connections above 0) go instead on the peer's
+// pipelined connections, shared by the calls (see pipeConn): no slot, no
+// borrow_timeout; the call ends at its reply, at io_timeout after its request
+// was queued (KindTimeout), or when ctx ends (KindCanceled: only its own wait
+// stops; its reply, when it comes, is skipped). A timeout, a failed write or
+// read, or a reply out of step closes the connection and fails every call
+// pending on it at once (KindTimeout or KindServerFailure, the error saying
+// the call may or may not have run; nothing is retried); the next call dials
+// a new one. fn must make exactly one call on c.
+//
 // It returns nil; or the peer's declared exception as is (*rpc.TCacheMissed,
 // *rpc.TMongoNotFound…), so that it reaches the client as itself; or a
 // *pool.Error of kind:
@@ -94,6 +104,14 @@ func (p *Proxies) Call(ctx context.Context, peer Peer, method string, fn func(ct
 		return err
 	}
 	return &pool.Error{Backend: Backend, Op: method, Pool: peer.Addr, Server: server, Kind: kind, Err: err}
+}
+
+// Pipelined reports whether calls of method go on the peers' pipelined
+// connections: lock and unlock, unless pipe_connections is 0. Such a call
+// holds no connection of its own while it waits (at most io_timeout), so its
+// caller need not watch its client to free one (engine.WatchClient).
+func (p *Proxies) Pipelined(method string) bool {
+	return p.cfg.PipeConnections > 0 && pipelined(method)
 }
 
 // pool returns the pool of peer, creating it on first use. A pool of the
@@ -173,6 +191,8 @@ type PeerStats struct {
 	DialFailures       int64  // connects that failed
 	SharedDialFailures int64  // calls failed by another call's failed connect, without dialling
 	Discarded          int64  // connections closed after a failure, or found dead or expired when borrowed
+	PipeConns          int    // pipelined connections open now (lock, unlock; at most pipe_connections)
+	PipeInFlight       int    // calls sent or queued on them and not yet answered
 }
 
 // Stats returns the figures of every pool, sorted by address.

@@ -137,7 +137,7 @@ func TestConfig(t *testing.T) {
 	var c Config
 	c.SetDefaults()
 	want := Config{PoolCapacity: 10, IOTimeout: 10 * time.Second, BorrowTimeout: 10 * time.Second,
-		DiagnosticInterval: 5 * time.Second, TCPNoDelay: true, BufferSize: 4096,
+		DiagnosticInterval: 5 * time.Second, TCPNoDelay: true, BufferSize: 4096, PipeConnections: 2,
 		Breaker: pool.BreakerConfig{FailureAllowance: 5, RetryInterval: 10 * time.Second}}
 	if c != want {
 		t.Errorf("defaults %+v, want %+v", c, want)
@@ -152,6 +152,11 @@ func TestConfig(t *testing.T) {
 	if c.CallTimeout() != 5*time.Second {
 		t.Errorf("io_timeout 0: CallTimeout = %s, want 5s", c.CallTimeout())
 	}
+	c.PipeConnections = 65
+	if err := c.Validate("servants.proxy"); err == nil || err.Error() != "servants.proxy.pipe_connections: must be 0 to 64, got 65" {
+		t.Errorf("pipe_connections 65: %v", err)
+	}
+	c.PipeConnections = 0
 	c.Breaker.FailureAllowance = 0
 	if err := c.Validate("servants.proxy"); err == nil || err.Error() != "servants.proxy.breaker.failure_allowance: must be at least 1, got 0" {
 		t.Errorf("failure_allowance 0: %v", err)

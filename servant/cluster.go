@@ -190,7 +190,12 @@ func forward[T any](s *FunServant, ctx context.Context, p proxy.Peer, method str
 	call func(context.Context, *rpc.FunServantClient, *rpc.Context) (T, error)) (T, error) {
 	fc := &rpc.Context{Rid: c.Rid, Reason: c.Reason, UID: c.UID, Sticky: thrift.BoolPtr(true)}
 	var r T
-	wctx, stop := engine.WatchClient(ctx)
+	// A pipelined call (lock, unlock) holds no connection while it waits, and
+	// the watch would cost it more than a µs (a derived ctx and a timer).
+	wctx, stop := ctx, func() {}
+	if !s.proxies.Pipelined(method) {
+		wctx, stop = engine.WatchClient(ctx)
+	}
 	err := s.proxies.Call(wctx, p, method, func(ctx context.Context, cl *rpc.FunServantClient) (err error) {
 		r, err = call(ctx, cl, fc)
 		return err

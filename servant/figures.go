@@ -53,7 +53,8 @@ func (s *FunServant) ObserveLatency(fn func(method string) LatencyObserver) {
 // current generation's pools (see pool.ServerStats; sorted by backend, pool
 // and server) and of every peer this node forwards to (Backend "peer", Pool
 // and Server the peer's address: Open = Idle + InUse, InUse the calls
-// holding or dialling one of pool_capacity connections). Empty after Close.
+// holding or dialling one of pool_capacity connections plus the open
+// pipelined connections, which are shared, never idle). Empty after Close.
 // It takes no lock that a call takes.
 func (s *FunServant) PoolStats() []pool.ServerStats {
 	g := s.pin()
@@ -74,7 +75,8 @@ func (s *FunServant) PoolStats() []pool.ServerStats {
 	if !g.closed {
 		for _, p := range s.proxies.Stats() {
 			out = append(out, pool.ServerStats{Backend: proxy.Backend, Pool: p.Peer.Addr, Server: p.Peer.Addr,
-				Open: p.Busy + p.Idle, Idle: p.Idle, InUse: p.Busy, Waiting: int(p.Waiting), Breaker: p.Breaker, Dial: p.DialBreaker, Command: p.CommandBreaker})
+				Open: p.Busy + p.Idle + p.PipeConns, Idle: p.Idle, InUse: p.Busy + p.PipeConns, Waiting: int(p.Waiting),
+				Breaker: p.Breaker, Dial: p.DialBreaker, Command: p.CommandBreaker})
 		}
 	}
 	slices.SortStableFunc(out, func(a, b pool.ServerStats) int { return cmp.Compare(a.Backend, b.Backend) })
