@@ -82,6 +82,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
 	sem       chan struct{} // one token per live session
+	idleBufs  *idleBuffers  // session buffers while sessions are idle
 	waiters   chan struct{} // one token per connection waiting for a slot (Config.AcceptWaiters)
 	refusers  chan struct{} // one token per refusal running (Config.MaxRefusers)
 	allow     []netip.Prefix
@@ -125,6 +126,7 @@ func (s *Server) init() {
 	s.listeners = map[net.Listener]struct{}{}
 	s.sessions = map[*session]struct{}{}
 	s.sem = make(chan struct{}, s.Config.MaxOutstandingSessions)
+	s.idleBufs = newIdleBuffers(s.Config.BufferSize)
 	s.waiters = make(chan struct{}, s.Config.AcceptWaiters())
 	s.refusers = make(chan struct{}, s.Config.MaxRefusers())
 	s.allow = s.Config.AllowPrefixes()

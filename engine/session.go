@@ -89,26 +89,70 @@ func (sess *session) waitCall(t *connTransport) error {
 	if t.br.Buffered() > 0 {
 		return nil // a pipelined call, read already: no idle wait
 	}
-	cfg := &sess.srv.Config
 	sess.mu.Lock()
 	sess.idle = true
-	var deadline time.Time
-	if cfg.SessionTimeout > 0 {
-		deadline = time.Now().Add(cfg.SessionTimeout)
-	}
-	if sess.srv.shutdown.Load() {
-		if d := time.Now().Add(DrainIdleGrace); deadline.IsZero() || d.Before(deadline) {
-			deadline = d
+	deadline := sess.idleDeadline(time.Now())
+	wait := deadline
+	if t.bufs != nil { // first a short wait with the buffers (the next call is usually there by then)
+		if soon := time.Now().Add(IdleRelease); wait.IsZero() || soon.Before(wait) {
+			wait = soon
 		}
 	}
-	sess.conn.SetReadDeadline(deadline)
+	sess.conn.SetReadDeadline(wait)
 	sess.mu.Unlock()
 
 	_, err := t.br.Peek(1)
+	if !wait.Equal(deadline) && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = sess.waitIdle(t, deadline)
+	}
 
 	sess.mu.Lock()
 	sess.idle = false
 	sess.mu.Unlock()
+	return err
+}
+
+// IdleRelease is how long a session waits for its next call holding its read
+// and reply buffers; past it, it gives them back (idleBuffers) and waits
+// without them. A session whose calls come closer together than this never
+// pays for the buffer-less wait (a peek system call more per call).
+const IdleRelease = 50 * time.Millisecond
+
+// idleDeadline is the read deadline of a wait for the next call starting at
+// now: session_timeout, or sooner the drain grace once Shutdown has begun;
+// zero for none. Called with mu held.
+func (sess *session) idleDeadline(now time.Time) time.Time {
+	var deadline time.Time
+	if t := sess.srv.Config.SessionTimeout; t > 0 {
+		deadline = now.Add(t)
+	}
+	if sess.srv.shutdown.Load() {
+		if d := now.Add(DrainIdleGrace); deadline.IsZero() || d.Before(deadline) {
+			deadline = d
+		}
+	}
+	return deadline
+}
+
+// waitIdle goes on waiting for the next call after the short wait, until
+// deadline (the wait's own, set again: Shutdown may have begun meanwhile):
+// its buffers given back when nothing is left in them, taking a read buffer
+// again when bytes or the end of the stream come.
+func (sess *session) waitIdle(t *connTransport, deadline time.Time) error {
+	sess.mu.Lock()
+	if sess.srv.shutdown.Load() {
+		deadline = sess.idleDeadline(time.Now())
+	}
+	sess.conn.SetReadDeadline(deadline)
+	sess.mu.Unlock()
+	if t.release() {
+		err := waitReadable(sess.rawConn())
+		t.acquire()
+		if err != nil {
+			return err
+		}
+	}
+	_, err := t.br.Peek(1)
 	return err
 }
 
@@ -124,6 +168,7 @@ func (s *Server) serveSession(sess *session) {
 		sess.stopWatch()
 		if sess.trans != nil {
 			sess.trans.flushDeferred()
+			sess.trans.release() // back to the pool for the next session (unless bytes are left in them)
 		}
 		sess.close(endCause(reason))
 		s.mu.Lock()
@@ -135,7 +180,12 @@ func (s *Server) serveSession(sess *session) {
 	}()
 
 	cfg := &s.Config
-	t := newConnTransport(sess.conn, cfg.BufferSize, cfg.IOTimeout, cfg.MaxMessageBytes, s.wire.framed)
+	var t *connTransport
+	if watchSupported && sess.rawConn() != nil { // waitReadable can wait without a buffer
+		t = newPooledConnTransport(sess.conn, s.idleBufs, cfg.IOTimeout, cfg.MaxMessageBytes, s.wire.framed)
+	} else {
+		t = newConnTransport(sess.conn, cfg.BufferSize, cfg.IOTimeout, cfg.MaxMessageBytes, s.wire.framed)
+	}
 	sess.trans = t
 	var sp sessionProtocol
 	if !s.auto {

@@ -200,3 +200,26 @@ func TestUnknownMethodKeepsSession(t *testing.T) {
 		t.Errorf("CallErrors %d, want 1 (the unknown method)", e)
 	}
 }
+
+// TestIdleWithoutBuffers: a session idle past IdleRelease gives its buffers
+// back and waits without them; its next call is served, and a client that
+// leaves while it waits so is seen at once (an EOF end, not a timeout).
+func TestIdleWithoutBuffers(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			ts := startServer(t, network, &handler{}, func(c *engine.Config) { c.SessionTimeout = 0 })
+			c := ts.dial(t)
+			for i := range int32(3) {
+				if x, err := c.Noop(bg, i); err != nil || x != i {
+					t.Fatalf("call %d: %d, %v", i, x, err)
+				}
+				time.Sleep(3 * engine.IdleRelease) // the scenario: idle past IdleRelease, not synchronisation
+			}
+			c.conn.Close()
+			testenv.Eventually(t, 2*time.Second, "the client's leaving seen while idle", func() bool { return ts.Stats.EndEOF.Load() == 1 })
+			if n := ts.Stats.EndIdleTimeout.Load(); n != 0 {
+				t.Errorf("%d idle timeouts, want none (session_timeout 0)", n)
+			}
+		})
+	}
+}

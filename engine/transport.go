@@ -26,7 +26,7 @@ type connTransport struct {
 	conn      net.Conn
 	br        *bufio.Reader
 	wbuf      []byte  // the reply being written: small[:n], or a pooled batch buffer while a reply outgrows small
-	small     []byte  // the session's own write buffer, buffer_size bytes
+	small     []byte  // the session's own write buffer, buffer_size bytes (nil while idle: see idleBuffers)
 	batch     *[]byte // from batchPool while wbuf is it, else nil
 	ioTimeout time.Duration
 	maxBytes  int
@@ -41,6 +41,7 @@ type connTransport struct {
 	// is not followed by one, in one write, or before br next reads the
 	// connection, or when the session ends.
 	deferred bool
+	bufs     *idleBuffers // where br and small go while the session is idle; nil: kept
 }
 
 // errMessageTooLarge ends a session whose request is longer than max_message_bytes.
@@ -60,6 +61,15 @@ func newConnTransport(conn net.Conn, bufSize int, ioTimeout time.Duration, maxBy
 	}
 	t.br = bufio.NewReaderSize(flushFirst{t}, bufSize)
 	t.wbuf = t.small
+	return t
+}
+
+// newPooledConnTransport is newConnTransport with its buffers taken from bufs
+// (buffer_size bytes each), and given back there while the session is idle.
+func newPooledConnTransport(conn net.Conn, bufs *idleBuffers, ioTimeout time.Duration, maxBytes int, framed bool) *connTransport {
+	t := &connTransport{conn: conn, ioTimeout: ioTimeout, maxBytes: maxBytes, framed: framed, bufs: bufs}
+	t.acquire()
+	t.smallBuffer()
 	return t
 }
 
@@ -185,6 +195,9 @@ func (t *connTransport) Read(p []byte) (int, error) {
 }
 
 func (t *connTransport) Write(p []byte) (int, error) {
+	if t.small == nil {
+		t.smallBuffer()
+	}
 	if !t.writing {
 		t.writing = true
 		if t.ioTimeout > 0 {
