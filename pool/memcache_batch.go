@@ -99,7 +99,7 @@ func (b *mcBatch) get(key string, start time.Time, maxReply int) (*memcache.Item
 	case b.sent+len(b.queue) >= b.maxKeys+b.maxWait:
 		n := b.sent + len(b.queue) - b.maxKeys
 		b.mu.Unlock()
-		return nil, KindBusy, &WaitLimitError{Waiting: n, Limit: b.maxWait, Server: b.s.addr}
+		return nil, KindBusy, newWaitLimitError(n, b.maxWait, b.s.addr)
 	default:
 		g.done = make(chan struct{})
 		b.queue = append(b.queue, g)

@@ -331,7 +331,7 @@ func (c *Mongo) run(ctx context.Context, t MongoTarget, args func() error, fn mo
 		defer s.inFlight.Add(-1)
 		if s.maxInFlight > 0 && n > s.maxInFlight {
 			limit := int(s.maxInFlight) - c.cfg.MaxConnsPerServer
-			kind, cause = KindBusy, &WaitLimitError{Waiting: int(n-1) - c.cfg.MaxConnsPerServer, Limit: limit, Server: s.addr}
+			kind, cause = KindBusy, newWaitLimitError(int(n-1)-c.cfg.MaxConnsPerServer, limit, s.addr)
 			return kind, cause // the breaker counts it neither way
 		}
 		kind, cause = c.classify(ctx, s, t.Table, fn(opCtx, coll))

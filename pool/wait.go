@@ -33,9 +33,17 @@ func waitingBound(configured, conns int) int {
 // Limit calls (max_waiting_calls) were already waiting for a connection to
 // Server (host:port). errors.As finds it in the *Error.
 type WaitLimitError struct {
-	Waiting int    // calls waiting when this one came
+	Waiting int    // calls waiting when this one came, at most Limit (see newWaitLimitError)
 	Limit   int    // max_waiting_calls of the server
 	Server  string // the server's address, host:port
+}
+
+// newWaitLimitError is the refusal of a call that found counted waiting calls
+// (its own count, taken before it backed out): callers refused at the same
+// moment count each other too, but no more than limit were ever let wait, so
+// the count reported is at most limit.
+func newWaitLimitError(counted, limit int, server string) *WaitLimitError {
+	return &WaitLimitError{Waiting: min(counted, limit), Limit: limit, Server: server}
 }
 
 func (e *WaitLimitError) Error() string {
@@ -91,7 +99,7 @@ func (g *connGate) acquire(ctx context.Context) error {
 	}
 	if n := g.waiting.Add(1); n > g.maxWaiting {
 		g.waiting.Add(-1)
-		return &WaitLimitError{Waiting: int(n - 1), Limit: int(g.maxWaiting), Server: g.server}
+		return newWaitLimitError(int(n-1), int(g.maxWaiting), g.server)
 	}
 	defer g.waiting.Add(-1)
 	var expired <-chan time.Time
