@@ -90,9 +90,11 @@ func TestOverloadUnanswered(t *testing.T) {
 	if noCall+dropped != n || noCall < 64 || dropped == 0 {
 		t.Errorf("no_call %v + dropped %v, want %d in all, at least 64 no_call (the refusal places) and some dropped", noCall, dropped, n)
 	}
-	// The log is written asynchronously: the lines may follow the closes.
-	testenv.Eventually(t, 5*time.Second, "log lines for the two unanswered refusals", func() bool {
-		return strings.Contains(f.out.String(), "connection closed unanswered: faed overloaded and no call header read") &&
+	// The log is written asynchronously, and the per-call log is throttled
+	// (20 lines, then a rate): whichever kind comes first may use up the
+	// burst, so only one kind is sure to be logged; the counts above have both.
+	testenv.Eventually(t, 5*time.Second, "a log line for the unanswered refusals", func() bool {
+		return strings.Contains(f.out.String(), "connection closed unanswered: faed overloaded and no call header read") ||
 			strings.Contains(f.out.String(), "connection closed unanswered: faed overloaded and already answering")
 	})
 	if _, err := live.Ping(bg, ctx()); err != nil {
