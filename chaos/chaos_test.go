@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/fae-go/fae/internal/faedtest"
+	"github.com/fae-go/fae/internal/testenv"
 )
 
 // faedBin and stressBin are the binaries under test, built by TestMain
@@ -153,14 +154,9 @@ func baseline(t *testing.T, n *node, r *row) {
 // waitIdle waits until n has no session left but those the test holds.
 func waitIdle(t *testing.T, n *node) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
 	want := max(n.held, n.base)
-	for n.stat().RPC.Active > want {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s still has %d sessions 15s after the load ended, want %d", n.name, n.stat().RPC.Active, want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(t, 15*time.Second, fmt.Sprintf("%s to have at most %d sessions after the load", n.name, want),
+		func() bool { return n.stat().RPC.Active <= want })
 }
 
 // Slack of the leak check: goroutines and descriptors a healthy faed may
@@ -182,17 +178,12 @@ func checkLeaks(t *testing.T, n *node, r *row) {
 // checkBack is checkLeaks without waiting for the sessions to end.
 func checkBack(t *testing.T, n *node, r *row) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	back := testenv.Poll(15*time.Second, func() bool {
 		r.GoA, r.ConnA = n.goroutines(), n.fds()
-		if r.GoA <= r.GoB+goSlack && r.ConnA <= r.ConnB+fdSlack {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("leak: goroutines %d → %d (slack %d), descriptors %d → %d (slack %d)", r.GoB, r.GoA, goSlack, r.ConnB, r.ConnA, fdSlack)
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+		return r.GoA <= r.GoB+goSlack && r.ConnA <= r.ConnB+fdSlack
+	})
+	if !back {
+		t.Errorf("leak: goroutines %d → %d (slack %d), descriptors %d → %d (slack %d)", r.GoB, r.GoA, goSlack, r.ConnB, r.ConnA, fdSlack)
 	}
 }
 

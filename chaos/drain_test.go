@@ -169,17 +169,15 @@ func watchLeave(t *testing.T, zkAddr, node string) func() (leftZK, refusedAt tim
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for deadline := time.Now().Add(time.Minute); left.IsZero() || ref.IsZero(); time.Sleep(2 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				return
-			}
+		testenv.Poll(time.Minute, func() bool {
 			if ok, _, err := conn.Exists("/fae/" + node); left.IsZero() && err == nil && !ok {
 				left = time.Now()
 			}
 			if ref.IsZero() && refused(node) {
 				ref = time.Now()
 			}
-		}
+			return !left.IsZero() && !ref.IsZero()
+		})
 	}()
 	return func() (time.Time, time.Time) {
 		<-done

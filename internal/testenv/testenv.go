@@ -53,13 +53,23 @@ func RequireServer(t testing.TB, name string, addrs ...string) {
 // after timeout.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	if !Poll(timeout, cond) {
+		t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	}
+}
+
+// Poll polls cond every 10 ms until it holds (true) or timeout passes
+// (false): Eventually for a caller that records a timeout rather than fail
+// the test at once, or that runs off the test's goroutine.
+func Poll(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+			return false
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	return true
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.
