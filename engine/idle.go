@@ -29,7 +29,7 @@ func newIdleBuffers(size int) *idleBuffers {
 // way (no request bytes read ahead, no reply held back or being written);
 // it reports whether it did.
 func (t *connTransport) release() bool {
-	if t.bufs == nil || t.br == nil || t.br.Buffered() > 0 || t.deferred || t.batch != nil || len(t.wbuf) > 0 {
+	if t.bufs == nil || t.br == nil || t.br.Buffered() > 0 || t.deferred || t.batch != nil || len(t.wbuf) > 0 || len(t.refs) > 0 {
 		return false
 	}
 	t.br.Reset(nil)

@@ -42,6 +42,11 @@ type connTransport struct {
 	// connection, or when the session ends.
 	deferred bool
 	bufs     *idleBuffers // where br and small go while the session is idle; nil: kept
+
+	vectored bool        // conn writes net.Buffers in one writev (see writeRef)
+	refs     []replyRef  // values of the reply being written, by reference
+	iov      net.Buffers // writeVectored's, kept for the next reply
+	iovOut   net.Buffers // the part of iov not yet written
 }
 
 // errMessageTooLarge ends a session whose request is longer than max_message_bytes.
@@ -58,6 +63,7 @@ func newConnTransport(conn net.Conn, bufSize int, ioTimeout time.Duration, maxBy
 		ioTimeout: ioTimeout,
 		maxBytes:  maxBytes,
 		framed:    framed,
+		vectored:  vectored(conn),
 	}
 	t.br = bufio.NewReaderSize(flushFirst{t}, bufSize)
 	t.wbuf = t.small
@@ -67,7 +73,7 @@ func newConnTransport(conn net.Conn, bufSize int, ioTimeout time.Duration, maxBy
 // newPooledConnTransport is newConnTransport with its buffers taken from bufs
 // (buffer_size bytes each), and given back there while the session is idle.
 func newPooledConnTransport(conn net.Conn, bufs *idleBuffers, ioTimeout time.Duration, maxBytes int, framed bool) *connTransport {
-	t := &connTransport{conn: conn, ioTimeout: ioTimeout, maxBytes: maxBytes, framed: framed, bufs: bufs}
+	t := &connTransport{conn: conn, ioTimeout: ioTimeout, maxBytes: maxBytes, framed: framed, bufs: bufs, vectored: vectored(conn)}
 	t.acquire()
 	t.smallBuffer()
 	return t
@@ -204,6 +210,9 @@ func (t *connTransport) Write(p []byte) (int, error) {
 			t.conn.SetWriteDeadline(time.Now().Add(t.ioTimeout))
 		}
 	}
+	if t.writeRef(p) {
+		return len(p), nil
+	}
 	if len(t.wbuf)+len(p) > cap(t.wbuf) {
 		if err := t.makeRoom(len(p)); err != nil {
 			return 0, err
@@ -235,7 +244,9 @@ func (t *connTransport) makeRoom(n int) error {
 // session's own, the batch buffer returned to its pool).
 func (t *connTransport) writeOut() error {
 	var err error
-	if len(t.wbuf) > 0 {
+	if len(t.refs) > 0 {
+		err = t.writeVectored()
+	} else if len(t.wbuf) > 0 {
 		_, err = t.conn.Write(t.wbuf)
 	}
 	if t.batch != nil {
@@ -252,10 +263,11 @@ func (t *connTransport) writeOut() error {
 }
 
 // Flush writes the reply out, unless the next request is already in br and
-// the reply still fits the buffer it is in: it is then held back (deferred)
-// and goes out with the replies after it, one write for a pipelined batch.
+// the reply still fits the buffer it is in and holds no value by reference:
+// it is then held back (deferred) and goes out with the replies after it, one
+// write for a pipelined batch.
 func (t *connTransport) Flush(context.Context) error {
-	if t.br.Buffered() > 0 && len(t.wbuf) < cap(t.wbuf) {
+	if len(t.refs) == 0 && t.br.Buffered() > 0 && len(t.wbuf) < cap(t.wbuf) {
 		t.deferred = true
 		return nil
 	}
@@ -294,6 +306,9 @@ func (t *connTransport) WriteByte(c byte) error {
 }
 
 func (t *connTransport) WriteString(s string) (int, error) {
+	if t.writing && t.writeRefString(s) {
+		return len(s), nil
+	}
 	if !t.writing || len(t.wbuf)+len(s) > cap(t.wbuf) {
 		return t.Write([]byte(s))
 	}

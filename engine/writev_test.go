@@ -1,0 +1,106 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// loopbackPair returns both ends of a real connection of the network ("tcp"
+// or "unix").
+func loopbackPair(t *testing.T, network string) (server, client net.Conn) {
+	t.Helper()
+	addr := "127.0.0.1:0"
+	if network == "unix" {
+		addr = filepath.Join(t.TempDir(), "s")
+	}
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial(network, ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return server, client
+}
+
+// On a TCP or unix socket, values of refReplyBytes or more go out by
+// reference (not copied into the reply buffer), in order between the
+// buffered bytes, up to maxReplyRefs of them; later ones, shorter ones and
+// strings alike arrive whole. A reply with references is never held back.
+func TestReplyWritesByReference(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		for _, nvalues := range []int{1, 3, maxReplyRefs + 2} {
+			t.Run(fmt.Sprintf("%s/values=%d", network, nvalues), func(t *testing.T) {
+				server, client := loopbackPair(t, network)
+				tr := newConnTransport(server, 4096, 5*time.Second, 1<<20, false)
+				if !tr.vectored {
+					t.Fatalf("a %s connection is not written vectored", network)
+				}
+				var want bytes.Buffer
+				tr.beginCall()
+				for i := range nvalues {
+					head := []byte(fmt.Sprintf("head %d;", i))
+					value := bytes.Repeat([]byte{byte('a' + i)}, refReplyBytes+i*1000)
+					tr.Write(head)
+					before := len(tr.wbuf)
+					if i%2 == 0 {
+						tr.Write(value)
+					} else {
+						tr.WriteString(string(value))
+					}
+					copied := len(tr.wbuf) - before
+					if i < maxReplyRefs && copied != 0 {
+						t.Errorf("value %d: %d bytes copied into the reply buffer, want it written by reference", i, copied)
+					}
+					want.Write(head)
+					want.Write(value)
+				}
+				tr.Write([]byte{0})
+				want.WriteByte(0)
+				got := make(chan []byte, 1)
+				go func() {
+					b := make([]byte, want.Len())
+					io.ReadFull(client, b)
+					got <- b
+				}()
+				if err := tr.Flush(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				if b := <-got; !bytes.Equal(b, want.Bytes()) {
+					t.Errorf("the reply arrived altered (%d bytes, want %d)", len(b), want.Len())
+				}
+				if len(tr.refs) != 0 || len(tr.wbuf) != 0 || tr.deferred {
+					t.Errorf("after Flush: %d references, %d bytes buffered, deferred %v", len(tr.refs), len(tr.wbuf), tr.deferred)
+				}
+			})
+		}
+	}
+}
+
+// A connection that is not the net package's own (here one wrapped to count
+// writes) gets copies: net.Buffers would take one write per buffer on it.
+func TestReplyWritesWrappedConnCopies(t *testing.T) {
+	server, _ := loopbackPair(t, "tcp")
+	tr := newConnTransport(&writeCounter{Conn: server}, 4096, 5*time.Second, 1<<20, false)
+	if tr.vectored {
+		t.Fatal("a wrapped connection is written vectored")
+	}
+	tr.beginCall()
+	tr.Write(make([]byte, refReplyBytes))
+	if len(tr.refs) != 0 || len(tr.wbuf) != refReplyBytes {
+		t.Errorf("%d references, %d bytes buffered: want the value copied", len(tr.refs), len(tr.wbuf))
+	}
+}
