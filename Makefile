@@ -9,7 +9,7 @@ IDL_OUT  ?= .
 # The Go benchmarks make bench runs after the suite: the in-process hot paths.
 HOTPATH_BENCH ?= Codec|Dispatch|Lcache|IdNext|Classify|QueryCacheDecode|ReplyWrite|LRUGetParallel|ServantPing|RPCPing|LatencyObserve
 
-.PHONY: all build pingfae faeconf stress run test chaos screenshot deps vet idl bench fuzz fuzz-seeds clean services-stop
+.PHONY: all build pingfae faeconf stress run test chaos screenshot deps vet idl bench bench-compare fuzz fuzz-seeds clean services-stop
 
 all: build
 
@@ -86,13 +86,20 @@ idl:
 # first) and writes bench/results/<date>.md with an SVG chart per scenario.
 # FAE_BENCH_WINDOW, FAE_BENCH_ROUNDS, FAE_BENCH_ONLY tune it. Then the Go
 # benchmarks of the in-process hot paths (codec, dispatch, lcache, id
-# generator, metrics), briefly.
+# generator, metrics), 6 runs each, summarised by benchstat (median ± the
+# 95 % interval). make bench-compare BASE=<git rev> runs those of BASE and of
+# the working tree in 6 alternated runs and compares them (contrib/bench-compare).
 bench:
 	bash contrib/install-deps
-	@start=$$(date +%s); \
-	$(GO) test -run '^$$' -bench '^BenchmarkSuite$$' -benchtime 1x -timeout 20m ./bench/ && \
-	$(GO) test -run '^$$' -bench '$(HOTPATH_BENCH)' -benchmem -benchtime 200ms ./engine/ ./servant/ ./cache/ ./metrics/ && \
-	echo "make bench: $$(( $$(date +%s) - start )) s"
+	@start=$$(date +%s); hot=bench/results/$$(date +%F)-hotpath.txt; \
+	$(GO) test -run '^$$' -bench '^BenchmarkSuite$$' -benchtime 1x -timeout 30m ./bench/ || exit 1; \
+	$(GO) test -run '^$$' -bench '$(HOTPATH_BENCH)' -benchmem -benchtime 200ms -count 6 ./engine/ ./servant/ ./cache/ ./metrics/ > $$hot || { cat $$hot; exit 1; }; \
+	$(GO) tool benchstat $$hot || exit 1; \
+	echo "make bench: $$(( $$(date +%s) - start )) s (Go benchmarks of the hot paths in $$hot)"
+
+BASE ?= HEAD
+bench-compare:
+	HOTPATH_BENCH='$(HOTPATH_BENCH)' bash contrib/bench-compare $(BASE)
 
 # Fuzzes raw client bytes through the engine's sessions and the FunServant
 # processor (engine/fuzz_test.go) for FUZZTIME, in FUZZPARALLEL workers (1: the
