@@ -212,6 +212,29 @@ func procCPU(pid int) (time.Duration, error) {
 	return ticks(utime + stime), nil
 }
 
+// procSyscalls is the number of read and write system calls process pid
+// has made so far (syscr + syscw of /proc/<pid>/io: read, readv, write,
+// writev, sendmsg... whatever their size; not epoll, accept or close).
+func procSyscalls(pid int) (int64, error) {
+	io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	for _, line := range strings.Split(string(io), "\n") {
+		for _, key := range []string{"syscr: ", "syscw: "} {
+			if rest, ok := strings.CutPrefix(line, key); ok {
+				n, err := strconv.ParseInt(rest, 10, 64)
+				if err != nil {
+					return 0, fmt.Errorf("/proc/%d/io: %w", pid, err)
+				}
+				sum += n
+			}
+		}
+	}
+	return sum, nil
+}
+
 // machineBusy is the CPU time all CPUs of the machine have spent on anything
 // but idle and iowait since boot, from the "cpu" line of /proc/stat (user nice
 // system idle iowait irq softirq steal, in 1/userHZ s; guest is inside user).

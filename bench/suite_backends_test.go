@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -198,15 +197,14 @@ func redisOpen(addr, key string, value []byte) func() (func() error, func(), err
 // cluster with a private ZooKeeper; the server CPU is both nodes'.
 func scenarioForward(s *suite) {
 	zk := testenv.StartZooKeeper(s.b)
-	pprofAddr := ""
 	if s.profile != "" {
-		s.pprofAddr = testenv.FreeAddr(s.b) // node 0's, the node called
-		pprofAddr = s.pprofAddr
+		s.pprofAddr = testenv.FreeAddr(s.b)  // node 0's, the node called
+		s.pprofAddr2 = testenv.FreeAddr(s.b) // node 1's, the owner of the forwarded keys
 	}
 	conf := func(worker int) func(addr string) string {
-		pp := ""
-		if worker == 1 {
-			pp = pprofAddr
+		pp := s.pprofAddr
+		if worker == 2 {
+			pp = s.pprofAddr2
 		}
 		return func(addr string) string {
 			return fmt.Sprintf(`{
@@ -223,11 +221,11 @@ func scenarioForward(s *suite) {
 	keys := clusterKeys(s.b, n0, n1)
 	both := []int{n0.cmd.Process.Pid, n1.cmd.Process.Pid}
 	lockOn := func(ks []string) func() (func() error, func(), error) {
-		var i atomic.Int64
-		return thriftPersistent(n0.addr, func(sess *session) error {
-			_, err := sess.client.Lock(context.Background(), benchContext, "bench", ks[i.Add(1)%int64(len(ks))])
-			return err
-		})
+		reqs, replies, err := lockRequests(ks)
+		if err != nil {
+			s.b.Fatal(err)
+		}
+		return replayed(n0.addr, reqs, replies)
 	}
 	s.runLevels("6 lock forwarded", twoLevels, []variant{
 		{name: "local", server: both, open: lockOn(keys[n0.addr])},

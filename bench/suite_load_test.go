@@ -35,12 +35,16 @@ type sample struct {
 	backendCPU time.Duration // the same of variant.backend
 	p50, p99   time.Duration // client-side latency of one call
 	rssKiB     int64         // VmRSS of variant.server at the end of the window, summed
+	syscalls   int64         // read and write system calls of variant.server over the window
 }
 
 func (s sample) callsPerSec() float64 { return float64(s.calls) / s.window.Seconds() }
 
 // cpuPerCall is the server's CPU per call in µs.
 func (s sample) cpuPerCall() float64 { return float64(s.cpu.Microseconds()) / float64(s.calls) }
+
+// syscallsPerCall is the server's read and write system calls per call.
+func (s sample) syscallsPerCall() float64 { return float64(s.syscalls) / float64(s.calls) }
 
 func (s sample) backendPerCall() float64 {
 	return float64(s.backendCPU.Microseconds()) / float64(s.calls)
@@ -138,6 +142,7 @@ func measureProcs(v variant, phase *atomic.Int32, warmup, window time.Duration, 
 	}
 	srv0, err0 := sumCPU(v.server)
 	be0, err1 := sumCPU(v.backend)
+	sys0, err5 := sumSyscalls(v.server)
 	start := time.Now()
 	phase.Store(phaseMeasure)
 	err := waitOrFail(window, failed)
@@ -145,9 +150,10 @@ func measureProcs(v variant, phase *atomic.Int32, warmup, window time.Duration, 
 	s.window = time.Since(start)
 	srv1, err2 := sumCPU(v.server)
 	be1, err3 := sumCPU(v.backend)
+	sys1, err6 := sumSyscalls(v.server)
 	rss, err4 := sumRSS(v.server)
-	s.cpu, s.backendCPU, s.rssKiB = srv1-srv0, be1-be0, rss
-	return s, errors.Join(err, err0, err1, err2, err3, err4)
+	s.cpu, s.backendCPU, s.rssKiB, s.syscalls = srv1-srv0, be1-be0, rss, sys1-sys0
+	return s, errors.Join(err, err0, err1, err2, err3, err4, err5, err6)
 }
 
 func sumCPU(pids []int) (time.Duration, error) {
@@ -158,6 +164,18 @@ func sumCPU(pids []int) (time.Duration, error) {
 			return 0, err
 		}
 		sum += d
+	}
+	return sum, nil
+}
+
+func sumSyscalls(pids []int) (int64, error) {
+	var sum int64
+	for _, pid := range pids {
+		n, err := procSyscalls(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += n
 	}
 	return sum, nil
 }

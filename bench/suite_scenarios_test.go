@@ -37,7 +37,7 @@ func suiteFaedConf(unixPath, pprofAddr, servantsExtra string) func(addr string) 
 // pprof endpoint listens on s.pprofAddr.
 func (s *suite) startFaed(unixPath, servantsExtra string) (*faedProc, int) {
 	if s.profile != "" {
-		s.pprofAddr = testenv.FreeAddr(s.b)
+		s.pprofAddr, s.pprofAddr2 = testenv.FreeAddr(s.b), ""
 	}
 	f := startFaedProcConf(s.b, s.faedBin, s.dir, suiteFaedConf(unixPath, s.pprofAddr, servantsExtra))
 	return f, f.cmd.Process.Pid

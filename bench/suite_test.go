@@ -84,6 +84,7 @@ type suite struct {
 	points                      []*point
 	notes                       []string // lines of scenario 7 and the like, printed after the table
 	profile, pprofAddr          string   // FAE_BENCH_PROFILE, and the pprof address of the faed last started
+	pprofAddr2                  string   // scenario 6: the second node's pprof address
 }
 
 func newSuite(b *testing.B) *suite {
@@ -154,9 +155,9 @@ func (s *suite) runLevels(scenario string, levels []int, vs []variant) {
 					s.b.Fatalf("%s c=%d round %d: %v", scenario, c, r+1, err)
 				}
 				pts[i].samples = append(pts[i].samples, smp)
-				s.logf("%-16s c=%-3d round %d %-22s %8.0f calls/s  p50 %6.0f µs  p99 %7.0f µs  server %6.1f µs/call  backend %5.1f µs/call  RSS %6.1f MiB",
+				s.logf("%-16s c=%-3d round %d %-22s %8.0f calls/s  p50 %6.0f µs  p99 %7.0f µs  server %6.1f µs/call %5.2f syscalls/call  backend %5.1f µs/call  RSS %6.1f MiB",
 					scenario, c, r+1, vs[i].name, smp.callsPerSec(), us(smp.p50), us(smp.p99), smp.cpuPerCall(),
-					smp.backendPerCall(), float64(smp.rssKiB)/1024)
+					smp.syscallsPerCall(), smp.backendPerCall(), float64(smp.rssKiB)/1024)
 			}
 		}
 		for i, v := range vs {
@@ -206,8 +207,9 @@ func (s *suite) startChild(name, addr, bin string, args ...string) *exec.Cmd {
 	}
 }
 
-// profileWindow runs one 5 s window of v while reading faed's CPU profile of
-// it, and writes the profile under results/.
+// profileWindow runs one 5 s window of v while reading the CPU profile of
+// each faed of the scenario (s.pprofAddr; scenario 6 also s.pprofAddr2, the
+// second node's), and writes them under results/ (the second with "-node2").
 func (s *suite) profileWindow(v variant, w *workers) {
 	if s.pprofAddr == "" {
 		s.b.Fatalf("FAE_BENCH_PROFILE %q: no faed with pprof in this scenario", s.profile)
@@ -216,28 +218,42 @@ func (s *suite) profileWindow(v variant, w *workers) {
 		body []byte
 		err  error
 	}
-	ch := make(chan got, 1)
-	go func() {
-		resp, err := http.Get("http://" + s.pprofAddr + "/debug/pprof/profile?seconds=5")
-		if err != nil {
-			ch <- got{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		ch <- got{body, err}
-	}()
+	addrs := []string{s.pprofAddr}
+	if s.pprofAddr2 != "" {
+		addrs = append(addrs, s.pprofAddr2)
+	}
+	chs := make([]chan got, len(addrs))
+	for i, addr := range addrs {
+		chs[i] = make(chan got, 1)
+		go func() {
+			resp, err := http.Get("http://" + addr + "/debug/pprof/profile?seconds=5")
+			if err != nil {
+				chs[i] <- got{err: err}
+				return
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			chs[i] <- got{body, err}
+		}()
+	}
 	smp, err := measure(v, w, 0, 5500*time.Millisecond)
 	if err != nil {
 		s.b.Fatal(err)
 	}
-	g := <-ch
-	if g.err != nil {
-		s.b.Fatalf("pprof: %v", g.err)
-	}
-	name := filepath.Join("results", s.start.Format("2006-01-02")+"-"+slug(s.profile)+".pprof")
-	if err := os.WriteFile(name, g.body, 0o644); err != nil {
-		s.b.Fatal(err)
+	var name string
+	for i, ch := range chs {
+		g := <-ch
+		if g.err != nil {
+			s.b.Fatalf("pprof: %v", g.err)
+		}
+		suffix := ""
+		if i > 0 {
+			suffix = "-node2"
+		}
+		name = filepath.Join("results", s.start.Format("2006-01-02")+"-"+slug(s.profile)+suffix+".pprof")
+		if err := os.WriteFile(name, g.body, 0o644); err != nil {
+			s.b.Fatal(err)
+		}
 	}
 	s.logf("profiled %s: %.0f calls/s, %.1f µs/call; go tool pprof -top bench/%s", s.profile, smp.callsPerSec(), smp.cpuPerCall(), name)
 }
