@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +32,10 @@ import (
 // in order, so a slow reply delays the ones behind it on its connection; Redis
 // runs one command at a time anyway, so more connections would not run more.
 const rdPipeConns = 2
+
+// rdPipeYields bounds the yields of a writer gathering the commands of
+// callers already runnable before it writes (rdPipeConn.submit).
+const rdPipeYields = 4
 
 // rdPipeRetryable are the read-only commands a pipelined call runs again, once,
 // on a fresh connection when the one it was sent on was lost before its reply
@@ -88,12 +91,14 @@ func newRdPipe(s *rdServer, cfg RedisConfig, sc RedisServerConfig, limits Limits
 	return &rdPipe{s: s, n: n, limit: int64(limits.MaxReplyBytes)}
 }
 
-// rdPipeCall is one command on a pipelined connection.
+// rdPipeCall is one command on a pipelined connection. Calls are reused
+// (rdPipeCalls): done is buffered, signalled once per use; only a call
+// answered by its reply goes back (see once).
 type rdPipeCall struct {
 	cmd      string
 	args     []any
 	deadline time.Time     // of its reply: the call's start + io_timeout
-	done     chan struct{} // closed when reply, err and lost are set
+	done     chan struct{} // signalled (one value) when reply, err and lost are set
 	reply    any
 	err      error
 	// lost: the connection failed before this reply (another call's timeout,
@@ -102,20 +107,29 @@ type rdPipeCall struct {
 	lost, sent bool
 }
 
+// rdPipeCalls are the calls not in use, with their done channel: a call
+// otherwise costs two allocations (the call, its channel).
+var rdPipeCalls = sync.Pool{New: func() any { return &rdPipeCall{done: make(chan struct{}, 1)} }}
+
+// answer hands call its outcome; exactly once per use of the call.
+func (call *rdPipeCall) answer() { call.done <- struct{}{} }
+
 // do runs a pipelinable command: the pipelined counterpart of rdServer.do,
 // with the same breaker accounting, kinds and causes. The connection is found
 // outside the breaker (a failed dial counts on its dial side only, as a failed
 // borrow). A call lost with its connection is run again once, on a fresh one,
 // when it certainly did not run (still queued) or is read-only
 // (rdPipeRetryable); the lost attempt then counts neither way on the breaker.
-func (p *rdPipe) do(ctx context.Context, name, cmd string, args []any) (any, Kind, error) {
+//
+// start is the call's start: its reply is due by start + io_timeout.
+func (p *rdPipe) do(ctx context.Context, start time.Time, name, cmd string, args []any) (any, Kind, error) {
 	if ctx.Err() != nil {
 		return nil, KindCanceled, context.Cause(ctx)
 	}
-	if p.s.breaker.State() == "open" {
+	if p.s.breaker.isOpen() {
 		return nil, KindBreakerOpen, nil
 	}
-	deadline := time.Now().Add(p.s.ioTimeout)
+	deadline := start.Add(p.s.ioTimeout)
 	var reply any
 	var kind Kind
 	var cause error
@@ -127,9 +141,9 @@ func (p *rdPipe) do(ctx context.Context, name, cmd string, args []any) (any, Kin
 		}
 		retry := false
 		kind, cause = p.s.breaker.Do(func() (Kind, error) {
-			var call *rdPipeCall
-			reply, call, kind, cause = p.once(ctx, c, cmd, args, deadline)
-			if retry = try == 0 && call.lost && (!call.sent || rdPipeRetryable[name]); retry {
+			var lost, sent bool
+			reply, lost, sent, kind, cause = p.once(ctx, c, cmd, args, deadline)
+			if retry = try == 0 && lost && (!sent || rdPipeRetryable[name]); retry {
 				return KindCanceled, nil // neutral: the retry counts
 			}
 			return kind, cause
@@ -148,27 +162,38 @@ func (p *rdPipe) do(ctx context.Context, name, cmd string, args []any) (any, Kin
 	return reply, kind, cause
 }
 
-// once sends one command on c and waits for its reply.
-func (p *rdPipe) once(ctx context.Context, c *rdPipeConn, cmd string, args []any, deadline time.Time) (any, *rdPipeCall, Kind, error) {
-	call := &rdPipeCall{cmd: cmd, args: args, deadline: deadline, done: make(chan struct{})}
+// once sends one command on c and waits for its reply; lost and sent are
+// the call's (see rdPipeCall).
+func (p *rdPipe) once(ctx context.Context, c *rdPipeConn, cmd string, args []any, deadline time.Time) (reply any, lost, sent bool, kind Kind, err error) {
+	call := rdPipeCalls.Get().(*rdPipeCall)
+	call.cmd, call.args, call.deadline = cmd, args, deadline
 	c.submit(call)
 	select {
 	case <-call.done:
-	case <-ctx.Done(): // the reply, when it comes, is dropped by the reader
-		return nil, call, KindCanceled, context.Cause(ctx)
+	case <-ctx.Done(): // the reply, when it comes, is dropped by the reader; call is not reused
+		return nil, false, false, KindCanceled, context.Cause(ctx)
 	}
-	kind, err := p.classify(call)
-	return call.reply, call, kind, err
+	kind, err = p.classify(call)
+	reply, lost, sent = call.reply, call.lost, call.sent
+	if call.err == nil {
+		// Answered by its reply: the writer is past it (Redis had it all).
+		// A call failed with its connection may still be in the batch being
+		// written, and is left to the garbage collector.
+		*call = rdPipeCall{done: call.done}
+		rdPipeCalls.Put(call)
+	}
+	return reply, lost, sent, kind, err
 }
 
 // classify gives the kind and cause of a pipelined call's outcome.
 func (p *rdPipe) classify(call *rdPipeCall) (Kind, error) {
+	err := call.err
+	if err == nil { // before re and tl, which escape: no allocation for an answer
+		return KindOK, nil
+	}
 	var re redis.Error
 	var tl *rdTooLargeError
-	err := call.err
 	switch {
-	case err == nil:
-		return KindOK, nil
 	case errors.As(err, &re):
 		return KindRefused, fmt.Errorf("error reply: %w", re)
 	case call.lost && !call.sent:
@@ -200,15 +225,18 @@ func (p *rdPipe) conn(ctx context.Context, deadline time.Time) (*rdPipeConn, Kin
 		}
 		var best *rdPipeConn
 		free := -1
+		bestLoad := 0
 		for i, c := range p.slots[:p.n] {
 			switch {
-			case c != nil && (best == nil || c.load() < best.load()):
-				best = c
-			case c == nil && free < 0:
-				free = i
+			case c == nil:
+				if free < 0 {
+					free = i
+				}
+			case best == nil || c.load() < bestLoad:
+				best, bestLoad = c, c.load()
 			}
 		}
-		if free < 0 || best != nil && best.load() == 0 {
+		if free < 0 || best != nil && bestLoad == 0 {
 			p.mu.Unlock()
 			return best, KindOK, nil
 		}
@@ -330,9 +358,15 @@ type rdPipeConn struct {
 	raw  net.Conn   // the socket: deadlines are set here, redigo's calls to set them are ignored
 	conn redis.Conn // redigo's connection over rdPipeNetConn: Send and Flush by the writer, Receive by the reader
 
+	pending atomic.Int32 // calls submitted and not yet answered: queue, sent, and those being handed over
+
 	mu      sync.Mutex
 	queue   []*rdPipeCall // waiting to be written
 	sent    []*rdPipeCall // written, waiting for their reply, in order
+	// sentBuf is the array sent started at when it was last empty, and
+	// spare the array of the last batch written: reused, so that queue and
+	// sent do not grow afresh for each batch.
+	sentBuf, spare []*rdPipeCall
 	writing bool
 	closing bool      // the pipe is closed: fail c once its calls are answered
 	rdl     time.Time // the socket's read deadline (rdPipeTick-rounded), zero for none
@@ -340,12 +374,9 @@ type rdPipeConn struct {
 	dead    error     // why the connection failed; nil while it works
 }
 
-// load is the number of calls waiting on c.
-func (c *rdPipeConn) load() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.queue) + len(c.sent)
-}
+// load is the number of calls waiting on c (read without c.mu: conn asks
+// it of every slot on every call).
+func (c *rdPipeConn) load() int { return int(c.pending.Load()) }
 
 // submit queues call and, when no write is in flight, writes the queue.
 func (c *rdPipeConn) submit(call *rdPipeCall) {
@@ -354,34 +385,47 @@ func (c *rdPipeConn) submit(call *rdPipeCall) {
 		err := c.dead
 		c.mu.Unlock()
 		call.err, call.lost = err, true
-		close(call.done)
+		call.answer()
 		return
 	}
+	c.pending.Add(1)
 	c.queue = append(c.queue, call)
 	if c.writing {
 		c.mu.Unlock()
 		return
 	}
 	c.writing = true
-	// When replies are awaited (callers are active), yield once so that the
+	// When replies are awaited (callers are active), yield so that the
 	// callers already runnable queue their commands before this write: at 64
-	// callers it halved the CPU per call (BenchmarkRedisGet, 5 alternated
-	// runs: 7.3 -> 3.5 µs). An idle connection writes at once: no added latency.
-	if len(c.sent) > 0 {
+	// callers one yield halved the CPU per call (BenchmarkRedisGet, 5
+	// alternated runs: 7.3 -> 3.5 µs); yielding again while a yield brought
+	// more (up to rdPipeYields) ... An idle connection writes at once: no
+	// added latency.
+	for i := 0; i < rdPipeYields && len(c.sent) > 0; i++ {
+		n := len(c.queue)
 		c.mu.Unlock()
 		runtime.Gosched()
 		c.mu.Lock()
+		if len(c.queue) == n {
+			break
+		}
 	}
 	for len(c.queue) > 0 && c.dead == nil {
 		batch := c.queue
-		c.queue = nil
+		c.queue, c.spare = c.spare, nil
 		if len(c.sent) == 0 {
 			c.setReadDeadline(batch[0].deadline) // the reader may be waiting with none
+			c.sent = c.sentBuf[:0]
 		}
 		c.sent = append(c.sent, batch...)
+		if len(c.sent) == len(batch) {
+			c.sentBuf = c.sent // sent starts at its array's start: reusable once empty
+		}
 		c.mu.Unlock()
 		err := c.write(batch)
 		c.mu.Lock()
+		clear(batch)
+		c.spare = batch[:0] // the next batch's queue: appended to only after this write
 		if err != nil {
 			c.mu.Unlock()
 			c.fail(err, false)
@@ -443,8 +487,7 @@ func (c *rdPipeConn) setReadDeadline(t time.Time) {
 func (c *rdPipeConn) read() {
 	for {
 		reply, err := c.conn.Receive()
-		var re redis.Error
-		if err != nil && !errors.As(err, &re) {
+		if err != nil && !rdErrorReply(err) {
 			c.fail(err, true)
 			return
 		}
@@ -457,6 +500,7 @@ func (c *rdPipeConn) read() {
 		call := c.sent[0]
 		c.sent[0] = nil
 		c.sent = c.sent[1:]
+		c.pending.Add(-1)
 		var next time.Time
 		if len(c.sent) > 0 {
 			next = c.sent[0].deadline
@@ -465,12 +509,19 @@ func (c *rdPipeConn) read() {
 		drained := c.closing && len(c.sent)+len(c.queue) == 0 && !c.writing
 		c.mu.Unlock()
 		call.reply, call.err = reply, err
-		close(call.done)
+		call.answer()
 		if drained {
 			c.fail(errRdPipeClosed, false)
 			return
 		}
 	}
+}
+
+// rdErrorReply reports whether err is Redis's error reply (redigo's
+// redis.Error), not a failure of the connection.
+func rdErrorReply(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re)
 }
 
 // fail ends c once: the head call of sent gets err as its own when head (a
@@ -487,17 +538,18 @@ func (c *rdPipeConn) fail(err error, head bool) {
 	c.dead = err
 	sent, queue := c.sent, c.queue
 	c.sent, c.queue = nil, nil
+	c.pending.Add(-int32(len(sent) + len(queue)))
 	c.mu.Unlock()
 	c.rc.Conn.Close() // the socket: the reader stops, the pool drops the connection
 	c.pc.Close()
 	c.p.release()
 	for i, call := range sent {
 		call.err, call.lost, call.sent = err, !(head && i == 0), true
-		close(call.done)
+		call.answer()
 	}
 	for _, call := range queue {
 		call.err, call.lost = err, true
-		close(call.done)
+		call.answer()
 	}
 }
 
@@ -523,13 +575,9 @@ func (c *rdPipeNetConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// takes returns the upper-case name of cmd and whether p runs it: a pipe
-// exists (nil p: pipeline off, or max_active too small), the command does not
-// block (block 0) and is rdPipelinable.
-func (p *rdPipe) takes(block time.Duration, cmd string) (string, bool) {
-	if p == nil || block != 0 {
-		return "", false
-	}
-	name := strings.ToUpper(strings.TrimSpace(cmd))
-	return name, rdPipelinable(name)
+// takes reports whether p runs upper-case command name: a pipe exists (nil
+// p: pipeline off, or max_active too small), the command does not block
+// (block 0) and is rdPipelinable.
+func (p *rdPipe) takes(block time.Duration, name string) bool {
+	return p != nil && block == 0 && rdPipelinable(name)
 }
