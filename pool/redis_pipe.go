@@ -360,18 +360,18 @@ type rdPipeConn struct {
 
 	pending atomic.Int32 // calls submitted and not yet answered: queue, sent, and those being handed over
 
-	mu      sync.Mutex
-	queue   []*rdPipeCall // waiting to be written
-	sent    []*rdPipeCall // written, waiting for their reply, in order
+	mu    sync.Mutex
+	queue []*rdPipeCall // waiting to be written
+	sent  []*rdPipeCall // written, waiting for their reply, in order
 	// sentBuf is the array sent started at when it was last empty, and
 	// spare the array of the last batch written: reused, so that queue and
 	// sent do not grow afresh for each batch.
 	sentBuf, spare []*rdPipeCall
-	writing bool
-	closing bool      // the pipe is closed: fail c once its calls are answered
-	rdl     time.Time // the socket's read deadline (rdPipeTick-rounded), zero for none
-	wdl     time.Time // the socket's write deadline; the writer's only
-	dead    error     // why the connection failed; nil while it works
+	writing        bool
+	closing        bool      // the pipe is closed: fail c once its calls are answered
+	rdl            time.Time // the socket's read deadline (rdPipeTick-rounded), zero for none
+	wdl            time.Time // the socket's write deadline; the writer's only
+	dead           error     // why the connection failed; nil while it works
 }
 
 // load is the number of calls waiting on c (read without c.mu: conn asks
