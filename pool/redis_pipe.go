@@ -33,6 +33,13 @@ import (
 // runs one command at a time anyway, so more connections would not run more.
 const rdPipeConns = 2
 
+// rdPipeSpill is how many more calls than another connection the first
+// live one (in slot order) may have waiting and still be chosen: concurrent
+// calls gather on one connection, in batches twice as large as when spread
+// evenly over two (fewer writes and reads, on both sides), while the calls
+// stuck behind a slow command there spill over to the other one.
+const rdPipeSpill = 24
+
 // rdPipeYields bounds the yields of a writer gathering the commands of
 // callers already runnable before it writes (rdPipeConn.submit).
 const rdPipeYields = 4
@@ -210,7 +217,8 @@ func (p *rdPipe) classify(call *rdPipeCall) (Kind, error) {
 	return KindServerFailure, err
 }
 
-// conn returns the least loaded live connection, filling an empty slot first
+// conn returns the first live connection in slot order, unless another has
+// rdPipeSpill fewer calls waiting (then the least loaded), filling an empty slot first
 // (borrowing from the server's pool: up to borrow_timeout, KindBusy after);
 // KindTimeout when deadline, the call's, has passed (a retry that came late).
 func (p *rdPipe) conn(ctx context.Context, deadline time.Time) (*rdPipeConn, Kind, error) {
@@ -232,7 +240,7 @@ func (p *rdPipe) conn(ctx context.Context, deadline time.Time) (*rdPipeConn, Kin
 				if free < 0 {
 					free = i
 				}
-			case best == nil || c.load() < bestLoad:
+			case best == nil || c.load()+rdPipeSpill <= bestLoad:
 				best, bestLoad = c, c.load()
 			}
 		}
