@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,17 +31,6 @@ import (
 // in order, so a slow reply delays the ones behind it on its connection; Redis
 // runs one command at a time anyway, so more connections would not run more.
 const rdPipeConns = 2
-
-// rdPipeSpill is how many more calls than another connection the first
-// live one (in slot order) may have waiting and still be chosen: concurrent
-// calls gather on one connection, in batches twice as large as when spread
-// evenly over two (fewer writes and reads, on both sides), while the calls
-// stuck behind a slow command there spill over to the other one.
-const rdPipeSpill = 24
-
-// rdPipeYields bounds the yields of a writer gathering the commands of
-// callers already runnable before it writes (rdPipeConn.submit).
-const rdPipeYields = 4
 
 // rdPipeRetryable are the read-only commands a pipelined call runs again, once,
 // on a fresh connection when the one it was sent on was lost before its reply
@@ -217,8 +205,10 @@ func (p *rdPipe) classify(call *rdPipeCall) (Kind, error) {
 	return KindServerFailure, err
 }
 
-// conn returns the first live connection in slot order, unless another has
-// rdPipeSpill fewer calls waiting (then the least loaded), filling an empty slot first
+// conn returns the first live connection in slot order that is not stalled
+// (else the least loaded): concurrent calls gather on one connection, in
+// batches twice as large as when spread over two, while the calls that come
+// when a command there is slow go to the other one. An empty slot is filled first
 // (borrowing from the server's pool: up to borrow_timeout, KindBusy after);
 // KindTimeout when deadline, the call's, has passed (a retry that came late).
 func (p *rdPipe) conn(ctx context.Context, deadline time.Time) (*rdPipeConn, Kind, error) {
@@ -240,7 +230,7 @@ func (p *rdPipe) conn(ctx context.Context, deadline time.Time) (*rdPipeConn, Kin
 				if free < 0 {
 					free = i
 				}
-			case best == nil || c.load()+rdPipeSpill <= bestLoad:
+			case best == nil || best.stalled.Load() && (!c.stalled.Load() || c.load() < bestLoad):
 				best, bestLoad = c, c.load()
 			}
 		}
@@ -367,6 +357,10 @@ type rdPipeConn struct {
 	conn redis.Conn // redigo's connection over rdPipeNetConn: Send and Flush by the writer, Receive by the reader
 
 	pending atomic.Int32 // calls submitted and not yet answered: queue, sent, and those being handed over
+	// stalled: the batch in flight has gone unanswered for rdPipeHold
+	// (flushHeld), until all that was written is answered; conn then
+	// prefers another connection.
+	stalled atomic.Bool
 
 	mu    sync.Mutex
 	queue []*rdPipeCall // waiting to be written
@@ -376,17 +370,26 @@ type rdPipeConn struct {
 	// sent do not grow afresh for each batch.
 	sentBuf, spare []*rdPipeCall
 	writing        bool
-	closing        bool      // the pipe is closed: fail c once its calls are answered
-	rdl            time.Time // the socket's read deadline (rdPipeTick-rounded), zero for none
-	wdl            time.Time // the socket's write deadline; the writer's only
-	dead           error     // why the connection failed; nil while it works
+	held           bool        // timer is armed to write the queue (hold)
+	timer          *time.Timer // rdPipeHold's, made on first use
+	closing        bool        // the pipe is closed: fail c once its calls are answered
+	rdl            time.Time   // the socket's read deadline (rdPipeTick-rounded), zero for none
+	wdl            time.Time   // the socket's write deadline; the writer's only
+	dead           error       // why the connection failed; nil while it works
 }
 
 // load is the number of calls waiting on c (read without c.mu: conn asks
 // it of every slot on every call).
 func (c *rdPipeConn) load() int { return int(c.pending.Load()) }
 
-// submit queues call and, when no write is in flight, writes the queue.
+// submit queues call, and writes the queue when the connection is idle (no
+// write in flight, no reply awaited): an idle connection adds no latency.
+// Otherwise the queue goes out in one write when the batch in flight has all
+// its replies (the reader writes it: read), or after rdPipeHold if that batch
+// is still unanswered by then (pipelined behind it: flushHeld). One batch in
+// flight per connection gathers the calls that arrive during a round trip
+// into the next write, as memcache_batch.go does, instead of writing
+// whatever arrived during the last write.
 func (c *rdPipeConn) submit(call *rdPipeCall) {
 	c.mu.Lock()
 	if c.dead != nil {
@@ -398,25 +401,58 @@ func (c *rdPipeConn) submit(call *rdPipeCall) {
 	}
 	c.pending.Add(1)
 	c.queue = append(c.queue, call)
-	if c.writing {
+	switch {
+	case c.writing: // the writer arms the hold when it is done, if need be
+		c.mu.Unlock()
+	case len(c.sent) > 0:
+		c.hold()
+		c.mu.Unlock()
+	default:
+		c.flush() // unlocks
+	}
+}
+
+// rdPipeHold is how long queued calls wait for the batch in flight to be
+// answered before they are written behind it anyway: a round trip takes
+// tens of µs, so it matters only when a command is slow or the server
+// stalls, where pipelining behind the stuck batch keeps the old behaviour.
+const rdPipeHold = time.Millisecond
+
+// hold arms the timer that writes the queue after rdPipeHold; c.mu held.
+func (c *rdPipeConn) hold() {
+	if c.held {
+		return
+	}
+	c.held = true
+	if c.timer == nil {
+		c.timer = time.AfterFunc(rdPipeHold, c.flushHeld)
+	} else {
+		c.timer.Reset(rdPipeHold)
+	}
+}
+
+// flushHeld is the hold's timer: the queue still waits, pipelined behind an
+// unanswered batch; it is written now.
+func (c *rdPipeConn) flushHeld() {
+	c.mu.Lock()
+	if !c.held || c.writing || c.dead != nil || len(c.queue) == 0 {
+		c.held = false
 		c.mu.Unlock()
 		return
 	}
+	c.stalled.Store(true)
+	c.flush()
+}
+
+// flush writes the queue as one batch, and again while the replies of
+// everything written came meanwhile; if calls queued during the write while
+// replies are awaited, it arms the hold. Called with c.mu held and no write
+// in flight; returns with c.mu released.
+func (c *rdPipeConn) flush() {
 	c.writing = true
-	// When replies are awaited (callers are active), yield so that the
-	// callers already runnable queue their commands before this write: at 64
-	// callers one yield halved the CPU per call (BenchmarkRedisGet, 5
-	// alternated runs: 7.3 -> 3.5 µs); yielding again while a yield brought
-	// more (up to rdPipeYields) ... An idle connection writes at once: no
-	// added latency.
-	for i := 0; i < rdPipeYields && len(c.sent) > 0; i++ {
-		n := len(c.queue)
-		c.mu.Unlock()
-		runtime.Gosched()
-		c.mu.Lock()
-		if len(c.queue) == n {
-			break
-		}
+	if c.held {
+		c.held = false
+		c.timer.Stop() // a fire already under way finds held false
 	}
 	for len(c.queue) > 0 && c.dead == nil {
 		batch := c.queue
@@ -439,9 +475,15 @@ func (c *rdPipeConn) submit(call *rdPipeCall) {
 			c.fail(err, false)
 			c.mu.Lock()
 		}
+		if len(c.sent) > 0 {
+			break
+		}
+	}
+	if len(c.queue) > 0 && c.dead == nil {
+		c.hold()
 	}
 	c.writing = false
-	drained := c.closing && len(c.sent) == 0
+	drained := c.closing && len(c.sent)+len(c.queue) == 0
 	c.mu.Unlock()
 	if drained { // the reader answered everything while this wrote
 		c.fail(errRdPipeClosed, false)
@@ -509,6 +551,15 @@ func (c *rdPipeConn) read() {
 		c.sent[0] = nil
 		c.sent = c.sent[1:]
 		c.pending.Add(-1)
+		call.reply, call.err = reply, err
+		if len(c.sent) == 0 && c.stalled.Load() {
+			c.stalled.Store(false) // all that was written is answered
+		}
+		if len(c.sent) == 0 && len(c.queue) > 0 && !c.writing && c.dead == nil {
+			c.flush() // the batch in flight is answered: the next one goes out; unlocks
+			call.answer()
+			continue
+		}
 		var next time.Time
 		if len(c.sent) > 0 {
 			next = c.sent[0].deadline
@@ -516,7 +567,6 @@ func (c *rdPipeConn) read() {
 		c.setReadDeadline(next)
 		drained := c.closing && len(c.sent)+len(c.queue) == 0 && !c.writing
 		c.mu.Unlock()
-		call.reply, call.err = reply, err
 		call.answer()
 		if drained {
 			c.fail(errRdPipeClosed, false)
@@ -544,6 +594,10 @@ func (c *rdPipeConn) fail(err error, head bool) {
 		return
 	}
 	c.dead = err
+	if c.held {
+		c.held = false
+		c.timer.Stop()
+	}
 	sent, queue := c.sent, c.queue
 	c.sent, c.queue = nil, nil
 	c.pending.Add(-int32(len(sent) + len(queue)))
