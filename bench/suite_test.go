@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,10 @@ import (
 //	                  point's rounds, one more 5 s window of it while faed's
 //	                  /debug/pprof/profile is read into results/<date>-<slug>.pprof
 //	                  (faed of the scenarios that start one faed; not part of the table)
+//	FAE_BENCH_MATCH   run only the points whose scenario name contains it (e.g. "redis": of scenario 5, rd_call GET only)
+//	FAE_BENCH_LEVELS  comma-separated concurrency levels to run (default: each scenario's own)
+//	FAE_BENCH_VARIANTS comma-separated variant names to run (e.g. "faed,twemproxy"; default all)
+//	FAED_BIN          the faed binary measured (default: built from this tree), e.g. an older build to compare with
 func BenchmarkSuite(b *testing.B) {
 	s := newSuite(b)
 	for b.Loop() {
@@ -82,9 +87,12 @@ type suite struct {
 	only                        map[string]bool
 	faedBin, simpleBin, echoBin string
 	points                      []*point
-	notes                       []string // lines of scenario 7 and the like, printed after the table
-	profile, pprofAddr          string   // FAE_BENCH_PROFILE, and the pprof address of the faed last started
-	pprofAddr2                  string   // scenario 6: the second node's pprof address
+	notes                       []string     // lines of scenario 7 and the like, printed after the table
+	profile, pprofAddr          string       // FAE_BENCH_PROFILE, and the pprof address of the faed last started
+	pprofAddr2                  string       // scenario 6: the second node's pprof address
+	match                       string       // FAE_BENCH_MATCH
+	levels                      map[int]bool // FAE_BENCH_LEVELS; nil = all
+	variants                    []string     // FAE_BENCH_VARIANTS; nil = all
 }
 
 func newSuite(b *testing.B) *suite {
@@ -96,6 +104,29 @@ func newSuite(b *testing.B) *suite {
 		warmup:  envDuration(b, "FAE_BENCH_WARMUP", 300*time.Millisecond, 0, time.Minute),
 		rounds:  envInt(b, "FAE_BENCH_ROUNDS", 5, 1, 50),
 		profile: os.Getenv("FAE_BENCH_PROFILE"),
+		match:   os.Getenv("FAE_BENCH_MATCH"),
+	}
+	if lv := os.Getenv("FAE_BENCH_LEVELS"); lv != "" {
+		s.levels = map[int]bool{}
+		for _, f := range strings.Split(lv, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				b.Fatalf("FAE_BENCH_LEVELS=%q: want comma-separated integers", lv)
+			}
+			s.levels[n] = true
+		}
+	}
+	if v := os.Getenv("FAE_BENCH_VARIANTS"); v != "" {
+		for _, f := range strings.Split(v, ",") {
+			s.variants = append(s.variants, strings.TrimSpace(f))
+		}
+	}
+	if s.match != "" || s.levels != nil || s.variants != nil || os.Getenv("FAED_BIN") != "" {
+		// A partial run: every scenario may run, and bench/results stay as they are.
+		s.only = map[string]bool{}
+		for _, sc := range suiteScenarios {
+			s.only[sc.num] = true
+		}
 	}
 	if only := os.Getenv("FAE_BENCH_ONLY"); only != "" {
 		s.only = map[string]bool{}
@@ -103,7 +134,9 @@ func newSuite(b *testing.B) *suite {
 			s.only[strings.TrimSpace(n)] = true
 		}
 	}
-	s.faedBin = buildFaed(b, s.dir)
+	if s.faedBin = os.Getenv("FAED_BIN"); s.faedBin == "" {
+		s.faedBin = buildFaed(b, s.dir)
+	}
 	s.simpleBin = goBuild(b, s.dir, "simple", "github.com/fae-go/fae/bench/baseline/simple")
 	s.echoBin = goBuild(b, s.dir, "echo", "github.com/fae-go/fae/bench/baseline/echo")
 	s.logf("built faed, simple, echo in %s; window %s after %s warmup, %d rounds",
@@ -130,7 +163,16 @@ func (s *suite) logf(format string, args ...any) {
 // rounds and backward in odd ones, so that a drift of the machine's load falls
 // on all alike.
 func (s *suite) runLevels(scenario string, levels []int, vs []variant) {
+	if !strings.Contains(scenario, s.match) {
+		return
+	}
+	if s.variants != nil {
+		vs = slices.DeleteFunc(slices.Clone(vs), func(v variant) bool { return !slices.Contains(s.variants, v.name) })
+	}
 	for _, c := range levels {
+		if s.levels != nil && !s.levels[c] {
+			continue
+		}
 		pts := make([]*point, len(vs))
 		ws := make([]*workers, len(vs))
 		for i, v := range vs {

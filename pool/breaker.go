@@ -61,8 +61,12 @@ type Breaker struct {
 	backend, name string
 	dial, cmd     *gobreaker.TwoStepCircuitBreaker[struct{}]
 	dialState     atomic.Int32 // the dial side's gobreaker.State as of its last change: read without its mutex
-	check         HealthCheck
-	checks        singleflight.Group
+	cmdState      atomic.Int32 // the command side's, likewise
+	// failed counts the command side's failures counted; cleared is the
+	// failed a success counted after read before it ran (see quiet).
+	failed, cleared atomic.Uint64
+	check           HealthCheck
+	checks          singleflight.Group
 
 	Checks        atomic.Int64 // health checks run after a timeout
 	CheckFailures atomic.Int64 // health checks the server failed
@@ -82,8 +86,10 @@ func NewBreaker(backend, name string, cfg BreakerConfig, check HealthCheck) *Bre
 			IsExcluded:  func(err error) bool { return err == errNeutral },
 		}
 	}
-	b := &Breaker{backend: backend, name: name, check: check,
-		cmd: gobreaker.NewTwoStepCircuitBreaker[struct{}](settings("command"))}
+	b := &Breaker{backend: backend, name: name, check: check}
+	cs := settings("command")
+	cs.OnStateChange = func(_ string, _, to gobreaker.State) { b.cmdState.Store(int32(to)) }
+	b.cmd = gobreaker.NewTwoStepCircuitBreaker[struct{}](cs)
 	ds := settings("dial")
 	ds.OnStateChange = func(_ string, _, to gobreaker.State) { b.dialState.Store(int32(to)) }
 	b.dial = gobreaker.NewTwoStepCircuitBreaker[struct{}](ds)
@@ -103,7 +109,31 @@ func (b *Breaker) dialSide() gobreaker.State {
 // Do runs op unless the breaker is open, in which case it returns
 // KindBreakerOpen without running op. op returns its outcome's kind and
 // error; Do counts it as the type comment says and returns it unchanged.
+//
+// While both sides are closed and no failure was counted since the last
+// success was, an answered outcome changes nothing gobreaker keeps (its
+// consecutive failures are 0 already; nothing reads its other counts), so it
+// is not reported: no mutex and no clock read for the common call (some
+// 0.5 µs of faed's CPU per rd_call at 64 clients). Any other outcome is
+// reported as on the slow path.
 func (b *Breaker) Do(op func() (Kind, error)) (Kind, error) {
+	if b.quiet() {
+		f := b.failed.Load()
+		kind, opErr := op()
+		if kind.Answered() && !isDialError(opErr) {
+			if f != b.cleared.Load() { // a failure was counted before this ended: count this success
+				b.report(b.cmd, nil)
+				b.cleared.Store(f)
+			}
+			return kind, opErr
+		}
+		done, err := b.cmd.Allow()
+		if err != nil { // opened meanwhile: nothing to count
+			return kind, opErr
+		}
+		b.settle(done, kind, opErr)
+		return kind, opErr
+	}
 	if b.dialSide() == gobreaker.StateOpen {
 		return KindBreakerOpen, nil
 	}
@@ -111,18 +141,41 @@ func (b *Breaker) Do(op func() (Kind, error)) (Kind, error) {
 	if err != nil {
 		return KindBreakerOpen, nil
 	}
+	f := b.failed.Load()
 	kind, opErr := op()
+	b.settle(done, kind, opErr)
+	if kind.Answered() && !isDialError(opErr) {
+		b.cleared.Store(f) // the failures counted up to f came before this success
+	}
+	return kind, opErr
+}
+
+// quiet reports whether both sides are closed and every failure counted was
+// followed by a success counted (failed == cleared). A failure is counted
+// on gobreaker before failed is incremented, and a success stores in
+// cleared the failed it read before it ran: cleared == failed then means
+// gobreaker saw every failure before a success (its consecutive failures are 0).
+func (b *Breaker) quiet() bool {
+	return gobreaker.State(b.dialState.Load()) == gobreaker.StateClosed &&
+		gobreaker.State(b.cmdState.Load()) == gobreaker.StateClosed && b.failed.Load() == b.cleared.Load()
+}
+
+// settle counts op's outcome on the command side (done is its Allow's) and,
+// for a dial error, on the dial side.
+func (b *Breaker) settle(done func(error), kind Kind, opErr error) {
 	switch {
 	case isDialError(opErr):
 		b.report(b.dial, errCounted)
 		done(errNeutral)
 	case kind == KindServerFailure:
 		done(errCounted)
+		b.failed.Add(1)
 	case kind == KindTimeout:
 		if b.healthy() {
 			done(errNeutral)
 		} else {
 			done(errCounted)
+			b.failed.Add(1)
 		}
 	case kind.Answered():
 		done(nil)
@@ -132,7 +185,6 @@ func (b *Breaker) Do(op func() (Kind, error)) (Kind, error) {
 	default:
 		done(errNeutral)
 	}
-	return kind, opErr
 }
 
 // Dial runs dial, a connect to the server, on the dial side: refused with an
@@ -189,6 +241,18 @@ func (b *Breaker) State() string {
 		return "half-open"
 	}
 	return "closed"
+}
+
+// isOpen reports whether State would be "open". While both sides are closed
+// (their last change, kept by OnStateChange, was to closed) it takes neither
+// side's mutex nor the time: a call path asks it on every call (2 lock pairs
+// and 2 clock reads saved; an open side turns half-open only when asked, so
+// only a closed one is trusted without asking).
+func (b *Breaker) isOpen() bool {
+	if gobreaker.State(b.dialState.Load()) == gobreaker.StateClosed && gobreaker.State(b.cmdState.Load()) == gobreaker.StateClosed {
+		return false
+	}
+	return b.State() == "open"
 }
 
 // States are the dial side's and the command side's states, each "closed",

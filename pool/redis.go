@@ -43,6 +43,7 @@ type rdPool struct {
 	name    string
 	ring    *consistenthash.Map
 	servers map[string]*rdServer // by addr
+	only    *rdServer            // the server of a pool of one: every key's, without hashing it
 }
 
 // NewRedis builds the pools of cfg, which must have passed Validate; obs (nil
@@ -67,6 +68,9 @@ func NewRedis(cfg RedisConfig, obs Observer, limits Limits) (*Redis, error) {
 			}
 			p.servers[sc.Addr] = newRdServer(sc, cfg, limits)
 			p.ring.Add(sc.Addr)
+		}
+		if len(p.servers) == 1 {
+			p.only = p.servers[pc.Servers[0].Addr]
 		}
 		r.pools[pc.Name] = p
 	}
@@ -182,8 +186,11 @@ func (r *Redis) refuse(start time.Time, pool, name, key string, kind Kind, cause
 
 // run runs cmd on key's server and reports it.
 func (r *Redis) run(ctx context.Context, start time.Time, p *rdPool, name, key string, block time.Duration, cmd string, args []any) (any, error) {
-	s := p.servers[p.ring.Get(key)]
-	reply, kind, cause := s.do(ctx, block, cmd, args)
+	s := p.only
+	if s == nil {
+		s = p.servers[p.ring.Get(key)]
+	}
+	reply, kind, cause := s.do(ctx, start, block, name, cmd, args)
 	op := Op{Backend: "redis", Pool: p.name, Server: s.addr, Name: rdOpName(name), Kind: kind, Duration: time.Since(start)}
 	if kind == KindOK && reply == nil {
 		op.Kind = KindMiss

@@ -375,6 +375,11 @@ func BenchmarkRedisGet(b *testing.B) {
 		b.Run(name+"/c=64", func(b *testing.B) {
 			b.SetParallelism(32)
 			cpu := cpuNow(b)
+			var flushes int64
+			if s := r.pools["p"].servers[testenv.RedisAddr]; s.pipe != nil {
+				flushes = s.pipe.flushes.Load()
+				defer func() { b.ReportMetric(float64(b.N)/float64(s.pipe.flushes.Load()-flushes), "calls/write") }()
+			}
 			defer func() { b.ReportMetric(float64(cpuNow(b)-cpu)/float64(b.N), "cpu-ns/op") }()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {

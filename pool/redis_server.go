@@ -114,14 +114,16 @@ func (s *rdServer) ping(ctx context.Context) error {
 // the breaker with a read timeout of io_timeout + block, and gives the
 // connection back only if the outcome's kind is Reusable. It returns the
 // reply, the kind of the outcome and its cause.
-func (s *rdServer) do(ctx context.Context, block time.Duration, cmd string, args []any) (any, Kind, error) {
-	if name, ok := s.pipe.takes(block, cmd); ok {
-		return s.pipe.do(ctx, name, cmd, args)
+//
+// start is the call's start and name its upper-case command.
+func (s *rdServer) do(ctx context.Context, start time.Time, block time.Duration, name, cmd string, args []any) (any, Kind, error) {
+	if s.pipe.takes(block, name) {
+		return s.pipe.do(ctx, start, name, cmd, args)
 	}
 	if ctx.Err() != nil {
 		return nil, KindCanceled, context.Cause(ctx)
 	}
-	if s.breaker.State() == "open" { // fail fast, without waiting for a connection
+	if s.breaker.isOpen() { // fail fast, without waiting for a connection
 		return nil, KindBreakerOpen, nil
 	}
 	if s.gate != nil { // released after the connection is back in redigo's pool (deferred Close below)
@@ -158,11 +160,12 @@ func (s *rdServer) do(ctx context.Context, block time.Duration, cmd string, args
 
 // classify gives the kind of a command's outcome and its cause.
 func (s *rdServer) classify(ctx context.Context, call *rdCall, err error) (Kind, error) {
+	if err == nil { // before re and tl, which escape: no allocation for an answer
+		return KindOK, nil
+	}
 	var re redis.Error
 	var tl *rdTooLargeError
 	switch {
-	case err == nil:
-		return KindOK, nil
 	case errors.As(err, &re):
 		return KindRefused, fmt.Errorf("error reply: %w", re)
 	case errors.Is(err, errRdCanceled) || call.canceled || ctx.Err() != nil:
