@@ -154,7 +154,7 @@ func (b *mcBatch) run(batch []*mcGet) {
 // idempotent, and a get queued behind older ones is not cut short by their
 // deadline. A get sent again counts only its last outcome on the breaker.
 func (b *mcBatch) trip(batch []*mcGet) {
-	if b.s.breaker.State() == "open" {
+	if b.s.breaker.isOpen() {
 		b.answer(batch, KindBreakerOpen, nil, false)
 		return
 	}
