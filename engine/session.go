@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -21,7 +22,6 @@ import (
 type session struct {
 	srv    *Server
 	conn   net.Conn
-	remote string
 	addr   netip.Addr // the client's IP (ClientAddr); zero for a unix-socket client
 	trans  *connTransport
 	// ctx is the ctx of every call of the session (one per session, not per call,
@@ -43,7 +43,7 @@ type sessionKey struct{}
 
 // newSession registers conn; nil when the server is shutting down.
 func (s *Server) newSession(conn net.Conn) *session {
-	sess := &session{srv: s, conn: conn, remote: remoteName(conn), addr: clientAddr(conn)}
+	sess := &session{srv: s, conn: conn, addr: clientAddr(conn)}
 	sess.ctx, sess.cancel = context.WithCancelCause(context.WithValue(context.Background(), sessionKey{}, sess))
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -66,6 +66,10 @@ func remoteName(conn net.Conn) string {
 	}
 	return remote
 }
+
+// remote is the session's client for log lines (remoteName), made only when
+// a line is logged.
+func (sess *session) remote() string { return remoteName(sess.conn) }
 
 // close cancels the session's ctx with cause and closes its connection, which
 // ends a read or write in progress.
@@ -163,7 +167,7 @@ func (s *Server) serveSession(sess *session) {
 		if r := recover(); r != nil {
 			s.Stats.EndPanic.Add(1)
 			reason = "panic"
-			s.callLogger().Error("session panic", "remote", sess.remote, "panic", r, "stack", string(debug.Stack()))
+			s.callLogger().Error("session panic", "remote", sess.remote(), "panic", r, "stack", string(debug.Stack()))
 		}
 		sess.stopWatch()
 		if sess.trans != nil {
@@ -174,7 +178,9 @@ func (s *Server) serveSession(sess *session) {
 		s.mu.Lock()
 		delete(s.sessions, sess)
 		s.mu.Unlock()
-		s.Logger.Debug("session end", "remote", sess.remote, "calls", sess.calls, "elapsed", time.Since(start), "reason", reason)
+		if s.Logger.Enabled(context.Background(), slog.LevelDebug) { // no boxed arguments unless logged
+			s.Logger.Debug("session end", "remote", sess.remote(), "calls", sess.calls, "elapsed", time.Since(start), "reason", reason)
+		}
 		<-s.sem
 		s.Stats.SessionsActive.Add(-1) // last: Wait returns once every session got here
 	}()
@@ -245,7 +251,7 @@ func (s *Server) newSessionProtocol(t *connTransport, w wire) sessionProtocol {
 func (s *Server) firstCall(sess *session, t *connTransport, sp *sessionProtocol) string {
 	if kind := t.sniffForeign(); kind != "" {
 		s.Stats.EndRefused.Add(1)
-		s.countForeign(kind, sess.remote)
+		s.countForeign(kind, sess.remote())
 		return kind
 	}
 	if !s.auto {
@@ -255,7 +261,7 @@ func (s *Server) firstCall(sess *session, t *connTransport, sp *sessionProtocol)
 	switch {
 	case errors.Is(err, errUndetected):
 		s.Stats.EndRefused.Add(1)
-		s.refuseUndetected(sess.conn, t.br, sess.remote)
+		s.refuseUndetected(sess.conn, t.br, sess.remote())
 		return "protocol undetected"
 	case err != nil:
 		return s.endCall(sess, err)
@@ -310,9 +316,9 @@ func (s *Server) countCall(sess *session, err error, counted bool) {
 	switch {
 	case sess.gone.Load(): // the client left during the call: counted in ClientGone, nothing to log
 	case isUnknownMethod(err):
-		s.callLogger().Warn("unknown method", "remote", sess.remote, "err", err)
+		s.callLogger().Warn("unknown method", "remote", sess.remote(), "err", err)
 	default:
-		s.callLogger().Warn("call failed", "remote", sess.remote, "err", err)
+		s.callLogger().Warn("call failed", "remote", sess.remote(), "err", err)
 	}
 }
 
@@ -346,11 +352,11 @@ func (s *Server) endIdle(sess *session, err error) string {
 		return "drained"
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		s.Stats.EndIdleTimeout.Add(1)
-		s.callLogger().Info("session idle timeout", "remote", sess.remote, "session_timeout", s.Config.SessionTimeout)
+		s.callLogger().Info("session idle timeout", "remote", sess.remote(), "session_timeout", s.Config.SessionTimeout)
 		return "idle timeout"
 	}
 	s.Stats.EndTransport.Add(1)
-	s.callLogger().Warn("session read failed", "remote", sess.remote, "err", err)
+	s.callLogger().Warn("session read failed", "remote", sess.remote(), "err", err)
 	return "transport error"
 }
 
@@ -378,7 +384,7 @@ func (s *Server) endCall(sess *session, err error) string {
 		s.Stats.EndTransport.Add(1)
 		reason = "transport error"
 	}
-	s.callLogger().Warn("session ended by a bad call", "remote", sess.remote, "reason", reason,
+	s.callLogger().Warn("session ended by a bad call", "remote", sess.remote(), "reason", reason,
 		"err", err, "max_message_bytes", s.Config.MaxMessageBytes, "io_timeout", s.Config.IOTimeout)
 	return reason
 }
