@@ -20,10 +20,10 @@ import (
 
 // session is one client connection carrying calls one after another.
 type session struct {
-	srv    *Server
-	conn   net.Conn
-	addr   netip.Addr // the client's IP (ClientAddr); zero for a unix-socket client
-	trans  *connTransport
+	srv   *Server
+	conn  net.Conn
+	addr  netip.Addr // the client's IP (ClientAddr); zero for a unix-socket client
+	trans *connTransport
 	// ctx is the ctx of every call of the session (one per session, not per call,
 	// so a call pays nothing for it); it carries the session for WatchClient and is
 	// cancelled with a cause when the session ends or Close closes it.
@@ -102,7 +102,7 @@ func (sess *session) waitCall(t *connTransport) error {
 			wait = soon
 		}
 	}
-	sess.conn.SetReadDeadline(wait)
+	t.wantRead(wait)
 	sess.mu.Unlock()
 
 	_, err := t.br.Peek(1)
@@ -114,6 +114,21 @@ func (sess *session) waitCall(t *connTransport) error {
 	sess.idle = false
 	sess.mu.Unlock()
 	return err
+}
+
+// armIdle sets d, the deadline of the idle wait that waitCall chose, on the
+// connection when a read of the wait must wait (lazy deadlines): under mu,
+// and no later than the drain grace once Shutdown has begun, so that it never
+// overwrites the grace drain set meanwhile.
+func (sess *session) armIdle(d time.Time) {
+	sess.mu.Lock()
+	if sess.srv.shutdown.Load() {
+		if g := time.Now().Add(DrainIdleGrace); d.IsZero() || g.Before(d) {
+			d = g
+		}
+	}
+	sess.conn.SetReadDeadline(d)
+	sess.mu.Unlock()
 }
 
 // IdleRelease is how long a session waits for its next call holding its read
@@ -147,7 +162,8 @@ func (sess *session) waitIdle(t *connTransport, deadline time.Time) error {
 	if sess.srv.shutdown.Load() {
 		deadline = sess.idleDeadline(time.Now())
 	}
-	sess.conn.SetReadDeadline(deadline)
+	sess.conn.SetReadDeadline(deadline) // armed now: waitReadable waits under it
+	t.rdl, t.rdlSet = deadline, true
 	sess.mu.Unlock()
 	if t.release() {
 		err := waitReadable(sess.rawConn())
@@ -193,6 +209,7 @@ func (s *Server) serveSession(sess *session) {
 		t = newConnTransport(sess.conn, cfg.BufferSize, cfg.IOTimeout, cfg.MaxMessageBytes, s.wire.framed)
 	}
 	sess.trans = t
+	t.sess = sess
 	var sp sessionProtocol
 	if !s.auto {
 		sp = s.newSessionProtocol(t, s.wire)
