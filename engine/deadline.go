@@ -72,8 +72,8 @@ func (t *connTransport) sockWrite(p []byte) (int, error) {
 	}
 }
 
-// wantRead makes d the deadline of the reads of the phase that begins (the
-// idle wait, a call); it is armed when a read must wait.
+// wantRead makes d the deadline of the reads of the call that begins; it is
+// armed when a read must wait (the idle wait's: session.waitCall).
 func (t *connTransport) wantRead(d time.Time) {
 	if t.raw == nil {
 		t.conn.SetReadDeadline(d)
@@ -91,11 +91,11 @@ func (t *connTransport) wantWrite(d time.Time) {
 	t.wdl, t.wdlSet = d, false
 }
 
-// armRead sets rdl on the connection: in the idle wait under the session's
-// mu, so that Shutdown's drain grace is never overwritten (session.armIdle).
+// armRead sets rdl on the connection; in the idle wait, the session
+// computes it (session.armIdle).
 func (t *connTransport) armRead() {
 	if t.sess != nil && t.sess.idle { // idle is written only by this goroutine
-		t.sess.armIdle(t.rdl)
+		t.sess.armIdle()
 	} else {
 		t.conn.SetReadDeadline(t.rdl)
 	}

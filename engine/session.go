@@ -30,12 +30,15 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	mu    sync.Mutex // guards idle and the read deadline while idle
-	idle  bool
-	calls int64
-	watch *watch          // the WatchClient watch of the running call; session goroutine only
-	raw   syscall.RawConn // conn's, for WatchClient; set on first use
-	gone  atomic.Bool     // WatchClient saw the client leave during a call
+	mu   sync.Mutex // guards idle and the read deadline while idle
+	idle bool
+	// waitEnd and idleEnd are the deadlines of the idle wait (idleTimes);
+	// written by the session goroutine only, under mu.
+	waitEnd, idleEnd time.Time
+	calls            int64
+	watch            *watch          // the WatchClient watch of the running call; session goroutine only
+	raw              syscall.RawConn // conn's, for WatchClient; set on first use
+	gone             atomic.Bool     // WatchClient saw the client leave during a call
 }
 
 // sessionKey is the ctx key under which a session's ctx carries the session.
@@ -88,26 +91,26 @@ func (sess *session) drain() {
 }
 
 // waitCall waits for the first byte of the next call, bounded by session_timeout
-// (or DrainIdleGrace during Shutdown).
+// (or DrainIdleGrace during Shutdown). With lazy deadlines (deadline.go) the
+// wait's deadlines are computed and armed only if its first read must wait
+// (armIdle).
 func (sess *session) waitCall(t *connTransport) error {
 	if t.br.Buffered() > 0 {
 		return nil // a pipelined call, read already: no idle wait
 	}
 	sess.mu.Lock()
 	sess.idle = true
-	deadline := sess.idleDeadline(time.Now())
-	wait := deadline
-	if t.bufs != nil { // first a short wait with the buffers (the next call is usually there by then)
-		if soon := time.Now().Add(IdleRelease); wait.IsZero() || soon.Before(wait) {
-			wait = soon
-		}
+	if t.raw != nil {
+		t.rdlSet = false
+	} else {
+		sess.idleTimes(time.Now())
+		sess.conn.SetReadDeadline(sess.waitEnd)
 	}
-	t.wantRead(wait)
 	sess.mu.Unlock()
 
 	_, err := t.br.Peek(1)
-	if !wait.Equal(deadline) && errors.Is(err, os.ErrDeadlineExceeded) {
-		err = sess.waitIdle(t, deadline)
+	if errors.Is(err, os.ErrDeadlineExceeded) && !sess.waitEnd.Equal(sess.idleEnd) {
+		err = sess.waitIdle(t, sess.idleEnd)
 	}
 
 	sess.mu.Lock()
@@ -116,18 +119,29 @@ func (sess *session) waitCall(t *connTransport) error {
 	return err
 }
 
-// armIdle sets d, the deadline of the idle wait that waitCall chose, on the
-// connection when a read of the wait must wait (lazy deadlines): under mu,
-// and no later than the drain grace once Shutdown has begun, so that it never
-// overwrites the grace drain set meanwhile.
-func (sess *session) armIdle(d time.Time) {
-	sess.mu.Lock()
-	if sess.srv.shutdown.Load() {
-		if g := time.Now().Add(DrainIdleGrace); d.IsZero() || g.Before(d) {
-			d = g
+// idleTimes sets the deadlines of an idle wait beginning at now: idleEnd,
+// the whole wait's (idleDeadline), and waitEnd, the first, short wait's
+// (IdleRelease, when the transport's buffers are pooled). Called with mu held.
+func (sess *session) idleTimes(now time.Time) {
+	sess.idleEnd = sess.idleDeadline(now)
+	sess.waitEnd = sess.idleEnd
+	if sess.trans.bufs != nil { // first a short wait with the buffers (the next call is usually there by then)
+		if soon := now.Add(IdleRelease); sess.waitEnd.IsZero() || soon.Before(sess.waitEnd) {
+			sess.waitEnd = soon
 		}
 	}
-	sess.conn.SetReadDeadline(d)
+}
+
+// armIdle computes the idle wait's deadlines and sets the first on the
+// connection, when a read of the wait must wait (lazy deadlines): under mu,
+// so that it never overwrites the grace Shutdown's drain sets (once Shutdown
+// has begun, idleDeadline has the grace). A session whose next call is
+// there already pays for neither.
+func (sess *session) armIdle() {
+	sess.mu.Lock()
+	sess.idleTimes(time.Now())
+	sess.conn.SetReadDeadline(sess.waitEnd)
+	sess.trans.rdl = sess.waitEnd
 	sess.mu.Unlock()
 }
 
