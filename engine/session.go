@@ -218,7 +218,7 @@ func (s *Server) serveSession(sess *session) {
 	cfg := &s.Config
 	var t *connTransport
 	if watchSupported && sess.rawConn() != nil { // waitReadable can wait without a buffer
-		t = newPooledConnTransport(sess.conn, s.idleBufs, cfg.IOTimeout, cfg.MaxMessageBytes, s.wire.framed)
+		t = newPooledConnTransport(sess.conn, sess.rawConn(), s.idleBufs, cfg.IOTimeout, cfg.MaxMessageBytes, s.wire.framed)
 	} else {
 		t = newConnTransport(sess.conn, cfg.BufferSize, cfg.IOTimeout, cfg.MaxMessageBytes, s.wire.framed)
 	}

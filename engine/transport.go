@@ -85,13 +85,11 @@ func newConnTransport(conn net.Conn, bufSize int, ioTimeout time.Duration, maxBy
 
 // newPooledConnTransport is newConnTransport with its buffers taken from bufs
 // (buffer_size bytes each), and given back there while the session is idle,
-// and, on a syscall.Conn, lazy deadlines (deadline.go).
-func newPooledConnTransport(conn net.Conn, bufs *idleBuffers, ioTimeout time.Duration, maxBytes int, framed bool) *connTransport {
+// and lazy deadlines (deadline.go) on raw, conn's RawConn (nil: none).
+func newPooledConnTransport(conn net.Conn, raw syscall.RawConn, bufs *idleBuffers, ioTimeout time.Duration, maxBytes int, framed bool) *connTransport {
 	t := &connTransport{conn: conn, ioTimeout: ioTimeout, maxBytes: maxBytes, framed: framed, bufs: bufs, vectored: vectored(conn)}
-	if sc, ok := conn.(syscall.Conn); ok && watchSupported {
-		if raw, err := sc.SyscallConn(); err == nil {
-			t.raw, t.readFn, t.writeFn = raw, t.readNow, t.writeNow
-		}
+	if raw != nil && watchSupported {
+		t.raw, t.readFn, t.writeFn = raw, t.readNow, t.writeNow
 	}
 	t.acquire()
 	t.smallBuffer()
