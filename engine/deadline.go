@@ -94,10 +94,14 @@ func (t *connTransport) wantWrite(d time.Time) {
 // armRead sets rdl on the connection; in the idle wait, the session
 // computes it (session.armIdle).
 func (t *connTransport) armRead() {
-	if t.sess != nil && t.sess.idle { // idle is written only by this goroutine
-		t.sess.armIdle()
-	} else {
+	switch {
+	case t.sess == nil:
 		t.conn.SetReadDeadline(t.rdl)
+	case t.sess.idle: // idle is written only by this goroutine
+		t.sess.armIdle()
+	default:
+		t.conn.SetReadDeadline(t.rdl)
+		t.sess.armedWait = time.Time{}
 	}
 	t.rdlSet = true
 }

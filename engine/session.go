@@ -35,10 +35,14 @@ type session struct {
 	// waitEnd and idleEnd are the deadlines of the idle wait (idleTimes);
 	// written by the session goroutine only, under mu.
 	waitEnd, idleEnd time.Time
-	calls            int64
-	watch            *watch          // the WatchClient watch of the running call; session goroutine only
-	raw              syscall.RawConn // conn's, for WatchClient; set on first use
-	gone             atomic.Bool     // WatchClient saw the client leave during a call
+	// armedWait is the short wait's deadline while the connection has it
+	// (armIdle); zero once another read deadline replaced it. Session
+	// goroutine only.
+	armedWait time.Time
+	calls     int64
+	watch     *watch          // the WatchClient watch of the running call; session goroutine only
+	raw       syscall.RawConn // conn's, for WatchClient; set on first use
+	gone      atomic.Bool     // WatchClient saw the client leave during a call
 }
 
 // sessionKey is the ctx key under which a session's ctx carries the session.
@@ -136,11 +140,24 @@ func (sess *session) idleTimes(now time.Time) {
 // connection, when a read of the wait must wait (lazy deadlines): under mu,
 // so that it never overwrites the grace Shutdown's drain sets (once Shutdown
 // has begun, idleDeadline has the grace). A session whose next call is
-// there already pays for neither.
+// there already pays for neither. The short wait's deadline (IdleRelease)
+// stays armed for the waits that begin at least IdleRelease/2 before it
+// (armedWait), so that a session whose calls come that close together arms
+// no timer per call; session_timeout and the drain grace are armed exactly.
 func (sess *session) armIdle() {
 	sess.mu.Lock()
-	sess.idleTimes(time.Now())
-	sess.conn.SetReadDeadline(sess.waitEnd)
+	now := time.Now()
+	sess.idleTimes(now)
+	short := !sess.waitEnd.Equal(sess.idleEnd) && !sess.srv.shutdown.Load()
+	if short && sess.armedWait.Sub(now) >= IdleRelease/2 {
+		sess.waitEnd = sess.armedWait // on the connection already, sooner than idleEnd
+	} else {
+		sess.conn.SetReadDeadline(sess.waitEnd)
+		sess.armedWait = time.Time{}
+		if short {
+			sess.armedWait = sess.waitEnd
+		}
+	}
 	sess.trans.rdl = sess.waitEnd
 	sess.mu.Unlock()
 }
@@ -148,7 +165,8 @@ func (sess *session) armIdle() {
 // IdleRelease is how long a session waits for its next call holding its read
 // and reply buffers; past it, it gives them back (idleBuffers) and waits
 // without them. A session whose calls come closer together than this never
-// pays for the buffer-less wait (a peek system call more per call).
+// pays for the buffer-less wait (a peek system call more per call). With
+// lazy deadlines the wait is IdleRelease/2 to IdleRelease (see armIdle).
 const IdleRelease = 50 * time.Millisecond
 
 // idleDeadline is the read deadline of a wait for the next call starting at
@@ -178,6 +196,7 @@ func (sess *session) waitIdle(t *connTransport, deadline time.Time) error {
 	}
 	sess.conn.SetReadDeadline(deadline) // armed now: waitReadable waits under it
 	t.rdl, t.rdlSet = deadline, true
+	sess.armedWait = time.Time{}
 	sess.mu.Unlock()
 	if t.release() {
 		err := waitReadable(sess.rawConn())

@@ -159,6 +159,7 @@ func (sess *session) stopWatch() {
 	if w := sess.watch; w != nil {
 		w.stop()
 		sess.watch = nil
+		sess.armedWait = time.Time{} // the watch changed the read deadline
 	}
 }
 
