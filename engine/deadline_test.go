@@ -58,36 +58,65 @@ func TestLazyDeadlinesStale(t *testing.T) {
 // TestIOTimeoutReplyWrite: io_timeout bounds the writing of a reply whose
 // client reads nothing (the write deadline, armed only once the write has to
 // wait): the session ends about io_timeout after the reply began, counted in
-// EndIOTimeout and logged.
+// EndIOTimeout and logged. Both ways a reply goes out: a large value by
+// reference (one writev, writev.go) and many short values copied into the
+// reply buffer (writes of batchReplyBytes).
 func TestIOTimeoutReplyWrite(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
-		t.Run(network, func(t *testing.T) {
-			leakCheck(t)
-			big := strings.Repeat("x", 32<<20) // more than the socket buffers of both ends hold
-			replying := make(chan time.Time, 1)
-			h := &handler{ping: func(context.Context) (string, error) {
-				replying <- time.Now()
-				return big, nil
-			}}
-			const ioTimeout = 200 * time.Millisecond
-			ts := startServer(t, network, h, func(c *engine.Config) { c.IOTimeout = ioTimeout })
-			conn := ts.dialRaw(t)
-			if rb, ok := conn.(interface{ SetReadBuffer(int) error }); ok {
-				rb.SetReadBuffer(4096)
-			}
-			if _, err := conn.Write(pingRequest(t, false, 1)); err != nil {
-				t.Fatal(err)
-			}
-			began := <-replying
-			testenv.Eventually(t, 10*time.Second, "the session ended by io_timeout", func() bool {
-				return ts.Stats.EndIOTimeout.Load() == 1
+		for _, way := range []string{"by reference", "copied"} {
+			t.Run(network+"/"+way, func(t *testing.T) {
+				leakCheck(t)
+				replying := make(chan time.Time, 1)
+				big := strings.Repeat("x", 32<<20) // more than the socket buffers of both ends hold
+				short := make([]string, 32<<10)    // 32 MiB of 1 KiB strings, each copied (under refReplyBytes)
+				for i := range short {
+					short[i] = big[:1<<10]
+				}
+				h := &handler{
+					ping: func(context.Context) (string, error) {
+						replying <- time.Now()
+						return big, nil
+					},
+					FunServant: zkChildren{children: func() []string {
+						replying <- time.Now()
+						return short
+					}},
+				}
+				const ioTimeout = 200 * time.Millisecond
+				ts := startServer(t, network, h, func(c *engine.Config) { c.IOTimeout = ioTimeout })
+				conn := ts.dialRaw(t)
+				if rb, ok := conn.(interface{ SetReadBuffer(int) error }); ok {
+					rb.SetReadBuffer(4096)
+				}
+				req := pingRequest(t, false, 1)
+				if way == "copied" {
+					req = request(t, false, "zk_children", 1, &rpc.FunServantZkChildrenArgs{C: rctx(), Path: "/"})
+				}
+				if _, err := conn.Write(req); err != nil {
+					t.Fatal(err)
+				}
+				began := <-replying
+				testenv.Eventually(t, 10*time.Second, "the session ended by io_timeout", func() bool {
+					return ts.Stats.EndIOTimeout.Load() == 1
+				})
+				if el := time.Since(began); el < ioTimeout*3/4 {
+					t.Errorf("the reply write ended after %s, before io_timeout %s", el, ioTimeout)
+				}
+				if !strings.Contains(ts.log.String(), `reason="io timeout"`) {
+					t.Errorf("no io timeout line in the log:\n%s", ts.log)
+				}
 			})
-			if el := time.Since(began); el < ioTimeout*3/4 {
-				t.Errorf("the reply write ended after %s, before io_timeout %s", el, ioTimeout)
-			}
-			if !strings.Contains(ts.log.String(), `reason="io timeout"`) {
-				t.Errorf("no io timeout line in the log:\n%s", ts.log)
-			}
-		})
+		}
 	}
+}
+
+// zkChildren is a servant whose zk_children answers children(); its other
+// methods are not implemented.
+type zkChildren struct {
+	rpc.FunServant
+	children func() []string
+}
+
+func (z zkChildren) ZkChildren(context.Context, *rpc.Context, string) ([]string, error) {
+	return z.children(), nil
 }

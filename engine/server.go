@@ -276,12 +276,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// Wait returns nil once every session goroutine has returned, and with it every
-// call (Processor.Process) it ran, or ctx.Err() if ctx ends first; with a ctx that
+// Wait returns nil once every session has ended, and with it every call
+// (Processor.Process) it ran, or ctx.Err() if ctx ends first; with a ctx that
 // has already ended it is an immediate check. After Shutdown or Close no new
 // session starts, so a nil Wait means the processor and what it uses (backend
-// pools) may be closed. Before them it only says that no session is live at that
-// moment.
+// pools) may be closed (the session goroutines that waited for a next session,
+// workers.go, exit then too). Before them it only says that no session is live
+// at that moment.
 func (s *Server) Wait(ctx context.Context) error {
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
