@@ -147,9 +147,10 @@ func (s *Server) waitSlot(conn net.Conn) {
 	select {
 	case s.sem <- struct{}{}:
 		release()
+		timer.Stop()
 		s.Stats.AcceptWaited.Add(1)
 		if sess := s.newSession(conn); sess != nil {
-			s.serveSession(sess)
+			s.sessionWorker(sess) // and the sessions after it (workers.go)
 		} else {
 			<-s.sem
 		}

@@ -72,7 +72,7 @@ func ListenerAddrs(lns []net.Listener) []string {
 // listenOne opens addr: TCP, or a unix socket with file mode mode.
 func listenOne(addr string, mode uint32) (net.Listener, error) {
 	if !IsUnixAddr(addr) {
-		return net.Listen("tcp", addr)
+		return listenTCP(addr)
 	}
 	if fi, err := os.Lstat(addr); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {

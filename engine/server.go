@@ -82,13 +82,16 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
 	sem       chan struct{} // one token per live session
-	idleBufs  *idleBuffers  // session buffers while sessions are idle
-	waiters   chan struct{} // one token per connection waiting for a slot (Config.AcceptWaiters)
-	refusers  chan struct{} // one token per refusal running (Config.MaxRefusers)
-	allow     []netip.Prefix
-	done      chan struct{} // closed by Shutdown/Close
-	closeOnce sync.Once
-	shutdown  atomic.Bool
+	handoff   chan *session // to a session goroutine waiting for its next session (workers.go)
+	// idleWorkers counts the session goroutines waiting on handoff (at most maxIdleWorkers).
+	idleWorkers atomic.Int32
+	idleBufs    *idleBuffers  // session buffers while sessions are idle
+	waiters     chan struct{} // one token per connection waiting for a slot (Config.AcceptWaiters)
+	refusers    chan struct{} // one token per refusal running (Config.MaxRefusers)
+	allow       []netip.Prefix
+	done        chan struct{} // closed by Shutdown/Close
+	closeOnce   sync.Once
+	shutdown    atomic.Bool
 	// wire is the sessions' protocol and transport; with auto (rpc.protocol
 	// auto) each session detects its own (detect.go).
 	wire wire
@@ -126,6 +129,7 @@ func (s *Server) init() {
 	s.listeners = map[net.Listener]struct{}{}
 	s.sessions = map[*session]struct{}{}
 	s.sem = make(chan struct{}, s.Config.MaxOutstandingSessions)
+	s.handoff = make(chan *session)
 	s.idleBufs = newIdleBuffers(s.Config.BufferSize)
 	s.waiters = make(chan struct{}, s.Config.AcceptWaiters())
 	s.refusers = make(chan struct{}, s.Config.MaxRefusers())
@@ -208,7 +212,7 @@ func (s *Server) Serve(l net.Listener) error {
 			<-s.sem
 			continue
 		}
-		go s.serveSession(sess)
+		s.startSession(sess)
 	}
 }
 
@@ -272,12 +276,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// Wait returns nil once every session goroutine has returned, and with it every
-// call (Processor.Process) it ran, or ctx.Err() if ctx ends first; with a ctx that
+// Wait returns nil once every session has ended, and with it every call
+// (Processor.Process) it ran, or ctx.Err() if ctx ends first; with a ctx that
 // has already ended it is an immediate check. After Shutdown or Close no new
 // session starts, so a nil Wait means the processor and what it uses (backend
-// pools) may be closed. Before them it only says that no session is live at that
-// moment.
+// pools) may be closed (the session goroutines that waited for a next session,
+// workers.go, exit then too). Before them it only says that no session is live
+// at that moment.
 func (s *Server) Wait(ctx context.Context) error {
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -19,23 +20,29 @@ import (
 
 // session is one client connection carrying calls one after another.
 type session struct {
-	srv    *Server
-	conn   net.Conn
-	remote string
-	addr   netip.Addr // the client's IP (ClientAddr); zero for a unix-socket client
-	trans  *connTransport
+	srv   *Server
+	conn  net.Conn
+	addr  netip.Addr // the client's IP (ClientAddr); zero for a unix-socket client
+	trans *connTransport
 	// ctx is the ctx of every call of the session (one per session, not per call,
 	// so a call pays nothing for it); it carries the session for WatchClient and is
 	// cancelled with a cause when the session ends or Close closes it.
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	mu    sync.Mutex // guards idle and the read deadline while idle
-	idle  bool
-	calls int64
-	watch *watch          // the WatchClient watch of the running call; session goroutine only
-	raw   syscall.RawConn // conn's, for WatchClient; set on first use
-	gone  atomic.Bool     // WatchClient saw the client leave during a call
+	mu   sync.Mutex // guards idle and the read deadline while idle
+	idle bool
+	// waitEnd and idleEnd are the deadlines of the idle wait (idleTimes);
+	// written by the session goroutine only, under mu.
+	waitEnd, idleEnd time.Time
+	// armedWait is the short wait's deadline while the connection has it
+	// (armIdle); zero once another read deadline replaced it. Session
+	// goroutine only.
+	armedWait time.Time
+	calls     int64
+	watch     *watch          // the WatchClient watch of the running call; session goroutine only
+	raw       syscall.RawConn // conn's, for WatchClient; set on first use
+	gone      atomic.Bool     // WatchClient saw the client leave during a call
 }
 
 // sessionKey is the ctx key under which a session's ctx carries the session.
@@ -43,7 +50,7 @@ type sessionKey struct{}
 
 // newSession registers conn; nil when the server is shutting down.
 func (s *Server) newSession(conn net.Conn) *session {
-	sess := &session{srv: s, conn: conn, remote: remoteName(conn), addr: clientAddr(conn)}
+	sess := &session{srv: s, conn: conn, addr: clientAddr(conn)}
 	sess.ctx, sess.cancel = context.WithCancelCause(context.WithValue(context.Background(), sessionKey{}, sess))
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -67,6 +74,10 @@ func remoteName(conn net.Conn) string {
 	return remote
 }
 
+// remote is the session's client for log lines (remoteName), made only when
+// a line is logged.
+func (sess *session) remote() string { return remoteName(sess.conn) }
+
 // close cancels the session's ctx with cause and closes its connection, which
 // ends a read or write in progress.
 func (sess *session) close(cause error) {
@@ -84,26 +95,26 @@ func (sess *session) drain() {
 }
 
 // waitCall waits for the first byte of the next call, bounded by session_timeout
-// (or DrainIdleGrace during Shutdown).
+// (or DrainIdleGrace during Shutdown). With lazy deadlines (deadline.go) the
+// wait's deadlines are computed and armed only if its first read must wait
+// (armIdle).
 func (sess *session) waitCall(t *connTransport) error {
 	if t.br.Buffered() > 0 {
 		return nil // a pipelined call, read already: no idle wait
 	}
 	sess.mu.Lock()
 	sess.idle = true
-	deadline := sess.idleDeadline(time.Now())
-	wait := deadline
-	if t.bufs != nil { // first a short wait with the buffers (the next call is usually there by then)
-		if soon := time.Now().Add(IdleRelease); wait.IsZero() || soon.Before(wait) {
-			wait = soon
-		}
+	if t.raw != nil {
+		t.rdlSet = false
+	} else {
+		sess.idleTimes(time.Now())
+		sess.conn.SetReadDeadline(sess.waitEnd)
 	}
-	sess.conn.SetReadDeadline(wait)
 	sess.mu.Unlock()
 
 	_, err := t.br.Peek(1)
-	if !wait.Equal(deadline) && errors.Is(err, os.ErrDeadlineExceeded) {
-		err = sess.waitIdle(t, deadline)
+	if errors.Is(err, os.ErrDeadlineExceeded) && !sess.waitEnd.Equal(sess.idleEnd) {
+		err = sess.waitIdle(t, sess.idleEnd)
 	}
 
 	sess.mu.Lock()
@@ -112,10 +123,50 @@ func (sess *session) waitCall(t *connTransport) error {
 	return err
 }
 
+// idleTimes sets the deadlines of an idle wait beginning at now: idleEnd,
+// the whole wait's (idleDeadline), and waitEnd, the first, short wait's
+// (IdleRelease, when the transport's buffers are pooled). Called with mu held.
+func (sess *session) idleTimes(now time.Time) {
+	sess.idleEnd = sess.idleDeadline(now)
+	sess.waitEnd = sess.idleEnd
+	if sess.trans.bufs != nil { // first a short wait with the buffers (the next call is usually there by then)
+		if soon := now.Add(IdleRelease); sess.waitEnd.IsZero() || soon.Before(sess.waitEnd) {
+			sess.waitEnd = soon
+		}
+	}
+}
+
+// armIdle computes the idle wait's deadlines and sets the first on the
+// connection, when a read of the wait must wait (lazy deadlines): under mu,
+// so that it never overwrites the grace Shutdown's drain sets (once Shutdown
+// has begun, idleDeadline has the grace). A session whose next call is
+// there already pays for neither. The short wait's deadline (IdleRelease)
+// stays armed for the waits that begin at least IdleRelease/2 before it
+// (armedWait), so that a session whose calls come that close together arms
+// no timer per call; session_timeout and the drain grace are armed exactly.
+func (sess *session) armIdle() {
+	sess.mu.Lock()
+	now := time.Now()
+	sess.idleTimes(now)
+	short := !sess.waitEnd.Equal(sess.idleEnd) && !sess.srv.shutdown.Load()
+	if short && sess.armedWait.Sub(now) >= IdleRelease/2 {
+		sess.waitEnd = sess.armedWait // on the connection already, sooner than idleEnd
+	} else {
+		sess.conn.SetReadDeadline(sess.waitEnd)
+		sess.armedWait = time.Time{}
+		if short {
+			sess.armedWait = sess.waitEnd
+		}
+	}
+	sess.trans.rdl = sess.waitEnd
+	sess.mu.Unlock()
+}
+
 // IdleRelease is how long a session waits for its next call holding its read
 // and reply buffers; past it, it gives them back (idleBuffers) and waits
 // without them. A session whose calls come closer together than this never
-// pays for the buffer-less wait (a peek system call more per call).
+// pays for the buffer-less wait (a peek system call more per call). With
+// lazy deadlines the wait is IdleRelease/2 to IdleRelease (see armIdle).
 const IdleRelease = 50 * time.Millisecond
 
 // idleDeadline is the read deadline of a wait for the next call starting at
@@ -143,7 +194,9 @@ func (sess *session) waitIdle(t *connTransport, deadline time.Time) error {
 	if sess.srv.shutdown.Load() {
 		deadline = sess.idleDeadline(time.Now())
 	}
-	sess.conn.SetReadDeadline(deadline)
+	sess.conn.SetReadDeadline(deadline) // armed now: waitReadable waits under it
+	t.rdl, t.rdlSet = deadline, true
+	sess.armedWait = time.Time{}
 	sess.mu.Unlock()
 	if t.release() {
 		err := waitReadable(sess.rawConn())
@@ -163,7 +216,7 @@ func (s *Server) serveSession(sess *session) {
 		if r := recover(); r != nil {
 			s.Stats.EndPanic.Add(1)
 			reason = "panic"
-			s.callLogger().Error("session panic", "remote", sess.remote, "panic", r, "stack", string(debug.Stack()))
+			s.callLogger().Error("session panic", "remote", sess.remote(), "panic", r, "stack", string(debug.Stack()))
 		}
 		sess.stopWatch()
 		if sess.trans != nil {
@@ -174,7 +227,9 @@ func (s *Server) serveSession(sess *session) {
 		s.mu.Lock()
 		delete(s.sessions, sess)
 		s.mu.Unlock()
-		s.Logger.Debug("session end", "remote", sess.remote, "calls", sess.calls, "elapsed", time.Since(start), "reason", reason)
+		if s.Logger.Enabled(context.Background(), slog.LevelDebug) { // no boxed arguments unless logged
+			s.Logger.Debug("session end", "remote", sess.remote(), "calls", sess.calls, "elapsed", time.Since(start), "reason", reason)
+		}
 		<-s.sem
 		s.Stats.SessionsActive.Add(-1) // last: Wait returns once every session got here
 	}()
@@ -182,11 +237,12 @@ func (s *Server) serveSession(sess *session) {
 	cfg := &s.Config
 	var t *connTransport
 	if watchSupported && sess.rawConn() != nil { // waitReadable can wait without a buffer
-		t = newPooledConnTransport(sess.conn, s.idleBufs, cfg.IOTimeout, cfg.MaxMessageBytes, s.wire.framed)
+		t = newPooledConnTransport(sess.conn, sess.rawConn(), s.idleBufs, cfg.IOTimeout, cfg.MaxMessageBytes, s.wire.framed)
 	} else {
 		t = newConnTransport(sess.conn, cfg.BufferSize, cfg.IOTimeout, cfg.MaxMessageBytes, s.wire.framed)
 	}
 	sess.trans = t
+	t.sess = sess
 	var sp sessionProtocol
 	if !s.auto {
 		sp = s.newSessionProtocol(t, s.wire)
@@ -245,7 +301,7 @@ func (s *Server) newSessionProtocol(t *connTransport, w wire) sessionProtocol {
 func (s *Server) firstCall(sess *session, t *connTransport, sp *sessionProtocol) string {
 	if kind := t.sniffForeign(); kind != "" {
 		s.Stats.EndRefused.Add(1)
-		s.countForeign(kind, sess.remote)
+		s.countForeign(kind, sess.remote())
 		return kind
 	}
 	if !s.auto {
@@ -255,7 +311,7 @@ func (s *Server) firstCall(sess *session, t *connTransport, sp *sessionProtocol)
 	switch {
 	case errors.Is(err, errUndetected):
 		s.Stats.EndRefused.Add(1)
-		s.refuseUndetected(sess.conn, t.br, sess.remote)
+		s.refuseUndetected(sess.conn, t.br, sess.remote())
 		return "protocol undetected"
 	case err != nil:
 		return s.endCall(sess, err)
@@ -310,9 +366,9 @@ func (s *Server) countCall(sess *session, err error, counted bool) {
 	switch {
 	case sess.gone.Load(): // the client left during the call: counted in ClientGone, nothing to log
 	case isUnknownMethod(err):
-		s.callLogger().Warn("unknown method", "remote", sess.remote, "err", err)
+		s.callLogger().Warn("unknown method", "remote", sess.remote(), "err", err)
 	default:
-		s.callLogger().Warn("call failed", "remote", sess.remote, "err", err)
+		s.callLogger().Warn("call failed", "remote", sess.remote(), "err", err)
 	}
 }
 
@@ -346,11 +402,11 @@ func (s *Server) endIdle(sess *session, err error) string {
 		return "drained"
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		s.Stats.EndIdleTimeout.Add(1)
-		s.callLogger().Info("session idle timeout", "remote", sess.remote, "session_timeout", s.Config.SessionTimeout)
+		s.callLogger().Info("session idle timeout", "remote", sess.remote(), "session_timeout", s.Config.SessionTimeout)
 		return "idle timeout"
 	}
 	s.Stats.EndTransport.Add(1)
-	s.callLogger().Warn("session read failed", "remote", sess.remote, "err", err)
+	s.callLogger().Warn("session read failed", "remote", sess.remote(), "err", err)
 	return "transport error"
 }
 
@@ -378,7 +434,7 @@ func (s *Server) endCall(sess *session, err error) string {
 		s.Stats.EndTransport.Add(1)
 		reason = "transport error"
 	}
-	s.callLogger().Warn("session ended by a bad call", "remote", sess.remote, "reason", reason,
+	s.callLogger().Warn("session ended by a bad call", "remote", sess.remote(), "reason", reason,
 		"err", err, "max_message_bytes", s.Config.MaxMessageBytes, "io_timeout", s.Config.IOTimeout)
 	return reason
 }

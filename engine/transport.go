@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/apache/thrift/lib/go/thrift"
@@ -47,6 +48,18 @@ type connTransport struct {
 	refs     []replyRef  // values of the reply being written, by reference
 	iov      net.Buffers // writeVectored's, kept for the next reply
 	iovOut   net.Buffers // the part of iov not yet written
+
+	// Lazy deadlines (deadline.go), when raw is set: the deadline of the
+	// reads (rdl) and of the writes (wdl) of the current phase, and whether
+	// the connection has it (armed at the first read or write that waits).
+	raw             syscall.RawConn
+	sess            *session // the session whose idle wait arms rdl under its mu; nil: none
+	rdl, wdl        time.Time
+	rdlSet, wdlSet  bool
+	readFn, writeFn func(uintptr) bool // readNow, writeNow, bound once
+	rp, wp          []byte             // the read and write in progress
+	rn, wn          int
+	rerr, werr      error
 }
 
 // errMessageTooLarge ends a session whose request is longer than max_message_bytes.
@@ -71,9 +84,13 @@ func newConnTransport(conn net.Conn, bufSize int, ioTimeout time.Duration, maxBy
 }
 
 // newPooledConnTransport is newConnTransport with its buffers taken from bufs
-// (buffer_size bytes each), and given back there while the session is idle.
-func newPooledConnTransport(conn net.Conn, bufs *idleBuffers, ioTimeout time.Duration, maxBytes int, framed bool) *connTransport {
+// (buffer_size bytes each), and given back there while the session is idle,
+// and lazy deadlines (deadline.go) on raw, conn's RawConn (nil: none).
+func newPooledConnTransport(conn net.Conn, raw syscall.RawConn, bufs *idleBuffers, ioTimeout time.Duration, maxBytes int, framed bool) *connTransport {
 	t := &connTransport{conn: conn, ioTimeout: ioTimeout, maxBytes: maxBytes, framed: framed, bufs: bufs, vectored: vectored(conn)}
+	if raw != nil && watchSupported {
+		t.raw, t.readFn, t.writeFn = raw, t.readNow, t.writeNow
+	}
 	t.acquire()
 	t.smallBuffer()
 	return t
@@ -90,7 +107,7 @@ func (f flushFirst) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	return f.t.conn.Read(p)
+	return f.t.sockRead(p)
 }
 
 // batchReplyBytes is the largest reply written with one write syscall: a
@@ -108,14 +125,15 @@ var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, batchReplyBytes
 // beginCall resets the per-call state and sets the read deadline for the request:
 // io_timeout from now, or none when io_timeout is 0. Either way it replaces the
 // deadline of the idle wait (session_timeout or the drain grace), which must not
-// cut a request that has started (REVIEW §2.B1).
+// cut a request that has started (REVIEW §2.B1). With lazy deadlines it is
+// armed only if a read of the request has to wait.
 func (t *connTransport) beginCall() {
 	t.read, t.writing = 0, false
 	var deadline time.Time
 	if t.ioTimeout > 0 {
 		deadline = time.Now().Add(t.ioTimeout)
 	}
-	t.conn.SetReadDeadline(deadline)
+	t.wantRead(deadline)
 }
 
 // limit shortens p to what the current call may still read: at most maxBytes in
@@ -207,7 +225,7 @@ func (t *connTransport) Write(p []byte) (int, error) {
 	if !t.writing {
 		t.writing = true
 		if t.ioTimeout > 0 {
-			t.conn.SetWriteDeadline(time.Now().Add(t.ioTimeout))
+			t.wantWrite(time.Now().Add(t.ioTimeout))
 		}
 	}
 	if t.writeRef(p) {
@@ -218,7 +236,7 @@ func (t *connTransport) Write(p []byte) (int, error) {
 			return 0, err
 		}
 		if len(p) > cap(t.wbuf) { // wbuf is empty: p goes out as it is
-			n, err := t.conn.Write(p)
+			n, err := t.sockWrite(p)
 			if err != nil {
 				return n, thrift.NewTTransportExceptionFromError(err)
 			}
@@ -247,7 +265,7 @@ func (t *connTransport) writeOut() error {
 	if len(t.refs) > 0 {
 		err = t.writeVectored()
 	} else if len(t.wbuf) > 0 {
-		_, err = t.conn.Write(t.wbuf)
+		_, err = t.sockWrite(t.wbuf)
 	}
 	if t.batch != nil {
 		*t.batch = t.wbuf[:0]

@@ -99,10 +99,9 @@ func (w *watch) start() {
 		return
 	}
 	w.started = true
-	if w.sess.srv.Config.IOTimeout > 0 {
-		// The request has been read: its io_timeout deadline must not end the watch.
-		w.sess.conn.SetReadDeadline(time.Time{})
-	}
+	// The request has been read: its io_timeout deadline, or a deadline an
+	// earlier phase left (lazy deadlines, deadline.go), must not end the watch.
+	w.sess.conn.SetReadDeadline(time.Time{})
 	w.mu.Unlock()
 	w.run(w.raw)
 }
@@ -160,6 +159,7 @@ func (sess *session) stopWatch() {
 	if w := sess.watch; w != nil {
 		w.stop()
 		sess.watch = nil
+		sess.armedWait = time.Time{} // the watch changed the read deadline
 	}
 }
 

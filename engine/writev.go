@@ -78,6 +78,9 @@ func (t *connTransport) writeVectored() error {
 		iov = append(iov, t.wbuf[from:])
 	}
 	t.iov, t.iovOut = iov, iov
+	if t.raw != nil && !t.wdlSet { // writev waits under the connection's deadline: armed here, not lazily
+		t.armWrite()
+	}
 	_, err := t.iovOut.WriteTo(t.conn) // consumes iovOut, not iov (a field: no allocation)
 	clear(t.iov)
 	clear(t.refs)
