@@ -265,3 +265,61 @@ func BenchmarkWatchClient(b *testing.B) {
 		}
 	})
 }
+
+// TestWatchClientDerivedCtx: a ctx derived from the call's (here with a
+// timeout) gets a ctx of its own, cancelled with ErrClientGone when the
+// client leaves, and released (Canceled) by stop; the call's own ctx, watched
+// directly, is returned as it is and costs no allocation.
+func TestWatchClientDerivedCtx(t *testing.T) {
+	leakCheck(t)
+	started := make(chan struct{}, 1)
+	results := make(chan watchResult, 2)
+	h := &handler{ping: func(ctx context.Context) (string, error) {
+		allocs := testing.AllocsPerRun(100, func() {
+			wctx, stop := engine.WatchClient(ctx)
+			if wctx != ctx {
+				t.Error("WatchClient of the call's own ctx returned another")
+			}
+			stop()
+		})
+		if allocs != 0 {
+			t.Errorf("WatchClient+stop of the call's own ctx: %.1f allocations, want 0", allocs)
+		}
+		dctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		wctx, stop := engine.WatchClient(dctx)
+		if wctx == dctx {
+			t.Error("WatchClient of a derived ctx returned it unchanged")
+		}
+		stop()
+		if !errors.Is(context.Cause(wctx), context.Canceled) || dctx.Err() != nil {
+			t.Errorf("after stop: watched ctx %v, derived ctx %v; want Canceled, live", context.Cause(wctx), dctx.Err())
+		}
+		wctx, stop = engine.WatchClient(dctx)
+		defer stop()
+		started <- struct{}{}
+		<-wctx.Done()
+		results <- watchResult{cause: context.Cause(wctx)}
+		return "", context.Cause(wctx)
+	}}
+	ts := startServer(t, "tcp", h, nil)
+	conn := ts.dialRaw(t)
+	if _, err := conn.Write(pingRequest(t, false, 1)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler never started its last wait")
+	}
+	conn.Close()
+	select {
+	case r := <-results:
+		if !errors.Is(r.cause, engine.ErrClientGone) {
+			t.Errorf("cause = %v, want ErrClientGone", r.cause)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the derived watched ctx was not cancelled after the client closed")
+	}
+	testenv.Eventually(t, 5*time.Second, "the session's end", func() bool { return ts.Sessions() == 0 })
+}
