@@ -15,8 +15,9 @@ import (
 // ctx is the ctx the call was given (or one derived from it). WatchClient returns
 // a ctx that is cancelled, with cause ErrClientGone (context.Cause), when the
 // client closes its connection, and a stop func that ends the watch. When ctx
-// is the session's own (what the processor gives a call), the ctx returned is
-// ctx itself and a client that leaves cancels the session's ctx: the session
+// is the session's own (what the processor gives a call) or adds only values
+// to it (same Done channel), the ctx returned is ctx itself and a client that
+// leaves cancels the session's ctx: the session
 // ends after the call anyway, and a watch then costs no context, allocation or
 // new timer (the session's one is reset). For a ctx derived from it,
 // WatchClient derives one more, released by stop; use it only for the wait.
@@ -74,7 +75,7 @@ func WatchClient(ctx context.Context) (context.Context, func()) {
 	}
 	wctx := ctx
 	w.cancel = nil
-	if ctx != sess.ctx {
+	if ctx.Done() != sess.ctx.Done() { // not the session's ctx, nor one that only adds values to it
 		wctx, w.cancel = context.WithCancelCause(ctx)
 	}
 	w.state = watchArmed
