@@ -177,12 +177,20 @@ func (n *node) mustJSON(path string, v any) {
 	}
 }
 
-// goroutines is faed's count (/engine/runtime).
+// goroutines is faed's count (/engine/runtime) less the session goroutines
+// waiting for a next session (/engine/stat rpc.idle_goroutines: kept for
+// reuse, at most 128 a listener, not a leak).
 func (n *node) goroutines() int {
 	n.t.Helper()
 	var rt struct{ Goroutines int }
 	n.mustJSON("/engine/runtime", &rt)
-	return rt.Goroutines
+	var st struct {
+		RPC struct {
+			Idle int `json:"idle_goroutines"`
+		} `json:"rpc"`
+	}
+	n.mustJSON("/engine/stat", &st)
+	return rt.Goroutines - st.RPC.Idle
 }
 
 // fds is the number of open file descriptors of the process (/proc/<pid>/fd):

@@ -6,6 +6,10 @@ import "sync/atomic"
 // The operations issue exports them over the HTTP API and /metrics.
 type Stats struct {
 	SessionsActive atomic.Int64 // sessions live now
+	// IdleGoroutines are the session goroutines waiting for a next session
+	// (workers.go: at most 128 a listener), not a leak: a goroutine count
+	// taken to find one subtracts them.
+	IdleGoroutines atomic.Int64
 	Sessions       atomic.Int64 // sessions accepted since start
 	Calls          atomic.Int64 // calls processed
 	CallErrors     atomic.Int64 // calls answered with a TApplicationException (declared exceptions not counted)

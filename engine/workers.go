@@ -34,11 +34,14 @@ func (s *Server) sessionWorker(sess *session) {
 			s.idleWorkers.Add(-1)
 			return
 		}
+		s.Stats.IdleGoroutines.Add(1)
 		select {
 		case sess = <-s.handoff:
 			s.idleWorkers.Add(-1)
+			s.Stats.IdleGoroutines.Add(-1)
 		case <-s.done:
 			s.idleWorkers.Add(-1)
+			s.Stats.IdleGoroutines.Add(-1)
 			return
 		}
 	}

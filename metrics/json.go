@@ -68,7 +68,8 @@ func (m *Metrics) engineStat() map[string]any {
 		"rusage": rusage(),
 		"rpc": map[string]any{
 			"sessions_active": st.SessionsActive.Load(), "sessions_total": st.Sessions.Load(),
-			"calls_total": st.Calls.Load(), "calls_failed": st.CallErrors.Load(),
+			"idle_goroutines": st.IdleGoroutines.Load(),
+			"calls_total":     st.Calls.Load(), "calls_failed": st.CallErrors.Load(),
 			"accept_errors": st.AcceptErrors.Load(), "client_gone": st.ClientGone.Load(),
 			"session_ends": sessionEnds(st), "refused": refusals(st), "accept_waited": st.AcceptWaited.Load(),
 			"accept_waiting": st.AcceptWaiting.Load(),
