@@ -156,41 +156,24 @@ func measureProcs(v variant, phase *atomic.Int32, warmup, window time.Duration, 
 	return s, errors.Join(err, err0, err1, err2, err3, err4, err5, err6)
 }
 
-func sumCPU(pids []int) (time.Duration, error) {
-	var sum time.Duration
+// sumOver is f summed over pids (CPU time, syscalls or RSS of a variant's processes).
+func sumOver[T time.Duration | int64](pids []int, f func(pid int) (T, error)) (T, error) {
+	var sum T
 	for _, pid := range pids {
-		d, err := procCPU(pid)
+		v, err := f(pid)
 		if err != nil {
 			return 0, err
 		}
-		sum += d
+		sum += v
 	}
 	return sum, nil
 }
 
-func sumSyscalls(pids []int) (int64, error) {
-	var sum int64
-	for _, pid := range pids {
-		n, err := procSyscalls(pid)
-		if err != nil {
-			return 0, err
-		}
-		sum += n
-	}
-	return sum, nil
-}
+func sumCPU(pids []int) (time.Duration, error) { return sumOver(pids, procCPU) }
 
-func sumRSS(pids []int) (int64, error) {
-	var sum int64
-	for _, pid := range pids {
-		kib, err := pidRSSKiB(pid)
-		if err != nil {
-			return 0, err
-		}
-		sum += kib
-	}
-	return sum, nil
-}
+func sumSyscalls(pids []int) (int64, error) { return sumOver(pids, procSyscalls) }
+
+func sumRSS(pids []int) (int64, error) { return sumOver(pids, pidRSSKiB) }
 
 // pidRSSKiB is process pid's resident set size in KiB (VmRSS of /proc/<pid>/status).
 func pidRSSKiB(pid int) (int64, error) {
