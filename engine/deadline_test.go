@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -17,29 +18,44 @@ import (
 // in the past), the next request, already in the socket, is read and answered
 // although session_timeout (IdleRelease, so that the idle wait has one
 // deadline) would end the session on the first timeout it saw.
+//
+// With a session_timeout longer than IdleRelease, the idle wait keeps its
+// short deadline armed across calls (armedWait): a watch that changed the
+// read deadline must make it arm it again.
 func TestLazyDeadlinesStale(t *testing.T) {
-	for _, network := range []string{"tcp", "unix"} {
-		t.Run(network, func(t *testing.T) {
+	for _, c := range []struct {
+		network        string
+		sessionTimeout time.Duration
+	}{{"tcp", engine.IdleRelease}, {"unix", engine.IdleRelease}, {"tcp", 2 * time.Second}} {
+		network, sessionTimeout := c.network, c.sessionTimeout
+		t.Run(fmt.Sprintf("%s/session_timeout=%s", network, sessionTimeout), func(t *testing.T) {
 			leakCheck(t)
-			started := make(chan struct{}, 1)
+			stopped, written := make(chan struct{}, 1), make(chan struct{}, 1)
 			h := &handler{ping: func(ctx context.Context) (string, error) {
-				started <- struct{}{}
 				_, stop := engine.WatchClient(ctx)
-				time.Sleep(20 * time.Millisecond) // a backend wait, longer than the watch's start delay
+				// A backend wait that lasts until the watch runs (its start
+				// delay passed), so that stop wakes it with a read deadline in
+				// the past; the checks below fail if it never runs.
+				if !testenv.Poll(5*time.Second, func() bool { return len(goroutines("(*watch).run")) == 1 }) {
+					t.Error("the watch never started")
+				}
 				stop()
+				stopped <- struct{}{}
+				<-written // the next request is in the socket before this call ends
 				return "pong", nil
 			}}
-			ts := startServer(t, network, h, func(c *engine.Config) { c.IOTimeout, c.SessionTimeout = time.Second, engine.IdleRelease })
+			ts := startServer(t, network, h, func(c *engine.Config) { c.IOTimeout, c.SessionTimeout = time.Second, sessionTimeout })
 			conn := ts.dialRaw(t)
 			r := newReplyReader(conn, false)
 			for i := int32(0); i < 3; i++ {
 				if _, err := conn.Write(pingRequest(t, false, 2*i)); err != nil {
 					t.Fatal(err)
 				}
-				<-started
+				<-stopped
 				if _, err := conn.Write(noopRequest(t, false, 2*i+1, 40+i)); err != nil { // in the socket when the ping ends
 					t.Fatal(err)
 				}
+				written <- struct{}{}
 				var res rpc.FunServantPingResult
 				if _, _, err := r.read(&res); err != nil || res.GetSuccess() != "pong" {
 					t.Fatalf("ping = %q, %v", res.GetSuccess(), err)
