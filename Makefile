@@ -90,7 +90,7 @@ idl:
 # 95 % interval). make bench-compare BASE=<git rev> runs those of BASE and of
 # the working tree in 6 alternated runs and compares them (contrib/bench-compare).
 bench:
-	bash contrib/install-deps
+	bash contrib/install-deps bench
 	@start=$$(date +%s); hot=bench/results/$$(date +%F)-hotpath.txt; \
 	$(GO) test -run '^$$' -bench '^BenchmarkSuite$$' -benchtime 1x -timeout 30m ./bench/ || exit 1; \
 	$(GO) test -run '^$$' -bench '$(HOTPATH_BENCH)' -benchmem -benchtime 200ms -count 6 ./engine/ ./servant/ ./cache/ ./metrics/ > $$hot || { cat $$hot; exit 1; }; \
