@@ -158,7 +158,7 @@ func (sess *session) armIdle() {
 			sess.armedWait = sess.waitEnd
 		}
 	}
-	sess.trans.rdl = sess.waitEnd
+	sess.trans.rdl, sess.trans.rdlRel = sess.waitEnd, false
 	sess.mu.Unlock()
 }
 
@@ -195,7 +195,7 @@ func (sess *session) waitIdle(t *connTransport, deadline time.Time) error {
 		deadline = sess.idleDeadline(time.Now())
 	}
 	sess.conn.SetReadDeadline(deadline) // armed now: waitReadable waits under it
-	t.rdl, t.rdlSet = deadline, true
+	t.rdl, t.rdlRel, t.rdlSet = deadline, false, true
 	sess.armedWait = time.Time{}
 	sess.mu.Unlock()
 	if t.release() {

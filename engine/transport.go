@@ -56,6 +56,7 @@ type connTransport struct {
 	sess            *session // the session whose idle wait arms rdl under its mu; nil: none
 	rdl, wdl        time.Time
 	rdlSet, wdlSet  bool
+	rdlRel, wdlRel  bool               // rdl, wdl are io_timeout from when they are armed (not read from the clock before)
 	readFn, writeFn func(uintptr) bool // readNow, writeNow, bound once
 	rp, wp          []byte             // the read and write in progress
 	rn, wn          int
@@ -129,6 +130,10 @@ var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, batchReplyBytes
 // armed only if a read of the request has to wait.
 func (t *connTransport) beginCall() {
 	t.read, t.writing = 0, false
+	if t.raw != nil {
+		t.rdl, t.rdlRel, t.rdlSet = time.Time{}, t.ioTimeout > 0, false
+		return
+	}
 	var deadline time.Time
 	if t.ioTimeout > 0 {
 		deadline = time.Now().Add(t.ioTimeout)
@@ -224,7 +229,9 @@ func (t *connTransport) Write(p []byte) (int, error) {
 	}
 	if !t.writing {
 		t.writing = true
-		if t.ioTimeout > 0 {
+		if t.raw != nil {
+			t.wdl, t.wdlRel, t.wdlSet = time.Time{}, t.ioTimeout > 0, false
+		} else if t.ioTimeout > 0 {
 			t.wantWrite(time.Now().Add(t.ioTimeout))
 		}
 	}
