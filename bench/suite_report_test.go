@@ -31,8 +31,9 @@ var suiteTargets = []suiteTarget{
 	{"noop: faed / raw echo", "1 noop", "faed", "raw echo", 0, false},
 	{"sessions tcp: faed / raw echo", "2 sessions tcp", "faed", "raw echo", 0, false},
 	{"sessions unix: faed / raw echo", "2 sessions unix", "faed", "raw echo", 0, false},
-	{"lc_get 10 KB: faed / raw echo of its bytes", "3 lcache", "lc_get 10 KB", "raw echo lc_get", 0, false},
-	{"lc_get 10 KB / noop floor: their raw echoes", "3 lcache", "raw echo lc_get", "raw echo noop", 0, false},
+	{"lc_get 10 KB: faed / raw echo of its bytes", "3 lcache", "lc_get 10 KB", "raw echo lc_get 10 KB", 0, false},
+	{"lc_get 100 B / noop floor: their raw echoes", "3 lcache", "raw echo lc_get 100 B", "raw echo noop", 0, false},
+	{"lc_get 10 KB / noop floor: their raw echoes", "3 lcache", "raw echo lc_get 10 KB", "raw echo noop", 0, false},
 	{"mc_get: faed / twemproxy", "5 mc_get", "faed", "twemproxy", 0, false},
 	{"redis GET: faed / twemproxy", "5 redis GET", "faed", "twemproxy", 0, false},
 }

@@ -134,36 +134,45 @@ func scenarioLcache(s *suite) {
 	f.stop(s.b)
 }
 
-// lcacheFloor is the raw echoes of the byte counts of an lc_get of 10 KB
-// and of a noop: what the kernel's copy of those bytes costs without faed.
-// Their ratio is the floor of lc_get 10 KB / noop: the share of that ratio
-// the kernel and Go's netpoller take whatever faed does (printed beside the
-// target, not gated).
+// lcacheFloor is the raw echoes of the byte counts of an lc_get of 100 B,
+// of 10 KB and of a noop: what the kernel's copy of those bytes costs
+// without faed. Their ratios are the floors of lc_get / noop: the share of
+// those ratios the kernel and Go's netpoller take whatever faed does
+// (printed beside the targets, not gated).
 func (s *suite) lcacheFloor(addr string) []variant {
-	key, value := "bench:lc:floor", bytes.Repeat([]byte{'v'}, 10<<10)
-	req, resp, err := byteCounts(addr, func(sess *session) error {
-		if _, err := sess.client.LcSet(context.Background(), benchContext, key, value); err != nil {
+	var vs []variant
+	for _, size := range []int{100, 10 << 10} {
+		key, value := "bench:lc:floor", bytes.Repeat([]byte{'v'}, size)
+		set := func(sess *session) error {
+			_, err := sess.client.LcSet(context.Background(), benchContext, key, value)
 			return err
 		}
-		got, err := sess.client.LcGet(context.Background(), benchContext, key)
-		return checkValue(got, err, value)
-	})
-	if err != nil {
-		s.b.Fatal(err)
-	}
-	// The lc_set went first on that connection: take its request out.
-	setReq, setResp, err := byteCounts(addr, func(sess *session) error {
-		_, err := sess.client.LcSet(context.Background(), benchContext, key, value)
-		return err
-	})
-	if err != nil {
-		s.b.Fatal(err)
+		req, resp, err := byteCounts(addr, func(sess *session) error {
+			if err := set(sess); err != nil {
+				return err
+			}
+			got, err := sess.client.LcGet(context.Background(), benchContext, key)
+			return checkValue(got, err, value)
+		})
+		if err != nil {
+			s.b.Fatal(err)
+		}
+		// The lc_set went first on that connection: take its bytes out.
+		setReq, setResp, err := byteCounts(addr, set)
+		if err != nil {
+			s.b.Fatal(err)
+		}
+		label := "100 B"
+		if size > 100 {
+			label = "10 KB"
+		}
+		vs = append(vs, s.echoVariant("raw echo lc_get "+label, req-setReq, resp-setResp))
 	}
 	noopReq, noopResp, err := byteCounts(addr, noopCall)
 	if err != nil {
 		s.b.Fatal(err)
 	}
-	return []variant{s.echoVariant("raw echo lc_get 10 KB", req-setReq, resp-setResp), s.echoVariant("raw echo noop", noopReq, noopResp)}
+	return append(vs, s.echoVariant("raw echo noop", noopReq, noopResp))
 }
 
 // echoVariant is a raw echo server started for req/resp bytes a call, named

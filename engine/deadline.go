@@ -75,6 +75,25 @@ func (t *connTransport) sockWrite(p []byte) (int, error) {
 	}
 }
 
+// sockWritev writes iov, the reply's buffers, in writev(2) calls on the
+// connection (see Lazy deadlines): one, unless the socket takes part of it.
+func (t *connTransport) sockWritev() error {
+	all := t.setIovecs()
+	defer func() { clear(all); t.wiov = all[:0] }() // no pointers into the reply kept
+	t.werr = nil
+	for {
+		err := t.raw.Write(t.writevFn)
+		if err == nil {
+			return t.werr
+		}
+		if !t.wdlSet && errors.Is(err, os.ErrDeadlineExceeded) {
+			t.armWrite()
+			continue
+		}
+		return renameOp(err, "write")
+	}
+}
+
 // wantRead makes d the deadline of the reads of the call that begins; it is
 // armed when a read must wait (the idle wait's: session.waitCall).
 func (t *connTransport) wantRead(d time.Time) {

@@ -6,3 +6,8 @@ package engine
 // transport gets a RawConn (deadlines are armed eagerly).
 func (t *connTransport) readNow(uintptr) bool  { return true }
 func (t *connTransport) writeNow(uintptr) bool { return true }
+
+type iovecs = []struct{}
+
+func (t *connTransport) writevNow(uintptr) bool { return true }
+func (t *connTransport) setIovecs() iovecs      { return nil }

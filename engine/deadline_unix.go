@@ -5,6 +5,7 @@ package engine
 import (
 	"io"
 	"syscall"
+	"unsafe"
 )
 
 // readNow is the RawConn read of sockRead: one non-blocking read into rp;
@@ -57,4 +58,64 @@ func (t *connTransport) writeNow(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// iovecs are writev(2)'s buffers.
+type iovecs = []syscall.Iovec
+
+// setIovecs makes wiov, writevNow's iovecs, of the non-empty buffers of iov
+// and returns it (writevNow drops its head as the socket takes it).
+func (t *connTransport) setIovecs() iovecs {
+	t.wiov = t.wiov[:0]
+	for _, b := range t.iov {
+		if len(b) > 0 {
+			v := syscall.Iovec{Base: &b[0]}
+			v.SetLen(len(b))
+			t.wiov = append(t.wiov, v)
+		}
+	}
+	return t.wiov
+}
+
+// writevNow is the RawConn write of sockWritev: non-blocking writev(2) of
+// wiov, dropping what each takes; false (wait for the socket to be
+// writable) on EAGAIN, once wdl is armed.
+func (t *connTransport) writevNow(fd uintptr) bool {
+	for len(t.wiov) > 0 {
+		n, _, errno := syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&t.wiov[0])), uintptr(len(t.wiov)))
+		switch errno {
+		case 0:
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			if !t.wdlSet {
+				t.armWrite()
+			}
+			return false
+		default:
+			t.werr = t.opError("write", errno)
+			return true
+		}
+		if n == 0 {
+			t.werr = io.ErrUnexpectedEOF
+			return true
+		}
+		t.consumeIovecs(int(n))
+	}
+	return true
+}
+
+// consumeIovecs drops the first n bytes of wiov.
+func (t *connTransport) consumeIovecs(n int) {
+	for n > 0 && len(t.wiov) > 0 {
+		v := &t.wiov[0]
+		l := int(v.Len)
+		if n < l {
+			v.Base = (*byte)(unsafe.Add(unsafe.Pointer(v.Base), n))
+			v.SetLen(l - n)
+			return
+		}
+		n -= l
+		t.wiov = t.wiov[1:]
+	}
 }

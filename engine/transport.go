@@ -58,6 +58,8 @@ type connTransport struct {
 	rdlSet, wdlSet  bool
 	rdlRel, wdlRel  bool               // rdl, wdl are io_timeout from when they are armed (not read from the clock before)
 	readFn, writeFn func(uintptr) bool // readNow, writeNow, bound once
+	writevFn        func(uintptr) bool // writevNow, bound once
+	wiov            iovecs             // writevNow's iovecs of iov, what is left of them
 	rp, wp          []byte             // the read and write in progress
 	rn, wn          int
 	rerr, werr      error
@@ -90,7 +92,7 @@ func newConnTransport(conn net.Conn, bufSize int, ioTimeout time.Duration, maxBy
 func newPooledConnTransport(conn net.Conn, raw syscall.RawConn, bufs *idleBuffers, ioTimeout time.Duration, maxBytes int, framed bool) *connTransport {
 	t := &connTransport{conn: conn, ioTimeout: ioTimeout, maxBytes: maxBytes, framed: framed, bufs: bufs, vectored: vectored(conn)}
 	if raw != nil && watchSupported {
-		t.raw, t.readFn, t.writeFn = raw, t.readNow, t.writeNow
+		t.raw, t.readFn, t.writeFn, t.writevFn = raw, t.readNow, t.writeNow, t.writevNow
 	}
 	t.acquire()
 	t.smallBuffer()

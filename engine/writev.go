@@ -78,10 +78,12 @@ func (t *connTransport) writeVectored() error {
 		iov = append(iov, t.wbuf[from:])
 	}
 	t.iov, t.iovOut = iov, iov
-	if t.raw != nil && !t.wdlSet { // writev waits under the connection's deadline: armed here, not lazily
-		t.armWrite()
+	var err error
+	if t.raw != nil {
+		err = t.sockWritev() // lazy deadline: armed only if the socket is full
+	} else {
+		_, err = t.iovOut.WriteTo(t.conn) // consumes iovOut, not iov (a field: no allocation)
 	}
-	_, err := t.iovOut.WriteTo(t.conn) // consumes iovOut, not iov (a field: no allocation)
 	clear(t.iov)
 	clear(t.refs)
 	t.refs = t.refs[:0]

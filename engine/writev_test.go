@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -87,6 +88,58 @@ func TestReplyWritesByReference(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// A reply by reference larger than the socket's buffers goes out in several
+// writev(2) calls, each taking up where the last one stopped (within a value
+// too), waiting for the socket under the lazy deadline in between.
+func TestReplyWritesByReferencePartial(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			server, client := loopbackPair(t, network)
+			raw, err := server.(syscall.Conn).SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := newPooledConnTransport(server, raw, newIdleBuffers(4096), 5*time.Second, 1<<20, false)
+			if tr.raw == nil || !tr.vectored {
+				t.Skip("no lazy deadlines on this platform: the writev(2) of sockWritev is not used")
+			}
+			var want bytes.Buffer
+			tr.beginCall()
+			for i := range 5 {
+				head := []byte(fmt.Sprintf("head %d;", i))
+				value := make([]byte, 3<<20+i*777)
+				for j := range value {
+					value[j] = byte(i*31 + j*7)
+				}
+				tr.Write(head)
+				tr.Write(value)
+				want.Write(head)
+				want.Write(value)
+			}
+			got := make(chan []byte, 1)
+			go func() {
+				b := make([]byte, want.Len())
+				io.ReadFull(client, b)
+				got <- b
+			}()
+			if err := tr.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if b := <-got; !bytes.Equal(b, want.Bytes()) {
+				t.Errorf("the reply arrived altered (%d bytes, want %d)", len(b), want.Len())
+			}
+			if !tr.wdlSet {
+				t.Error("the reply never waited for the socket: the test did not cover a partial writev")
+			}
+			for i, v := range tr.wiov[:cap(tr.wiov)] {
+				if v.Base != nil {
+					t.Fatalf("iovec %d still points into the reply after Flush", i)
+				}
+			}
+		})
 	}
 }
 

@@ -31,19 +31,24 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	reply := make([]byte, *resp)
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			log.Fatal(err)
 		}
-		go serve(c, *req, reply)
+		go serve(c, *req, *resp)
 	}
 }
 
-// serve answers each request of n bytes read from c with reply.
-func serve(c net.Conn, n int, reply []byte) {
+// serve answers each request of n bytes read from c with a reply of resp
+// bytes, its own for the connection: as faed's replies of a value per
+// connection come from as many buffers, which the caches hold or not.
+func serve(c net.Conn, n, resp int) {
 	defer c.Close()
+	reply := make([]byte, resp)
+	for i := range reply {
+		reply[i] = 'v'
+	}
 	r := bufio.NewReaderSize(c, 4096)
 	buf := make([]byte, n)
 	for {
