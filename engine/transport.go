@@ -56,6 +56,7 @@ type connTransport struct {
 	sess            *session // the session whose idle wait arms rdl under its mu; nil: none
 	rdl, wdl        time.Time
 	rdlSet, wdlSet  bool
+	one             [1]byte            // WriteByte's
 	rdlRel, wdlRel  bool               // rdl, wdl are io_timeout from when they are armed (not read from the clock before)
 	readFn, writeFn func(uintptr) bool // readNow, writeNow, bound once
 	writevFn        func(uintptr) bool // writevNow, bound once
@@ -327,8 +328,17 @@ func (t *connTransport) ReadByte() (byte, error) {
 	return b, nil
 }
 
+// WriteByte writes c: the binary protocol's field heads and stops, one
+// call a field, so it appends straight to the reply buffer when there is
+// room, and otherwise writes through one, a field of t's: a []byte{c} of its
+// own escaped to the heap, an allocation a field.
 func (t *connTransport) WriteByte(c byte) error {
-	_, err := t.Write([]byte{c})
+	if t.writing && len(t.wbuf) < cap(t.wbuf) {
+		t.wbuf = append(t.wbuf, c)
+		return nil
+	}
+	t.one[0] = c
+	_, err := t.Write(t.one[:])
 	return err
 }
 

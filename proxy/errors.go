@@ -87,16 +87,31 @@ func ServantError(ctx context.Context, err error) error {
 // When a servant method returns ServantError's value for a peer's
 // TApplicationException whose type is not INTERNAL_ERROR, the exception the
 // processor writes gets the peer's type id and the message "peer <addr>:
-// <message>". Every other reply is written unchanged. It costs each call two
-// small allocations (the ctx value and the protocol wrapper).
+// <message>". Every other reply is written unchanged. It costs each call one
+// small allocation (passCall: the ctx and the protocol wrapper in one).
 func PassExceptions(name string, next thrift.TProcessorFunction) thrift.TProcessorFunction {
 	return thrift.WrappedTProcessorFunction{Wrapped: func(ctx context.Context, seqID int32, in, out thrift.TProtocol) (bool, thrift.TException) {
-		p := &passProtocol{TProtocol: out}
-		return next.Process(context.WithValue(ctx, passKey{}, p), seqID, in, p)
+		c := &passCall{Context: ctx, p: passProtocol{TProtocol: out}}
+		return next.Process(c, seqID, in, &c.p)
 	}}
 }
 
 type passKey struct{}
+
+// passCall is the ctx of a call under PassExceptions: the call's ctx with
+// its passProtocol as the value of passKey (what context.WithValue would
+// make, in the same allocation as the protocol).
+type passCall struct {
+	context.Context
+	p passProtocol
+}
+
+func (c *passCall) Value(key any) any {
+	if _, ok := key.(passKey); ok {
+		return &c.p
+	}
+	return c.Context.Value(key)
+}
 
 // passProtocol is the output protocol of one call under PassExceptions. The
 // generated processor writes an error as WriteMessageBegin(EXCEPTION), then

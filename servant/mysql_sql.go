@@ -83,7 +83,8 @@ func (c *classifyCache) classify(sql string, overflow *atomic.Int64) (stmtKind, 
 	case c.n.Load() >= classifyCacheMax:
 		overflow.Add(1)
 	default:
-		if _, loaded := c.m.LoadOrStore(sql, classified{kind, err}); !loaded {
+		// A copy of its own: sql may be a view of a session's buffer (mysql_view.go).
+		if _, loaded := c.m.LoadOrStore(strings.Clone(sql), classified{kind, err}); !loaded {
 			c.n.Add(1)
 		}
 	}

@@ -99,6 +99,12 @@ func (r *recorder) take() []string {
 // engine, and returns a client of each.
 func serve(t *testing.T, s *FunServant) (tcp, unix *rpc.FunServantClient) {
 	t.Helper()
+	return serveProcessor(t, rpc.NewFunServantProcessor(s))
+}
+
+// serveProcessor is serve of proc.
+func serveProcessor(t *testing.T, proc thrift.TProcessor) (tcp, unix *rpc.FunServantClient) {
+	t.Helper()
 	var cfg engine.Config
 	cfg.SetDefaults()
 	cfg.ListenAddrs = engine.AddrList{"127.0.0.1:0", filepath.Join(t.TempDir(), "faed.sock")}
@@ -106,7 +112,7 @@ func serve(t *testing.T, s *FunServant) (tcp, unix *rpc.FunServantClient) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := engine.NewServer(cfg, rpc.NewFunServantProcessor(s), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := engine.NewServer(cfg, proc, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	go srv.ServeAll(lns)
 	t.Cleanup(func() { srv.Close() })
 	return client(t, "tcp", lns[0].Addr().String()), client(t, "unix", lns[1].Addr().String())

@@ -12,11 +12,14 @@ import (
 
 // NewProcessor is s's Thrift processor: the one generated from the IDL, with
 // my_query answered by myQueryProcessor, which writes a query cache hit to a
-// binary-protocol session as the cached bytes, not decoded and encoded again.
-// The replies are the same bytes either way.
+// binary-protocol session as the cached bytes, not decoded and encoded again,
+// and my_query and lc_get reading their arguments from a binary-protocol
+// session's read buffer (view.go). The replies are the same bytes either way.
 func NewProcessor(s *FunServant) *rpc.FunServantProcessor {
 	p := rpc.NewFunServantProcessor(s)
 	p.AddToProcessorMap("my_query", &myQueryProcessor{s: s})
+	gen, _ := p.GetProcessorFunction("lc_get")
+	p.AddToProcessorMap("lc_get", &lcGetProcessor{s: s, gen: gen})
 	return p
 }
 
@@ -28,6 +31,17 @@ func NewProcessor(s *FunServant) *rpc.FunServantProcessor {
 type myQueryProcessor struct{ s *FunServant }
 
 func (p *myQueryProcessor) Process(ctx context.Context, seqID int32, iprot, oprot thrift.TProtocol) (bool, thrift.TException) {
+	raw := engine.BinaryTransport(oprot)
+	if raw != nil {
+		if u := engine.UnreadOf(iprot); u != (engine.Unread{}) {
+			if v, ok := parseMyQueryView(u.Bytes()); ok {
+				u.Discard(v.n) // the bytes stay in the buffer until the session reads again
+				iprot.ReadMessageEnd(ctx)
+				enc, r, err := p.s.myQueryFromView(ctx, &v)
+				return p.reply(ctx, seqID, oprot, raw, enc, r, err)
+			}
+		}
+	}
 	var args rpc.FunServantMyQueryArgs
 	if err := args.Read(ctx, iprot); err != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -39,8 +53,13 @@ func (p *myQueryProcessor) Process(ctx context.Context, seqID int32, iprot, opro
 		return false, thrift.WrapTException(err)
 	}
 	iprot.ReadMessageEnd(ctx)
-	raw := engine.BinaryTransport(oprot)
 	enc, r, err := p.s.myQueryEncoded(ctx, raw != nil, args.C, args.Pool, args.Table, args.HintId, args.Sql, args.Argv, args.CacheKey)
+	return p.reply(ctx, seqID, oprot, raw, enc, r, err)
+}
+
+// reply writes my_query's answer: err as the generated code does, a cache
+// hit's encoded result (enc) around its bytes, else r.
+func (p *myQueryProcessor) reply(ctx context.Context, seqID int32, oprot thrift.TProtocol, raw thrift.TTransport, enc []byte, r *rpc.MysqlResult_, err error) (bool, thrift.TException) {
 	if err != nil {
 		if errors.Is(err, thrift.ErrAbandonRequest) {
 			return false, thrift.WrapTException(err)

@@ -178,7 +178,11 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, lo *logOu
 	defer closeServant(svt, logger)
 	var ready atomic.Bool                               // /ready: serving, not starting or draining
 	rl := newReloader(confPath, data, cfg, svt, logger) // rl.reload and rl.counts are for the HTTP API too
-	srv := engine.NewServer(cfg.RPC, thrift.WrapProcessor(servant.NewProcessor(svt), passPeerExceptions), logger)
+	var proc thrift.TProcessor = servant.NewProcessor(svt)
+	if cl != nil { // a node without a cluster forwards nothing: no peer's exception to pass
+		proc = thrift.WrapProcessor(proc, passPeerExceptions)
+	}
+	srv := engine.NewServer(cfg.RPC, proc, logger)
 	srv.CallLogger = callLog
 	m := newMetrics(cfg, srv, svt, cl, rl, ready.Load, func() map[string][2]uint64 {
 		d := lo.Drops()

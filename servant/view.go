@@ -1,0 +1,141 @@
+package servant
+
+import (
+	"encoding/binary"
+	"unsafe"
+
+	"github.com/apache/thrift/lib/go/thrift"
+
+	"github.com/fae-go/fae/idl/fun/rpc"
+)
+
+// Arguments read from the request's bytes (engine.Unread) for the calls
+// whose decoding through the generated code costs a large share of their
+// CPU: my_query (mysql_view.go) and lc_get (lcache_view.go). A view reads a
+// request exactly as the generated code would, or not at all (the request is
+// then left to the generated code); its strings share the session's read
+// buffer until the call copies them.
+
+// Thrift binary protocol type ids (the library's thrift.TType values).
+const (
+	tStop   = byte(thrift.STOP)
+	tBool   = byte(thrift.BOOL)
+	tI64    = byte(thrift.I64)
+	tString = byte(thrift.STRING)
+	tStruct = byte(thrift.STRUCT)
+	tList   = byte(thrift.LIST)
+)
+
+// viewReader reads the binary protocol from b; ok turns false at the first
+// read past b or of a negative length, after which every read returns zero.
+type viewReader struct {
+	b  []byte
+	at int
+	ok bool
+}
+
+func (r *viewReader) take(n int) []byte {
+	if !r.ok || n < 0 || n > len(r.b)-r.at {
+		r.ok = false
+		return nil
+	}
+	p := r.b[r.at : r.at+n]
+	r.at += n
+	return p
+}
+
+func (r *viewReader) byte1() byte {
+	if p := r.take(1); p != nil {
+		return p[0]
+	}
+	return 0
+}
+
+func (r *viewReader) i16() int16 {
+	if p := r.take(2); p != nil {
+		return int16(binary.BigEndian.Uint16(p))
+	}
+	return 0
+}
+
+func (r *viewReader) i32() int32 {
+	if p := r.take(4); p != nil {
+		return int32(binary.BigEndian.Uint32(p))
+	}
+	return 0
+}
+
+func (r *viewReader) i64() int64 {
+	if p := r.take(8); p != nil {
+		return int64(binary.BigEndian.Uint64(p))
+	}
+	return 0
+}
+
+// bytes reads a string or binary: a 4-byte length, then the bytes.
+func (r *viewReader) bytes() []byte {
+	return r.take(int(r.i32()))
+}
+
+// field reads a field's head: its type, and its id unless the type is stop.
+func (r *viewReader) field() (typ byte, id int16) {
+	if typ = r.byte1(); typ == tStop {
+		return typ, 0
+	}
+	return typ, r.i16()
+}
+
+// view is the string of p, sharing its bytes (see myQueryView).
+func view(p []byte) string {
+	if len(p) == 0 {
+		return ""
+	}
+	return unsafe.String(&p[0], len(p))
+}
+
+// ctxView is a Context read from the request's bytes, its reason a view.
+type ctxView struct {
+	c                 rpc.Context
+	hasC              bool
+	sticky, hasSticky bool
+	reason            []byte
+}
+
+// parse reads the Context struct (field 1 of every method with one).
+func (v *ctxView) parse(r *viewReader) bool {
+	*v = ctxView{hasC: true}
+	for {
+		typ, id := r.field()
+		if !r.ok {
+			return false
+		}
+		switch {
+		case typ == tStop:
+			return true
+		case id == 1 && typ == tI64:
+			v.c.Rid = r.i64()
+		case id == 2 && typ == tString:
+			v.reason = r.bytes()
+		case id == 3 && typ == tI64:
+			v.c.UID = r.i64()
+		case id == 4 && typ == tBool:
+			v.sticky, v.hasSticky = r.byte1() != 0, true
+		default:
+			return false
+		}
+	}
+}
+
+// context returns the call's Context, its reason a string of its own (the
+// Context goes to the call's plugins and logs); nil when the request had none.
+func (v *ctxView) context() *rpc.Context {
+	if !v.hasC {
+		return nil
+	}
+	c := v.c
+	c.Reason = string(v.reason)
+	if v.hasSticky {
+		c.Sticky = thrift.BoolPtr(v.sticky)
+	}
+	return &c
+}
