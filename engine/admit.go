@@ -115,8 +115,8 @@ func (s *Server) admit(conn net.Conn) bool {
 	if allowed(s.allow, ip) {
 		return true
 	}
+	s.Stats.RefusedNotAllowed.Add(1) // before the close: a client that sees it closed sees it counted
 	conn.Close()
-	s.Stats.RefusedNotAllowed.Add(1)
 	s.callLogger().Warn("connection refused: not in rpc.allow_from", "remote", ta.String(),
 		"allow_from", s.Config.AllowFrom)
 	return false
@@ -170,8 +170,8 @@ func (s *Server) refuse(conn net.Conn, waited time.Duration, spawn bool) {
 	select {
 	case s.refusers <- struct{}{}:
 	default:
+		s.Stats.RefusedOverloadDropped.Add(1) // before the close, as RefusedNotAllowed
 		conn.Close()
-		s.Stats.RefusedOverloadDropped.Add(1)
 		s.callLogger().Warn("connection closed unanswered: faed overloaded and already answering as many refused connections as it may",
 			"remote", remoteName(conn), "max_outstanding_sessions", s.Config.MaxOutstandingSessions,
 			"refusing", cap(s.refusers))
