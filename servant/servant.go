@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -360,7 +361,13 @@ func (s *FunServant) Noop(_ context.Context, x int32) (int32, error) { return x,
 // Ping returns "ver:<version>, build:<build id>, myid:<worker id>, uptime:<duration>".
 func (s *FunServant) Ping(ctx context.Context, c *rpc.Context) (string, error) {
 	return run(s, ctx, "ping", c, true, nil, func(*generation) (string, error) {
-		return fmt.Sprintf("ver:%s, build:%s, myid:%d, uptime:%s", s.opts.Version, s.opts.BuildID,
-			s.boot.IdgenWorkerID, time.Since(s.started).Round(time.Millisecond)), nil
+		// Appended, not fmt.Sprintf: ping is the call of a php-fpm
+		// session's health check, and Sprintf was 2 % of a session's CPU.
+		b := make([]byte, 0, 96)
+		b = append(append(b, "ver:"...), s.opts.Version...)
+		b = append(append(b, ", build:"...), s.opts.BuildID...)
+		b = strconv.AppendInt(append(b, ", myid:"...), int64(s.boot.IdgenWorkerID), 10)
+		b = append(append(b, ", uptime:"...), time.Since(s.started).Round(time.Millisecond).String()...)
+		return string(b), nil
 	})
 }
