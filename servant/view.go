@@ -119,7 +119,7 @@ func (v *ctxView) parse(r *viewReader) bool {
 		case id == 3 && typ == tI64:
 			v.c.UID = r.i64()
 		case id == 4 && typ == tBool:
-			v.sticky, v.hasSticky = r.byte1() != 0, true
+			v.sticky, v.hasSticky = r.byte1() == 1, true // as the library: only 1 is true
 		default:
 			return false
 		}
