@@ -16,7 +16,8 @@ import (
 // counts from that first wait (rdlRel, wdlRel), not from the request's first
 // byte or the reply's first write, a few microseconds sooner: so a call that
 // never waits reads the clock only for its idle wait (time.Now is 70 ns on
-// the bench machine, and a call made three reads of it). A request that is all there when its call begins and a
+// the bench machine, and a call made three reads of it). A request that is
+// all there when its call begins and a
 // reply that fits the socket's send buffer, nearly all of them, thus arm no
 // timer: faed armed three per call before (idle wait, request, reply), some
 // 9% of its CPU per noop (pprof of make bench scenario 1 at c=64,
