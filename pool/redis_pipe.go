@@ -122,7 +122,8 @@ func (call *rdPipeCall) answer() { call.done <- struct{}{} }
 // when it certainly did not run (still queued) or is read-only
 // (rdPipeRetryable); the lost attempt then counts neither way on the breaker.
 //
-// start is the call's start: its reply is due by start + io_timeout.
+// start is the call's start: its reply is due by start + io_timeout; a
+// retry that comes later fails with KindTimeout.
 func (p *rdPipe) do(ctx context.Context, start time.Time, name, cmd string, args []any) (any, Kind, error) {
 	if ctx.Err() != nil {
 		return nil, KindCanceled, context.Cause(ctx)
@@ -135,7 +136,11 @@ func (p *rdPipe) do(ctx context.Context, start time.Time, name, cmd string, args
 	var kind Kind
 	var cause error
 	for try := 0; try < 2; try++ {
-		c, k, err := p.conn(ctx, deadline)
+		if try > 0 && !time.Now().Before(deadline) { // a retry only: the first try began at start
+			kind, cause = KindTimeout, fmt.Errorf("no reply within io_timeout %s: the connection was lost and no time was left to retry", p.s.ioTimeout)
+			break
+		}
+		c, k, err := p.conn(ctx)
 		if k != KindOK {
 			kind, cause = k, err
 			break
@@ -215,12 +220,8 @@ func (p *rdPipe) classify(call *rdPipeCall) (Kind, error) {
 // (else the least loaded): concurrent calls gather on one connection, in
 // batches twice as large as when spread over two, while the calls that come
 // when a command there is slow go to the other one. An empty slot is filled first
-// (borrowing from the server's pool: up to borrow_timeout, KindBusy after);
-// KindTimeout when deadline, the call's, has passed (a retry that came late).
-func (p *rdPipe) conn(ctx context.Context, deadline time.Time) (*rdPipeConn, Kind, error) {
-	if !time.Now().Before(deadline) {
-		return nil, KindTimeout, fmt.Errorf("no reply within io_timeout %s: the connection was lost and no time was left to retry", p.s.ioTimeout)
-	}
+// (borrowing from the server's pool: up to borrow_timeout, KindBusy after).
+func (p *rdPipe) conn(ctx context.Context) (*rdPipeConn, Kind, error) {
 	for {
 		p.mu.Lock()
 		if p.closed {
