@@ -261,6 +261,9 @@ func (p *rdPipe) conn(ctx context.Context) (*rdPipeConn, Kind, error) {
 		p.dial[free] = wait
 		p.mu.Unlock()
 		c, kind, err := p.open(ctx)
+		if c != nil && rdPipeBeforeInstall != nil {
+			rdPipeBeforeInstall(c)
+		}
 		p.mu.Lock()
 		p.dial[free] = nil
 		if c != nil && p.closed {
@@ -268,8 +271,18 @@ func (p *rdPipe) conn(ctx context.Context) (*rdPipeConn, Kind, error) {
 			c, kind, err = nil, KindClosed, nil
 		}
 		if c != nil {
-			p.slots[free] = c
 			c.slot = free
+			// A connection that failed before it had its slot (its reader
+			// met the end of a connection the server had closed, as after a
+			// restart) is not installed: fail found no slot to empty, and
+			// every call given it would be lost. The caller's call fails as
+			// not sent and is retried on a fresh connection.
+			c.mu.Lock()
+			dead := c.dead != nil
+			c.mu.Unlock()
+			if !dead {
+				p.slots[free] = c
+			}
 		}
 		p.mu.Unlock()
 		close(wait)
@@ -278,6 +291,10 @@ func (p *rdPipe) conn(ctx context.Context) (*rdPipeConn, Kind, error) {
 }
 
 var errRdPipeClosed = errors.New("pool closed")
+
+// rdPipeBeforeInstall, when set (tests only), runs in conn between opening a
+// connection and installing it in its slot.
+var rdPipeBeforeInstall func(*rdPipeConn)
 
 // open borrows a connection from the server's pool and starts its reader.
 func (p *rdPipe) open(ctx context.Context) (*rdPipeConn, Kind, error) {
@@ -594,7 +611,6 @@ func rdErrorReply(err error) bool {
 // is lost (sent or not). The connection is closed and given back to the pool
 // (which drops it) and its slot emptied.
 func (c *rdPipeConn) fail(err error, head bool) {
-	c.p.drop(c)
 	c.mu.Lock()
 	if c.dead != nil {
 		c.mu.Unlock()
@@ -609,6 +625,9 @@ func (c *rdPipeConn) fail(err error, head bool) {
 	c.sent, c.queue = nil, nil
 	c.pending.Add(-int32(len(sent) + len(queue)))
 	c.mu.Unlock()
+	// After dead is set: conn installs no connection already dead, and
+	// this empties the slot of one installed before.
+	c.p.drop(c)
 	c.rc.Conn.Close() // the socket: the reader stops, the pool drops the connection
 	c.pc.Close()
 	c.p.release()
