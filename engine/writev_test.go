@@ -37,6 +37,24 @@ func loopbackPair(t *testing.T, network string) (server, client net.Conn) {
 	return server, client
 }
 
+// flushAndRead flushes tr's reply and reads it at the connection's other end
+// (client), where it must arrive as want.
+func flushAndRead(t *testing.T, tr *connTransport, client net.Conn, want []byte) {
+	t.Helper()
+	got := make(chan []byte, 1)
+	go func() {
+		b := make([]byte, len(want))
+		io.ReadFull(client, b)
+		got <- b
+	}()
+	if err := tr.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Errorf("the reply arrived altered (%d bytes, want %d)", len(b), len(want))
+	}
+}
+
 // On a TCP or unix socket, values of refReplyBytes or more go out by
 // reference (not copied into the reply buffer), in order between the
 // buffered bytes, up to maxReplyRefs of them; later ones, shorter ones and
@@ -71,18 +89,7 @@ func TestReplyWritesByReference(t *testing.T) {
 				}
 				tr.Write([]byte{0})
 				want.WriteByte(0)
-				got := make(chan []byte, 1)
-				go func() {
-					b := make([]byte, want.Len())
-					io.ReadFull(client, b)
-					got <- b
-				}()
-				if err := tr.Flush(context.Background()); err != nil {
-					t.Fatal(err)
-				}
-				if b := <-got; !bytes.Equal(b, want.Bytes()) {
-					t.Errorf("the reply arrived altered (%d bytes, want %d)", len(b), want.Len())
-				}
+				flushAndRead(t, tr, client, want.Bytes())
 				if len(tr.refs) != 0 || len(tr.wbuf) != 0 || tr.deferred {
 					t.Errorf("after Flush: %d references, %d bytes buffered, deferred %v", len(tr.refs), len(tr.wbuf), tr.deferred)
 				}
@@ -119,18 +126,7 @@ func TestReplyWritesByReferencePartial(t *testing.T) {
 				want.Write(head)
 				want.Write(value)
 			}
-			got := make(chan []byte, 1)
-			go func() {
-				b := make([]byte, want.Len())
-				io.ReadFull(client, b)
-				got <- b
-			}()
-			if err := tr.Flush(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			if b := <-got; !bytes.Equal(b, want.Bytes()) {
-				t.Errorf("the reply arrived altered (%d bytes, want %d)", len(b), want.Len())
-			}
+			flushAndRead(t, tr, client, want.Bytes())
 			if !tr.wdlSet {
 				t.Error("the reply never waited for the socket: the test did not cover a partial writev")
 			}

@@ -23,30 +23,18 @@ type lcGetView struct {
 // FunServantLcGetArgs.Read would.
 func parseLcGetView(b []byte) (v lcGetView, ok bool) {
 	r := viewReader{b: b, ok: true}
-	for {
-		typ, id := r.field()
-		if !r.ok {
-			return v, false
-		}
-		if typ == tStop {
-			break
-		}
+	ok = r.args(func(typ byte, id int16) bool {
 		switch {
 		case id == 1 && typ == tStruct:
-			if !v.ctxView.parse(&r) {
-				return v, false
-			}
+			return v.ctxView.parse(&r)
 		case id == 2 && typ == tString:
 			v.key = view(r.bytes())
-		default:
-			return v, false
+			return true
 		}
-		if !r.ok {
-			return v, false
-		}
-	}
+		return false
+	})
 	v.n = r.at
-	return v, true
+	return v, ok
 }
 
 // lcGetProcessor is the generated lc_get processor function, but reading the

@@ -43,19 +43,10 @@ type myQueryView struct {
 // generated FunServantMyQueryArgs.Read would (see above).
 func parseMyQueryView(b []byte) (v myQueryView, ok bool) {
 	r := viewReader{b: b, ok: true}
-	for {
-		typ, id := r.field()
-		if !r.ok {
-			return v, false
-		}
-		if typ == tStop {
-			break
-		}
+	ok = r.args(func(typ byte, id int16) bool {
 		switch {
 		case id == 1 && typ == tStruct:
-			if !v.ctxView.parse(&r) {
-				return v, false
-			}
+			return v.ctxView.parse(&r)
 		case id == 2 && typ == tString:
 			v.pool = view(r.bytes())
 		case id == 3 && typ == tString:
@@ -66,30 +57,28 @@ func parseMyQueryView(b []byte) (v myQueryView, ok bool) {
 			v.sql = view(r.bytes())
 		case id == 6 && typ == tList:
 			if r.byte1() != tString {
-				return v, false
+				return false
 			}
 			argc := int(r.i32())
 			if argc < 0 || argc > len(b) {
-				return v, false
+				return false
 			}
 			start := r.at
 			for range argc {
 				if r.bytes(); !r.ok {
-					return v, false
+					return false
 				}
 			}
 			v.argvRaw, v.argc, v.hasArgv = r.b[start:r.at], argc, true
 		case id == 7 && typ == tString:
 			v.cacheKey = view(r.bytes())
 		default:
-			return v, false // the generated code skips it: leave the request to it
+			return false // the generated code skips it: leave the request to it
 		}
-		if !r.ok {
-			return v, false
-		}
-	}
+		return true
+	})
 	v.n = r.at
-	return v, true
+	return v, ok
 }
 
 // materialize makes the view's strings its own and reads argv: after it, the

@@ -85,6 +85,25 @@ func (r *viewReader) field() (typ byte, id int16) {
 	return typ, r.i16()
 }
 
+// args reads the fields of an arguments struct through its stop field,
+// each by field (given its type and id; it reads the value from r), which
+// reports false for a field
+// the view does not take; false when one is not taken or the bytes end
+// first. r.at is then the arguments' length.
+func (r *viewReader) args(field func(typ byte, id int16) bool) bool {
+	for {
+		typ, id := r.field()
+		switch {
+		case !r.ok:
+			return false
+		case typ == tStop:
+			return true
+		case !field(typ, id) || !r.ok:
+			return false
+		}
+	}
+}
+
 // view is the string of p, sharing its bytes (see myQueryView).
 func view(p []byte) string {
 	if len(p) == 0 {
@@ -104,14 +123,8 @@ type ctxView struct {
 // parse reads the Context struct (field 1 of every method with one).
 func (v *ctxView) parse(r *viewReader) bool {
 	*v = ctxView{hasC: true}
-	for {
-		typ, id := r.field()
-		if !r.ok {
-			return false
-		}
+	return r.args(func(typ byte, id int16) bool {
 		switch {
-		case typ == tStop:
-			return true
 		case id == 1 && typ == tI64:
 			v.c.Rid = r.i64()
 		case id == 2 && typ == tString:
@@ -123,7 +136,8 @@ func (v *ctxView) parse(r *viewReader) bool {
 		default:
 			return false
 		}
-	}
+		return true
+	})
 }
 
 // context returns the call's Context, its reason a string of its own (the
