@@ -246,6 +246,16 @@ func RedisWrites(cmd string) bool {
 	return rdWriteCommands[cmd] || rdOpName(cmd) == "OTHER"
 }
 
+// RedisBlocks reports whether command cmd, any case, is one that waits by
+// design for something to happen (rdBlockingCommands: BLPOP, XREAD with its
+// BLOCK option, WAIT, …), bounded by io_timeout: the one kind of rd_call
+// whose client is worth watching while it waits. Any other command Redis
+// answers as soon as it has run it.
+func RedisBlocks(cmd string) bool {
+	_, ok := rdBlockingCommands[strings.ToUpper(strings.TrimSpace(cmd))]
+	return ok
+}
+
 // RedisOpName is the Op.Name (metric label) of command cmd, any case: its
 // upper-case name if Redis 7 knows it, else "OTHER".
 func RedisOpName(cmd string) string { return rdOpName(strings.ToUpper(cmd)) }

@@ -205,12 +205,14 @@ func TestMyQueryFromRequestBytes(t *testing.T) {
 
 // FuzzArgsViews: whatever the bytes, a view that reads them (ok) read what
 // the generated decoder reads from them, the same values, and exactly as
-// many bytes; and never panics. Seeds: encoded arguments of both methods.
+// many bytes; and never panics. Seeds: encoded arguments of each method with a view.
 func FuzzArgsViews(f *testing.F) {
 	f.Add(encodeArgs(f, &rpc.FunServantMyQueryArgs{C: &rpc.Context{Rid: 1, Reason: "r", Sticky: thrift.BoolPtr(true)}, Pool: "p",
 		Table: "t", HintId: -3, Sql: "SELECT 1", Argv: []string{"a", ""}, CacheKey: "k"}))
 	f.Add(encodeArgs(f, &rpc.FunServantMyQueryArgs{}))
 	f.Add(encodeArgs(f, &rpc.FunServantLcGetArgs{C: &rpc.Context{Rid: 2, Reason: "x", UID: 9}, Key: "key"}))
+	f.Add(encodeArgs(f, &rpc.FunServantRdCallArgs{C: &rpc.Context{Rid: 3, Reason: "r"}, Cmd: "GET", Pool: "default", KeysAndArgs_: []string{"k", ""}}))
+	f.Add(encodeArgs(f, &rpc.FunServantMcGetArgs{C: &rpc.Context{Rid: 4}, Pool: "default", Key: "k"}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		read := func(args thrift.TStruct, n int) {
 			mem := thrift.NewTMemoryBuffer()
@@ -227,6 +229,23 @@ func FuzzArgsViews(f *testing.F) {
 			read(&want, v.n)
 			if got := viewArgs(&v); !reflect.DeepEqual(got, &want) {
 				t.Fatalf("my_query: view %+v, generated %+v", got, &want)
+			}
+		}
+		if v, ok := parseRdCallView(b, true); ok {
+			var want rpc.FunServantRdCallArgs
+			read(&want, v.n)
+			if got := (&rpc.FunServantRdCallArgs{C: v.ownedContext(), Cmd: v.cmd, Pool: v.pool, KeysAndArgs_: v.keysAndArgs}); !reflect.DeepEqual(got, &want) {
+				t.Fatalf("rd_call: view %+v, generated %+v", got, &want)
+			}
+			if c, ok := parseRdCallView(b, false); !ok || c.n != v.n {
+				t.Fatalf("rd_call: the check-only pass read %d bytes (%v), the view %d", c.n, ok, v.n)
+			}
+		}
+		if v, ok := parseMcGetView(b); ok {
+			var want rpc.FunServantMcGetArgs
+			read(&want, v.n)
+			if got := (&rpc.FunServantMcGetArgs{C: v.ownedContext(), Pool: v.pool, Key: v.key}); !reflect.DeepEqual(got, &want) {
+				t.Fatalf("mc_get: view %+v, generated %+v", got, &want)
 			}
 		}
 		if v, ok := parseLcGetView(b); ok {

@@ -105,6 +105,14 @@ func serve(t *testing.T, s *FunServant) (tcp, unix *rpc.FunServantClient) {
 // serveProcessor is serve of proc.
 func serveProcessor(t *testing.T, proc thrift.TProcessor) (tcp, unix *rpc.FunServantClient) {
 	t.Helper()
+	tcpAddr, unixAddr := serveProcessorAt(t, proc)
+	return client(t, "tcp", tcpAddr), client(t, "unix", unixAddr)
+}
+
+// serveProcessorAt is serveProcessor, returning the TCP address and the
+// socket's path instead of clients.
+func serveProcessorAt(t *testing.T, proc thrift.TProcessor) (tcpAddr, unixPath string) {
+	t.Helper()
 	var cfg engine.Config
 	cfg.SetDefaults()
 	cfg.ListenAddrs = engine.AddrList{"127.0.0.1:0", filepath.Join(t.TempDir(), "faed.sock")}
@@ -115,7 +123,7 @@ func serveProcessor(t *testing.T, proc thrift.TProcessor) (tcp, unix *rpc.FunSer
 	srv := engine.NewServer(cfg, proc, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	go srv.ServeAll(lns)
 	t.Cleanup(func() { srv.Close() })
-	return client(t, "tcp", lns[0].Addr().String()), client(t, "unix", lns[1].Addr().String())
+	return lns[0].Addr().String(), lns[1].Addr().String()
 }
 
 func client(t *testing.T, network, addr string) *rpc.FunServantClient {

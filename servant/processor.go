@@ -13,13 +13,17 @@ import (
 // NewProcessor is s's Thrift processor: the one generated from the IDL, with
 // my_query answered by myQueryProcessor, which writes a query cache hit to a
 // binary-protocol session as the cached bytes, not decoded and encoded again,
-// and my_query and lc_get reading their arguments from a binary-protocol
-// session's read buffer (view.go). The replies are the same bytes either way.
+// and my_query, lc_get, rd_call and mc_get reading their arguments from a
+// binary-protocol session's read buffer (view.go, backend_view.go). The replies are the same bytes either way.
 func NewProcessor(s *FunServant) *rpc.FunServantProcessor {
 	p := rpc.NewFunServantProcessor(s)
 	p.AddToProcessorMap("my_query", &myQueryProcessor{s: s})
 	gen, _ := p.GetProcessorFunction("lc_get")
 	p.AddToProcessorMap("lc_get", &lcGetProcessor{s: s, gen: gen})
+	gen, _ = p.GetProcessorFunction("rd_call")
+	p.AddToProcessorMap("rd_call", &rdCallProcessor{s: s, gen: gen})
+	gen, _ = p.GetProcessorFunction("mc_get")
+	p.AddToProcessorMap("mc_get", &mcGetProcessor{s: s, gen: gen})
 	return p
 }
 

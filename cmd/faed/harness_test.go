@@ -42,6 +42,9 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if plainFaed.bin != "" {
+		os.RemoveAll(filepath.Dir(plainFaed.bin))
+	}
 	os.Exit(code)
 }
 
