@@ -47,7 +47,8 @@ type Config struct {
 	BufferSize int `cf:"buffer_size"`
 	// PipeConnections (pipe_connections) is the number of pipelined
 	// connections to one peer, shared by every lock and unlock forwarded to it
-	// (many calls in flight on each, their requests written in batches); 0
+	// (many calls in flight on each, their requests written in batches; calls
+	// gather on the first and spill to the next at 64 in flight: pipes); 0
 	// sends them on the pool_capacity connections like the other methods.
 	// Default 2 (new in this fae), at most 64. A call on them is bounded by
 	// io_timeout as any other; one that times out closes its connection and

@@ -49,7 +49,7 @@ type pipeCall struct {
 	result   thrift.TStruct // decoded into by the reader once it has claimed the call
 	deadline time.Time      // when it was queued plus io_timeout
 	state    atomic.Int32
-	done     chan struct{} // closed once kind and err are set (not for an abandoned call)
+	done     chan struct{} // buffered (1): signalled once kind and err are set (not for an abandoned call)
 	kind     pool.Kind
 	err      error
 }
@@ -80,6 +80,7 @@ var errNotSent = errors.New("pipelined connection broken before the call was sen
 type pipeConn struct {
 	nc       net.Conn
 	framed   bool
+	binary   bool // the peer speaks the binary protocol (appendCall), not compact
 	peer     string
 	timeout  time.Duration
 	iprot    thrift.TProtocol // the reader goroutine's only
@@ -94,9 +95,10 @@ type pipeConn struct {
 	spare    []byte           // the last batch's buffer, for the next one
 	writing  bool             // a caller is writing a batch
 	seq      int32
-	pending  []*pipeCall // sent or queued, oldest first; their replies come in this order
-	retiring bool        // close once pending is empty
-	kind     pool.Kind   // why it broke, once dead
+	pending  []*pipeCall  // sent or queued, oldest first; their replies come in this order
+	queued   atomic.Int32 // len(pending), read without mu (pipes.get)
+	retiring bool         // close once pending is empty
+	kind     pool.Kind    // why it broke, once dead
 	err      error
 }
 
@@ -113,7 +115,7 @@ func newPipeConn(nc net.Conn, peer Peer, timeout time.Duration, bufferSize int, 
 	if peer.Protocol == "compact" {
 		newProt = func(t thrift.TTransport) thrift.TProtocol { return thrift.NewTCompactProtocolConf(t, tconf) }
 	}
-	pc := &pipeConn{nc: nc, framed: peer.Framed, peer: peer.Addr, timeout: timeout, iprot: newProt(rt),
+	pc := &pipeConn{nc: nc, framed: peer.Framed, binary: peer.Protocol != "compact", peer: peer.Addr, timeout: timeout, iprot: newProt(rt),
 		newOprot: newProt, retiring: retiring, readDone: make(chan struct{})}
 	pc.mu.Lock()
 	pc.oprot = newProt(&pc.wb)
@@ -124,7 +126,7 @@ func newPipeConn(nc net.Conn, peer Peer, timeout time.Duration, bufferSize int, 
 }
 
 // call sends the request of c (its method, args) and waits for its reply,
-// decoded into c.result, until ctx ends; c is new, with done made. It returns KindOK (result filled in, or err the peer's
+// decoded into c.result, until ctx ends; c is unused (state callWaiting), its done channel buffered and empty. It returns KindOK (result filled in, or err the peer's
 // TApplicationException), KindCanceled (ctx ended; the reply, when it comes,
 // is skipped and the connection stays in use), or the kind and error the
 // connection broke with (KindTimeout, KindServerFailure, KindClosed), which
@@ -144,6 +146,7 @@ func (pc *pipeConn) call(ctx context.Context, c *pipeCall, args thrift.TStruct) 
 	}
 	c.deadline = time.Now().Add(pc.timeout)
 	pc.pending = append(pc.pending, c)
+	pc.queued.Store(int32(len(pc.pending)))
 	if !pc.writing {
 		pc.writing = true
 		pc.flushLocked()
@@ -168,12 +171,19 @@ func (pc *pipeConn) encodeLocked(ctx context.Context, seq int32, method string, 
 	if pc.framed {
 		pc.wb.b = append(pc.wb.b, 0, 0, 0, 0)
 	}
-	err := pc.oprot.WriteMessageBegin(ctx, method, thrift.CALL, seq)
-	if err == nil {
-		err = args.Write(ctx, pc.oprot)
+	var err error
+	ok := false
+	if pc.binary {
+		pc.wb.b, ok = appendCall(pc.wb.b, method, seq, args)
 	}
-	if err == nil {
-		err = pc.oprot.WriteMessageEnd(ctx)
+	if !ok {
+		err = pc.oprot.WriteMessageBegin(ctx, method, thrift.CALL, seq)
+		if err == nil {
+			err = args.Write(ctx, pc.oprot)
+		}
+		if err == nil {
+			err = pc.oprot.WriteMessageEnd(ctx)
+		}
 	}
 	if err != nil {
 		pc.wb.b = pc.wb.b[:mark]
@@ -307,6 +317,7 @@ func (pc *pipeConn) pop(c *pipeCall) bool {
 	}
 	pc.pending[0] = nil
 	pc.pending = pc.pending[1:]
+	pc.queued.Store(int32(len(pc.pending)))
 	idle := pc.retiring && len(pc.pending) == 0
 	pc.mu.Unlock()
 	if idle {
@@ -372,6 +383,7 @@ func (pc *pipeConn) fail(kind pool.Kind, cause error) {
 	pc.kind, pc.err = kind, cause
 	pending := pc.pending
 	pc.pending = nil
+	pc.queued.Store(0)
 	pc.wb.b = pc.wb.b[:0]
 	pc.mu.Unlock()
 	pc.watchdog.Stop()
@@ -379,7 +391,7 @@ func (pc *pipeConn) fail(kind pool.Kind, cause error) {
 	for _, c := range pending {
 		if c.state.CompareAndSwap(callWaiting, callFailed) {
 			c.kind, c.err = kind, cause
-			close(c.done)
+			c.done <- struct{}{}
 		}
 	}
 }
@@ -387,7 +399,7 @@ func (pc *pipeConn) fail(kind pool.Kind, cause error) {
 // finish sets the outcome of a claimed call and wakes its caller.
 func (c *pipeCall) finish(kind pool.Kind, err error) {
 	c.kind, c.err = kind, err
-	close(c.done)
+	c.done <- struct{}{}
 }
 
 // retire closes the connection once no call is pending on it (now, if none is).

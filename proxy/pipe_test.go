@@ -72,6 +72,33 @@ func TestPipeConcurrentCallers(t *testing.T) {
 	}
 }
 
+// Calls gather on the first pipelined connection while it has fewer than
+// pipeSpill calls in flight: 16 concurrent callers (at most 16 in flight)
+// open one connection of the 4 allowed, and the 256 callers above open more.
+func TestPipeCallsGatherOnFirstConnection(t *testing.T) {
+	tp := startPeer(t, "binary", false, nil)
+	cfg := testConfig()
+	cfg.PipeConnections = 4
+	p, _ := newProxies(t, cfg)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 16 {
+		wg.Go(func() {
+			if err := lockRounds(p, tp.peer, int64(i+1), fmt.Sprintf("g%d", i), 20); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if s, _ := statsOf(p, tp.peer.Addr); tp.accepted() != 1 || s.PipeConns != 1 {
+		t.Errorf("%d connections accepted, %d pipelined open; want 1: 16 callers stay under pipeSpill %d", tp.accepted(), s.PipeConns, pipeSpill)
+	}
+}
+
 // lockRounds takes key, finds it held, frees it, takes and frees it again, rounds times.
 func lockRounds(p *Proxies, peer Peer, rid int64, key string, rounds int) error {
 	for range rounds {

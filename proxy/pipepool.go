@@ -23,15 +23,26 @@ func pipelined(method string) bool {
 }
 
 // pipes are the pipelined connections to one peer: pipe_connections slots,
-// each holding at most one open connection, taken in turn by the calls. A
-// slot whose connection broke dials a new one on its next call, through the
-// breaker's dial side; the calls that find it dialling wait for that dial and
-// share its outcome.
+// each holding at most one open connection. Calls gather on the first slot
+// whose connection has fewer than pipeSpill calls in flight (the next slot's
+// when it has as many, the least loaded one's when all have): the more calls
+// one connection carries, the more go out in each write and come back in
+// each read, at both ends, while a burst still spreads over the peer's cores
+// (a peer answers one session's calls in turn). A slot whose connection broke
+// dials a new one on the next call that reaches it, through the breaker's
+// dial side; the calls that find it dialling wait for that dial and share
+// its outcome.
 type pipes struct {
 	pp    *peerPool
-	next  atomic.Uint32
 	slots []pipeSlot
 }
+
+// pipeSpill is how many calls a pipelined connection holds in flight before
+// the next calls go to the next slot's. Calls taken in turn by two
+// connections made smaller batches: a forwarded lock cost node 0 and the
+// owner 2-3 µs more of CPU at c=64 (make bench scenario 6, pipe_connections
+// 1 against 2, alternated runs); 64 lock calls are a write of about 4 KiB.
+const pipeSpill = 64
 
 type pipeSlot struct {
 	pc      atomic.Pointer[pipeConn] // the open connection, or nil or a dead one
@@ -59,12 +70,13 @@ func (p *pipes) call(ctx context.Context, method string, fn func(context.Context
 		if err != nil {
 			return dialKind(ctx, err)
 		}
-		tc := &pipeClient{pc: pc}
+		tc := pipeClients.Get().(*pipeClient)
+		tc.pc = pc
 		ran := false
 		var out error
 		kind, _ := p.pp.breaker.Do(func() (pool.Kind, error) {
 			ran = true
-			err := fn(ctx, rpc.NewFunServantClient(tc))
+			err := fn(ctx, tc.client)
 			var k pool.Kind
 			if tc.failed {
 				k, out = tc.kind, tc.err
@@ -76,6 +88,7 @@ func (p *pipes) call(ctx context.Context, method string, fn func(context.Context
 			}
 			return k, out
 		})
+		tc.release()
 		switch {
 		case !ran:
 			return pool.KindBreakerOpen, nil
@@ -86,13 +99,23 @@ func (p *pipes) call(ctx context.Context, method string, fn func(context.Context
 	}
 }
 
-// get returns the open connection of the next slot, or dials one.
+// get returns the open connection calls gather on (see pipes), or dials the
+// first slot's that is closed or broken before any later slot is used.
 func (p *pipes) get(ctx context.Context) (*pipeConn, error) {
-	s := &p.slots[int(p.next.Add(1))%len(p.slots)]
-	if pc := s.pc.Load(); pc != nil && !pc.dead.Load() {
-		return pc, nil
+	var least *pipeConn
+	for i := range p.slots {
+		s := &p.slots[i]
+		pc := s.pc.Load()
+		if pc == nil || pc.dead.Load() {
+			return p.dial(ctx, s)
+		}
+		if n := pc.queued.Load(); n < pipeSpill {
+			return pc, nil
+		} else if least == nil || n < least.queued.Load() {
+			least = pc
+		}
 	}
-	return p.dial(ctx, s)
+	return least, nil
 }
 
 // dial opens the connection of slot s, through the breaker's dial side, or
@@ -180,10 +203,36 @@ func (p *pipes) stats() (conns, inFlight int) {
 // the connection, if that was the call's outcome, for pipes.call.
 type pipeClient struct {
 	pc     *pipeConn
-	call   pipeCall // the call in flight (in the same allocation)
+	client *rpc.FunServantClient // on this pipeClient, made once
+	call   pipeCall              // the call in flight (in the same allocation)
+	used   bool
 	failed bool
 	kind   pool.Kind
 	err    error
+}
+
+// pipeClients are the pipeClients not in use, each with its generated
+// client and its call's done channel: a forwarded call otherwise allocated
+// all three (pprof of make bench scenario 6: allocation was a quarter of
+// what forwarding a lock cost node 0 beyond answering it locally).
+var pipeClients = sync.Pool{New: func() any {
+	tc := &pipeClient{}
+	tc.call.done = make(chan struct{}, 1)
+	tc.client = rpc.NewFunServantClient(tc)
+	return tc
+}}
+
+// release returns tc to pipeClients once its call is over, unless its
+// caller left it (ctx ended) while it was pending: the reader may still
+// look at an abandoned call, which is then left to the garbage collector.
+func (tc *pipeClient) release() {
+	if tc.call.state.Load() == callAbandoned {
+		return
+	}
+	done := tc.call.done
+	tc.call = pipeCall{done: done}
+	tc.pc, tc.used, tc.failed, tc.kind, tc.err = nil, false, false, pool.KindOK, nil
+	pipeClients.Put(tc)
 }
 
 // Call sends the request and waits for the reply (see pipeConn.call). Its
@@ -192,10 +241,11 @@ func (tc *pipeClient) Call(ctx context.Context, method string, args, result thri
 	if result == nil {
 		return thrift.ResponseMeta{}, errors.New("proxy: oneway calls are not pipelined")
 	}
-	if tc.call.done != nil {
+	if tc.used {
 		return thrift.ResponseMeta{}, errors.New("proxy: one call per pipelined client")
 	}
-	tc.call.method, tc.call.result, tc.call.done = method, result, make(chan struct{})
+	tc.used = true
+	tc.call.method, tc.call.result = method, result
 	kind, err := tc.pc.call(ctx, &tc.call, args)
 	if kind != pool.KindOK {
 		tc.failed, tc.kind, tc.err = true, kind, err

@@ -181,6 +181,10 @@ func (s *FunServant) route(g *generation, c *rpc.Context, key string) (proxy.Pee
 	return g.peers[addr], true, nil
 }
 
+// sticky is the Sticky of every forwarded Context, shared: only read (the
+// generated code writes it), it costs no allocation per call.
+var sticky = true
+
 // forward runs call on the peer p (method is its IDL name) with a sticky copy
 // of c, watching this call's client: when it leaves, the forwarded call is
 // cancelled too. A peer's answer comes back as the peer gave it (a declared
@@ -188,7 +192,7 @@ func (s *FunServant) route(g *generation, c *rpc.Context, key string) (proxy.Pee
 // proxy.ServantError); a failure to reach it is a *pool.Error naming it.
 func forward[T any](s *FunServant, ctx context.Context, p proxy.Peer, method string, c *rpc.Context,
 	call func(context.Context, *rpc.FunServantClient, *rpc.Context) (T, error)) (T, error) {
-	fc := &rpc.Context{Rid: c.Rid, Reason: c.Reason, UID: c.UID, Sticky: thrift.BoolPtr(true)}
+	fc := &rpc.Context{Rid: c.Rid, Reason: c.Reason, UID: c.UID, Sticky: &sticky}
 	var r T
 	// A pipelined call (lock, unlock) holds no connection while it waits, and
 	// the watch would cost it more than a µs (a derived ctx and a timer).
