@@ -2,6 +2,7 @@ package pool
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -37,9 +38,15 @@ func (NopObserver) Observe(Op) {}
 // operation name, with a counter per kind and the total time. It lives as long
 // as the process (in the servant's core), so counters never go back when pools
 // are replaced. Safe for concurrent use.
+//
+// Observe reads an immutable map, replaced whole (copy on write) when an
+// operation is seen for the first time: operations have few distinct keys
+// (see Op), all seen in the first calls, while every backend call of every
+// core observes; a read lock's shared counter cost each of them a contended
+// cache line.
 type Counters struct {
-	mu sync.RWMutex
-	m  map[opKey]*OpCounters
+	mu sync.Mutex                            // serialises the replacements of m
+	m  atomic.Pointer[map[opKey]*OpCounters] // never nil, never written once stored
 }
 
 type opKey struct{ backend, pool, server, name string }
@@ -64,21 +71,18 @@ func (c *OpCounters) Total() int64 {
 }
 
 // NewCounters returns empty Counters.
-func NewCounters() *Counters { return &Counters{m: map[opKey]*OpCounters{}} }
+func NewCounters() *Counters {
+	c := &Counters{}
+	c.m.Store(&map[opKey]*OpCounters{})
+	return c
+}
 
 // Observe implements Observer.
 func (c *Counters) Observe(o Op) {
 	k := opKey{o.Backend, o.Pool, o.Server, o.Name}
-	c.mu.RLock()
-	oc := c.m[k]
-	c.mu.RUnlock()
+	oc := (*c.m.Load())[k]
 	if oc == nil {
-		c.mu.Lock()
-		if oc = c.m[k]; oc == nil {
-			oc = &OpCounters{Backend: o.Backend, Pool: o.Pool, Server: o.Server, Name: o.Name}
-			c.m[k] = oc
-		}
-		c.mu.Unlock()
+		oc = c.add(k)
 	}
 	if o.Kind < numKinds {
 		oc.Kinds[o.Kind].Add(1)
@@ -86,15 +90,30 @@ func (c *Counters) Observe(o Op) {
 	oc.Nanos.Add(int64(o.Duration))
 }
 
+// add returns the counters of k, adding them (a new map) if they are not there.
+func (c *Counters) add(k opKey) *OpCounters {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := *c.m.Load()
+	if oc := old[k]; oc != nil {
+		return oc
+	}
+	m := make(map[opKey]*OpCounters, len(old)+1)
+	maps.Copy(m, old)
+	oc := &OpCounters{Backend: k.backend, Pool: k.pool, Server: k.server, Name: k.name}
+	m[k] = oc
+	c.m.Store(&m)
+	return oc
+}
+
 // Snapshot returns the counters of every operation seen so far, sorted by
 // backend, pool, server and name. The values keep counting.
 func (c *Counters) Snapshot() []*OpCounters {
-	c.mu.RLock()
-	out := make([]*OpCounters, 0, len(c.m))
-	for _, oc := range c.m {
+	m := *c.m.Load()
+	out := make([]*OpCounters, 0, len(m))
+	for _, oc := range m {
 		out = append(out, oc)
 	}
-	c.mu.RUnlock()
 	slices.SortFunc(out, func(a, b *OpCounters) int {
 		return cmp.Or(cmp.Compare(a.Backend, b.Backend), cmp.Compare(a.Pool, b.Pool),
 			cmp.Compare(a.Server, b.Server), cmp.Compare(a.Name, b.Name))

@@ -5,9 +5,11 @@ package proxy
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/thrift/lib/go/thrift"
@@ -38,9 +40,24 @@ type Proxies struct {
 	cfg Config
 	obs pool.Observer
 
-	mu     sync.RWMutex
+	mu     sync.Mutex
 	pools  map[string]*peerPool // by address
 	closed bool
+	// view is pools and closed as of the last change, for Call to read
+	// without mu: a new copy is stored under mu at each change (a new peer,
+	// Retain, Close: rare), as every forwarded call of every core reads it.
+	view atomic.Pointer[proxiesView]
+}
+
+// proxiesView is a snapshot of Proxies' pools; never written once stored.
+type proxiesView struct {
+	pools  map[string]*peerPool
+	closed bool
+}
+
+// publishLocked stores a snapshot of pools and closed; mu held.
+func (p *Proxies) publishLocked() {
+	p.view.Store(&proxiesView{pools: maps.Clone(p.pools), closed: p.closed})
 }
 
 // New returns Proxies for cfg, which must have passed Validate; obs (nil =
@@ -49,7 +66,9 @@ func New(cfg Config, obs pool.Observer) *Proxies {
 	if obs == nil {
 		obs = pool.NopObserver{}
 	}
-	return &Proxies{cfg: cfg, obs: obs, pools: map[string]*peerPool{}}
+	p := &Proxies{cfg: cfg, obs: obs, pools: map[string]*peerPool{}}
+	p.publishLocked()
+	return p
 }
 
 // Call forwards one call to peer: fn makes it, with exactly one method call
@@ -124,9 +143,8 @@ func (p *Proxies) pool(peer Peer) (*peerPool, pool.Kind, error) {
 	case peer.Protocol != "binary" && peer.Protocol != "compact":
 		return nil, pool.KindBadArgument, errors.New(`protocol must be "binary" or "compact", got "` + peer.Protocol + `"`)
 	}
-	p.mu.RLock()
-	pp, closed := p.pools[peer.Addr], p.closed
-	p.mu.RUnlock()
+	v := p.view.Load()
+	pp, closed := v.pools[peer.Addr], v.closed
 	switch {
 	case closed:
 		return nil, pool.KindClosed, nil
@@ -146,6 +164,7 @@ func (p *Proxies) pool(peer Peer) (*peerPool, pool.Kind, error) {
 	}
 	pp = newPeerPool(peer, &p.cfg)
 	p.pools[peer.Addr] = pp
+	p.publishLocked()
 	return pp, pool.KindOK, nil
 }
 
@@ -162,6 +181,7 @@ func (p *Proxies) Retain(addrs []string) {
 			pp.retire()
 		}
 	}
+	p.publishLocked()
 }
 
 // Close retires every pool (idle connections close now, busy ones when their
@@ -174,6 +194,7 @@ func (p *Proxies) Close() error {
 		delete(p.pools, addr)
 		pp.retire()
 	}
+	p.publishLocked()
 	return nil
 }
 
@@ -197,12 +218,12 @@ type PeerStats struct {
 
 // Stats returns the figures of every pool, sorted by address.
 func (p *Proxies) Stats() []PeerStats {
-	p.mu.RLock()
+	p.mu.Lock()
 	out := make([]PeerStats, 0, len(p.pools))
 	for _, pp := range p.pools {
 		out = append(out, pp.stats())
 	}
-	p.mu.RUnlock()
+	p.mu.Unlock()
 	slices.SortFunc(out, func(a, b PeerStats) int { return strings.Compare(a.Peer.Addr, b.Peer.Addr) })
 	return out
 }
