@@ -258,15 +258,17 @@ func (m *Memcache) Increment(pool, key string, delta int64) (int64, error) {
 	return int64(vals[j]), nil
 }
 
-// pool is lookup for operation op; a refusal is reported to the Observer.
+// pool is lookup for operation op; a refusal is reported to the Observer,
+// with a Duration of 0: it is refused before any I/O, by a map lookup
+// (timing it cost every memcache call a clock read, some 70 ns on the bench
+// machine, for the few that are refused).
 func (m *Memcache) pool(op, pool, key string) (*mcPool, error) {
-	start := time.Now()
 	p, err := m.lookup(op, pool, key)
 	if err != nil {
 		if p == nil {
 			pool = "" // unknown pools are reported as ""
 		}
-		m.obs.Observe(Op{Backend: "memcache", Pool: pool, Name: op, Kind: err.Kind, Duration: time.Since(start)})
+		m.obs.Observe(Op{Backend: "memcache", Pool: pool, Name: op, Kind: err.Kind})
 		return nil, err
 	}
 	return p, nil
