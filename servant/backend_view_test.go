@@ -242,3 +242,34 @@ func TestBackendViewsPipelinedRequests(t *testing.T) {
 		in.ReadMessageEnd(ctx)
 	}
 }
+
+// rd_call still watches its client while a blocking command waits (the
+// other commands no longer arm the watch): a client that leaves during a
+// BLPOP is seen, the call abandoned and counted Gone long before the
+// command's own 3 s.
+func TestRdCallWatchesBlockingCommandsOnly(t *testing.T) {
+	s, _, tcpAddr, _ := backendViewServant(t)
+	c := &rpc.Context{Rid: 9004, Reason: "backendview.gone"}
+	conn, err := net.Dial("tcp", tcpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	mem := thrift.NewTMemoryBuffer()
+	out := thrift.NewTBinaryProtocolConf(mem, nil)
+	out.WriteMessageBegin(ctx, "rd_call", thrift.CALL, 1)
+	(&rpc.FunServantRdCallArgs{C: c, Cmd: "BLPOP", Pool: "default", KeysAndArgs_: []string{"bview:gone:list", "3"}}).Write(ctx, out)
+	out.WriteMessageEnd(ctx)
+	stats := s.Stats("rd.call")
+	calls, gone := stats.Calls.Load(), stats.Gone.Load()
+	start := time.Now()
+	if _, err := conn.Write(mem.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 2*time.Second, "the BLPOP call entered", func() bool { return stats.Calls.Load() > calls })
+	conn.Close()
+	testenv.Eventually(t, 2500*time.Millisecond, "the BLPOP call abandoned as Gone", func() bool { return stats.Gone.Load() > gone })
+	if took := time.Since(start); took >= 3*time.Second {
+		t.Errorf("the abandon took %s, as long as the BLPOP's own timeout", took)
+	}
+}
