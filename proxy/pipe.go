@@ -52,6 +52,12 @@ type pipeCall struct {
 	done     chan struct{} // buffered (1): signalled once kind and err are set (not for an abandoned call)
 	kind     pool.Kind
 	err      error
+	// reusable: the reader answered it after removing it from pending, so
+	// no goroutine but its caller holds it (pipeClient.release). A call
+	// answered any other way (failed with its connection, or answered by
+	// a reader that found the connection broken) may still be in the list
+	// fail walks, or in the reader's hands, and is never reused.
+	reusable bool
 }
 
 // errNotSent is what pipeConn.call returns when the connection had broken
@@ -262,6 +268,10 @@ func (pc *pipeConn) read() {
 		}
 		popped := pc.pop(c)
 		if claimed { // its whole reply was read: it stands, even if the connection broke meanwhile
+			// Out of pending (popped), nothing but its caller refers to it
+			// any more: it may be reused. Otherwise fail's list of the
+			// pending calls may still hold it.
+			c.reusable = popped
 			c.finish(pool.KindOK, ae)
 		}
 		if !popped {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -350,4 +352,111 @@ func answerOutOfStep(nc net.Conn) {
 			return
 		}
 	}
+}
+
+// relay forwards TCP connections to target; cut closes every connection it
+// carries (both sides), as a peer restart or a network fault would.
+type relay struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func startRelay(t *testing.T, target string) *relay {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &relay{ln: ln}
+	t.Cleanup(func() { ln.Close(); r.cut() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			r.mu.Lock()
+			r.conns = append(r.conns, c, u)
+			r.mu.Unlock()
+			go func() { io.Copy(u, c); u.Close() }()
+			go func() { io.Copy(c, u); c.Close() }()
+		}
+	}()
+	return r
+}
+
+func (r *relay) cut() {
+	r.mu.Lock()
+	conns := r.conns
+	r.conns = nil
+	r.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// Pipelined connections cut again and again under 64 callers: a call fails
+// or gets its own answer, never another's. Half the calls lock a key
+// another rid holds (false), half a new key (true): a reply handed to the
+// wrong call, such as to a call reused while the connection's failure still
+// held it, would answer one with the other's value.
+func TestPipeCutsUnderLoad(t *testing.T) {
+	tp := startPeer(t, "binary", false, nil)
+	rl := startRelay(t, tp.peer.Addr)
+	peer := Peer{Addr: rl.ln.Addr().String(), Protocol: "binary"}
+	cfg := testConfig()
+	cfg.Breaker.RetryInterval = 10 * time.Millisecond
+	p, _ := newProxies(t, cfg)
+	if got, err := lock(bg, p, tp.peer, 1, "held"); err != nil || !got {
+		t.Fatalf("lock of the held key: %v, %v", got, err)
+	}
+	var ok, failed, wrong atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 64 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key, want := fmt.Sprintf("new:%d:%d", w, i), true
+				if i%2 == 1 {
+					key, want = "held", false
+				}
+				got, err := lock(bg, p, peer, int64(w+2), key)
+				switch {
+				case err != nil:
+					failed.Add(1)
+				case got != want:
+					wrong.Add(1)
+				default:
+					ok.Add(1)
+				}
+			}
+		})
+	}
+	for range 40 {
+		time.Sleep(20 * time.Millisecond)
+		rl.cut()
+	}
+	testenv.Eventually(t, 5*time.Second, "calls answered after the last cut", func() bool { return ok.Load() > 0 })
+	before := ok.Load()
+	testenv.Eventually(t, 5*time.Second, "1000 more calls answered", func() bool { return ok.Load() > before+1000 })
+	close(stop)
+	wg.Wait()
+	if wrong.Load() != 0 {
+		t.Errorf("%d calls answered another call's value (%d right, %d failed)", wrong.Load(), ok.Load(), failed.Load())
+	}
+	if failed.Load() == 0 {
+		t.Errorf("no call failed: the cuts did not break calls in flight (%d answered)", ok.Load())
+	}
+	t.Logf("%d answered, %d failed with their connection", ok.Load(), failed.Load())
 }

@@ -222,11 +222,12 @@ var pipeClients = sync.Pool{New: func() any {
 	return tc
 }}
 
-// release returns tc to pipeClients once its call is over, unless its
-// caller left it (ctx ended) while it was pending: the reader may still
-// look at an abandoned call, which is then left to the garbage collector.
+// release returns tc to pipeClients once its call is over, if the reader
+// answered it in the ordinary way (pipeCall.reusable); any other call (its
+// caller left it, its connection failed) may still be looked at by the
+// reader or by fail, and is left to the garbage collector.
 func (tc *pipeClient) release() {
-	if tc.call.state.Load() == callAbandoned {
+	if !tc.call.reusable {
 		return
 	}
 	done := tc.call.done
