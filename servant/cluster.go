@@ -181,8 +181,9 @@ func (s *FunServant) route(g *generation, c *rpc.Context, key string) (proxy.Pee
 	return g.peers[addr], true, nil
 }
 
-// sticky is the Sticky of every forwarded Context, shared: only read (the
-// generated code writes it), it costs no allocation per call.
+// sticky is the Sticky of every forwarded Context, shared: nothing writes
+// through it (the client code only reads it, to encode it), and a pointer of
+// its own cost each forwarded call an allocation.
 var sticky = true
 
 // forward runs call on the peer p (method is its IDL name) with a sticky copy
