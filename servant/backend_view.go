@@ -7,7 +7,6 @@ import (
 
 	"github.com/apache/thrift/lib/go/thrift"
 
-	"github.com/fae-go/fae/engine"
 	"github.com/fae-go/fae/idl/fun/rpc"
 )
 
@@ -49,24 +48,13 @@ func parseRdCallView(b []byte, keep bool) (v rdCallView, ok bool) {
 		case id == 3 && typ == tString:
 			v.pool = view(r.bytes())
 		case id == 4 && typ == tList:
-			if r.byte1() != tString {
-				return false
-			}
-			n := int(r.i32())
-			if n < 0 || n > len(b) {
+			raw, n, ok := r.stringList()
+			if !ok {
 				return false
 			}
 			if keep {
-				v.keysAndArgs = make([]string, n)
-			}
-			for i := range n {
-				s := r.bytes()
-				if !r.ok {
-					return false
-				}
-				if keep {
-					v.keysAndArgs[i] = view(s)
-				}
+				v.keysAndArgs = make([]string, 0, n)
+				eachString(raw, n, func(s []byte) { v.keysAndArgs = append(v.keysAndArgs, view(s)) })
 			}
 		default:
 			return false
@@ -106,20 +94,6 @@ func parseMcGetView(b []byte) (v mcGetView, ok bool) {
 	return v, ok
 }
 
-// ownedContext is the view's Context, its reason a view of the owned copy
-// too (context copies it again for the calls whose bytes are the session's).
-func (v *ctxView) ownedContext() *rpc.Context {
-	if !v.hasC {
-		return nil
-	}
-	c := v.c
-	c.Reason = view(v.reason)
-	if v.hasSticky {
-		c.Sticky = thrift.BoolPtr(v.sticky)
-	}
-	return &c
-}
-
 // rdCallProcessor is the generated rd_call processor function, but reading
 // the arguments of a session speaking the binary protocol unframed from its
 // read buffer; the replies are the generated code's.
@@ -129,18 +103,16 @@ type rdCallProcessor struct {
 }
 
 func (p *rdCallProcessor) Process(ctx context.Context, seqID int32, iprot, oprot thrift.TProtocol) (bool, thrift.TException) {
-	u := engine.UnreadOf(iprot)
-	if u == (engine.Unread{}) {
-		return p.gen.Process(ctx, seqID, iprot, oprot)
+	u, b, ok := viewBytes(iprot)
+	var v rdCallView
+	if ok {
+		v, ok = parseRdCallView(b, false)
 	}
-	b := u.Bytes()
-	v, ok := parseRdCallView(b, false)
 	if !ok {
 		return p.gen.Process(ctx, seqID, iprot, oprot)
 	}
 	v, _ = parseRdCallView(owned(b, v.n), true)
-	u.Discard(v.n)
-	iprot.ReadMessageEnd(ctx)
+	consumeArgs(ctx, u, iprot, v.n)
 	reply, err := p.s.RdCall(ctx, v.ownedContext(), v.cmd, v.pool, v.keysAndArgs)
 	if err != nil {
 		if isAbandon(err) {
@@ -159,18 +131,16 @@ type mcGetProcessor struct {
 }
 
 func (p *mcGetProcessor) Process(ctx context.Context, seqID int32, iprot, oprot thrift.TProtocol) (bool, thrift.TException) {
-	u := engine.UnreadOf(iprot)
-	if u == (engine.Unread{}) {
-		return p.gen.Process(ctx, seqID, iprot, oprot)
+	u, b, ok := viewBytes(iprot)
+	var v mcGetView
+	if ok {
+		v, ok = parseMcGetView(b)
 	}
-	b := u.Bytes()
-	v, ok := parseMcGetView(b)
 	if !ok {
 		return p.gen.Process(ctx, seqID, iprot, oprot)
 	}
 	v, _ = parseMcGetView(owned(b, v.n))
-	u.Discard(v.n)
-	iprot.ReadMessageEnd(ctx)
+	consumeArgs(ctx, u, iprot, v.n)
 	d, err := p.s.McGet(ctx, v.ownedContext(), v.pool, v.key)
 	if err != nil {
 		if miss, ok := err.(*rpc.TCacheMissed); ok {

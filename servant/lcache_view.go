@@ -5,7 +5,6 @@ import (
 
 	"github.com/apache/thrift/lib/go/thrift"
 
-	"github.com/fae-go/fae/engine"
 	"github.com/fae-go/fae/idl/fun/rpc"
 )
 
@@ -47,16 +46,15 @@ type lcGetProcessor struct {
 }
 
 func (p *lcGetProcessor) Process(ctx context.Context, seqID int32, iprot, oprot thrift.TProtocol) (bool, thrift.TException) {
-	u := engine.UnreadOf(iprot)
-	if u == (engine.Unread{}) {
-		return p.gen.Process(ctx, seqID, iprot, oprot)
+	u, b, ok := viewBytes(iprot)
+	var v lcGetView
+	if ok {
+		v, ok = parseLcGetView(b)
 	}
-	v, ok := parseLcGetView(u.Bytes())
 	if !ok {
 		return p.gen.Process(ctx, seqID, iprot, oprot)
 	}
-	u.Discard(v.n) // the bytes stay in the buffer until the session reads again
-	iprot.ReadMessageEnd(ctx)
+	consumeArgs(ctx, u, iprot, v.n)
 	value, err := p.s.LcGet(ctx, v.context(), v.key)
 	if err != nil {
 		if miss, ok := err.(*rpc.TCacheMissed); ok {

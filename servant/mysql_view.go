@@ -56,20 +56,11 @@ func parseMyQueryView(b []byte) (v myQueryView, ok bool) {
 		case id == 5 && typ == tString:
 			v.sql = view(r.bytes())
 		case id == 6 && typ == tList:
-			if r.byte1() != tString {
+			raw, n, ok := r.stringList()
+			if !ok {
 				return false
 			}
-			argc := int(r.i32())
-			if argc < 0 || argc > len(b) {
-				return false
-			}
-			start := r.at
-			for range argc {
-				if r.bytes(); !r.ok {
-					return false
-				}
-			}
-			v.argvRaw, v.argc, v.hasArgv = r.b[start:r.at], argc, true
+			v.argvRaw, v.argc, v.hasArgv = raw, n, true
 		case id == 7 && typ == tString:
 			v.cacheKey = view(r.bytes())
 		default:
@@ -91,10 +82,7 @@ func (v *myQueryView) materialize() {
 	v.pool, v.table, v.sql, v.cacheKey = strings.Clone(v.pool), strings.Clone(v.table), strings.Clone(v.sql), strings.Clone(v.cacheKey)
 	if v.hasArgv {
 		v.argv = make([]string, 0, v.argc)
-		r := viewReader{b: v.argvRaw, ok: true}
-		for range v.argc {
-			v.argv = append(v.argv, string(r.bytes()))
-		}
+		eachString(v.argvRaw, v.argc, func(s []byte) { v.argv = append(v.argv, string(s)) })
 	}
 	v.argvRaw = nil
 }
@@ -105,10 +93,7 @@ func (v *myQueryView) traceArgs() string {
 	argv := v.argv
 	if !v.materialized && v.hasArgv {
 		argv = make([]string, 0, v.argc)
-		r := viewReader{b: v.argvRaw, ok: true}
-		for range v.argc {
-			argv = append(argv, view(r.bytes()))
-		}
+		eachString(v.argvRaw, v.argc, func(s []byte) { argv = append(argv, view(s)) })
 	}
 	return targs("pool", v.pool, "table", v.table, "hint", v.hintID, "sql", v.sql, "args", argv, "cacheKey", v.cacheKey)
 }

@@ -37,10 +37,9 @@ type myQueryProcessor struct{ s *FunServant }
 func (p *myQueryProcessor) Process(ctx context.Context, seqID int32, iprot, oprot thrift.TProtocol) (bool, thrift.TException) {
 	raw := engine.BinaryTransport(oprot)
 	if raw != nil {
-		if u := engine.UnreadOf(iprot); u != (engine.Unread{}) {
-			if v, ok := parseMyQueryView(u.Bytes()); ok {
-				u.Discard(v.n) // the bytes stay in the buffer until the session reads again
-				iprot.ReadMessageEnd(ctx)
+		if u, b, ok := viewBytes(iprot); ok {
+			if v, ok := parseMyQueryView(b); ok {
+				consumeArgs(ctx, u, iprot, v.n)
 				enc, r, err := p.s.myQueryFromView(ctx, &v)
 				return p.reply(ctx, seqID, oprot, raw, enc, r, err)
 			}

@@ -1,11 +1,13 @@
 package servant
 
 import (
+	"context"
 	"encoding/binary"
 	"unsafe"
 
 	"github.com/apache/thrift/lib/go/thrift"
 
+	"github.com/fae-go/fae/engine"
 	"github.com/fae-go/fae/idl/fun/rpc"
 )
 
@@ -104,6 +106,36 @@ func (r *viewReader) args(field func(typ byte, id int16) bool) bool {
 	}
 }
 
+// stringList reads a list<string> (its element type, count and elements):
+// n is the count and raw the elements' bytes (see eachString); ok is false
+// when the elements are not strings, the count is negative or larger than
+// the bytes could hold, or the bytes end first.
+func (r *viewReader) stringList() (raw []byte, n int, ok bool) {
+	if r.byte1() != tString {
+		return nil, 0, false
+	}
+	n = int(r.i32())
+	if n < 0 || n > len(r.b) {
+		return nil, 0, false
+	}
+	start := r.at
+	for range n {
+		if r.bytes(); !r.ok {
+			return nil, 0, false
+		}
+	}
+	return r.b[start:r.at], n, true
+}
+
+// eachString calls f with each of the n strings of raw, elements read by
+// stringList.
+func eachString(raw []byte, n int, f func(s []byte)) {
+	r := viewReader{b: raw, ok: true}
+	for range n {
+		f(r.bytes())
+	}
+}
+
 // view is the string of p, sharing its bytes (see myQueryView).
 func view(p []byte) string {
 	if len(p) == 0 {
@@ -143,13 +175,42 @@ func (v *ctxView) parse(r *viewReader) bool {
 // context returns the call's Context, its reason a string of its own (the
 // Context goes to the call's plugins and logs); nil when the request had none.
 func (v *ctxView) context() *rpc.Context {
+	c := v.ownedContext()
+	if c != nil {
+		c.Reason = string(v.reason)
+	}
+	return c
+}
+
+// ownedContext is context with the reason a view of the request's bytes:
+// for a view parsed from bytes the call owns (backend_view.go).
+func (v *ctxView) ownedContext() *rpc.Context {
 	if !v.hasC {
 		return nil
 	}
 	c := v.c
-	c.Reason = string(v.reason)
+	c.Reason = view(v.reason)
 	if v.hasSticky {
 		c.Sticky = thrift.BoolPtr(v.sticky)
 	}
 	return &c
+}
+
+// viewBytes returns the request's bytes that a view may read, from a
+// session speaking the binary protocol unframed (engine.Unread); ok is
+// false for any other, whose arguments the generated code reads.
+func viewBytes(iprot thrift.TProtocol) (u engine.Unread, b []byte, ok bool) {
+	u = engine.UnreadOf(iprot)
+	if u == (engine.Unread{}) {
+		return u, nil, false
+	}
+	return u, u.Bytes(), true
+}
+
+// consumeArgs ends the reading of a request whose n bytes of arguments a
+// view read: they are discarded from the session's buffer (where they stay
+// until the session reads again) and the message is ended.
+func consumeArgs(ctx context.Context, u engine.Unread, iprot thrift.TProtocol, n int) {
+	u.Discard(n)
+	iprot.ReadMessageEnd(ctx)
 }
