@@ -235,6 +235,40 @@ func procSyscalls(pid int) (int64, error) {
 	return sum, nil
 }
 
+// procSwitches is the number of context switches the threads of process pid
+// have made so far: voluntary_ctxt_switches + nonvoluntary_ctxt_switches of
+// each /proc/<pid>/task/<tid>/status (the process's own status file counts
+// its main thread only). A switch is a thread leaving its CPU: it blocked
+// (epoll_wait, a futex: nothing to run) or was preempted; each costs the
+// kernel's schedule() and, when the thread is woken, a wake-up, on the
+// server's CPU. Threads that ended within the window take their counts
+// with them (Go keeps its threads).
+func procSwitches(pid int) (int64, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	for _, t := range tasks {
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue // the thread ended meanwhile
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			for _, key := range []string{"voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:"} {
+				if rest, ok := strings.CutPrefix(line, key); ok {
+					n, err := strconv.ParseInt(strings.TrimSpace(rest), 10, 64)
+					if err != nil {
+						return 0, fmt.Errorf("/proc/%d/task/%s/status: %w", pid, t.Name(), err)
+					}
+					sum += n
+				}
+			}
+		}
+	}
+	return sum, nil
+}
+
 // machineBusy is the CPU time all CPUs of the machine have spent on anything
 // but idle and iowait since boot, from the "cpu" line of /proc/stat (user nice
 // system idle iowait irq softirq steal, in 1/userHZ s; guest is inside user).

@@ -36,6 +36,7 @@ type sample struct {
 	p50, p99   time.Duration // client-side latency of one call
 	rssKiB     int64         // VmRSS of variant.server at the end of the window, summed
 	syscalls   int64         // read and write system calls of variant.server over the window
+	switches   int64         // context switches of variant.server's threads over the window
 }
 
 func (s sample) callsPerSec() float64 { return float64(s.calls) / s.window.Seconds() }
@@ -45,6 +46,9 @@ func (s sample) cpuPerCall() float64 { return float64(s.cpu.Microseconds()) / fl
 
 // syscallsPerCall is the server's read and write system calls per call.
 func (s sample) syscallsPerCall() float64 { return float64(s.syscalls) / float64(s.calls) }
+
+// switchesPerCall is the server's context switches per call.
+func (s sample) switchesPerCall() float64 { return float64(s.switches) / float64(s.calls) }
 
 func (s sample) backendPerCall() float64 {
 	return float64(s.backendCPU.Microseconds()) / float64(s.calls)
@@ -143,6 +147,7 @@ func measureProcs(v variant, phase *atomic.Int32, warmup, window time.Duration, 
 	srv0, err0 := sumCPU(v.server)
 	be0, err1 := sumCPU(v.backend)
 	sys0, err5 := sumSyscalls(v.server)
+	sw0, err7 := sumSwitches(v.server)
 	start := time.Now()
 	phase.Store(phaseMeasure)
 	err := waitOrFail(window, failed)
@@ -151,12 +156,13 @@ func measureProcs(v variant, phase *atomic.Int32, warmup, window time.Duration, 
 	srv1, err2 := sumCPU(v.server)
 	be1, err3 := sumCPU(v.backend)
 	sys1, err6 := sumSyscalls(v.server)
+	sw1, err8 := sumSwitches(v.server)
 	rss, err4 := sumRSS(v.server)
-	s.cpu, s.backendCPU, s.rssKiB, s.syscalls = srv1-srv0, be1-be0, rss, sys1-sys0
-	return s, errors.Join(err, err0, err1, err2, err3, err4, err5, err6)
+	s.cpu, s.backendCPU, s.rssKiB, s.syscalls, s.switches = srv1-srv0, be1-be0, rss, sys1-sys0, sw1-sw0
+	return s, errors.Join(err, err0, err1, err2, err3, err4, err5, err6, err7, err8)
 }
 
-// sumOver is f summed over pids (CPU time, syscalls or RSS of a variant's processes).
+// sumOver is f summed over pids (CPU time, syscalls, context switches or RSS of a variant's processes).
 func sumOver[T time.Duration | int64](pids []int, f func(pid int) (T, error)) (T, error) {
 	var sum T
 	for _, pid := range pids {
@@ -172,6 +178,8 @@ func sumOver[T time.Duration | int64](pids []int, f func(pid int) (T, error)) (T
 func sumCPU(pids []int) (time.Duration, error) { return sumOver(pids, procCPU) }
 
 func sumSyscalls(pids []int) (int64, error) { return sumOver(pids, procSyscalls) }
+
+func sumSwitches(pids []int) (int64, error) { return sumOver(pids, procSwitches) }
 
 func sumRSS(pids []int) (int64, error) { return sumOver(pids, pidRSSKiB) }
 

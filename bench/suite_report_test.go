@@ -106,20 +106,22 @@ func (s *suite) targetsTable() (string, int) {
 func (s *suite) pointsTable() string {
 	var sb strings.Builder
 	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tc\tvariant\tcalls/s med (min–max)\tp50 µs\tp99 µs\tserver CPU µs/call\tbackend CPU µs/call\tserver RSS MiB")
+	fmt.Fprintln(tw, "scenario\tc\tvariant\tcalls/s med (min–max)\tp50 µs\tp99 µs\tserver CPU µs/call\tsyscalls/call\tswitches/call\tbackend CPU µs/call\tserver RSS MiB")
 	for _, p := range s.points {
-		srv, be, rss := "—", "—", "—"
+		srv, sys, sw, be, rss := "—", "—", "—", "—", "—"
 		if p.server {
 			srv = p.series(sample.cpuPerCall).format("%.1f")
+			sys = fmt.Sprintf("%.2f", p.series(sample.syscallsPerCall).med)
+			sw = fmt.Sprintf("%.2f", p.series(sample.switchesPerCall).med)
 			rss = fmt.Sprintf("%.1f", p.series(func(x sample) float64 { return float64(x.rssKiB) / 1024 }).med)
 		}
 		if p.backend {
 			be = fmt.Sprintf("%.1f", p.series(sample.backendPerCall).med)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\n", p.scenario, p.c, p.variant,
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\n", p.scenario, p.c, p.variant,
 			p.series(sample.callsPerSec).format("%.0f"),
 			p.series(func(x sample) float64 { return us(x.p50) }).med,
-			p.series(func(x sample) float64 { return us(x.p99) }).med, srv, be, rss)
+			p.series(func(x sample) float64 { return us(x.p99) }).med, srv, sys, sw, be, rss)
 	}
 	tw.Flush()
 	return sb.String()
@@ -161,7 +163,7 @@ func (s *suite) report() {
 	}
 	date := s.start.Format("2006-01-02")
 	var md strings.Builder
-	fmt.Fprintf(&md, "# make bench, %s\n\n- Machine: %s\n- %d rounds of a %s window (after %s warmup) per variant, variants alternating (forward, backward); wall time of the whole `make bench`: %s\n- Server CPU: utime+stime from /proc/<pid>/stat of the measured server process(es) over the window, per call answered; backend: the same of memcached, Redis or MariaDB behind it; RSS: VmRSS at the end of the window.\n\n```text\n%s```\n\n",
+	fmt.Fprintf(&md, "# make bench, %s\n\n- Machine: %s\n- %d rounds of a %s window (after %s warmup) per variant, variants alternating (forward, backward); wall time of the whole `make bench`: %s\n- Server CPU: utime+stime from /proc/<pid>/stat of the measured server process(es) over the window, per call answered; backend: the same of memcached, Redis or MariaDB behind it; RSS: VmRSS at the end of the window; syscalls/call: read and write system calls of the server (syscr + syscw of /proc/<pid>/io); switches/call: context switches of the server's threads (voluntary and not, /proc/<pid>/task/*/status).\n\n```text\n%s```\n\n",
 		date, machine(), s.rounds, s.window, s.warmup, wall, table)
 	for _, sc := range s.scenarioNames() {
 		name := date + "-" + slug(sc) + ".svg"

@@ -197,9 +197,9 @@ func (s *suite) runLevels(scenario string, levels []int, vs []variant) {
 					s.b.Fatalf("%s c=%d round %d: %v", scenario, c, r+1, err)
 				}
 				pts[i].samples = append(pts[i].samples, smp)
-				s.logf("%-16s c=%-3d round %d %-22s %8.0f calls/s  p50 %6.0f µs  p99 %7.0f µs  server %6.1f µs/call %5.2f syscalls/call  backend %5.1f µs/call  RSS %6.1f MiB",
+				s.logf("%-16s c=%-3d round %d %-22s %8.0f calls/s  p50 %6.0f µs  p99 %7.0f µs  server %6.1f µs/call %5.2f syscalls/call %5.2f switches/call  backend %5.1f µs/call  RSS %6.1f MiB",
 					scenario, c, r+1, vs[i].name, smp.callsPerSec(), us(smp.p50), us(smp.p99), smp.cpuPerCall(),
-					smp.syscallsPerCall(), smp.backendPerCall(), float64(smp.rssKiB)/1024)
+					smp.syscallsPerCall(), smp.switchesPerCall(), smp.backendPerCall(), float64(smp.rssKiB)/1024)
 			}
 		}
 		for i, v := range vs {
