@@ -68,14 +68,15 @@ const rawMaxBytes = 64 << 10
 
 // rawRead is read(2) of fd into p. Up to rawMaxBytes it does not tell the
 // scheduler (syscall.RawSyscall, not Syscall): fd is a socket of the net
-// package, non-blocking, so the call never waits, and a P the scheduler
-// saw in a system call could be handed to another thread meanwhile (sysmon
-// retakes one after 20 µs when goroutines wait), which must be woken, while
-// the first goes to sleep when the call returns: context switches, costly
-// on a busy or virtual machine. Measured in make bench (scenarios 1, 3 and
-// 6, 2 alternated runs of 3 rounds, c=16 and 64): faed's CPU per call fell
-// by 8-12% for noop, lc_get and lock, its context switches per call by
-// about a third. err is nil or a syscall.Errno.
+// package, non-blocking, so the call never waits. An ordinary system call
+// marks its P as in a system call and back (entersyscall, exitsyscall), and
+// sysmon hands a P that stays so for 20 µs while goroutines wait to another
+// thread, which must be woken, while the first finds its P gone on return
+// and sleeps: context switches, costly on a busy or virtual machine.
+// Measured in make bench (2 alternated runs of 3 rounds): faed's CPU per
+// call fell by 8-12% for noop, lc_get and lock at c=16 and 64 (noop at c=1
+// by 30%), its context switches per call by a third to a half. err is nil
+// or a syscall.Errno.
 func rawRead(fd uintptr, p []byte) (int, error) {
 	if len(p) == 0 || len(p) > rawMaxBytes {
 		return syscall.Read(int(fd), p)
