@@ -6,13 +6,16 @@ import (
 	"io"
 	"syscall"
 	"unsafe"
+
+	"github.com/fae-go/fae/internal/sockio"
 )
 
-// readNow is the RawConn read of sockRead: one non-blocking read into rp;
-// false (wait for the socket to be readable) on EAGAIN, once rdl is armed.
+// readNow is the RawConn read of sockRead: one non-blocking read into rp (a
+// raw system call: sockio); false (wait for the socket to be readable) on
+// EAGAIN, once rdl is armed.
 func (t *connTransport) readNow(fd uintptr) bool {
 	for {
-		n, err := rawRead(fd, t.rp)
+		n, err := sockio.Read(fd, t.rp)
 		switch {
 		case err == syscall.EINTR:
 			continue
@@ -37,7 +40,7 @@ func (t *connTransport) readNow(fd uintptr) bool {
 // armed.
 func (t *connTransport) writeNow(fd uintptr) bool {
 	for t.wn < len(t.wp) {
-		n, err := rawWrite(fd, t.wp[t.wn:])
+		n, err := sockio.Write(fd, t.wp[t.wn:])
 		if n > 0 {
 			t.wn += n
 		}
@@ -58,62 +61,6 @@ func (t *connTransport) writeNow(fd uintptr) bool {
 		}
 	}
 	return true
-}
-
-// rawMaxBytes bounds the transfers made without telling the scheduler
-// (rawRead, rawWrite, writevNow): the kernel copies at most this much in
-// one, a few µs, during which the thread keeps its P. A larger one is an
-// ordinary system call.
-const rawMaxBytes = 64 << 10
-
-// rawRead is read(2) of fd into p. Up to rawMaxBytes it does not tell the
-// scheduler (syscall.RawSyscall, not Syscall): fd is a socket of the net
-// package, non-blocking, so the call never waits. An ordinary system call
-// marks its P as in a system call and back (entersyscall, exitsyscall), and
-// sysmon hands a P that stays so for 20 µs while goroutines wait to another
-// thread, which must be woken, while the first finds its P gone on return
-// and sleeps: context switches, costly on a busy or virtual machine.
-// Measured in make bench (2 alternated runs of 3 rounds): faed's CPU per
-// call fell by 8-12% for noop, lc_get and lock at c=16 and 64 (noop at c=1
-// by 30%), its context switches per call by a third to a half. err is nil
-// or a syscall.Errno.
-func rawRead(fd uintptr, p []byte) (int, error) {
-	if len(p) == 0 || len(p) > rawMaxBytes {
-		return syscall.Read(int(fd), p)
-	}
-	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(n), nil
-}
-
-// rawWrite is write(2) of p to fd, as rawRead.
-func rawWrite(fd uintptr, p []byte) (int, error) {
-	if len(p) == 0 || len(p) > rawMaxBytes {
-		return syscall.Write(int(fd), p)
-	}
-	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(n), nil
-}
-
-// rawWritev is writev(2) of iov to fd, as rawRead: without telling the
-// scheduler when iov holds at most rawMaxBytes.
-func rawWritev(fd uintptr, iov iovecs) (uintptr, syscall.Errno) {
-	var total uint64
-	for i := range iov {
-		total += uint64(iov[i].Len)
-	}
-	p, n := uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov))
-	if total > rawMaxBytes {
-		r, _, errno := syscall.Syscall(syscall.SYS_WRITEV, fd, p, n)
-		return r, errno
-	}
-	r, _, errno := syscall.RawSyscall(syscall.SYS_WRITEV, fd, p, n)
-	return r, errno
 }
 
 // iovecs are writev(2)'s buffers.
@@ -138,7 +85,7 @@ func (t *connTransport) setIovecs() iovecs {
 // writable) on EAGAIN, once wdl is armed.
 func (t *connTransport) writevNow(fd uintptr) bool {
 	for len(t.wiov) > 0 {
-		n, errno := rawWritev(fd, t.wiov)
+		n, errno := sockio.Writev(fd, t.wiov)
 		switch errno {
 		case 0:
 		case syscall.EINTR:

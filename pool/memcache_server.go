@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 
 	"github.com/bradfitz/gomemcache/memcache"
+
+	"github.com/fae-go/fae/internal/sockio"
 )
 
 // ErrNotNumeric is the cause (Err) of the KindRefused *Error of an increment
@@ -63,7 +65,7 @@ func newMcServer(addr string, cfg MemcacheConfig) *mcServer {
 // dial is the operations' client's DialContext: gomemcache's own dial (its
 // ctx carries the connect timeout; its errors come back unchanged, so
 // mcOutcome sees them as before) with the connection counted in open until
-// its first Close.
+// its first Close, and read and written as raw system calls (sockio).
 func (s *mcServer) dial(ctx context.Context, network, address string) (net.Conn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, network, address)
@@ -71,7 +73,7 @@ func (s *mcServer) dial(ctx context.Context, network, address string) (net.Conn,
 		return nil, err
 	}
 	s.open.Add(1)
-	return &countedConn{Conn: nc, open: &s.open}, nil
+	return &countedConn{Conn: sockio.Wrap(nc), open: &s.open}, nil
 }
 
 // countedConn takes itself off its counter when first closed.

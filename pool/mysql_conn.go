@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/fae-go/fae/internal/sockio"
 )
 
 // This file wraps the go-sql-driver connector and connections so that a
@@ -46,7 +48,7 @@ func dialConn(ctx context.Context, network, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cc := &closeOnceConn{Conn: c}
+	cc := &closeOnceConn{Conn: sockio.Wrap(c)} // raw system calls (sockio)
 	if h, ok := ctx.Value(netHolderKey{}).(*netHolder); ok {
 		h.conn = cc
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/fae-go/fae/internal/sockio"
 )
 
 // rdServer is one Redis server of a pool: a redigo pool dialling its address,
@@ -78,7 +80,7 @@ func (s *rdServer) dial(ctx context.Context, dialer *net.Dialer, limits Limits) 
 				if err != nil {
 					return nil, err
 				}
-				nc = newRdNetConn(conn, limits.MaxReplyBytes)
+				nc = newRdNetConn(sockio.Wrap(conn), limits.MaxReplyBytes) // raw system calls (sockio)
 				return nc, nil
 			}))
 		return err

@@ -12,6 +12,7 @@ import (
 	"github.com/apache/thrift/lib/go/thrift"
 
 	"github.com/fae-go/fae/idl/fun/rpc"
+	"github.com/fae-go/fae/internal/sockio"
 	"github.com/fae-go/fae/pool"
 )
 
@@ -71,8 +72,8 @@ func dialConn(peer Peer, timeout time.Duration, noDelay bool, bufferSize int) (*
 	return newConn(nc, peer, bufferSize), nil
 }
 
-// dialNet opens a TCP connection to peer within timeout; a failure is a
-// *pool.DialError.
+// dialNet opens a TCP connection to peer within timeout, read and written
+// as raw system calls (sockio); a failure is a *pool.DialError.
 func dialNet(peer Peer, timeout time.Duration, noDelay bool) (net.Conn, error) {
 	nc, err := (&net.Dialer{Timeout: timeout}).Dial("tcp", peer.Addr)
 	if err != nil {
@@ -81,7 +82,7 @@ func dialNet(peer Peer, timeout time.Duration, noDelay bool) (net.Conn, error) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(noDelay)
 	}
-	return nc, nil
+	return sockio.Wrap(nc), nil
 }
 
 // call runs fn, one forwarded call, on c within timeout; when ctx ends first

@@ -105,7 +105,7 @@ func TestSocketOptions(t *testing.T) {
 		if r, w := c.buf.Reader.Size(), c.buf.Writer.Size(); r != 100 || w != 100 {
 			t.Errorf("buffers of %d and %d bytes, want buffer_size 100", r, w)
 		}
-		raw, err := c.nc.(*net.TCPConn).SyscallConn()
+		raw, err := c.nc.(syscall.Conn).SyscallConn()
 		if err != nil {
 			t.Fatal(err)
 		}
