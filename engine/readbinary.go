@@ -33,11 +33,16 @@ type exactBinary struct {
 	compact bool
 	max     int32          // bytes: max_message_bytes
 	ct      *connTransport // trans, when the binary protocol reads it unframed: the buffered fast path
+	// names are the service's method names (Server.methodNames), each its own
+	// key: a message head naming one gives that string, not a new one (the
+	// name's allocation was 0.19 µs of a pipelined Redis GET's 11.7, 1.7 %).
+	names map[string]string
 }
 
 // withExactBinary returns p, a binary or compact protocol of the library,
-// with exactBinary's ReadBinary; any other protocol unchanged.
-func withExactBinary(p thrift.TProtocol, maxBytes int) thrift.TProtocol {
+// with exactBinary's ReadBinary; any other protocol unchanged. names (nil =
+// none) are the method names a message head may give without an allocation.
+func withExactBinary(p thrift.TProtocol, maxBytes int, names map[string]string) thrift.TProtocol {
 	var compact bool
 	switch p.(type) {
 	case *thrift.TBinaryProtocol:
@@ -50,7 +55,7 @@ func withExactBinary(p thrift.TProtocol, maxBytes int) thrift.TProtocol {
 	if !ok { // as the library's constructors do: RichTransport adds no buffer
 		trans = thrift.NewTRichTransport(p.Transport())
 	}
-	e := &exactBinary{TProtocol: p, trans: trans, compact: compact, max: int32(maxBytes)}
+	e := &exactBinary{TProtocol: p, trans: trans, compact: compact, max: int32(maxBytes), names: names}
 	if ct, ok := trans.(*connTransport); ok && !compact && !ct.framed {
 		e.ct = ct
 	}
@@ -187,6 +192,27 @@ func (p *exactBinary) ReadString(ctx context.Context) (string, error) {
 	return p.TProtocol.ReadString(ctx)
 }
 
+// knownName reads a message head's name from the buffer when it is one of
+// names: that string, true; else nothing is read.
+func (p *exactBinary) knownName() (string, bool) {
+	b := p.buffered(4)
+	if b == nil || len(p.names) == 0 {
+		return "", false
+	}
+	size := int32(binary.BigEndian.Uint32(b))
+	if size < 0 || size > p.max {
+		return "", false
+	}
+	if b = p.buffered(4 + int(size)); b == nil {
+		return "", false
+	}
+	name, ok := p.names[string(b[4:])] // no allocation: the compiler looks the bytes up as they are
+	if ok {
+		p.ct.consume(4 + int(size))
+	}
+	return name, ok
+}
+
 // ReadMessageBegin reads a strict (versioned) message head from the buffer;
 // anything else (an unversioned head, bytes still to come) the library reads.
 func (p *exactBinary) ReadMessageBegin(ctx context.Context) (string, thrift.TMessageType, int32, error) {
@@ -200,9 +226,12 @@ func (p *exactBinary) ReadMessageBegin(ctx context.Context) (string, thrift.TMes
 		return p.TProtocol.ReadMessageBegin(ctx) // the library's BAD_VERSION
 	}
 	p.ct.consume(4)
-	name, err := p.ReadString(ctx)
-	if err != nil {
-		return name, typeID, 0, thrift.NewTProtocolException(err)
+	name, ok := p.knownName()
+	if !ok {
+		var err error
+		if name, err = p.ReadString(ctx); err != nil {
+			return name, typeID, 0, thrift.NewTProtocolException(err)
+		}
 	}
 	seqID, err := p.ReadI32(ctx)
 	if err != nil {

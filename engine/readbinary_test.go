@@ -6,7 +6,9 @@ import (
 	"errors"
 	"net"
 	"runtime"
+	"slices"
 	"testing"
+	"unsafe"
 
 	"github.com/apache/thrift/lib/go/thrift"
 
@@ -17,8 +19,8 @@ import (
 // exactBinary's ReadBinary, and a writer of the same protocol onto buf.
 func exactProtocols(buf *thrift.TMemoryBuffer, maxBytes int) map[string][2]thrift.TProtocol {
 	return map[string][2]thrift.TProtocol{
-		"binary":  {withExactBinary(thrift.NewTBinaryProtocolConf(buf, nil), maxBytes), thrift.NewTBinaryProtocolConf(buf, nil)},
-		"compact": {withExactBinary(thrift.NewTCompactProtocolConf(buf, nil), maxBytes), thrift.NewTCompactProtocolConf(buf, nil)},
+		"binary":  {withExactBinary(thrift.NewTBinaryProtocolConf(buf, nil), maxBytes, nil), thrift.NewTBinaryProtocolConf(buf, nil)},
+		"compact": {withExactBinary(thrift.NewTCompactProtocolConf(buf, nil), maxBytes, nil), thrift.NewTCompactProtocolConf(buf, nil)},
 	}
 }
 
@@ -102,7 +104,7 @@ func TestExactBinaryRefuses(t *testing.T) {
 			t.Errorf("%s %s: %d bytes allocated for a refused value", tc.proto, tc.name, alloc)
 		}
 	}
-	if p := withExactBinary(thrift.NewTJSONProtocol(thrift.NewTMemoryBuffer()), 1024); p == nil {
+	if p := withExactBinary(thrift.NewTJSONProtocol(thrift.NewTMemoryBuffer()), 1024, nil); p == nil {
 		t.Error("another protocol is returned unchanged, not nil")
 	} else if _, ok := p.(*exactBinary); ok {
 		t.Error("a JSON protocol was wrapped")
@@ -141,7 +143,7 @@ func BenchmarkReadArgs(b *testing.B) {
 						p = thrift.NewTCompactProtocolConf(r, nil)
 					}
 					if exact {
-						p = withExactBinary(p, 1<<20)
+						p = withExactBinary(p, 1<<20, nil)
 					}
 					b.ReportAllocs()
 					for b.Loop() {
@@ -190,7 +192,7 @@ func BenchmarkReadSessionArgs(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			t := newConnTransport(&replayConn{wire: wire}, 4096, 0, 1<<20, false)
-			p := withExactBinary(thrift.NewTBinaryProtocolConf(t, nil), 1<<20).(*exactBinary)
+			p := withExactBinary(thrift.NewTBinaryProtocolConf(t, nil), 1<<20, map[string]string{"my_query": "my_query"}).(*exactBinary)
 			if !fast {
 				p.ct = nil
 			}
@@ -206,5 +208,61 @@ func BenchmarkReadSessionArgs(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A message head naming one of the server's methods gives that method's
+// own string, read from the session's buffer without an allocation; an
+// unknown name is read as before, whole and exact; a head cut before its
+// name's end is left to the library, which waits for the rest.
+func TestMessageNameInterned(t *testing.T) {
+	ctx := context.Background()
+	names := map[string]string{"ping": "ping", "rd_call": "rd_call"}
+	head := func(name string, seq int32) []byte {
+		w := thrift.NewTMemoryBuffer()
+		wp := thrift.NewTBinaryProtocolConf(w, nil)
+		wp.WriteMessageBegin(ctx, name, thrift.CALL, seq)
+		return bytes.Clone(w.Bytes())
+	}
+	wire := slices.Concat(head("rd_call", 7), head("lc_get", 8), head("ping", 9))
+	tr := newConnTransport(&replayConn{wire: wire}, 4096, 0, 1<<20, false)
+	p := withExactBinary(thrift.NewTBinaryProtocolConf(tr, nil), 1<<20, names).(*exactBinary)
+	tr.br.Peek(len(wire)) // as waitCall: the requests are in the read buffer
+	for _, want := range []struct {
+		name     string
+		seq      int32
+		interned bool
+	}{{"rd_call", 7, true}, {"lc_get", 8, false}, {"ping", 9, true}} {
+		name, _, seq, err := p.ReadMessageBegin(ctx)
+		if err != nil || name != want.name || seq != want.seq {
+			t.Fatalf("ReadMessageBegin = %q seq %d, %v; want %q seq %d", name, seq, err, want.name, want.seq)
+		}
+		if want.interned && unsafe.StringData(name) != unsafe.StringData(names[want.name]) {
+			t.Errorf("%s: a string of its own, want the server's", name)
+		}
+	}
+	one := newConnTransport(&replayConn{wire: head("rd_call", 1)}, 4096, 0, 1<<20, false)
+	po := withExactBinary(thrift.NewTBinaryProtocolConf(one, nil), 1<<20, names).(*exactBinary)
+	if allocs := testing.AllocsPerRun(100, func() {
+		one.br.Peek(1)
+		if name, _, _, err := po.ReadMessageBegin(ctx); err != nil || name != "rd_call" {
+			t.Fatalf("ReadMessageBegin = %q, %v", name, err)
+		}
+	}); allocs != 0 {
+		t.Errorf("reading a known method's head: %.1f allocations, want 0", allocs)
+	}
+
+	// A head cut inside its name: the library reads it once the rest comes.
+	cut := head("ping", 3)
+	r, w := net.Pipe()
+	defer r.Close()
+	ct := newConnTransport(r, 4096, 0, 1<<20, false)
+	pc := withExactBinary(thrift.NewTBinaryProtocolConf(ct, nil), 1<<20, names).(*exactBinary)
+	go func() {
+		w.Write(cut[:9])
+		w.Write(cut[9:])
+	}()
+	if name, _, seq, err := pc.ReadMessageBegin(ctx); err != nil || name != "ping" || seq != 3 {
+		t.Fatalf("a head in two writes: %q seq %d, %v", name, seq, err)
 	}
 }

@@ -98,6 +98,11 @@ type Server struct {
 	auto bool
 	// protocols are the sessions' protocols, by wire.index (binary, compact).
 	protocols [2]thrift.TProtocolFactory
+	// methodNames are Processor's method names, each its own key, when it
+	// has a ProcessorMap (a generated processor): a session's message head
+	// naming one takes that string instead of allocating its own. Read-only
+	// once made.
+	methodNames map[string]string
 	// refuseProtocols read an overloaded connection's call header and write
 	// the answers of refusals: protocols with lengths bounded by
 	// OverloadHeaderBytes.
@@ -131,6 +136,14 @@ func (s *Server) init() {
 	s.sem = make(chan struct{}, s.Config.MaxOutstandingSessions)
 	s.handoff = make(chan *session)
 	s.idleBufs = newIdleBuffers(s.Config.BufferSize)
+	if pm, ok := s.Processor.(interface {
+		ProcessorMap() map[string]thrift.TProcessorFunction
+	}); ok {
+		s.methodNames = make(map[string]string, len(pm.ProcessorMap()))
+		for name := range pm.ProcessorMap() {
+			s.methodNames[name] = name
+		}
+	}
 	s.waiters = make(chan struct{}, s.Config.AcceptWaiters())
 	s.refusers = make(chan struct{}, s.Config.MaxRefusers())
 	s.allow = s.Config.AllowPrefixes()

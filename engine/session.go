@@ -290,7 +290,7 @@ func (s *Server) newSessionProtocol(t *connTransport, w wire) sessionProtocol {
 	if w.framed {
 		trans = thrift.NewTFramedTransportConf(t, s.tconf)
 	}
-	in := withExactBinary(s.protocols[w.index()].GetProtocol(trans), s.Config.MaxMessageBytes)
+	in := withExactBinary(s.protocols[w.index()].GetProtocol(trans), s.Config.MaxMessageBytes, s.methodNames)
 	return sessionProtocol{in: in, out: &replyCounter{TProtocol: in, stats: &s.Stats}, checkHead: !w.framed && !w.compact}
 }
 
