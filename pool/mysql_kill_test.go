@@ -16,7 +16,7 @@ import (
 // with kind within a few seconds, that the statement is gone from the server's
 // PROCESSLIST within 2 s (a driver cancel alone only closes the socket:
 // MariaDB would run SLEEP up to 5 s more, a scan to its end), and that the
-// kill was observed.
+// kill was observed, once.
 func myKillTest(t *testing.T, m *MySQL, obs *Counters, marker string, kind Kind, end func(), op func() error) {
 	t.Helper()
 	admin := myAdmin(t, "")
@@ -36,9 +36,17 @@ func myKillTest(t *testing.T, m *MySQL, obs *Counters, marker string, kind Kind,
 	}
 	testenv.Eventually(t, 2*time.Second, "the statement to be killed on the server", func() bool { return testenv.MySQLRunning(t, admin, marker) == 0 })
 	t.Logf("%v; gone from the server %s after the call ended", err, time.Since(ended).Round(time.Millisecond))
+	// The kill is reported once: KindOK, or KindMiss when the server had
+	// already ended the connection's thread on seeing its socket closed
+	// (abort closes it before the kill's own connection is dialled; seen
+	// once in CI, 1 ms after the call ended).
+	server := "Global (" + testenv.MySQLAddr + ")"
 	testenv.Eventually(t, 5*time.Second, "the kill to be observed", func() bool {
-		return myCount(obs, "Global", "Global ("+testenv.MySQLAddr+")", "kill", KindOK) == 1
+		return myCount(obs, "Global", server, "kill", KindOK)+myCount(obs, "Global", server, "kill", KindMiss) == 1
 	})
+	if n := myCount(obs, "Global", server, "kill", KindMiss); n != 0 {
+		t.Logf("the kill found the statement's thread gone already (KindMiss)")
+	}
 }
 
 // TestMysqlKillOnCancel: a statement whose ctx is canceled is killed on the
