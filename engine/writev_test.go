@@ -6,36 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// loopbackPair returns both ends of a real connection of the network ("tcp"
-// or "unix").
-func loopbackPair(t *testing.T, network string) (server, client net.Conn) {
-	t.Helper()
-	addr := "127.0.0.1:0"
-	if network == "unix" {
-		addr = filepath.Join(t.TempDir(), "s")
-	}
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err = net.Dial(network, ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err = ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return server, client
-}
+	"github.com/fae-go/fae/internal/testenv"
+)
 
 // flushAndRead flushes tr's reply and reads it at the connection's other end
 // (client), where it must arrive as want.
@@ -63,7 +39,7 @@ func TestReplyWritesByReference(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		for _, nvalues := range []int{1, 3, maxReplyRefs + 2} {
 			t.Run(fmt.Sprintf("%s/values=%d", network, nvalues), func(t *testing.T) {
-				server, client := loopbackPair(t, network)
+				server, client := testenv.LoopbackPair(t, network)
 				tr := newConnTransport(server, 4096, 5*time.Second, 1<<20, false)
 				if !tr.vectored {
 					t.Fatalf("a %s connection is not written vectored", network)
@@ -104,7 +80,7 @@ func TestReplyWritesByReference(t *testing.T) {
 func TestReplyWritesByReferencePartial(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
-			server, client := loopbackPair(t, network)
+			server, client := testenv.LoopbackPair(t, network)
 			raw, err := server.(syscall.Conn).SyscallConn()
 			if err != nil {
 				t.Fatal(err)
@@ -142,7 +118,7 @@ func TestReplyWritesByReferencePartial(t *testing.T) {
 // A connection that is not the net package's own (here one wrapped to count
 // writes) gets copies: net.Buffers would take one write per buffer on it.
 func TestReplyWritesWrappedConnCopies(t *testing.T) {
-	server, _ := loopbackPair(t, "tcp")
+	server, _ := testenv.LoopbackPair(t, "tcp")
 	tr := newConnTransport(&writeCounter{Conn: server}, 4096, 5*time.Second, 1<<20, false)
 	if tr.vectored {
 		t.Fatal("a wrapped connection is written vectored")

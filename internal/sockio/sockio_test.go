@@ -8,37 +8,13 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// loopbackPair returns both ends of a real connection of the network ("tcp"
-// or "unix").
-func loopbackPair(t *testing.T, network string) (server, client net.Conn) {
-	t.Helper()
-	addr := "127.0.0.1:0"
-	if network == "unix" {
-		addr = filepath.Join(t.TempDir(), "s")
-	}
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err = net.Dial(network, ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err = ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return server, client
-}
+	"github.com/fae-go/fae/internal/testenv"
+)
 
 // withFD runs f on conn's file descriptor (the net package's: non-blocking).
 func withFD(t *testing.T, conn net.Conn, f func(fd uintptr)) {
@@ -60,7 +36,7 @@ func withFD(t *testing.T, conn net.Conn, f func(fd uintptr)) {
 func TestRawSyscallsAsReadWrite(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
-			server, client := loopbackPair(t, network)
+			server, client := testenv.LoopbackPair(t, network)
 			buf := make([]byte, 1024)
 			withFD(t, server, func(fd uintptr) {
 				if n, err := Read(fd, buf); !errors.Is(err, syscall.EAGAIN) {
@@ -156,7 +132,7 @@ func TestRawSyscallsAsReadWrite(t *testing.T) {
 func TestConnAsNetConn(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
-			server, client := loopbackPair(t, network)
+			server, client := testenv.LoopbackPair(t, network)
 			sc := Wrap(server)
 			if _, ok := sc.(*Conn); !ok {
 				t.Fatalf("a %s connection was not wrapped: %T", network, sc)

@@ -297,3 +297,28 @@ func StartFerretDB(t testing.TB) *Server {
 			"--debug-addr=-", "--state-dir=" + dir, "--telemetry=disable", "--log-level=warn"}
 	})
 }
+
+// LoopbackPair returns both ends of a real connection of network ("tcp" on
+// 127.0.0.1, or "unix" in a temporary directory), closed when t ends.
+func LoopbackPair(t testing.TB, network string) (server, client net.Conn) {
+	t.Helper()
+	addr := "127.0.0.1:0"
+	if network == "unix" {
+		addr = filepath.Join(t.TempDir(), "s")
+	}
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial(network, ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return server, client
+}
