@@ -22,6 +22,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -86,10 +87,26 @@ func Writev(fd uintptr, iov []syscall.Iovec) (uintptr, syscall.Errno) {
 // Everything else is the wrapped connection's. Results are net.Conn's:
 // io.EOF at the end of the stream, a *net.OpError otherwise (an expired
 // deadline's satisfies os.ErrDeadlineExceeded and Timeout, a closed
-// connection's net.ErrClosed).
+// connection's net.ErrClosed). Read and Write allocate nothing: the
+// functions they hand the RawConn are made once, in Wrap, and work on the
+// Conn's fields, which a lock per direction keeps to one Read and one Write
+// at a time (net.Conn allows concurrent calls; the socket serialises them
+// anyway).
 type Conn struct {
 	net.Conn
 	raw syscall.RawConn
+
+	rmu    sync.Mutex // one Read at a time on rp, rn, rerr
+	rp     []byte
+	rn     int
+	rerr   error
+	readFn func(fd uintptr) bool
+
+	wmu     sync.Mutex // one Write at a time on wp, wn, werr
+	wp      []byte
+	wn      int
+	werr    error
+	writeFn func(fd uintptr) bool
 }
 
 // Wrap returns nc as a *Conn when it is a socket of the net package (a
@@ -103,7 +120,9 @@ func Wrap(nc net.Conn) net.Conn {
 	if err != nil {
 		return nc
 	}
-	return &Conn{Conn: nc, raw: raw}
+	c := &Conn{Conn: nc, raw: raw}
+	c.readFn, c.writeFn = c.readNow, c.writeNow
+	return c
 }
 
 // SyscallConn is the socket's syscall.RawConn, as the wrapped connection's:
@@ -115,20 +134,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 || len(p) > MaxBytes {
 		return c.Conn.Read(p)
 	}
-	var n int
-	var rerr error
-	err := c.raw.Read(func(fd uintptr) bool {
-		for {
-			n, rerr = Read(fd, p)
-			switch rerr {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false
-			}
-			return true
-		}
-	})
+	c.rmu.Lock()
+	c.rp, c.rn, c.rerr = p, 0, nil
+	err := c.raw.Read(c.readFn)
+	n, rerr := c.rn, c.rerr
+	c.rp, c.rerr = nil, nil
+	c.rmu.Unlock()
 	switch {
 	case err != nil:
 		return 0, c.opError("read", err)
@@ -140,34 +151,36 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// readNow is Read's RawConn function: one read(2) of rp, false (wait until
+// readable) on EAGAIN.
+func (c *Conn) readNow(fd uintptr) bool {
+	for {
+		n, err := Read(fd, c.rp)
+		switch err {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		case nil:
+			c.rn = n
+		default:
+			c.rerr = err
+		}
+		return true
+	}
+}
+
 // Write writes all of p, as net.Conn's Write.
 func (c *Conn) Write(p []byte) (int, error) {
 	if len(p) == 0 || len(p) > MaxBytes {
 		return c.Conn.Write(p)
 	}
-	var nn int
-	var werr error
-	err := c.raw.Write(func(fd uintptr) bool {
-		for nn < len(p) {
-			n, e := Write(fd, p[nn:])
-			if n > 0 {
-				nn += n
-			}
-			switch {
-			case e == syscall.EINTR:
-				continue
-			case e == syscall.EAGAIN:
-				return false
-			case e != nil:
-				werr = os.NewSyscallError("write", e)
-				return true
-			case n == 0:
-				werr = io.ErrUnexpectedEOF // as internal/poll's Write
-				return true
-			}
-		}
-		return true
-	})
+	c.wmu.Lock()
+	c.wp, c.wn, c.werr = p, 0, nil
+	err := c.raw.Write(c.writeFn)
+	nn, werr := c.wn, c.werr
+	c.wp, c.werr = nil, nil
+	c.wmu.Unlock()
 	switch {
 	case err != nil:
 		return nn, c.opError("write", err)
@@ -175,6 +188,30 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return nn, c.opError("write", werr)
 	}
 	return nn, nil
+}
+
+// writeNow is Write's RawConn function: write(2)s of wp from wn on until it
+// is all written, false (wait until writable) on EAGAIN.
+func (c *Conn) writeNow(fd uintptr) bool {
+	for c.wn < len(c.wp) {
+		n, e := Write(fd, c.wp[c.wn:])
+		if n > 0 {
+			c.wn += n
+		}
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN:
+			return false
+		case e != nil:
+			c.werr = os.NewSyscallError("write", e)
+			return true
+		case n == 0:
+			c.werr = io.ErrUnexpectedEOF // as internal/poll's Write
+			return true
+		}
+	}
+	return true
 }
 
 // opError is err as net.Conn's Read or Write (op) would return it: the
