@@ -121,7 +121,8 @@ func (p *rdCallProcessor) Process(ctx context.Context, seqID int32, iprot, oprot
 		x := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing rd_call: "+err.Error())
 		return writeReply(ctx, oprot, "rd_call", seqID, thrift.EXCEPTION, x.Write, thrift.WrapTException(err))
 	}
-	return writeReply(ctx, oprot, "rd_call", seqID, thrift.REPLY, (&rpc.FunServantRdCallResult{Success: &reply}).Write, nil)
+	r := rdCallReply(reply)
+	return writeReply(ctx, oprot, "rd_call", seqID, thrift.REPLY, r.write, nil)
 }
 
 // mcGetProcessor is mc_get's counterpart of rdCallProcessor.
@@ -152,7 +153,8 @@ func (p *mcGetProcessor) Process(ctx context.Context, seqID int32, iprot, oprot 
 		x := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing mc_get: "+err.Error())
 		return writeReply(ctx, oprot, "mc_get", seqID, thrift.EXCEPTION, x.Write, thrift.WrapTException(err))
 	}
-	return writeReply(ctx, oprot, "mc_get", seqID, thrift.REPLY, (&rpc.FunServantMcGetResult{Success: d}).Write, nil)
+	r := mcGetReply(d)
+	return writeReply(ctx, oprot, "mc_get", seqID, thrift.REPLY, r.write, nil)
 }
 
 // isAbandon reports whether err is the servant's "client gone" (no reply is

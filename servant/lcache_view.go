@@ -63,5 +63,6 @@ func (p *lcGetProcessor) Process(ctx context.Context, seqID int32, iprot, oprot 
 		x := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing lc_get: "+err.Error())
 		return writeReply(ctx, oprot, "lc_get", seqID, thrift.EXCEPTION, x.Write, thrift.WrapTException(err))
 	}
-	return writeReply(ctx, oprot, "lc_get", seqID, thrift.REPLY, (&rpc.FunServantLcGetResult{Success: value}).Write, nil)
+	r := lcGetReply(value)
+	return writeReply(ctx, oprot, "lc_get", seqID, thrift.REPLY, r.write, nil)
 }
