@@ -65,7 +65,16 @@ func TestParseBackendViewsAsGenerated(t *testing.T) {
 		var want rpc.FunServantRdCallArgs
 		readGenerated(t, b, &want)
 		if got := (&rpc.FunServantRdCallArgs{C: v.ownedContext(), Cmd: v.cmd, Pool: v.pool, KeysAndArgs_: v.keysAndArgs}); !reflect.DeepEqual(got, &want) {
-			t.Fatalf("rd_call case %d: view read %+v, generated %+v", i, got, &want)
+			t.Fatalf("rd_call case %d: view read %+v, generated %+v (C nil: %v %v; keys nil: %v %v)", i, got, &want, got.C == nil, want.C == nil, got.KeysAndArgs_ == nil, want.KeysAndArgs_ == nil)
+		}
+		// In an rdOwned: the same values, the keys in its array when they fit.
+		o := new(rdOwned)
+		vo, ok3 := parseRdCallViewIn(append(bytes.Clone(b), 0x80, 0x01), true, o.keys[:])
+		if got := (&rpc.FunServantRdCallArgs{C: vo.ownedContextIn(&o.c), Cmd: vo.cmd, Pool: vo.pool, KeysAndArgs_: vo.keysAndArgs}); !ok3 || !reflect.DeepEqual(got, &want) {
+			t.Fatalf("rd_call case %d in an rdOwned: view read %#v %#v, generated %#v %#v", i, got.C, got.KeysAndArgs_, want.C, want.KeysAndArgs_)
+		}
+		if inArray := len(vo.keysAndArgs) > 0 && &vo.keysAndArgs[0] == &o.keys[0]; inArray != (len(vo.keysAndArgs) > 0 && len(vo.keysAndArgs) <= rdInlineArgs) {
+			t.Fatalf("rd_call case %d: %d keys and arguments in rdOwned's array: %v", i, len(vo.keysAndArgs), inArray)
 		}
 		for n := range len(b) {
 			if _, ok := parseRdCallView(b[:n], false); ok {

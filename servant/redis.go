@@ -41,19 +41,25 @@ func (keyNotExists) Unwrap() error { return pool.KindMiss }
 // pipelined GET's CPU, pprof of make bench scenario 5), and an abandoned
 // command would have run anyway.
 func (s *FunServant) RdCall(ctx context.Context, c *rpc.Context, cmd, poolName string, keysAndArgs []string) (string, error) {
+	return s.rdCallIn(ctx, c, cmd, poolName, keysAndArgs, nil)
+}
+
+// rdCallIn is RdCall, the arguments boxed for redigo in args when it can
+// hold them all (else in a slice of their own).
+func (s *FunServant) rdCallIn(ctx context.Context, c *rpc.Context, cmd, poolName string, keysAndArgs []string, args []any) (string, error) {
 	trace := func() string { return targs("cmd", cmd, "pool", poolName, "args", keysAndArgs) }
 	if !pool.RedisBlocks(cmd) {
 		return run(s, ctx, "rd.call", c, true, trace, func(g *generation) (string, error) {
-			return s.rdCall(ctx, g, cmd, poolName, keysAndArgs)
+			return s.rdCall(ctx, g, cmd, poolName, keysAndArgs, args)
 		})
 	}
 	return runBackend(s, "rd.call", ctx, c, trace, func(ctx context.Context, g *generation) (string, error) {
-		return s.rdCall(ctx, g, cmd, poolName, keysAndArgs)
+		return s.rdCall(ctx, g, cmd, poolName, keysAndArgs, args)
 	})
 }
 
 // rdCall is RdCall's body, in generation g.
-func (s *FunServant) rdCall(ctx context.Context, g *generation, cmd, poolName string, keysAndArgs []string) (string, error) {
+func (s *FunServant) rdCall(ctx context.Context, g *generation, cmd, poolName string, keysAndArgs []string, args []any) (string, error) {
 	if g.rd == nil {
 		return "", errRedisOff
 	}
@@ -62,7 +68,10 @@ func (s *FunServant) rdCall(ctx context.Context, g *generation, cmd, poolName st
 			return "", err
 		}
 	}
-	args := make([]any, len(keysAndArgs))
+	if args = args[:0]; cap(args) < len(keysAndArgs) {
+		args = make([]any, 0, len(keysAndArgs))
+	}
+	args = args[:len(keysAndArgs)]
 	for i, a := range keysAndArgs {
 		args[i] = a
 	}

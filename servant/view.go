@@ -184,16 +184,20 @@ func (v *ctxView) context() *rpc.Context {
 
 // ownedContext is context with the reason a view of the request's bytes:
 // for a view parsed from bytes the call owns (backend_view.go).
-func (v *ctxView) ownedContext() *rpc.Context {
+func (v *ctxView) ownedContext() *rpc.Context { return v.ownedContextIn(new(rpc.Context)) }
+
+// ownedContextIn is ownedContext made in *c (part of a larger allocation:
+// rdOwned), which it returns; nil, and c untouched, when the request had none.
+func (v *ctxView) ownedContextIn(c *rpc.Context) *rpc.Context {
 	if !v.hasC {
 		return nil
 	}
-	c := v.c
+	*c = v.c
 	c.Reason = view(v.reason)
 	if v.hasSticky {
 		c.Sticky = thrift.BoolPtr(v.sticky)
 	}
-	return &c
+	return c
 }
 
 // viewBytes returns the request's bytes that a view may read, from a
