@@ -89,8 +89,33 @@ func TestSectionDefaults(t *testing.T) {
 	if c.RPC.SessionTimeout != 30*time.Second || c.RPC.IOTimeout != 2*time.Second || c.RPC.Protocol != "binary" {
 		t.Errorf("rpc defaults = %+v", c.RPC)
 	}
-	if !c.ServerMode || c.CPUNum != "auto" || c.GoMaxProcs(8) != 5 {
-		t.Errorf("top-level defaults: server_mode %v cpu_num %q", c.ServerMode, c.CPUNum)
+	if !c.ServerMode || c.CPUNum != "auto" || c.GoMaxProcs(8) != 5 || c.GCHeapFloor != 32<<20 {
+		t.Errorf("top-level defaults: server_mode %v cpu_num %q gc_heap_floor %d", c.ServerMode, c.CPUNum, c.GCHeapFloor)
+	}
+}
+
+// gc_heap_floor: 0 turns the floor off; a value under Go's 4 MiB minimum
+// heap (or absurdly large) is refused, naming the key and the bounds.
+func TestGCHeapFloorKey(t *testing.T) {
+	for _, c := range []struct {
+		value string
+		want  int64
+		err   string
+	}{
+		{"0", 0, ""},
+		{"67108864", 64 << 20, ""},
+		{"1048576", 0, "gc_heap_floor: must be 0 (Go's own pacing) or 4194304 (4 MiB) to 1099511627776 (1 TiB), got 1048576"},
+		{"-1", 0, "gc_heap_floor: must be 0"},
+	} {
+		cfg, err := Parse("test", []byte("{\n gc_heap_floor: "+c.value+"\n rpc: { listen_addr: \"127.0.0.1:1\" }\n}"))
+		switch {
+		case c.err == "" && err != nil:
+			t.Errorf("gc_heap_floor %s: %v", c.value, err)
+		case c.err == "" && cfg.GCHeapFloor != c.want:
+			t.Errorf("gc_heap_floor %s: %d", c.value, cfg.GCHeapFloor)
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("gc_heap_floor %s: %v, want an error with %q", c.value, err, c.err)
+		}
 	}
 }
 

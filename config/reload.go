@@ -10,6 +10,7 @@ import (
 // Reload reports (servants.idgen_worker_id, servants.lcache…).
 var hotKeys = map[string]bool{
 	"memory_limit":                 true,
+	"gc_heap_floor":                true,
 	"rpc.max_reply_bytes":          true,
 	"plugin":                       true, // the servant's generation holds the plugin chain
 	"rpc.host_max_call_per_minute": true, // read by the RateLimiter plugin only

@@ -34,6 +34,7 @@ import (
 
 	"github.com/fae-go/fae/config"
 	"github.com/fae-go/fae/engine"
+	"github.com/fae-go/fae/internal/gcfloor"
 	"github.com/fae-go/fae/servant"
 )
 
@@ -140,6 +141,8 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, lo *logOu
 	if cfg.MemoryLimit > 0 {
 		setMemoryLimit(cfg.MemoryLimit)
 	}
+	floor := gcfloor.Start(uint64(cfg.GCHeapFloor))
+	defer floor.Stop()
 	warnUnserved(cfg, logger)
 	raiseFileLimit(&cfg.RPC, logger)
 	metricsLog, err := openMetricsLog(cfg.MetricsLogfile, cfg.Log, os.Stderr)
@@ -178,6 +181,7 @@ func serve(cfg *config.Config, confName, confPath string, data []byte, lo *logOu
 	defer closeServant(svt, logger)
 	var ready atomic.Bool                               // /ready: serving, not starting or draining
 	rl := newReloader(confPath, data, cfg, svt, logger) // rl.reload and rl.counts are for the HTTP API too
+	rl.floor = floor
 	var proc thrift.TProcessor = servant.NewProcessor(svt)
 	if cl != nil { // a node without a cluster forwards nothing: no peer's exception to pass
 		proc = thrift.WrapProcessor(proc, passPeerExceptions)

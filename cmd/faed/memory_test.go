@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/fae-go/fae/internal/testenv"
@@ -134,5 +135,54 @@ func TestReplyLimit(t *testing.T) {
 	wantErrContains(t, "rd_call GET of 2 MiB", err, "too large", "max_reply_bytes", "1048576")
 	if _, err := c2.RdCall(context.Background(), ctx(), "DEL", "default", []string{key}); err != nil {
 		t.Fatalf("next rd_call: %v", err)
+	}
+}
+
+// gcLoad makes about 48 MiB of garbage in faed: 768 lc_set of one key with a
+// 64 KiB value (each replaces the last), and returns faed's heap goal
+// (go_memstats_next_gc_bytes) and collections so far.
+func gcLoad(t *testing.T, f *faed, c *client) (goal, cycles float64) {
+	t.Helper()
+	value := make([]byte, 64<<10)
+	for i := range 768 {
+		value[0] = byte(i)
+		if _, err := c.LcSet(context.Background(), ctx(), "gc:floor", value); err != nil {
+			t.Fatalf("lc_set %d: %v", i, err)
+		}
+	}
+	m := scrape(t, f.httpAddr)
+	return m["go_memstats_next_gc_bytes"], m["go_gc_duration_seconds_count"]
+}
+
+// gc_heap_floor (default 32 MiB) keeps faed's heap goal near the floor while
+// its live heap is a few MiB, so that far fewer collections run for the
+// same garbage than with Go's own pacing (gc_heap_floor: 0, a goal of a few
+// MiB); a reload to 0 gives Go's pacing back at once.
+func TestGCHeapFloor(t *testing.T) {
+	m := allModes[0]
+	dirA, dirB := t.TempDir(), t.TempDir()
+	confB := strings.Replace(m.config(dirB, "", ""), "{\n", "{\n    gc_heap_floor: 0\n", 1)
+	a := startFaedIn(t, dirA, m.config(dirA, "", ""))
+	b := startFaedIn(t, dirB, confB)
+	ca, cb := a.dial(t, m), b.dial(t, m)
+	goalA, cyclesA := gcLoad(t, a, ca)
+	goalB, cyclesB := gcLoad(t, b, cb)
+	t.Logf("48 MiB of garbage: heap goal %.1f MiB, %v collections with the default floor; %.1f MiB, %v collections with gc_heap_floor 0",
+		goalA/(1<<20), cyclesA, goalB/(1<<20), cyclesB)
+	if goalA < 24<<20 || goalA > 40<<20 {
+		t.Errorf("default gc_heap_floor: heap goal %.1f MiB, want 24 to 40 MiB", goalA/(1<<20))
+	}
+	if goalB > 16<<20 {
+		t.Errorf("gc_heap_floor 0: heap goal %.1f MiB, want Go's own (a few MiB)", goalB/(1<<20))
+	}
+	if cyclesA*2 > cyclesB {
+		t.Errorf("%v collections with the floor against %v without: want at most half", cyclesA, cyclesB)
+	}
+
+	rewriteConf(t, a, confB)
+	a.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, a, `msg="gc_heap_floor set" bytes=0 was=33554432`, 1)
+	if goal, _ := gcLoad(t, a, ca); goal > 16<<20 {
+		t.Errorf("reloaded to gc_heap_floor 0: heap goal %.1f MiB, want Go's own (a few MiB)", goal/(1<<20))
 	}
 }

@@ -70,6 +70,8 @@ func scrape(t *testing.T, httpAddr string) map[string]float64 {
 				out[key] = m.Gauge.GetValue()
 			case m.Histogram != nil:
 				out[key+"_count"] = float64(m.Histogram.GetSampleCount())
+			case m.Summary != nil:
+				out[key+"_count"] = float64(m.Summary.GetSampleCount())
 			}
 		}
 	}

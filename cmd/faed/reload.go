@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fae-go/fae/config"
+	"github.com/fae-go/fae/internal/gcfloor"
 	"github.com/fae-go/fae/servant"
 )
 
@@ -41,14 +42,16 @@ type reloader struct {
 	counts ReloadCounts
 
 	mu       sync.Mutex
-	memLimit int64  // memory_limit in force, bytes; 0 = none
+	memLimit int64 // memory_limit in force, bytes; 0 = none
+	gcFloor  int64 // gc_heap_floor in force, bytes; 0 = none
+	floor    *gcfloor.Floor
 	seen     []byte // the file's content at the last reload (or at start): the watchdog reloads when it differs
 }
 
 // newReloader returns the reloader of the running config boot, read from path
 // ("" = embedded) whose content was data.
 func newReloader(path string, data []byte, boot *config.Config, svt *servant.FunServant, logger *slog.Logger) *reloader {
-	return &reloader{path: path, boot: boot, svt: svt, logger: logger, memLimit: boot.MemoryLimit, seen: data}
+	return &reloader{path: path, boot: boot, svt: svt, logger: logger, memLimit: boot.MemoryLimit, gcFloor: boot.GCHeapFloor, seen: data}
 }
 
 // reload reads the config file again and applies it. It returns the keys
@@ -96,6 +99,11 @@ func (r *reloader) apply() ([]string, error) {
 	restart = append(restart, more...)
 	if err != nil {
 		return restart, fmt.Errorf("config %s: servants: %w", r.path, err)
+	}
+	if cfg.GCHeapFloor != r.gcFloor && r.floor != nil {
+		r.floor.Set(uint64(cfg.GCHeapFloor))
+		r.logger.Info("gc_heap_floor set", "bytes", cfg.GCHeapFloor, "was", r.gcFloor)
+		r.gcFloor = cfg.GCHeapFloor
 	}
 	if cfg.MemoryLimit != r.memLimit {
 		setMemoryLimit(cfg.MemoryLimit)
