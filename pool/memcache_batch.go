@@ -66,7 +66,7 @@ type mcGet struct {
 	key   string
 	start time.Time     // the caller's; its deadline is start + timeout
 	done  chan struct{} // capacity 1: signalled once when the get is answered, or told to lead
-	lead  []*mcGet      // set before done is closed: the batch this get sends (itself first)
+	lead  []*mcGet      // set before done is signalled: the batch this get sends (itself first)
 	item  *memcache.Item
 	kind  Kind
 	cause error

@@ -184,7 +184,12 @@ func (v *ctxView) context() *rpc.Context {
 
 // ownedContext is context with the reason a view of the request's bytes:
 // for a view parsed from bytes the call owns (backend_view.go).
-func (v *ctxView) ownedContext() *rpc.Context { return v.ownedContextIn(new(rpc.Context)) }
+func (v *ctxView) ownedContext() *rpc.Context {
+	if !v.hasC {
+		return nil
+	}
+	return v.ownedContextIn(new(rpc.Context))
+}
 
 // ownedContextIn is ownedContext made in *c (part of a larger allocation:
 // rdOwned), which it returns; nil, and c untouched, when the request had none.
