@@ -39,28 +39,18 @@ func (t *connTransport) readNow(fd uintptr) bool {
 // wn on; false (wait for the socket to be writable) on EAGAIN, once wdl is
 // armed.
 func (t *connTransport) writeNow(fd uintptr) bool {
-	for t.wn < len(t.wp) {
-		n, err := sockio.Write(fd, t.wp[t.wn:])
-		if n > 0 {
-			t.wn += n
+	done, err := sockio.WriteFrom(fd, t.wp, &t.wn)
+	switch {
+	case !done:
+		if !t.wdlSet {
+			t.armWrite()
 		}
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			if !t.wdlSet {
-				t.armWrite()
-			}
-			return false
-		case err != nil:
-			t.werr = t.opError("write", err)
-			return true
-		case n == 0:
-			t.werr = io.ErrUnexpectedEOF // as internal/poll's Write
-			return true
-		}
+	case err == io.ErrUnexpectedEOF:
+		t.werr = err
+	case err != nil:
+		t.werr = t.opError("write", err)
 	}
-	return true
+	return done
 }
 
 // iovecs are writev(2)'s buffers.

@@ -193,25 +193,39 @@ func (c *Conn) Write(p []byte) (int, error) {
 // writeNow is Write's RawConn function: write(2)s of wp from wn on until it
 // is all written, false (wait until writable) on EAGAIN.
 func (c *Conn) writeNow(fd uintptr) bool {
-	for c.wn < len(c.wp) {
-		n, e := Write(fd, c.wp[c.wn:])
+	done, err := WriteFrom(fd, c.wp, &c.wn)
+	switch {
+	case err == io.ErrUnexpectedEOF:
+		c.werr = err
+	case err != nil:
+		c.werr = os.NewSyscallError("write", err)
+	}
+	return done
+}
+
+// WriteFrom writes p from *off on to fd, a non-blocking socket, advancing
+// *off by what the socket takes, until p is all written (true, nil), the
+// socket is full (false, nil: wait until it is writable and call again), or
+// the write fails (true, and a syscall.Errno, or io.ErrUnexpectedEOF for a
+// write that took nothing, as internal/poll's Write). EINTR is retried.
+func WriteFrom(fd uintptr, p []byte, off *int) (done bool, err error) {
+	for *off < len(p) {
+		n, e := Write(fd, p[*off:])
 		if n > 0 {
-			c.wn += n
+			*off += n
 		}
 		switch {
 		case e == syscall.EINTR:
 			continue
 		case e == syscall.EAGAIN:
-			return false
+			return false, nil
 		case e != nil:
-			c.werr = os.NewSyscallError("write", e)
-			return true
+			return true, e
 		case n == 0:
-			c.werr = io.ErrUnexpectedEOF // as internal/poll's Write
-			return true
+			return true, io.ErrUnexpectedEOF
 		}
 	}
-	return true
+	return true, nil
 }
 
 // opError is err as net.Conn's Read or Write (op) would return it: the
