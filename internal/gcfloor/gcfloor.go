@@ -43,8 +43,12 @@ const heapMinimum = 4 << 20
 // where roots are the goroutine stacks and globals it scans (bytes), and at
 // least heapMinimum × GOGC/100: so the result is at most floor × 100 /
 // heapMinimum (800 for a 32 MiB floor), and a live heap too small to reach
-// the floor that way gets a goal a little under it. base < 0 (GOGC=off) or
-// floor 0 returns base unchanged.
+// the floor that way gets a goal a little under it. The runtime computes
+// its goal from its own counts of the stacks and the live heap, which differ
+// a little from runtime/metrics' (more under the race detector): the goal
+// it sets is the floor give or take a few % (64.5 MiB for a 64 MiB floor
+// was seen under -race). base < 0 (GOGC=off) or floor 0 returns base
+// unchanged.
 func Percent(live, roots, floor uint64, base int) int {
 	if base < 0 || floor == 0 || live >= floor {
 		return base

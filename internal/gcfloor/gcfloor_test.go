@@ -85,8 +85,8 @@ func TestFloor(t *testing.T) {
 	if with*3 > without || with < 2 {
 		t.Errorf("a 64 MiB floor: %d collections for 256 MiB of garbage, against %d without: want 2 to a third of them", with, without)
 	}
-	if goal > 64<<20 || goal < 48<<20 {
-		t.Errorf("a 64 MiB floor: heap goal %d bytes, want 48 to 64 MiB", goal)
+	if goal > 68<<20 || goal < 48<<20 { // the floor give or take the runtime's own counts (see Percent)
+		t.Errorf("a 64 MiB floor: heap goal %d bytes, want 48 to 68 MiB", goal)
 	}
 
 	live := make([]byte, 80<<20) // past the floor: Go's own pacing
