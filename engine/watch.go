@@ -5,6 +5,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/fae-go/fae/internal/sockio"
 )
 
 // WatchClient watches, while a call waits on a backend, whether its client closes
@@ -231,10 +233,10 @@ func (sess *session) rawConn() syscall.RawConn {
 }
 
 // peekState is what a non-blocking peek at the connection found.
-type peekState int
+type peekState = sockio.PeekState
 
 const (
-	peekEmpty  peekState = iota // nothing to read: keep waiting
-	peekData                    // bytes of a next request: the client is there
-	peekClosed                  // end of stream or an error such as a reset: the client is gone
+	peekEmpty  = sockio.PeekEmpty  // nothing to read: keep waiting
+	peekData   = sockio.PeekData   // bytes of a next request: the client is there
+	peekClosed = sockio.PeekClosed // end of stream or an error such as a reset: the client is gone
 )

@@ -8,9 +8,12 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/fae-go/fae/internal/sockio"
 )
 
 // This file is the pipelined path of a Redis server (servants.redis.pipeline,
@@ -19,11 +22,14 @@ import (
 // Each connection has one batch of commands in flight at a time: the
 // commands queued while it is out go in the next write (one Flush of redigo's
 // buffered writer, one write system call) as soon as its last reply is read,
-// by the reader goroutine that reads the replies in order and hands each to
-// its caller; if the batch in flight is not answered within rdPipeHold (a
-// slow command, a stalled server), the queue is written behind it
-// (pipelined). Nothing waits to fill a batch: a caller that finds its
-// connection idle writes its own command at once. Gathering the calls of a
+// by the connection's reader goroutine, which reads the replies in order and
+// hands each to its caller; if the batch in flight is not answered within
+// rdPipeHold (a slow command, a stalled server), the queue is written behind
+// it (pipelined). Nothing waits to fill a batch: a caller that finds its
+// connection idle writes its own command at once, and reads its own reply
+// (readOwn) as a dedicated connection's caller does, so that a lone caller
+// pays no goroutine hand-off: the reader goroutine takes over only the
+// replies of commands that queued meanwhile. Gathering the calls of a
 // round trip, as memcache_batch.go and twemproxy do, gives batches of about
 // half the callers: at 64 callers 28-31 commands per write against 9-12 when
 // each caller that found no write in flight wrote what had queued
@@ -73,8 +79,10 @@ type rdPipe struct {
 	dial   [rdPipeConns]chan struct{} // closed when the slot's dial in flight ends; nil when none
 	closed bool
 	// flushes counts the writes of batches of commands, for tests to see the
-	// coalescing (fewer flushes than calls under concurrency).
-	flushes atomic.Int64
+	// coalescing (fewer flushes than calls under concurrency); turns the
+	// turns of the connections' reader goroutines (read), for tests to see
+	// that a lone caller reads its own reply.
+	flushes, turns atomic.Int64
 }
 
 // newRdPipe returns the pipelined path of s, or nil (every command on
@@ -173,7 +181,9 @@ func (p *rdPipe) do(ctx context.Context, start time.Time, name, cmd string, args
 func (p *rdPipe) once(ctx context.Context, c *rdPipeConn, cmd string, args []any, deadline time.Time) (reply any, lost, sent bool, kind Kind, err error) {
 	call := rdPipeCalls.Get().(*rdPipeCall)
 	call.cmd, call.args, call.deadline = cmd, args, deadline
-	c.submit(call)
+	if c.submit(call) {
+		c.readOwn(ctx, call)
+	}
 	select {
 	case <-call.done:
 	case <-ctx.Done(): // the reply, when it comes, is dropped by the reader; call is not reused
@@ -324,8 +334,19 @@ func (p *rdPipe) open(ctx context.Context) (*rdPipeConn, Kind, error) {
 		return nil, KindServerFailure, fmt.Errorf("pipelined connection: %v", err)
 	}
 	raw := call.conn.nc.Conn // under rdNetConn, whose reply count assumes one command at a time
-	nc := &rdPipeNetConn{Conn: raw, scan: rdReplyScan{limit: p.limit, lineHead: true}}
-	c := &rdPipeConn{p: p, pc: pc, rc: call.conn, raw: raw, conn: redis.NewConn(nc, 0, 0)}
+	limit := p.limit
+	if limit <= 0 {
+		limit = rdNoReplyLimit
+	}
+	nc := &rdPipeNetConn{Conn: raw, scan: rdReplyScan{limit: limit, lineHead: true}}
+	c := &rdPipeConn{p: p, pc: pc, rc: call.conn, raw: raw, nc: nc, conn: redis.NewConn(nc, 0, 0), wake: make(chan struct{}, 1)}
+	if sc, ok := raw.(syscall.Conn); ok && sockio.PeekSupported {
+		c.rawc, _ = sc.SyscallConn()
+		c.peekFn = func(fd uintptr) bool {
+			c.peeked = sockio.Peek(fd)
+			return c.peeked != sockio.PeekEmpty
+		}
+	}
 	go c.read()
 	return c, KindOK, nil
 }
@@ -379,6 +400,18 @@ type rdPipeConn struct {
 	rc   *rdConn
 	raw  net.Conn   // the socket: deadlines are set here, redigo's calls to set them are ignored
 	conn redis.Conn // redigo's connection over rdPipeNetConn: Send and Flush by the writer, Receive by the reader
+	nc   *rdPipeNetConn
+	// received counts the replies taken from conn (Receive), by whoever
+	// reads (role); compared with those nc has seen end (idleCheck).
+	received int64
+	// rawc is the socket's RawConn, for waiting until it is readable
+	// without reading (readOwn) and looking at an idle one (submit); nil
+	// when the platform cannot peek: every reply is then read by the reader
+	// goroutine.
+	rawc   syscall.RawConn
+	peekFn func(fd uintptr) bool // readOwn's wait: sets peeked, true unless PeekEmpty; made once
+	peeked sockio.PeekState
+	wake   chan struct{} // (1) the reader goroutine's turn to read: role became rdReaderGoroutine; closed by fail
 
 	pending atomic.Int32 // calls submitted and not yet answered: queue, sent, and those being handed over
 	// stalled: the batch in flight has gone unanswered for rdPipeHold
@@ -400,7 +433,24 @@ type rdPipeConn struct {
 	rdl            time.Time   // the socket's read deadline (rdPipeTick-rounded), zero for none
 	wdl            time.Time   // the socket's write deadline; the writer's only
 	dead           error       // why the connection failed; nil while it works
+	// role says who reads the replies of sent: nobody (rdReaderNone, sent
+	// is empty), the caller of its head call (rdReaderOwn, readOwn), or the
+	// reader goroutine. Whenever sent is not empty someone reads.
+	role rdReaderRole
+	// waitingOwn: the caller reading its own reply waits for the socket
+	// to be readable, where its ctx may interrupt it (interrupt);
+	// interrupted says that it did.
+	waitingOwn, interrupted bool
 }
+
+// rdReaderRole is who reads a pipelined connection's replies.
+type rdReaderRole int8
+
+const (
+	rdReaderNone      rdReaderRole = iota // no reply is awaited
+	rdReaderOwn                           // the caller of the head of sent, for its own reply only (readOwn)
+	rdReaderGoroutine                     // the connection's reader goroutine (read)
+)
 
 // load is the number of calls waiting on c (read without c.mu: conn asks
 // it of every slot on every call).
@@ -414,25 +464,162 @@ func (c *rdPipeConn) load() int { return int(c.pending.Load()) }
 // flight per connection gathers the calls that arrive during a round trip
 // into the next write, as memcache_batch.go does, instead of writing
 // whatever arrived during the last write.
-func (c *rdPipeConn) submit(call *rdPipeCall) {
+//
+// It reports whether the caller is to read call's reply itself (readOwn):
+// the connection was idle, so call is the head of sent. Nobody reads an idle
+// connection, so before writing on one it is looked at (sockio.Peek): one
+// the server has closed meanwhile (its timeout, a restart: the end of the
+// stream) or that has bytes no command asked for is failed, and call is lost
+// unsent (run again on a fresh connection by rdPipe.do) instead of being sent
+// on a dead connection, where it might or might not run.
+func (c *rdPipeConn) submit(call *rdPipeCall) bool {
 	c.mu.Lock()
 	if c.dead != nil {
 		err := c.dead
 		c.mu.Unlock()
 		call.err, call.lost = err, true
 		call.answer()
-		return
+		return false
+	}
+	switch {
+	case c.writing: // the writer arms the hold when it is done, if need be
+		c.pending.Add(1)
+		c.queue = append(c.queue, call)
+		c.mu.Unlock()
+		return false
+	case len(c.sent) > 0:
+		c.pending.Add(1)
+		c.queue = append(c.queue, call)
+		c.hold()
+		c.mu.Unlock()
+		return false
+	}
+	own := c.rawc != nil && c.role == rdReaderNone
+	if own {
+		if err := c.idleCheck(); err != nil {
+			c.mu.Unlock()
+			c.fail(err, false)
+			call.err, call.lost = err, true
+			call.answer()
+			return false
+		}
+		c.role, c.waitingOwn = rdReaderOwn, true
 	}
 	c.pending.Add(1)
 	c.queue = append(c.queue, call)
+	c.flush() // unlocks
+	return own
+}
+
+// idleCheck looks at an idle connection (c.mu held): nil while the server has
+// sent nothing on it, else why it cannot be used.
+func (c *rdPipeConn) idleCheck() error {
+	if !c.nc.scan.idle(c.received) {
+		return errors.New("a reply no command asked for")
+	}
+	var state sockio.PeekState
+	err := c.rawc.Control(func(fd uintptr) { state = sockio.Peek(fd) })
 	switch {
-	case c.writing: // the writer arms the hold when it is done, if need be
+	case err != nil:
+		return err
+	case state == sockio.PeekClosed:
+		return errors.New("the server closed the idle connection")
+	case state == sockio.PeekData:
+		return errors.New("a reply no command asked for")
+	}
+	return nil
+}
+
+// readOwn reads the reply of call, the head of sent, written by its caller
+// on an idle connection: it waits until the socket is readable, then takes
+// the reply from redigo. If ctx ends during that wait (interrupt), the
+// reader goroutine takes over the reading and the caller leaves (its reply,
+// when it comes, is dropped). The replies of commands written behind call
+// meanwhile (flushHeld) are the reader goroutine's, as are those of the
+// commands queued meanwhile, which this writes when call is answered.
+func (c *rdPipeConn) readOwn(ctx context.Context, call *rdPipeCall) {
+	var stop func() bool
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, c.interrupt)
+	}
+	err := c.rawc.Read(c.peekFn)
+	if stop != nil {
+		stop()
+	}
+	c.mu.Lock()
+	c.waitingOwn = false
+	if c.interrupted {
+		c.interrupted = false
+		if c.dead == nil {
+			c.rdl = time.Time{} // interrupt moved the socket's deadline: set it again
+			c.setReadDeadline(c.sent[0].deadline)
+			c.role = rdReaderNone
+			c.readerTurn()
+		}
 		c.mu.Unlock()
-	case len(c.sent) > 0:
-		c.hold()
-		c.mu.Unlock()
-	default:
-		c.flush() // unlocks
+		return
+	}
+	c.mu.Unlock()
+	if err != nil { // io_timeout passed (call is the head: the timeout is its own), or the connection was closed
+		c.fail(err, true)
+		return
+	}
+	reply, err := c.conn.Receive()
+	c.received++
+	if err != nil && !rdErrorReply(err) {
+		c.fail(err, true)
+		return
+	}
+	c.mu.Lock()
+	if len(c.sent) == 0 || c.sent[0] != call {
+		c.mu.Unlock() // failed meanwhile (closed by another call's failed write): call is answered
+		return
+	}
+	c.sent[0] = nil
+	c.sent = c.sent[1:]
+	c.pending.Add(-1)
+	call.reply, call.err = reply, err
+	c.role = rdReaderNone
+	if len(c.sent) > 0 { // written behind call after rdPipeHold
+		c.setReadDeadline(c.sent[0].deadline)
+		c.readerTurn()
+	} else if c.stalled.Load() {
+		c.stalled.Store(false) // all that was written is answered
+	}
+	if len(c.sent) == 0 && len(c.queue) > 0 && !c.writing && c.dead == nil {
+		c.flush() // unlocks; the reader goroutine reads what it writes
+		call.answer()
+		return
+	}
+	drained := c.closing && len(c.sent)+len(c.queue) == 0 && !c.writing
+	c.mu.Unlock()
+	call.answer()
+	if drained {
+		c.fail(errRdPipeClosed, false)
+	}
+}
+
+// interrupt is readOwn's ctx ending: its wait for the socket ends (a read
+// deadline in the past; readOwn sets the call's again), unless it is past
+// the wait, taking its reply from redigo, which must not be cut short.
+func (c *rdPipeConn) interrupt() {
+	c.mu.Lock()
+	if c.waitingOwn && c.dead == nil {
+		c.interrupted = true
+		c.raw.SetReadDeadline(longAgo)
+	}
+	c.mu.Unlock()
+}
+
+// readerTurn gives the reading of sent to the reader goroutine; c.mu held,
+// role rdReaderNone. A turn already given and not yet taken is the same turn.
+func (c *rdPipeConn) readerTurn() {
+	if c.dead == nil {
+		c.role = rdReaderGoroutine
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -488,6 +675,9 @@ func (c *rdPipeConn) flush() {
 		c.sent = append(c.sent, batch...)
 		if len(c.sent) == len(batch) {
 			c.sentBuf = c.sent // sent starts at its array's start: reusable once empty
+		}
+		if c.role == rdReaderNone {
+			c.readerTurn()
 		}
 		c.mu.Unlock()
 		err := c.write(batch)
@@ -555,21 +745,33 @@ func (c *rdPipeConn) setReadDeadline(t time.Time) {
 	}
 }
 
-// read answers the calls of sent in order until the connection fails. While
-// sent is empty it waits in Receive without a deadline (a reply nobody asked
-// for fails the connection); otherwise the deadline is the head call's.
+// read is the reader goroutine: on each of its turns (readerTurn) it answers
+// the calls of sent in order (readSent), until the connection fails.
 func (c *rdPipeConn) read() {
-	for {
-		reply, err := c.conn.Receive()
-		if err != nil && !rdErrorReply(err) {
-			c.fail(err, true)
+	for range c.wake {
+		c.p.turns.Add(1)
+		if !c.readSent() {
 			return
 		}
+	}
+}
+
+// readSent answers the calls of sent in order, writing the queue whenever
+// sent has all its replies, until nothing is awaited (the turn ends: true)
+// or the connection fails (false). The read deadline is the head call's.
+func (c *rdPipeConn) readSent() bool {
+	for {
+		reply, err := c.conn.Receive()
+		c.received++
+		if err != nil && !rdErrorReply(err) {
+			c.fail(err, true)
+			return false
+		}
 		c.mu.Lock()
-		if len(c.sent) == 0 {
+		if len(c.sent) == 0 { // not expected: the turn ends when sent is empty
 			c.mu.Unlock()
 			c.fail(errors.New("a reply no command asked for"), false)
-			return
+			return false
 		}
 		call := c.sent[0]
 		c.sent[0] = nil
@@ -584,17 +786,21 @@ func (c *rdPipeConn) read() {
 			call.answer()
 			continue
 		}
-		var next time.Time
-		if len(c.sent) > 0 {
-			next = c.sent[0].deadline
+		idle := len(c.sent) == 0
+		if idle {
+			c.role = rdReaderNone // the turn ends; the next write gives the next one
+		} else {
+			c.setReadDeadline(c.sent[0].deadline)
 		}
-		c.setReadDeadline(next)
 		drained := c.closing && len(c.sent)+len(c.queue) == 0 && !c.writing
 		c.mu.Unlock()
 		call.answer()
 		if drained {
 			c.fail(errRdPipeClosed, false)
-			return
+			return false
+		}
+		if idle {
+			return true
 		}
 	}
 }
@@ -617,6 +823,7 @@ func (c *rdPipeConn) fail(err error, head bool) {
 		return
 	}
 	c.dead = err
+	close(c.wake) // the reader goroutine ends (every send is under mu, while dead is nil)
 	if c.held {
 		c.held = false
 		c.timer.Stop()
@@ -646,7 +853,7 @@ func (c *rdPipeConn) fail(err error, head bool) {
 // rdPipeConn sets itself on the socket.
 type rdPipeNetConn struct {
 	net.Conn
-	scan rdReplyScan // the reader goroutine's only
+	scan rdReplyScan // the reading goroutine's only (rdReaderRole)
 }
 
 func (c *rdPipeNetConn) SetDeadline(time.Time) error      { return nil }
@@ -655,7 +862,7 @@ func (c *rdPipeNetConn) SetWriteDeadline(time.Time) error { return nil }
 
 func (c *rdPipeNetConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
-	if c.scan.limit > 0 && n > 0 {
+	if n > 0 {
 		if e := c.scan.scan(b[:n]); e != nil {
 			return 0, e
 		}

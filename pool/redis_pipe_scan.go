@@ -5,9 +5,12 @@ package pool
 // RESP2 framing as rdNetConn.scan does (a reply over limit fails, a bulk
 // string or array announcing more fails as soon as its header arrives, before
 // redigo allocates for it), and also finds where each top-level reply ends,
-// to count the next one from zero. Only the reader goroutine uses it.
+// to count the next one from zero, and counts the replies it has seen end
+// (a pipelined connection, idle, has had exactly as many as it took: see
+// rdPipeConn.idleCheck). Only the goroutine reading the replies uses it.
 type rdReplyScan struct {
-	limit    int64 // max_reply_bytes; > 0
+	limit    int64 // max_reply_bytes; > 0 (rdNoReplyLimit for none)
+	replies  int64 // top-level replies ended in the bytes scanned
 	read     int64 // bytes of the current reply before the current buffer
 	skip     int64 // bytes still to come of a bulk string's body and its CRLF
 	lineHead bool  // the next byte starts a RESP line
@@ -68,8 +71,9 @@ func (c *rdReplyScan) scan(b []byte) error {
 	return nil
 }
 
-// ended checks the size of a reply that has just ended.
+// ended counts a reply that has just ended and checks its size.
 func (c *rdReplyScan) ended(size int64) error {
+	c.replies++
 	if size > c.limit {
 		return &rdTooLargeError{reached: size, limit: c.limit}
 	}
@@ -106,4 +110,14 @@ func (c *rdReplyScan) complete() bool {
 		c.open = c.open[:n-1]
 	}
 	return true
+}
+
+// rdNoReplyLimit is rdReplyScan's limit when max_reply_bytes is 0 (none): the
+// scan still counts replies. Below MaxInt64 so that no sum with it overflows.
+const rdNoReplyLimit = 1 << 60
+
+// idle reports whether the bytes scanned end where a reply ends, no more nor
+// fewer replies than taken.
+func (c *rdReplyScan) idle(taken int64) bool {
+	return c.replies == taken && c.read == 0 && c.lineHead && c.skip == 0 && len(c.open) == 0
 }

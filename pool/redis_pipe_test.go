@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 
+	"github.com/fae-go/fae/internal/sockio"
 	"github.com/fae-go/fae/internal/testenv"
 )
 
@@ -440,8 +442,11 @@ func TestRedisReplyScanStream(t *testing.T) {
 					t.Fatalf("%q × 50 cut every %d bytes, limit %d: %v", c.reply, cut, c.limit, err)
 				}
 			}
-			if sc.read != 0 || len(sc.open) != 0 {
-				t.Errorf("%q: after whole replies, read %d, open %v", c.reply, sc.read, sc.open)
+			if sc.read != 0 || len(sc.open) != 0 || !sc.idle(50) {
+				t.Errorf("%q: after 50 whole replies, read %d, open %v, %d replies counted", c.reply, sc.read, sc.open, sc.replies)
+			}
+			if part := (rdReplyScan{limit: c.limit, lineHead: true}); part.scan(stream[:len(c.reply)+1]) != nil || part.idle(1) {
+				t.Errorf("%q: a reply and a byte of the next scanned as idle after 1 reply", c.reply)
 			}
 			sc = rdReplyScan{limit: c.limit - 1, lineHead: true}
 			var err error
@@ -453,6 +458,64 @@ func TestRedisReplyScanStream(t *testing.T) {
 				t.Errorf("%q with limit %d cut every %d: %v, want too large", c.reply, c.limit-1, cut, err)
 			}
 		}
+	}
+}
+
+// TestRedisPipeOwnReply: a caller that finds its connection idle reads its
+// own reply, with no turn of the reader goroutine; one that cancels its ctx
+// while it waits for a frozen server leaves at once (KindCanceled), the
+// reader goroutine takes its dropped reply, and the next call on the same
+// connection answers its own value.
+func TestRedisPipeOwnReply(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	r, c, s := pipeRedis(t, srv.Addr(), 5*time.Second, Limits{MaxReplyBytes: 1 << 20})
+	s.pipe.n = 1
+	for i := range 20 {
+		k, v := fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i)
+		if _, err := r.Do(bg, "p", "SET", k, v); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := redis.String(r.Do(bg, "p", "GET", k)); err != nil || got != v {
+			t.Fatalf("GET %s = %q, %v; want %q", k, got, err, v)
+		}
+	}
+	if n := s.pipe.turns.Load(); n != 0 {
+		t.Errorf("the reader goroutine took %d turns for 40 calls one after another, want 0", n)
+	}
+	conn := s.pipe.slots[0]
+
+	srv.Freeze()
+	ctx, cancel := context.WithCancel(bg)
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Do(ctx, "p", "GET", "k1")
+		done <- err
+	}()
+	testenv.Eventually(t, 5*time.Second, "GET k1 sent", func() bool { return pipeSent(s.pipe) == 1 })
+	cancel()
+	canceled := time.Now()
+	select {
+	case err := <-done:
+		wantKind(t, "GET k1 canceled", err, KindCanceled, "context canceled")
+		if d := time.Since(canceled); d > time.Second {
+			t.Errorf("the canceled GET returned %s after its ctx ended, want at once", d)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("the canceled GET did not return before io_timeout")
+	}
+	srv.Thaw()
+	testenv.Eventually(t, 5*time.Second, "the canceled GET's reply read", func() bool { return pipeSent(s.pipe) == 0 })
+	if got, err := redis.String(r.Do(bg, "p", "GET", "k2")); err != nil || got != "v2" {
+		t.Errorf("GET k2 after the canceled GET k1 = %q, %v; want v2", got, err)
+	}
+	if s.pipe.slots[0] != conn {
+		t.Error("the connection was replaced; a canceled call must leave it to the others")
+	}
+	if n := s.pipe.turns.Load(); n != 1 {
+		t.Errorf("the reader goroutine took %d turns, want 1 (the canceled GET's reply)", n)
+	}
+	if n := count(c, srv.Addr(), "GET", KindCanceled); n != 1 {
+		t.Errorf("observed %d GETs canceled, want 1", n)
 	}
 }
 
@@ -478,14 +541,16 @@ func TestRedisPipeOff(t *testing.T) {
 	}
 }
 
-// TestRedisPipeDeadBeforeInstalled: a pipelined connection whose reader meets
-// the end of the socket before the connection is installed in its slot (an
-// idle connection of the pool, closed by a server restart) is not installed:
-// the call on it is lost unsent and retried on a fresh connection, and the
-// calls after it succeed. (Installed dead, it took every later call with it
-// until the breaker opened: TestRedisQuickRestart failed 2-3 times in 40
-// under load.) The hook holds the installation until the reader has failed,
-// the order the race needs.
+// TestRedisPipeDeadBeforeInstalled: a pipelined connection whose server has
+// closed it before its first command (an idle connection of the pool, closed
+// by a server restart) is found dead when that command is to be written on
+// it (nobody reads an idle connection: submit looks at it first): the
+// command is lost unsent and run again on a fresh connection, and the calls
+// after it succeed; the SETs are writes, which a connection lost after
+// sending them would fail. (Installed dead, such a connection took every
+// later call with it until the breaker opened: TestRedisQuickRestart failed
+// 2-3 times in 40 under load.) The hook holds the installation until the
+// server's end of the stream has arrived, the order the race needs.
 func TestRedisPipeDeadBeforeInstalled(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	r, _, s := pipeRedis(t, srv.Addr(), 2*time.Second, Limits{MaxReplyBytes: 1 << 20})
@@ -494,13 +559,16 @@ func TestRedisPipeDeadBeforeInstalled(t *testing.T) {
 	}
 	srv.Stop()
 	srv.Start()
-	held := 0
+	var first *rdPipeConn
 	rdPipeBeforeInstall = func(c *rdPipeConn) {
-		held++
-		testenv.Eventually(t, 5*time.Second, "the reader of a connection from before the restart to fail", func() bool {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			return c.dead != nil || held > 1 // the retry's fresh connection does not fail
+		if first != nil {
+			return // the retry's fresh connection
+		}
+		first = c
+		testenv.Eventually(t, 5*time.Second, "the end of the stream of a connection from before the restart", func() bool {
+			var state sockio.PeekState
+			c.rawc.Control(func(fd uintptr) { state = sockio.Peek(fd) })
+			return state == sockio.PeekClosed
 		})
 	}
 	t.Cleanup(func() { rdPipeBeforeInstall = nil })
@@ -508,6 +576,15 @@ func TestRedisPipeDeadBeforeInstalled(t *testing.T) {
 		if _, err := r.Do(bg, "p", "SET", "after", "restart"); err != nil {
 			t.Fatalf("SET %d after the restart: %v", i, err)
 		}
+	}
+	if first == nil {
+		t.Fatal("no pipelined connection was opened")
+	}
+	first.mu.Lock()
+	dead := first.dead
+	first.mu.Unlock()
+	if dead == nil || !strings.Contains(dead.Error(), "the server closed the idle connection") {
+		t.Errorf("the connection from before the restart failed with %v, want: the server closed the idle connection", dead)
 	}
 	s.pipe.mu.Lock()
 	defer s.pipe.mu.Unlock()

@@ -81,6 +81,38 @@ func Writev(fd uintptr, iov []syscall.Iovec) (uintptr, syscall.Errno) {
 	return r, errno
 }
 
+// PeekState is what a non-blocking peek at a socket found (Peek).
+type PeekState int
+
+const (
+	PeekEmpty  PeekState = iota // nothing to read yet
+	PeekData                    // at least one byte to read
+	PeekClosed                  // the end of the stream (the peer's FIN) or an error such as a reset
+)
+
+// PeekSupported is whether Peek looks at the socket on this platform.
+const PeekSupported = true
+
+// Peek looks at the next byte of fd, a socket, without taking it and
+// without waiting: recv(2) of one byte with MSG_PEEK|MSG_DONTWAIT, a raw
+// system call. 0 bytes is the peer's FIN.
+func Peek(fd uintptr) PeekState {
+	var b [1]byte
+	for {
+		r, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		switch {
+		case errno == syscall.EINTR:
+			continue
+		case errno == syscall.EAGAIN || errno == syscall.EWOULDBLOCK:
+			return PeekEmpty
+		case errno != 0 || r == 0:
+			return PeekClosed
+		}
+		return PeekData
+	}
+}
+
 // Conn is a TCP or unix-socket net.Conn whose Read and Write of up to
 // MaxBytes are raw system calls (Read, Write), waiting for the socket through
 // the runtime's poller as net.Conn does, under the connection's deadlines.

@@ -8,3 +8,19 @@ import "net"
 
 // Wrap returns nc itself: no raw system calls on this platform.
 func Wrap(nc net.Conn) net.Conn { return nc }
+
+// PeekState is what a non-blocking peek at a socket found (Peek).
+type PeekState int
+
+const (
+	PeekEmpty  PeekState = iota // nothing to read yet
+	PeekData                    // at least one byte to read
+	PeekClosed                  // the end of the stream or an error
+)
+
+// PeekSupported is false: Peek cannot look at a socket on this platform.
+const PeekSupported = false
+
+// Peek reports PeekData: on this platform a socket cannot be looked at
+// without reading it.
+func Peek(uintptr) PeekState { return PeekData }
