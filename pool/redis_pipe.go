@@ -282,11 +282,12 @@ func (p *rdPipe) conn(ctx context.Context) (*rdPipeConn, Kind, error) {
 		}
 		if c != nil {
 			c.slot = free
-			// A connection that failed before it had its slot (its reader
-			// met the end of a connection the server had closed, as after a
-			// restart) is not installed: fail found no slot to empty, and
-			// every call given it would be lost. The caller's call fails as
-			// not sent and is retried on a fresh connection.
+			// A connection that failed before it had its slot (closed
+			// meanwhile by close) is not installed: fail found no slot to
+			// empty, and every call given it would be lost. The caller's
+			// call fails as not sent and is retried on a fresh connection.
+			// (One the server closed before its first command, as after a
+			// restart, is installed; submit finds it dead before writing.)
 			c.mu.Lock()
 			dead := c.dead != nil
 			c.mu.Unlock()
