@@ -60,7 +60,7 @@ type rdNetConn struct {
 }
 
 func newRdNetConn(c net.Conn, limit int) *rdNetConn {
-	return &rdNetConn{Conn: c, limit: int64(limit), lineHead: true}
+	return &rdNetConn{Conn: c, limit: min(int64(limit), rdNoReplyLimit), lineHead: true} // no number it scans overflows
 }
 
 // cancel stops the command in flight and every later one: the caller's ctx ended.

@@ -126,9 +126,13 @@ func (call *rdPipeCall) answer() { call.done <- struct{}{} }
 // do runs a pipelinable command: the pipelined counterpart of rdServer.do,
 // with the same breaker accounting, kinds and causes. The connection is found
 // outside the breaker (a failed dial counts on its dial side only, as a failed
-// borrow). A call lost with its connection is run again once, on a fresh one,
-// when it certainly did not run (still queued) or is read-only
-// (rdPipeRetryable); the lost attempt then counts neither way on the breaker.
+// borrow). A call lost with its connection before it was sent certainly did
+// not run: it is run again on another connection, up to rdPipeConns times
+// (each such loss emptied a slot: after a server restart every idle
+// connection of the pipe is dead, and submit finds each so before writing
+// on it). One lost after it was sent is run again once, on a fresh
+// connection, only when read-only (rdPipeRetryable). A lost attempt counts
+// neither way on the breaker.
 //
 // start is the call's start: its reply is due by start + io_timeout; a
 // retry that comes later fails with KindTimeout.
@@ -143,7 +147,7 @@ func (p *rdPipe) do(ctx context.Context, start time.Time, name, cmd string, args
 	var reply any
 	var kind Kind
 	var cause error
-	for try := 0; try < 2; try++ {
+	for try, unsent, sentAgain := 0, 0, false; ; try++ {
 		if try > 0 && !time.Now().Before(deadline) { // a retry only: the first try began at start
 			kind, cause = KindTimeout, fmt.Errorf("no reply within io_timeout %s: the connection was lost and no time was left to retry", p.s.ioTimeout)
 			break
@@ -153,17 +157,23 @@ func (p *rdPipe) do(ctx context.Context, start time.Time, name, cmd string, args
 			kind, cause = k, err
 			break
 		}
-		retry := false
+		retry, wasSent := false, false
 		kind, cause = p.s.breaker.Do(func() (Kind, error) {
-			var lost, sent bool
-			reply, lost, sent, kind, cause = p.once(ctx, c, cmd, args, deadline)
-			if retry = try == 0 && lost && (!sent || rdPipeRetryable[name]); retry {
+			var lost bool
+			reply, lost, wasSent, kind, cause = p.once(ctx, c, cmd, args, deadline)
+			retry = lost && (!wasSent && unsent < rdPipeConns || wasSent && !sentAgain && rdPipeRetryable[name])
+			if retry {
 				return KindCanceled, nil // neutral: the retry counts
 			}
 			return kind, cause
 		})
 		if !retry {
 			break
+		}
+		if wasSent {
+			sentAgain = true
+		} else {
+			unsent++
 		}
 		// The connection was lost: the pool's idle ones may be as dead (a
 		// restarted server), so the retry must not borrow one of them.
@@ -303,6 +313,10 @@ func (p *rdPipe) conn(ctx context.Context) (*rdPipeConn, Kind, error) {
 
 var errRdPipeClosed = errors.New("pool closed")
 
+// rdPipePeek is whether pipelined connections are peeked at (readOwn,
+// idleCheck): sockio.PeekSupported, false in tests of the other way.
+var rdPipePeek = sockio.PeekSupported
+
 // rdPipeBeforeInstall, when set (tests only), runs in conn between opening a
 // connection and installing it in its slot.
 var rdPipeBeforeInstall func(*rdPipeConn)
@@ -336,17 +350,23 @@ func (p *rdPipe) open(ctx context.Context) (*rdPipeConn, Kind, error) {
 	}
 	raw := call.conn.nc.Conn // under rdNetConn, whose reply count assumes one command at a time
 	limit := p.limit
-	if limit <= 0 {
+	if limit <= 0 || limit > rdNoReplyLimit {
 		limit = rdNoReplyLimit
 	}
 	nc := &rdPipeNetConn{Conn: raw, scan: rdReplyScan{limit: limit, lineHead: true}}
 	c := &rdPipeConn{p: p, pc: pc, rc: call.conn, raw: raw, nc: nc, conn: redis.NewConn(nc, 0, 0), wake: make(chan struct{}, 1)}
-	if sc, ok := raw.(syscall.Conn); ok && sockio.PeekSupported {
+	if sc, ok := raw.(syscall.Conn); ok && rdPipePeek {
 		c.rawc, _ = sc.SyscallConn()
 		c.peekFn = func(fd uintptr) bool {
-			c.peeked = sockio.Peek(fd)
+			c.peekN, c.peeked = sockio.PeekInto(fd, c.peekBuf[:])
 			return c.peeked != sockio.PeekEmpty
 		}
+	} else {
+		// Without peeking, an idle connection cannot be looked at: the
+		// reader goroutine reads it all the time, as a dead one must be
+		// seen before a command is written on it (readSent).
+		c.role = rdReaderGoroutine
+		c.wake <- struct{}{}
 	}
 	go c.read()
 	return c, KindOK, nil
@@ -409,10 +429,12 @@ type rdPipeConn struct {
 	// without reading (readOwn) and looking at an idle one (submit); nil
 	// when the platform cannot peek: every reply is then read by the reader
 	// goroutine.
-	rawc   syscall.RawConn
-	peekFn func(fd uintptr) bool // readOwn's wait: sets peeked, true unless PeekEmpty; made once
-	peeked sockio.PeekState
-	wake   chan struct{} // (1) the reader goroutine's turn to read: role became rdReaderGoroutine; closed by fail
+	rawc    syscall.RawConn
+	peekFn  func(fd uintptr) bool // readOwn's wait: peeks into peekBuf (peekN, peeked), true unless PeekEmpty; made once
+	peeked  sockio.PeekState
+	peekN   int
+	peekBuf [rdOwnReplyBytes]byte
+	wake    chan struct{} // (1) the reader goroutine's turn to read: role became rdReaderGoroutine; closed by fail
 
 	pending atomic.Int32 // calls submitted and not yet answered: queue, sent, and those being handed over
 	// stalled: the batch in flight has gone unanswered for rdPipeHold
@@ -440,9 +462,18 @@ type rdPipeConn struct {
 	role rdReaderRole
 	// waitingOwn: the caller reading its own reply waits for the socket
 	// to be readable, where its ctx may interrupt it (interrupt);
-	// interrupted says that it did.
+	// interrupted says that it did. ownSeq numbers the own reads, so that
+	// an interrupt meant for an earlier one, late, leaves a later one be.
 	waitingOwn, interrupted bool
+	ownSeq                  uint64
 }
+
+// rdOwnReplyBytes is the largest reply a caller reads itself (readOwn): it
+// takes it from redigo only once the whole reply has arrived, which it
+// sees by peeking at the socket; a larger reply, or one not all there
+// when the socket becomes readable, is left to the reader goroutine, so
+// that the caller waits for the rest where its ctx can end the wait.
+const rdOwnReplyBytes = 4096
 
 // rdReaderRole is who reads a pipelined connection's replies.
 type rdReaderRole int8
@@ -505,6 +536,7 @@ func (c *rdPipeConn) submit(call *rdPipeCall) bool {
 			return false
 		}
 		c.role, c.waitingOwn = rdReaderOwn, true
+		c.ownSeq++
 	}
 	c.pending.Add(1)
 	c.queue = append(c.queue, call)
@@ -532,16 +564,22 @@ func (c *rdPipeConn) idleCheck() error {
 }
 
 // readOwn reads the reply of call, the head of sent, written by its caller
-// on an idle connection: it waits until the socket is readable, then takes
-// the reply from redigo. If ctx ends during that wait (interrupt), the
-// reader goroutine takes over the reading and the caller leaves (its reply,
-// when it comes, is dropped). The replies of commands written behind call
-// meanwhile (flushHeld) are the reader goroutine's, as are those of the
-// commands queued meanwhile, which this writes when call is answered.
+// on an idle connection: it waits until the socket is readable, then, if the
+// whole reply is there (at most rdOwnReplyBytes), takes it from redigo, which
+// then cannot wait. If ctx ends during the wait (interrupt), or the reply
+// is longer or not all there yet, the reader goroutine takes over the
+// reading and the caller waits in once, where its ctx can end the wait (its
+// reply, when it comes, is then dropped). The replies of commands written
+// behind call meanwhile (flushHeld) are the reader goroutine's, as are
+// those of the commands queued meanwhile, which this writes when call is
+// answered.
 func (c *rdPipeConn) readOwn(ctx context.Context, call *rdPipeCall) {
 	var stop func() bool
 	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, c.interrupt)
+		c.mu.Lock()
+		seq := c.ownSeq
+		c.mu.Unlock()
+		stop = context.AfterFunc(ctx, func() { c.interrupt(seq) })
 	}
 	err := c.rawc.Read(c.peekFn)
 	if stop != nil {
@@ -549,10 +587,13 @@ func (c *rdPipeConn) readOwn(ctx context.Context, call *rdPipeCall) {
 	}
 	c.mu.Lock()
 	c.waitingOwn = false
-	if c.interrupted {
-		c.interrupted = false
-		if c.dead == nil {
+	whole := err == nil && c.peeked == sockio.PeekData && rdWholeReply(c.peekBuf[:c.peekN])
+	if c.interrupted || err == nil && c.peeked == sockio.PeekData && !whole {
+		if c.interrupted {
+			c.interrupted = false
 			c.rdl = time.Time{} // interrupt moved the socket's deadline: set it again
+		}
+		if c.dead == nil {
 			c.setReadDeadline(c.sent[0].deadline)
 			c.role = rdReaderNone
 			c.readerTurn()
@@ -600,12 +641,12 @@ func (c *rdPipeConn) readOwn(ctx context.Context, call *rdPipeCall) {
 	}
 }
 
-// interrupt is readOwn's ctx ending: its wait for the socket ends (a read
-// deadline in the past; readOwn sets the call's again), unless it is past
-// the wait, taking its reply from redigo, which must not be cut short.
-func (c *rdPipeConn) interrupt() {
+// interrupt is the ctx of own read seq ending: its wait for the socket ends
+// (a read deadline in the past; readOwn sets the call's again), unless it is
+// past the wait, taking a reply that is all there from redigo.
+func (c *rdPipeConn) interrupt(seq uint64) {
 	c.mu.Lock()
-	if c.waitingOwn && c.dead == nil {
+	if c.waitingOwn && c.ownSeq == seq && c.dead == nil {
 		c.interrupted = true
 		c.raw.SetReadDeadline(longAgo)
 	}
@@ -769,7 +810,7 @@ func (c *rdPipeConn) readSent() bool {
 			return false
 		}
 		c.mu.Lock()
-		if len(c.sent) == 0 { // not expected: the turn ends when sent is empty
+		if len(c.sent) == 0 { // a turn ends when sent is empty, but without peeking (rawc nil)
 			c.mu.Unlock()
 			c.fail(errors.New("a reply no command asked for"), false)
 			return false
@@ -787,11 +828,14 @@ func (c *rdPipeConn) readSent() bool {
 			call.answer()
 			continue
 		}
-		idle := len(c.sent) == 0
-		if idle {
+		idle := len(c.sent) == 0 && c.rawc != nil
+		switch {
+		case idle:
 			c.role = rdReaderNone // the turn ends; the next write gives the next one
-		} else {
+		case len(c.sent) > 0:
 			c.setReadDeadline(c.sent[0].deadline)
+		default: // no peeking: the turn goes on, waiting without a deadline (a reply nobody asked for fails the connection)
+			c.setReadDeadline(time.Time{})
 		}
 		drained := c.closing && len(c.sent)+len(c.queue) == 0 && !c.writing
 		c.mu.Unlock()

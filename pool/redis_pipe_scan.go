@@ -57,7 +57,7 @@ func (c *rdReplyScan) scan(b []byte) error {
 				c.read, start = 0, i
 			}
 		case ch >= '0' && ch <= '9':
-			if c.num < c.limit+1 {
+			if c.num <= c.limit { // past limit the number is refused anyway; limit ≤ rdNoReplyLimit keeps num*10+9 an int64
 				c.num = c.num*10 + int64(ch-'0')
 			}
 		case ch == '-':
@@ -113,8 +113,16 @@ func (c *rdReplyScan) complete() bool {
 }
 
 // rdNoReplyLimit is rdReplyScan's limit when max_reply_bytes is 0 (none): the
-// scan still counts replies. Below MaxInt64 so that no sum with it overflows.
-const rdNoReplyLimit = 1 << 60
+// scan still counts replies. Small enough that no sum with it and no number
+// scanned (at most 10 × limit + 9) overflows an int64.
+const rdNoReplyLimit = 1 << 59
+
+// rdWholeReply reports whether b, the start of a stream of replies, holds a
+// whole reply.
+func rdWholeReply(b []byte) bool {
+	sc := rdReplyScan{limit: rdNoReplyLimit, lineHead: true}
+	return sc.scan(b) == nil && sc.replies > 0
+}
 
 // idle reports whether the bytes scanned end where a reply ends, no more nor
 // fewer replies than taken.

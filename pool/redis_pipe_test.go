@@ -448,6 +448,9 @@ func TestRedisReplyScanStream(t *testing.T) {
 			if part := (rdReplyScan{limit: c.limit, lineHead: true}); part.scan(stream[:len(c.reply)+1]) != nil || part.idle(1) {
 				t.Errorf("%q: a reply and a byte of the next scanned as idle after 1 reply", c.reply)
 			}
+			if !rdWholeReply(stream[:len(c.reply)]) || rdWholeReply(stream[:len(c.reply)-1]) {
+				t.Errorf("%q: rdWholeReply wrong about the reply or all of it but its last byte", c.reply)
+			}
 			sc = rdReplyScan{limit: c.limit - 1, lineHead: true}
 			var err error
 			for i := 0; i < len(stream) && err == nil; i += cut {
@@ -516,6 +519,163 @@ func TestRedisPipeOwnReply(t *testing.T) {
 	}
 	if n := count(c, srv.Addr(), "GET", KindCanceled); n != 1 {
 		t.Errorf("observed %d GETs canceled, want 1", n)
+	}
+}
+
+// TestRedisPipeOwnReplyLong: a reply longer than rdOwnReplyBytes is left by
+// its caller to the reader goroutine (one turn), and answers whole.
+func TestRedisPipeOwnReplyLong(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	r, _, s := pipeRedis(t, srv.Addr(), 5*time.Second, Limits{MaxReplyBytes: 1 << 20})
+	s.pipe.n = 1
+	long := strings.Repeat("v", 3*rdOwnReplyBytes)
+	if _, err := r.Do(bg, "p", "SET", "long", long); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := redis.String(r.Do(bg, "p", "GET", "long")); err != nil || got != long {
+		t.Fatalf("GET long = %d bytes, %v; want %d", len(got), err, len(long))
+	}
+	if n := s.pipe.turns.Load(); n != 1 {
+		t.Errorf("the reader goroutine took %d turns, want 1 (the long reply)", n)
+	}
+}
+
+// TestRedisPipeCanceledMidReply: a caller whose ctx ends while its reply has
+// begun to arrive but is not all there leaves at once (KindCanceled), not
+// at io_timeout. Its server is a fake of the test's own, which answers the
+// first bytes of a bulk string and never the rest: a real Redis cannot be
+// made to stop in the middle of a reply on demand.
+func TestRedisPipeCanceledMidReply(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { nc.Close() })
+			go func() {
+				b := make([]byte, 512)
+				for {
+					if _, err := nc.Read(b); err != nil {
+						return
+					}
+					nc.Write([]byte("$10\r\nab")) // 8 of the reply's 16 bytes
+				}
+			}()
+		}
+	}()
+	r, c, _ := pipeRedis(t, ln.Addr().String(), 5*time.Second, Limits{MaxReplyBytes: 1 << 20})
+	ctx, cancel := context.WithTimeout(bg, 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = r.Do(ctx, "p", "GET", "k")
+	wantKind(t, "GET with a reply cut short", err, KindCanceled, "context deadline exceeded")
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the GET returned %s after it began, want at its ctx's deadline (200ms), not io_timeout (5s)", d)
+	}
+	if n := count(c, ln.Addr().String(), "GET", KindCanceled); n != 1 {
+		t.Errorf("observed %d GETs canceled, want 1", n)
+	}
+}
+
+// TestRedisPipeRestartBothSlots: after a server restart, both pipelined
+// connections are dead; the first SET finds one dead, then the other,
+// before writing (each loss unsent), and runs on a fresh connection.
+func TestRedisPipeRestartBothSlots(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	r, _, s := pipeRedis(t, srv.Addr(), 2*time.Second, Limits{MaxReplyBytes: 1 << 20})
+	testenv.Eventually(t, 10*time.Second, "both slots filled", func() bool {
+		var wg sync.WaitGroup
+		for i := range 64 {
+			wg.Go(func() { r.Do(bg, "p", "GET", fmt.Sprint("k", i)) })
+		}
+		wg.Wait()
+		s.pipe.mu.Lock()
+		defer s.pipe.mu.Unlock()
+		return s.pipe.slots[0] != nil && s.pipe.slots[1] != nil
+	})
+	s.pipe.mu.Lock()
+	conns := s.pipe.slots
+	s.pipe.mu.Unlock()
+	srv.Stop()
+	srv.Start()
+	for _, pc := range conns {
+		testenv.Eventually(t, 5*time.Second, "the end of the stream of a connection from before the restart", func() bool {
+			var st sockio.PeekState
+			pc.rawc.Control(func(fd uintptr) { st = sockio.Peek(fd) })
+			return st == sockio.PeekClosed
+		})
+	}
+	if _, err := r.Do(bg, "p", "SET", "after", "restart"); err != nil {
+		t.Errorf("the first SET after the restart: %v", err)
+	}
+}
+
+// TestRedisPipeNoPeek: where sockets cannot be peeked at (rdPipePeek false),
+// the reader goroutine reads every reply and watches idle connections: one
+// the server closed at a restart fails before a command is written on it,
+// and the calls after the restart succeed (the hook holds the installation
+// until the reader has failed the old connection, the order the race needs).
+func TestRedisPipeNoPeek(t *testing.T) {
+	rdPipePeek = false
+	t.Cleanup(func() { rdPipePeek = sockio.PeekSupported })
+	srv := testenv.StartRedis(t)
+	r, _, s := pipeRedis(t, srv.Addr(), 2*time.Second, Limits{MaxReplyBytes: 1 << 20})
+	for i := range 20 {
+		k, v := fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i)
+		if _, err := r.Do(bg, "p", "SET", k, v); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := redis.String(r.Do(bg, "p", "GET", k)); err != nil || got != v {
+			t.Fatalf("GET %s = %q, %v; want %q", k, got, err, v)
+		}
+	}
+	if n := s.pipe.turns.Load(); n != 1 {
+		t.Errorf("the reader goroutine took %d turns, want 1 (one turn for good)", n)
+	}
+	if _, err := r.Do(bg, "p", "BLPOP", "nothing", "0.05"); err != nil { // a dedicated connection, idle in the pool after
+		t.Fatal(err)
+	}
+	s.pipe.close() // its connection is dropped; the next call opens one from the pool's idle ones
+	s.pipe.mu.Lock()
+	s.pipe.closed = false
+	s.pipe.mu.Unlock()
+	srv.Stop()
+	srv.Start()
+	held := 0
+	rdPipeBeforeInstall = func(c *rdPipeConn) {
+		held++
+		testenv.Eventually(t, 5*time.Second, "the reader of a connection from before the restart to fail", func() bool {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.dead != nil || held > 1 // the retry's fresh connection does not fail
+		})
+	}
+	t.Cleanup(func() { rdPipeBeforeInstall = nil })
+	for i := range 3 {
+		if _, err := r.Do(bg, "p", "SET", "after", "restart"); err != nil {
+			t.Fatalf("SET %d after the restart: %v", i, err)
+		}
+	}
+}
+
+// TestRedisReplyScanHugeNumber: a length past any int64 is refused, not
+// wrapped round into a negative one, with max_reply_bytes and without.
+func TestRedisReplyScanHugeNumber(t *testing.T) {
+	for _, limit := range []int64{1 << 20, rdNoReplyLimit} {
+		sc := rdReplyScan{limit: limit, lineHead: true}
+		var tl *rdTooLargeError
+		if err := sc.scan([]byte("$99999999999999999999999\r\n")); !errors.As(err, &tl) {
+			t.Errorf("limit %d: a bulk string of 10^23 bytes: %v, want too large", limit, err)
+		}
+	}
+	if rdWholeReply([]byte("$99999999999999999999999\r\n")) {
+		t.Error("a bulk string of 10^23 bytes taken for a whole reply")
 	}
 }
 

@@ -94,22 +94,29 @@ const (
 const PeekSupported = true
 
 // Peek looks at the next byte of fd, a socket, without taking it and
-// without waiting: recv(2) of one byte with MSG_PEEK|MSG_DONTWAIT, a raw
-// system call. 0 bytes is the peer's FIN.
+// without waiting (PeekInto of one byte).
 func Peek(fd uintptr) PeekState {
 	var b [1]byte
+	_, state := PeekInto(fd, b[:])
+	return state
+}
+
+// PeekInto copies into p (not empty) what fd, a socket, has to read, up to
+// len(p) bytes, without taking it and without waiting: recv(2) with
+// MSG_PEEK|MSG_DONTWAIT, a raw system call where the platform has one. n is
+// the bytes copied (PeekData only); 0 bytes is the peer's FIN (PeekClosed).
+func PeekInto(fd uintptr, p []byte) (n int, state PeekState) {
 	for {
-		r, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
-			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		r, errno := recvPeek(fd, p)
 		switch {
 		case errno == syscall.EINTR:
 			continue
 		case errno == syscall.EAGAIN || errno == syscall.EWOULDBLOCK:
-			return PeekEmpty
+			return 0, PeekEmpty
 		case errno != 0 || r == 0:
-			return PeekClosed
+			return 0, PeekClosed
 		}
-		return PeekData
+		return r, PeekData
 	}
 }
 

@@ -24,3 +24,7 @@ const PeekSupported = false
 // Peek reports PeekData: on this platform a socket cannot be looked at
 // without reading it.
 func Peek(uintptr) PeekState { return PeekData }
+
+// PeekInto reports PeekData and copies nothing: on this platform a socket
+// cannot be looked at without reading it.
+func PeekInto(uintptr, []byte) (int, PeekState) { return 0, PeekData }
