@@ -76,7 +76,8 @@ type Config struct {
 	// second under load, 6 to 10 % of faed's CPU. It costs up to this many
 	// bytes of RSS, and nothing once the live heap is past half of it.
 	// Default 33554432 (32 MiB); 0 = Go's own pacing (GOGC). The
-	// environment's GOGC is the floor's base: GOGC=off turns it off. New in
+	// environment's GOGC is the floor's base: GOGC=off turns it off. Under
+	// memory_limit the floor in force is at most half the limit. New in
 	// this fae.
 	GCHeapFloor int64 `cf:"gc_heap_floor"`
 	// Plugin (plugin) is the plugin chain every call goes through (see

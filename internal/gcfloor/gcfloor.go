@@ -19,7 +19,10 @@
 // no stop-the-world) and sets GOGC so that the next goal is the larger of
 // Go's own and the floor (Percent). A soft memory limit (debug.SetMemoryLimit,
 // faed's memory_limit) still bounds the heap: the runtime collects at the
-// limit whatever GOGC says.
+// limit whatever GOGC says; and the floor in force is at most half the limit,
+// so that a floor set near or past it does not leave every collection to the
+// limit's (its scavenging, its CPU limiter). One floor per process: Stop gives
+// back the GOGC its Start found.
 package gcfloor
 
 import (
@@ -86,9 +89,9 @@ const (
 func Start(floor uint64) *Floor {
 	f := &Floor{floor: floor, samples: []metrics.Sample{{Name: mLive}, {Name: mStacks}, {Name: mGlobals}, {Name: mGOGC}}}
 	metrics.Read(f.samples[3:])
-	f.base = int(f.samples[3].Value.Uint64())
-	if f.samples[3].Value.Kind() == metrics.KindBad {
-		f.base = 100
+	f.base = 100 // a runtime without the metric: Go's default
+	if v := f.samples[3].Value; v.Kind() == metrics.KindUint64 {
+		f.base = int(v.Uint64()) // GOGC=off reads as -1
 	}
 	f.set = f.base
 	f.tune()
@@ -132,10 +135,19 @@ func (f *Floor) tune() {
 		return
 	}
 	metrics.Read(f.samples)
+	for _, m := range f.samples[:3] {
+		if m.Value.Kind() != metrics.KindUint64 { // a runtime without the metric: no floor
+			return
+		}
+	}
 	live := f.samples[0].Value.Uint64()
 	want := f.base
 	if live > 0 {
-		want = Percent(live, f.samples[1].Value.Uint64()+f.samples[2].Value.Uint64(), f.floor, f.base)
+		floor := f.floor
+		if limit := debug.SetMemoryLimit(-1); limit > 0 && uint64(limit)/2 < floor {
+			floor = uint64(limit) / 2
+		}
+		want = Percent(live, f.samples[1].Value.Uint64()+f.samples[2].Value.Uint64(), floor, f.base)
 	}
 	if want != f.set && (want == f.base || diff(want, f.set)*10 >= f.set) {
 		debug.SetGCPercent(want)

@@ -114,6 +114,25 @@ func TestFloor(t *testing.T) {
 	}
 }
 
+// Under a soft memory limit the floor in force is at most half the limit: a
+// 64 MiB floor under a 48 MiB limit gives a goal of about 24 MiB, not one
+// at the limit.
+func TestFloorUnderMemoryLimit(t *testing.T) {
+	base := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(base) })
+	limit := debug.SetMemoryLimit(48 << 20)
+	t.Cleanup(func() { debug.SetMemoryLimit(limit) })
+	runtime.GC()
+	f := Start(64 << 20)
+	t.Cleanup(f.Stop)
+	g := waitGOGC(t, f, func(g int) bool { return g > 100 })
+	goal := readUint("/gc/heap/goal:bytes")
+	t.Logf("GOGC %d, heap goal %d", g, goal)
+	if goal > 27<<20 || goal < 16<<20 {
+		t.Errorf("a 64 MiB floor under a 48 MiB memory limit: heap goal %d bytes, want about 24 MiB (half the limit)", goal)
+	}
+}
+
 // With GOGC=off the floor leaves it off.
 func TestFloorLeavesGOGCOff(t *testing.T) {
 	base := debug.SetGCPercent(-1)
