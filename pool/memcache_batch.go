@@ -133,7 +133,7 @@ func (b *mcBatch) get(key string, start time.Time, maxReply int) (*memcache.Item
 // hands the gets queued meanwhile to the first of them, and answers the rest
 // of batch.
 func (b *mcBatch) run(batch []*mcGet) {
-	b.trip(batch)
+	b.tripSafe(batch)
 	b.mu.Lock()
 	var next []*mcGet
 	n := min(len(b.queue), b.maxKeys)
@@ -204,6 +204,25 @@ func (b *mcBatch) trip(batch []*mcGet) {
 	}
 }
 
+// tripSafe is trip, with a panic in it (in the memcache client: none is
+// known, but the gets queued behind a round trip wait for it without a
+// timeout of their own, and the servant's recover would save the leader's
+// call only) made a server failure of every get of batch: the next round
+// trip still goes out, and the server's reads connection is dropped.
+func (b *mcBatch) tripSafe(batch []*mcGet) {
+	defer func() {
+		if r := recover(); r != nil {
+			b.limit.Store(0)
+			b.reads.Close()
+			b.answer(batch, KindServerFailure, fmt.Errorf("memcache client panicked: %v", r), true)
+		}
+	}()
+	b.trip(batch)
+}
+
+// mcTripHook, when set (tests only), runs at the start of each round trip's fetch.
+var mcTripHook func()
+
 // expired is the number of gets at the head of batch (oldest first) whose
 // deadline is not after now.
 func (b *mcBatch) expired(batch []*mcGet, now time.Time) int {
@@ -230,6 +249,9 @@ func (b *mcBatch) found(batch []*mcGet) {
 // each key once.
 func (b *mcBatch) fetch(batch []*mcGet) error {
 	b.trips.Add(1)
+	if mcTripHook != nil {
+		mcTripHook()
+	}
 	if len(batch) == 1 {
 		it, err := b.reads.Get(batch[0].key)
 		if err != nil && !errors.Is(err, memcache.ErrCacheMiss) {

@@ -109,6 +109,49 @@ func TestMemcacheBatchConcurrent(t *testing.T) {
 	}
 }
 
+// TestMemcacheBatchPanic: a panic in a round trip (the hook's: no input is
+// known to make the memcache client panic, so the fault is injected) fails
+// that round trip's gets as a server failure, and the gets queued behind it
+// still go out and get their values: the server's coalesced path is not
+// left waiting for good.
+func TestMemcacheBatchPanic(t *testing.T) {
+	srv := testenv.StartMemcached(t)
+	cfg := mcConfig(t, "standard", 1, srv.Addr())
+	m, _ := newTestMemcache(t, cfg, Limits{})
+	key := testKey(t, "k")
+	if err := m.Set("p", key, []byte("v"), 0, 60); err != nil {
+		t.Fatal(err)
+	}
+	b := batchOf(t, m)
+	release := make(chan struct{})
+	var once sync.Once
+	mcTripHook = func() { // the first round trip panics once 8 gets queue behind it
+		once.Do(func() {
+			<-release
+			panic("injected")
+		})
+	}
+	t.Cleanup(func() { mcTripHook = nil })
+	out := holdBatch(t, m, srv, key, 8, func(int) string { return key })
+	srv.Thaw()
+	close(release)
+	for range 9 {
+		r := <-out
+		switch {
+		case r.i == -1:
+			wantKind(t, "the get whose round trip panicked", r.err, KindServerFailure, "memcache client panicked: injected")
+		case r.err != nil || string(r.value) != "v":
+			t.Errorf("get %d queued behind the panic: %q, %v; want v", r.i, r.value, r.err)
+		}
+	}
+	if v, _, err := m.Get("p", key); err != nil || string(v) != "v" {
+		t.Errorf("a get after: %q, %v", v, err)
+	}
+	if b.limit.Load() != 0 {
+		t.Error("the panicked round trip's deadline is left on the reads connection")
+	}
+}
+
 // TestMemcacheBatchTooLarge: in one round trip, a get of a value over
 // max_reply_bytes fails with KindTooLarge, its own only; the other gets of
 // the batch, the same key's second caller included, get their values.
