@@ -464,6 +464,21 @@ func TestRedisReplyScanStream(t *testing.T) {
 	}
 }
 
+// setGetInTurn SETs kI to vI and GETs it back, for I below n, one call
+// after another on pool "p" of r.
+func setGetInTurn(t *testing.T, r *Redis, n int) {
+	t.Helper()
+	for i := range n {
+		k, v := fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i)
+		if _, err := r.Do(bg, "p", "SET", k, v); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := redis.String(r.Do(bg, "p", "GET", k)); err != nil || got != v {
+			t.Fatalf("GET %s = %q, %v; want %q", k, got, err, v)
+		}
+	}
+}
+
 // TestRedisPipeOwnReply: a caller that finds its connection idle reads its
 // own reply, with no turn of the reader goroutine; one that cancels its ctx
 // while it waits for a frozen server leaves at once (KindCanceled), the
@@ -473,15 +488,7 @@ func TestRedisPipeOwnReply(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	r, c, s := pipeRedis(t, srv.Addr(), 5*time.Second, Limits{MaxReplyBytes: 1 << 20})
 	s.pipe.n = 1
-	for i := range 20 {
-		k, v := fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i)
-		if _, err := r.Do(bg, "p", "SET", k, v); err != nil {
-			t.Fatal(err)
-		}
-		if got, err := redis.String(r.Do(bg, "p", "GET", k)); err != nil || got != v {
-			t.Fatalf("GET %s = %q, %v; want %q", k, got, err, v)
-		}
-	}
+	setGetInTurn(t, r, 20)
 	if n := s.pipe.turns.Load(); n != 0 {
 		t.Errorf("the reader goroutine took %d turns for 40 calls one after another, want 0", n)
 	}
@@ -626,15 +633,7 @@ func TestRedisPipeNoPeek(t *testing.T) {
 	t.Cleanup(func() { rdPipePeek = sockio.PeekSupported })
 	srv := testenv.StartRedis(t)
 	r, _, s := pipeRedis(t, srv.Addr(), 2*time.Second, Limits{MaxReplyBytes: 1 << 20})
-	for i := range 20 {
-		k, v := fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i)
-		if _, err := r.Do(bg, "p", "SET", k, v); err != nil {
-			t.Fatal(err)
-		}
-		if got, err := redis.String(r.Do(bg, "p", "GET", k)); err != nil || got != v {
-			t.Fatalf("GET %s = %q, %v; want %q", k, got, err, v)
-		}
-	}
+	setGetInTurn(t, r, 20)
 	if n := s.pipe.turns.Load(); n != 1 {
 		t.Errorf("the reader goroutine took %d turns, want 1 (one turn for good)", n)
 	}
