@@ -361,6 +361,7 @@ func (p *rdPipe) open(ctx context.Context) (*rdPipeConn, Kind, error) {
 			c.peekN, c.peeked = sockio.PeekInto(fd, c.peekBuf[:])
 			return c.peeked != sockio.PeekEmpty
 		}
+		c.checkFn = func(fd uintptr) { c.checked = sockio.Peek(fd) }
 	} else {
 		// Without peeking, an idle connection cannot be looked at: the
 		// reader goroutine reads it all the time, as a dead one must be
@@ -434,6 +435,8 @@ type rdPipeConn struct {
 	peeked  sockio.PeekState
 	peekN   int
 	peekBuf [rdOwnReplyBytes]byte
+	checkFn func(fd uintptr) // idleCheck's look: sets checked; made once
+	checked sockio.PeekState
 	wake    chan struct{} // (1) the reader goroutine's turn to read: role became rdReaderGoroutine; closed by fail
 
 	pending atomic.Int32 // calls submitted and not yet answered: queue, sent, and those being handed over
@@ -550,14 +553,13 @@ func (c *rdPipeConn) idleCheck() error {
 	if !c.nc.scan.idle(c.received) {
 		return errors.New("a reply no command asked for")
 	}
-	var state sockio.PeekState
-	err := c.rawc.Control(func(fd uintptr) { state = sockio.Peek(fd) })
+	err := c.rawc.Control(c.checkFn)
 	switch {
 	case err != nil:
 		return err
-	case state == sockio.PeekClosed:
+	case c.checked == sockio.PeekClosed:
 		return errors.New("the server closed the idle connection")
-	case state == sockio.PeekData:
+	case c.checked == sockio.PeekData:
 		return errors.New("a reply no command asked for")
 	}
 	return nil
@@ -576,9 +578,7 @@ func (c *rdPipeConn) idleCheck() error {
 func (c *rdPipeConn) readOwn(ctx context.Context, call *rdPipeCall) {
 	var stop func() bool
 	if ctx.Done() != nil {
-		c.mu.Lock()
-		seq := c.ownSeq
-		c.mu.Unlock()
+		seq := c.ownSeq // set by this goroutine's submit; no other submit runs until the reading is handed on
 		stop = context.AfterFunc(ctx, func() { c.interrupt(seq) })
 	}
 	err := c.rawc.Read(c.peekFn)
