@@ -242,7 +242,10 @@ type call struct {
 	name  string
 	c     *rpc.Context
 	start time.Time
-	first time.Time // the rid's first call; zero = not noted (Context not checked)
+	// noted: the Context was checked and the rid's call noted (ridSessions),
+	// sinceFirst the time since the rid's first call then (ms resolution).
+	noted      bool
+	sinceFirst time.Duration
 	stats *MethodStats
 	g     *generation // pinned from enter to leave
 	pc    pluginCall  // set when g has plugins (plugin_run.go)
@@ -259,7 +262,7 @@ func (s *FunServant) enter(ctx context.Context, name string, c *rpc.Context, che
 			cl.stats.Errors.Add(1)
 			return cl, err
 		}
-		cl.first = s.rids.touch(c.Rid, cl.start)
+		cl.noted, cl.sinceFirst = true, s.rids.touch(c.Rid, cl.start)
 		s.reasons.add(c.Reason, c.Rid)
 	}
 	cl.g = s.pin()
@@ -322,7 +325,7 @@ func (s *FunServant) leave(cl call, err *error, args func() string) {
 		cl.stats.Slow.Add(1)
 		s.log.Warn("slow call", "method", cl.name, "elapsed", elapsed, "rid", rid(cl.c), "reason", reason(cl.c))
 	}
-	if slow || (!cl.first.IsZero() && Traced(cl.c.Rid, cfg.ProfilerRate)) {
+	if slow || (cl.noted && Traced(cl.c.Rid, cfg.ProfilerRate)) {
 		s.traceCall(&cl, elapsed, slow, cfg.ProfilerMaxBodySize, *err, args)
 	}
 	if cl.pc.ran > 0 {

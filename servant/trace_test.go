@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"regexp"
 	"strconv"
@@ -224,6 +225,56 @@ func TestTraceRateAtReload(t *testing.T) {
 	}
 }
 
+// TestReasonsRawTable: the lock-free table of raw reasons, filled from
+// several goroutines at once past its cap (more raw variants than
+// maxRawReasons, all folding to one normalised reason, beside a reason
+// without digits): every call counted once under its normalised reason, the
+// table stops at maxRawReasons entries, and each entry leads to its own
+// normalised reason's counter.
+func TestReasonsRawTable(t *testing.T) {
+	rc := newReasonCounts()
+	const workers, variants = 4, maxRawReasons + 1000
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range variants {
+				rc.add(fmt.Sprintf("call.init.%d", (i+w*997)%variants), int64(i))
+				rc.add("user.login", int64(i))
+			}
+		}()
+	}
+	wg.Wait()
+	got := rc.snapshot()
+	if want := map[string]int64{"call.init.?": workers * variants, "user.login": workers * variants}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("snapshot() = %v, want %v", got, want)
+	}
+	rc.mu.RLock()
+	size := rc.rawSize
+	rc.mu.RUnlock()
+	if size != maxRawReasons {
+		t.Fatalf("%d raw reasons remembered, want the cap %d", size, maxRawReasons)
+	}
+	n := 0
+	for i := range rc.raw {
+		e := rc.raw[i].Load()
+		if e == nil {
+			continue
+		}
+		n++
+		if c := rc.lookup(e.reason, maphash.String(rc.rawSeed, e.reason)); c != e.c || c != rc.m[normaliseReason(e.reason)] {
+			t.Fatalf("raw reason %q: lookup gives %p, its entry %p, its normalised reason's counter %p", e.reason, c, e.c, rc.m[normaliseReason(e.reason)])
+		}
+	}
+	if n != maxRawReasons {
+		t.Fatalf("%d entries in the table, want %d", n, maxRawReasons)
+	}
+	if c := rc.lookup("never.seen", maphash.String(rc.rawSeed, "never.seen")); c != nil {
+		t.Fatalf("lookup of a reason never seen: %p, want nil", c)
+	}
+}
+
 // TestReasons: calls are counted by reason with digit runs folded, and the
 // distinct reasons are capped with the rest under OtherReason.
 func TestReasons(t *testing.T) {
@@ -270,12 +321,15 @@ func TestRidSessions(t *testing.T) {
 		t.Fatalf("%d slots for 20480 rids, want 32768", len(r.slots))
 	}
 	t0 := time.Now()
-	if first := r.touch(1, t0); !first.Equal(t0) {
-		t.Fatalf("first call: %v, want %v", first, t0)
+	if since := r.touch(1, t0); since != 0 {
+		t.Fatalf("first call: %v since the first, want 0", since)
 	}
 	t1 := t0.Add(1500 * time.Millisecond)
-	if first := r.touch(1, t1); t0.Sub(first).Abs() > time.Millisecond {
-		t.Fatalf("second call: first %v, want %v (to the ms)", first, t0)
+	if since := r.touch(1, t1); (since - 1500*time.Millisecond).Abs() > time.Millisecond {
+		t.Fatalf("second call: %v since the first, want 1.5s (to the ms)", since)
+	}
+	if since := r.touch(2, t1); since != 0 {
+		t.Fatalf("another rid's first call: %v since the first, want 0", since)
 	}
 	// Fill far past the table: rid 1 is gone (its slot taken) in a table of 16.
 	small := newRidSessions(10)
@@ -283,8 +337,8 @@ func TestRidSessions(t *testing.T) {
 	for rid := int64(2); rid < 2000; rid++ {
 		small.touch(rid, t0)
 	}
-	if first := small.touch(1, t1); !first.Equal(t1) {
-		t.Fatalf("rid 1 after 2000 others in 16 slots: first %v, want a fresh start %v", first, t1)
+	if since := small.touch(1, t1); since != 0 {
+		t.Fatalf("rid 1 after 2000 others in 16 slots: %v since the first, want a fresh start (0)", since)
 	}
 }
 
