@@ -167,7 +167,7 @@ func (c *rdNetConn) header(end int64) error {
 		c.skip = c.num + 2
 		need = end + c.skip
 	case '*':
-		need = end + 3*c.num
+		need = rdArrayNeed(end, c.num)
 	default:
 		return nil
 	}

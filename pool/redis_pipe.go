@@ -898,7 +898,11 @@ func (c *rdPipeConn) fail(err error, head bool) {
 // rdPipeConn sets itself on the socket.
 type rdPipeNetConn struct {
 	net.Conn
-	scan rdReplyScan // the reading goroutine's only (rdReaderRole)
+	scan rdReplyScan // the reading goroutine's only (rdReaderRole), as is failed
+	// failed is the scan's error once a reply went over the limit: Read
+	// returned the whole replies before it, and returns failed from then on,
+	// so that the call of that reply gets it, not the calls ahead.
+	failed error
 }
 
 func (c *rdPipeNetConn) SetDeadline(time.Time) error      { return nil }
@@ -906,10 +910,17 @@ func (c *rdPipeNetConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *rdPipeNetConn) SetWriteDeadline(time.Time) error { return nil }
 
 func (c *rdPipeNetConn) Read(b []byte) (int, error) {
+	if c.failed != nil {
+		return 0, c.failed
+	}
 	n, err := c.Conn.Read(b)
 	if n > 0 {
 		if e := c.scan.scan(b[:n]); e != nil {
-			return 0, e
+			c.failed = e
+			if c.scan.failAt == 0 {
+				return 0, e
+			}
+			return c.scan.failAt, nil // the replies ahead, whole
 		}
 	}
 	return n, err

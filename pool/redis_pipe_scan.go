@@ -1,5 +1,7 @@
 package pool
 
+import "math"
+
 // rdReplyScan bounds the bytes of each reply on a pipelined connection, where
 // the replies of many commands follow each other in one stream: it follows the
 // RESP2 framing as rdNetConn.scan does (a reply over limit fails, a bulk
@@ -21,11 +23,21 @@ type rdReplyScan struct {
 	// innermost last; its length is at most limit/4 (each level takes 4
 	// bytes, "*1\r\n", of a reply that fails past limit).
 	open []int64
+	// failAt is, once scan has failed, where in its b the reply that failed
+	// starts (0: before b): the bytes before it are whole replies, the
+	// replies of the calls ahead, and stand.
+	failAt int
 }
 
-// scan follows b, the next bytes of the stream.
-func (c *rdReplyScan) scan(b []byte) error {
+// scan follows b, the next bytes of the stream. On error (a reply over the
+// limit) failAt is set.
+func (c *rdReplyScan) scan(b []byte) (err error) {
 	start := 0 // where the current reply starts in b (0 if it started before)
+	defer func() {
+		if err != nil {
+			c.failAt = start
+		}
+	}()
 	for i := 0; i < len(b); {
 		if c.skip > 0 {
 			k := int(min(c.skip, int64(len(b)-i)))
@@ -93,8 +105,8 @@ func (c *rdReplyScan) header(end int64) (bool, error) {
 		}
 		return false, nil
 	}
-	if end+3*c.num > c.limit { // each element takes at least 3 bytes, "+\r\n"
-		return false, &rdTooLargeError{reached: end + 3*c.num, limit: c.limit}
+	if need := rdArrayNeed(end, c.num); need > c.limit {
+		return false, &rdTooLargeError{reached: need, limit: c.limit}
 	}
 	c.open = append(c.open, c.num)
 	return false, nil
@@ -110,6 +122,17 @@ func (c *rdReplyScan) complete() bool {
 		c.open = c.open[:n-1]
 	}
 	return true
+}
+
+// rdArrayNeed is the fewest bytes of a reply whose array header, announcing n
+// elements, ends at offset end: each element takes at least 3 bytes ("+\r\n").
+// It saturates at math.MaxInt64 instead of overflowing (n may be up to ten
+// times the limit: see rdNoReplyLimit).
+func rdArrayNeed(end, n int64) int64 {
+	if n > (math.MaxInt64-end)/3 {
+		return math.MaxInt64
+	}
+	return end + 3*n
 }
 
 // rdNoReplyLimit is rdReplyScan's limit when max_reply_bytes is 0 (none): the

@@ -676,6 +676,57 @@ func TestRedisReplyScanHugeNumber(t *testing.T) {
 	if rdWholeReply([]byte("$99999999999999999999999\r\n")) {
 		t.Error("a bulk string of 10^23 bytes taken for a whole reply")
 	}
+	// An array count whose 3 bytes an element would wrap an int64 (found by
+	// review): refused without max_reply_bytes too, in both scanners.
+	for _, limit := range []int64{1 << 20, rdNoReplyLimit} {
+		sc := rdReplyScan{limit: limit, lineHead: true}
+		var tl *rdTooLargeError
+		if err := sc.scan([]byte("*5000000000000000000\r\n")); !errors.As(err, &tl) {
+			t.Errorf("limit %d: an array of 5e18 elements: %v, want too large", limit, err)
+		}
+		nc := rdNetConn{limit: limit, lineHead: true}
+		if err := nc.scan([]byte("*5000000000000000000\r\n")); !errors.As(err, &tl) {
+			t.Errorf("limit %d, dedicated connection: an array of 5e18 elements: %v, want too large", limit, err)
+		}
+	}
+}
+
+// TestRedisPipeTooLargeBehindWrite: a reply over max_reply_bytes that
+// arrives in the same read as the reply ahead of it (Redis frozen while an
+// INCR and then a GET of a bigger value are sent, thawed: both replies come
+// out together) fails the GET alone, as too large; the INCR, which ran, gets
+// its own reply. Before (found by review), the scan's error dropped the
+// INCR's reply with it and the INCR was answered "too large": a client
+// retrying that write would have run it twice.
+func TestRedisPipeTooLargeBehindWrite(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	r, _, s := pipeRedis(t, srv.Addr(), 5*time.Second, Limits{MaxReplyBytes: 1 << 20})
+	s.pipe.n = 1 // one connection: the GET queues behind the INCR
+	direct := rdDirect(t, srv.Addr())
+	if _, err := direct.Do("SET", "big", strings.Repeat("b", 2<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Do(bg, "p", "PING", "x"); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 3 {
+		srv.Freeze()
+		var wg sync.WaitGroup
+		var incr any
+		var incrErr error
+		wg.Go(func() { incr, incrErr = r.Do(bg, "p", "INCR", "counter") })
+		testenv.Eventually(t, 5*time.Second, "INCR sent", func() bool { return pipeSent(s.pipe) == 1 })
+		var getErr error
+		wg.Go(func() { _, getErr = r.Do(bg, "p", "GET", "big") })
+		testenv.Eventually(t, 5*time.Second, "GET sent behind the INCR", func() bool { return pipeSent(s.pipe) == 2 })
+		srv.Thaw()
+		wg.Wait()
+		if want := int64(round + 1); incrErr != nil || incr != want {
+			got, _ := redis.Int(direct.Do("GET", "counter"))
+			t.Fatalf("round %d: INCR (counter now %d on the server) = %v, %v; want %d", round, got, incr, incrErr, want)
+		}
+		wantKind(t, "GET of 2 MiB, max_reply_bytes 1 MiB", getErr, KindTooLarge)
+	}
 }
 
 // TestRedisPipeOff: pipeline false, or a max_active under 4, leaves every
