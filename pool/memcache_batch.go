@@ -23,7 +23,8 @@ import (
 // …" line, one round trip) for all the queued keys, up to
 // max_conns_per_server of them, and hands each caller its own item or miss.
 // Each get keeps its own timeout, from its start: a round trip ends by its
-// oldest get's deadline, and one that failed or timed out is sent again,
+// oldest get's deadline (that get's caller then returns, the later gets of
+// the round trip carried on by the first of them), and one that failed or timed out is sent again,
 // once, on a fresh connection, for the gets with time left (reads are
 // idempotent); otherwise its failure is each of its gets' own (kind, cause,
 // observer, breaker). Scenario 5 of the bench (mc_get through faed, 2
@@ -67,6 +68,7 @@ type mcGet struct {
 	start time.Time     // the caller's; its deadline is start + timeout
 	done  chan struct{} // capacity 1: signalled once when the get is answered, or told to lead
 	lead  []*mcGet      // set before done is signalled: the batch this get sends (itself first)
+	tried int           // with lead: the times lead was sent already (a round trip handed on, see run)
 	item  *memcache.Item
 	kind  Kind
 	cause error
@@ -106,7 +108,7 @@ func (b *mcBatch) get(key string, start time.Time, maxReply int) (*memcache.Item
 	case !b.busy:
 		b.busy, b.sent = true, 1
 		b.mu.Unlock()
-		b.run([]*mcGet{g})
+		b.run([]*mcGet{g}, 0)
 	case b.sent+len(b.queue) >= b.maxKeys+b.maxWait:
 		n := b.sent + len(b.queue) - b.maxKeys
 		b.mu.Unlock()
@@ -117,7 +119,7 @@ func (b *mcBatch) get(key string, start time.Time, maxReply int) (*memcache.Item
 		<-g.done
 		if batch := g.lead; batch != nil {
 			g.lead = nil
-			b.run(batch)
+			b.run(batch, g.tried)
 		}
 	}
 	if g.count {
@@ -129,11 +131,23 @@ func (b *mcBatch) get(key string, start time.Time, maxReply int) (*memcache.Item
 	return g.item, g.kind, g.cause
 }
 
-// run sends batch (its first get is the caller's own) in one round trip,
-// hands the gets queued meanwhile to the first of them, and answers the rest
-// of batch.
-func (b *mcBatch) run(batch []*mcGet) {
-	b.tripSafe(batch)
+// run sends batch (its first get is the caller's own; sent tried times
+// already) in one round trip, hands the gets queued meanwhile to the first of
+// them, and answers the rest of batch. When the caller's own get has had its
+// outcome (its deadline passed) while later gets of batch have time left,
+// the first of those carries the round trip on and the caller returns at
+// once: a get's caller never waits past its own deadline for later gets.
+func (b *mcBatch) run(batch []*mcGet, tried int) {
+	rest, restTried := b.tripSafe(batch, tried)
+	if len(rest) > 0 {
+		answered := batch[1 : len(batch)-len(rest)]
+		rest[0].lead, rest[0].tried = rest, restTried
+		rest[0].done <- struct{}{}
+		for _, g := range answered {
+			g.done <- struct{}{}
+		}
+		return
+	}
 	b.mu.Lock()
 	var next []*mcGet
 	n := min(len(b.queue), b.maxKeys)
@@ -154,38 +168,46 @@ func (b *mcBatch) run(batch []*mcGet) {
 	}
 }
 
-// trip gives every get of batch its outcome: refused while the breaker is
-// open, KindBusy when no connection slot (connGate) came within timeout,
-// else the server's answer within the deadline of the oldest get (its start
-// + timeout; gets are in arrival order). A round trip that failed (not a
-// dial: the connection was lost, or the deadline passed) is sent again once,
-// on a fresh connection (gomemcache closes a failed one), for the gets whose
-// own deadline has not passed, within the oldest of theirs: gets are
-// idempotent, and a get queued behind older ones is not cut short by their
-// deadline. A get sent again counts only its last outcome on the breaker.
-func (b *mcBatch) trip(batch []*mcGet) {
+// trip gives the gets of batch (sent tried times already) their outcome:
+// refused while the breaker is open, KindBusy when no connection slot
+// (connGate) came within the gate's wait, KindTimeout when none came within
+// the oldest get's deadline, else the server's answer within the deadline of
+// the oldest get (its start + timeout; gets are in arrival order). A round
+// trip that failed (not a dial: the connection was lost, or the deadline
+// passed) is sent again once, on a fresh connection (gomemcache closes a
+// failed one), for the gets whose own deadline has not passed, within the
+// oldest of theirs: gets are idempotent, and a get queued behind older ones
+// is not cut short by their deadline. A get sent again counts only its last
+// outcome on the breaker. Once the gets at the head of batch (its caller's
+// own first) are answered for their deadline while later ones have time
+// left, trip returns those later ones, unanswered, and the times they were
+// sent (see run); else nil.
+func (b *mcBatch) trip(batch []*mcGet, tried int) ([]*mcGet, int) {
 	if b.s.breaker.isOpen() {
 		b.answer(batch, KindBreakerOpen, nil, false)
-		return
+		return nil, 0
 	}
-	if err := b.s.gate.acquire(context.Background()); err != nil {
-		b.answer(batch, KindBusy, err, false)
-		return
+	if err := b.acquire(batch[0]); err != nil {
+		if !errors.Is(err, context.DeadlineExceeded) {
+			b.answer(batch, KindBusy, err, false)
+			return nil, 0
+		}
+		late := max(b.expired(batch, time.Now()), 1)
+		b.answer(batch[:late], KindTimeout, fmt.Errorf("no answer within timeout %s: no connection to the server came free", b.timeout), false)
+		return batch[late:], tried
 	}
 	defer b.s.gate.release()
-	for try := 0; ; try++ {
+	for try := tried; ; try++ {
 		if late := b.expired(batch, time.Now()); late > 0 {
 			b.answer(batch[:late], KindTimeout, fmt.Errorf("no answer within timeout %s: the gets sent before this one took it", b.timeout), try > 0)
-			if batch = batch[late:]; len(batch) == 0 {
-				return
-			}
+			return batch[late:], try
 		}
 		b.limit.Store(batch[0].start.Add(b.timeout).UnixNano())
 		err := b.fetch(batch)
 		b.limit.Store(0)
 		if err == nil {
 			b.found(batch)
-			return
+			return nil, 0
 		}
 		kind, cause := mcOutcome(err)
 		if kind == KindServerFailure {
@@ -194,30 +216,47 @@ func (b *mcBatch) trip(batch []*mcGet) {
 		}
 		if try > 0 || kind != KindServerFailure && kind != KindTimeout || isDialError(cause) {
 			b.answer(batch, kind, cause, true)
-			return
+			return nil, 0
 		}
-		late := b.expired(batch, time.Now())
-		b.answer(batch[:late], kind, cause, true)
-		if batch = batch[late:]; len(batch) == 0 {
-			return
+		if late := b.expired(batch, time.Now()); late > 0 {
+			b.answer(batch[:late], kind, cause, true)
+			return batch[late:], try + 1
 		}
 	}
 }
 
-// tripSafe is trip, with a panic in it (in the memcache client: none is
-// known, but the gets queued behind a round trip wait for it without a
-// timeout of their own, and the servant's recover would save the leader's
-// call only) made a server failure of every get of batch: the next round
-// trip still goes out, and the server's reads connection is dropped.
-func (b *mcBatch) tripSafe(batch []*mcGet) {
+// acquire takes a connection slot of the server for the round trip led by
+// first, the oldest get: at once if one is free, else waiting at most until
+// first's deadline (context.DeadlineExceeded then) or the gate's own wait.
+func (b *mcBatch) acquire(first *mcGet) error {
+	select {
+	case b.s.gate.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), first.start.Add(b.timeout))
+	defer cancel()
+	return b.s.gate.acquire(ctx)
+}
+
+// tripSafe is trip, with a panic on the caller's goroutine (here, or in the
+// memcache client's single-key Get: none is known, but the gets queued
+// behind a round trip wait for it without a timeout of their own, and the
+// servant's recover would save the leader's call only) made a server failure
+// of every get of batch: the next round trip still goes out, and the
+// server's reads connection is dropped. gomemcache's GetMulti reads and
+// parses on goroutines of its own, out of reach of any recover here: a panic
+// there ends the process, as any goroutine's does.
+func (b *mcBatch) tripSafe(batch []*mcGet, tried int) (rest []*mcGet, restTried int) {
 	defer func() {
 		if r := recover(); r != nil {
 			b.limit.Store(0)
 			b.reads.Close()
 			b.answer(batch, KindServerFailure, fmt.Errorf("memcache client panicked: %v", r), true)
+			rest, restTried = nil, 0
 		}
 	}()
-	b.trip(batch)
+	return b.trip(batch, tried)
 }
 
 // mcTripHook, when set (tests only), runs at the start of each round trip's fetch.

@@ -264,8 +264,9 @@ func TestMemcacheBatchFrozenAndKilled(t *testing.T) {
 }
 
 // TestMemcacheBatchOwnDeadline: a round trip of a frozen server ends at its
-// oldest get's deadline; the gets whose own deadline is later are sent again,
-// once, on a fresh connection, and each fails no earlier than its own
+// oldest get's deadline, and that get's caller returns then; the gets whose
+// own deadline is later are handed to the first of them, who sends them
+// again, once, on a fresh connection, and each fails no earlier than its own
 // deadline. (The starts are set by hand: a get queued long after the oldest.)
 func TestMemcacheBatchOwnDeadline(t *testing.T) {
 	srv := testenv.StartMemcached(t)
@@ -276,10 +277,21 @@ func TestMemcacheBatchOwnDeadline(t *testing.T) {
 	b := batchOf(t, m)
 	srv.Freeze()
 	now := time.Now()
-	old := &mcGet{key: "kvtest:old", start: now.Add(-700 * time.Millisecond)}
-	young := &mcGet{key: "kvtest:young", start: now}
+	old := &mcGet{key: "kvtest:old", start: now.Add(-700 * time.Millisecond), done: make(chan struct{}, 1)}
+	young := &mcGet{key: "kvtest:young", start: now, done: make(chan struct{}, 1)}
 	trips := b.trips.Load()
-	b.trip([]*mcGet{old, young})
+	b.mu.Lock()
+	b.busy, b.sent = true, 2
+	b.mu.Unlock()
+	b.run([]*mcGet{old, young}, 0) // old's caller
+	if d := time.Since(now); d >= cfg.Timeout {
+		t.Errorf("the old get's caller returned %s after the young get's start, at or past the young get's deadline: it waited for it", d)
+	}
+	<-young.done // young's caller, told to lead what is left
+	if len(young.lead) != 1 || young.lead[0] != young || young.tried != 1 {
+		t.Fatalf("the young get was handed %d gets, sent %d times already; want itself, sent once", len(young.lead), young.tried)
+	}
+	b.run(young.lead, young.tried)
 	if n := b.trips.Load() - trips; n != 2 {
 		t.Errorf("%d round trips, want 2 (the young get sent again)", n)
 	}
@@ -290,6 +302,61 @@ func TestMemcacheBatchOwnDeadline(t *testing.T) {
 	}
 	if d := time.Since(young.start); d < cfg.Timeout {
 		t.Errorf("the young get failed %s after its start, before its own timeout %s", d, cfg.Timeout)
+	}
+	srv.Thaw()
+}
+
+// TestMemcacheBatchLeaderReturnsOnTime: a get that leads a round trip
+// returns at its own deadline, though a get in its batch has a later one
+// (found by review: it led the later get's retry to the end, returning up to
+// twice its timeout late). Memcached frozen, timeout 3 s, the starts set by
+// hand: get A (started 1.5 s ago) in flight, B (started 2.9 s ago) and C
+// (started now) queued behind it. A's round trip times out 1.5 s from now;
+// B leads [B, C] and is past its deadline: B's caller returns then, while C
+// carries on and fails at its own deadline, 3 s from now.
+func TestMemcacheBatchLeaderReturnsOnTime(t *testing.T) {
+	srv := testenv.StartMemcached(t)
+	cfg := mcConfig(t, "standard", 1, srv.Addr())
+	cfg.Timeout = 3 * time.Second
+	cfg.Breaker = BreakerConfig{FailureAllowance: 1000, RetryInterval: 200 * time.Millisecond}
+	m, _ := newTestMemcache(t, cfg, Limits{})
+	k := testKey(t, "k")
+	if err := m.Set("p", k, []byte("v"), 0, 60); err != nil {
+		t.Fatal(err)
+	}
+	b := batchOf(t, m)
+	type result struct {
+		name string
+		kind Kind
+		at   time.Duration // since t0
+	}
+	out := make(chan result, 3)
+	t0 := time.Now()
+	get := func(name string, start time.Time) {
+		_, kind, _ := b.get(k, start, 0)
+		out <- result{name, kind, time.Since(t0)}
+	}
+	srv.Freeze()
+	trips := b.trips.Load()
+	go get("A", t0.Add(-1500*time.Millisecond))
+	testenv.Eventually(t, 5*time.Second, "A in flight", func() bool { return b.trips.Load() == trips+1 })
+	go get("B", t0.Add(-2900*time.Millisecond))
+	testenv.Eventually(t, 5*time.Second, "B queued", func() bool { return b.queued() == 1 })
+	go get("C", t0)
+	testenv.Eventually(t, 5*time.Second, "C queued", func() bool { return b.queued() == 2 })
+	got := map[string]result{}
+	for range 3 {
+		r := <-out
+		got[r.name] = r
+		if r.kind != KindTimeout {
+			t.Errorf("get %s of a frozen server: %s, want a timeout", r.name, r.kind)
+		}
+	}
+	if at := got["B"].at; at > 2500*time.Millisecond {
+		t.Errorf("get B (deadline 0.1 s from t0, its batch led from A's timeout at 1.5 s) returned at %s, after C's round trip (C's deadline: 3 s)", at)
+	}
+	if at := got["C"].at; at < cfg.Timeout {
+		t.Errorf("get C returned at %s, before its own deadline %s", at, cfg.Timeout)
 	}
 	srv.Thaw()
 }
