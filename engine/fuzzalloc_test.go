@@ -20,11 +20,15 @@ import (
 func TestFuzzManyShortValues(t *testing.T) {
 	h := newFuzzHarness(t)
 	for m, mode := range fuzzModes {
-		elem := func(binary, compact int) int { // elements that fit in max_message_bytes
+		// elem is the most elements of binary (compact) bytes on the wire
+		// and mem bytes in the generated code's slice that fit in
+		// max_message_bytes (exactBinary.checkCount).
+		elem := func(binary, compact, mem int) int {
+			wire := binary
 			if mode.compact {
-				return (fuzzMaxMessage - 256) / compact
+				wire = compact
 			}
-			return (fuzzMaxMessage - 256) / binary
+			return (fuzzMaxMessage - 256) / max(wire, mem)
 		}
 		for _, tc := range []struct {
 			method string
@@ -33,9 +37,9 @@ func TestFuzzManyShortValues(t *testing.T) {
 			n      int
 			write  func(p thrift.TProtocol)
 		}{
-			{"mg_inserts", 5, thrift.STRING, elem(5, 2), func(p thrift.TProtocol) { p.WriteBinary(bg, []byte("v")) }},
-			{"rd_call", 4, thrift.STRING, elem(4, 1), func(p thrift.TProtocol) { p.WriteString(bg, "") }},
-			{"my_bulk_exec", 6, thrift.LIST, elem(5, 1), func(p thrift.TProtocol) {
+			{"mg_inserts", 5, thrift.STRING, elem(5, 2, 16), func(p thrift.TProtocol) { p.WriteBinary(bg, []byte("v")) }},
+			{"rd_call", 4, thrift.STRING, elem(4, 1, 16), func(p thrift.TProtocol) { p.WriteString(bg, "") }},
+			{"my_bulk_exec", 6, thrift.LIST, elem(5, 1, 24), func(p thrift.TProtocol) {
 				p.WriteListBegin(bg, thrift.STRING, 0)
 				p.WriteListEnd(bg)
 			}},
@@ -64,6 +68,51 @@ func TestFuzzManyShortValues(t *testing.T) {
 			}
 			if h.srv[m].Stats.Calls.Load() != calls+1 || h.srv[m].Stats.EndOversize.Load() != oversize {
 				t.Errorf("%s %s (%d bytes): not answered, or refused as over max_message_bytes", mode.name, tc.method, len(data))
+			}
+			h.ping(t, m)
+		}
+	}
+}
+
+// TestDeclaredCountBound: a list header that declares more elements than
+// max_message_bytes can hold, on the wire or in the memory the generated
+// code takes for them before they arrive, ends the session as oversize at
+// once, in every mode, allocating next to nothing: found by a hostile
+// client's review, where a 60-byte my_bulk_exec declaring 16 million lists
+// made faed allocate 384 MB, and 10 such sessions at a time grew it to 14 GB.
+// The library's own check (count ≤ max_message_bytes) let a count of
+// max_message_bytes lists through: 24 times max_message_bytes of slice.
+// One element fewer than the bound, absent, is let through and ends at the
+// missing bytes (the client closed), allocating at most max_message_bytes.
+func TestDeclaredCountBound(t *testing.T) {
+	h := newFuzzHarness(t)
+	for m, mode := range fuzzModes {
+		for _, tc := range []struct {
+			name   string
+			n      int
+			refuse bool
+		}{
+			{"max_message_bytes lists", fuzzMaxMessage, true},
+			{"lists of 24 bytes each past max_message_bytes", fuzzMaxMessage/24 + 1, true},
+			{"lists of 24 bytes each within max_message_bytes", fuzzMaxMessage / 24, false},
+		} {
+			data := seedFrame(mode, seedCall(t, mode, "my_bulk_exec", func(p thrift.TProtocol, _ *bytes.Buffer) {
+				seedCtx(t, p)
+				p.WriteFieldBegin(bg, "rows", thrift.LIST, 6)
+				p.WriteListBegin(bg, thrift.LIST, tc.n) // and no element: the client stops there
+			}))
+			oversize := h.srv[m].Stats.EndOversize.Load()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			h.session(t, m, data, nil)
+			runtime.ReadMemStats(&after)
+			alloc := after.TotalAlloc - before.TotalAlloc
+			t.Logf("%s: a list declaring %d lists in %d bytes: %d bytes allocated", mode.name, tc.n, len(data), alloc)
+			if got := h.srv[m].Stats.EndOversize.Load() - oversize; got != map[bool]int64{true: 1, false: 0}[tc.refuse] {
+				t.Errorf("%s, %s: %d sessions ended as oversize, want refused %t", mode.name, tc.name, got, tc.refuse)
+			}
+			if alloc > 2*fuzzMaxMessage {
+				t.Errorf("%s, %s: %d bytes allocated, want at most twice max_message_bytes (%d)", mode.name, tc.name, alloc, fuzzMaxMessage)
 			}
 			h.ping(t, m)
 		}
