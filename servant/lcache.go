@@ -31,6 +31,12 @@ func (s *FunServant) LcSet(ctx context.Context, c *rpc.Context, key string, valu
 		if cap(value)-len(value) > len(value)/8 {
 			value = bytes.Clone(value)
 		}
+		if value == nil {
+			// A client that sends no value (a PHP null) stores an empty one:
+			// a nil one would make every lc_get of the key answer no result
+			// at all (MISSING_RESULT), counted as a success (found by review).
+			value = []byte{}
+		}
 		if err := s.lcache.Set(key, value); err != nil {
 			return false, fmt.Errorf("lcache: %w", err)
 		}

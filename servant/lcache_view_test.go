@@ -91,3 +91,22 @@ func TestLcGetFromRequestBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestLcSetNoValue: an lc_set that sends no value (a PHP or Python null: the
+// field left out) stores an empty value, which lc_get answers: before (found
+// by review), it stored nil, and every lc_get of the key answered no result
+// at all, a MISSING_RESULT in the client, while counted as a success.
+func TestLcSetNoValue(t *testing.T) {
+	cfg := baseConfig()
+	cfg.Lcache = lcacheConfig(100)
+	s, _ := tracedServant(t, cfg)
+	tcp, _ := serveProcessor(t, NewProcessor(s))
+	c := &rpc.Context{Rid: 9002, Reason: "lcset.null"}
+	if ok, err := s.LcSet(context.Background(), c, "lc:null", nil); !ok || err != nil {
+		t.Fatalf("lc_set of no value: %t, %v", ok, err)
+	}
+	got, err := tcp.LcGet(context.Background(), c, "lc:null")
+	if err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("lc_get of a key set with no value: %q (nil %t), %v; want an empty value", got, got == nil, err)
+	}
+}

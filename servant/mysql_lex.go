@@ -74,11 +74,11 @@ func lexSQL(s string) ([]token, error) {
 			if !ok {
 				return nil, refused("unterminated string or quoted identifier")
 			}
-			kind := tokString
-			if c == '`' {
-				kind = tokQuotedIdent
+			t := token{kind: tokString}
+			if c == '`' { // its name, upper-cased: `GET_LOCK`(…) calls GET_LOCK
+				t = token{kind: tokQuotedIdent, text: strings.ToUpper(strings.ReplaceAll(s[i+1:i+n-1], "``", "`"))}
 			}
-			toks = append(toks, token{kind: kind})
+			toks = append(toks, t)
 			i += n
 		case c == '@':
 			n, ok := variable(s[i:])

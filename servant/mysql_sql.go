@@ -37,6 +37,7 @@ const (
 	whyTemp      = ": a temporary table exists only on the connection that made it, and the next call may run on another"
 	whyPrepare   = ": a server-side prepared statement exists only on its connection; send the statement with ? placeholders and argv (fae prepares and caches it: cache_prepare_stmt_max_items)"
 	whyHandler   = ": an open table handler stays on its connection"
+	whyKill      = ": it ends a pooled connection or its statement, which another caller may be using, and a killed connection counts as a server failure on the pool's breaker"
 	whyUse       = ": it changes the default database of a connection that later calls reuse; name the database (db.table) or give the database a server entry"
 )
 
@@ -99,7 +100,8 @@ func (c *classifyCache) classify(sql string, overflow *atomic.Int64) (stmtKind, 
 // user-variable assignments anywhere (@v := …, INTO @v), named locks
 // (GET_LOCK, RELEASE_LOCK, RELEASE_ALL_LOCKS), LOCK/UNLOCK TABLES, FLUSH … READ
 // LOCK and BACKUP locks, CREATE/DROP TEMPORARY, PREPARE/EXECUTE/DEALLOCATE,
-// HANDLER and USE; also more than one statement, an empty one, and text
+// HANDLER, USE and KILL (another caller's connection, or the pool's breaker
+// tripped by connections killed on purpose); also more than one statement, an empty one, and text
 // whose quotes or comments do not end. Words in strings, quoted identifiers
 // and comments never count; executable comments (/*! … */, /*!50001 … */,
 // /*M! … */) are code, as MySQL runs them. (The original only recognised an
@@ -165,6 +167,8 @@ func checkFirstKeyword(toks []token) error {
 		return cannot(kw, whyPrepare)
 	case kw == "HANDLER":
 		return cannot(kw, whyHandler)
+	case kw == "KILL":
+		return refused("KILL cannot work through fae%s", whyKill)
 	case (kw == "CREATE" || kw == "DROP") && isTemporary(toks[1:]):
 		return cannot(kw+" TEMPORARY", whyTemp)
 	}
@@ -217,7 +221,7 @@ func checkAnywhere(toks []token) error {
 	for i, t := range toks {
 		next := func(s string) bool { return i+1 < len(toks) && toks[i+1].is(s) }
 		switch {
-		case t.kind == tokWord && (i == 0 || !toks[i-1].is(".")) && next("("):
+		case (t.kind == tokWord || t.kind == tokQuotedIdent) && (i == 0 || !toks[i-1].is(".")) && next("("):
 			switch t.text {
 			case "GET_LOCK", "RELEASE_LOCK", "RELEASE_ALL_LOCKS":
 				return refused("%s() cannot work over a connection pool%s", t.text, whyLock)

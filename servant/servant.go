@@ -246,9 +246,9 @@ type call struct {
 	// sinceFirst the time since the rid's first call then (ms resolution).
 	noted      bool
 	sinceFirst time.Duration
-	stats *MethodStats
-	g     *generation // pinned from enter to leave
-	pc    pluginCall  // set when g has plugins (plugin_run.go)
+	stats      *MethodStats
+	g          *generation // pinned from enter to leave
+	pc         pluginCall  // set when g has plugins (plugin_run.go)
 }
 
 // enter starts a call: it pins the generation, counts the call, checks its
