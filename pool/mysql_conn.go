@@ -94,7 +94,13 @@ func (c *closeOnceConn) SyscallConn() (syscall.RawConn, error) {
 // thread id with SELECT CONNECTION_ID().
 func (k *killConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	var kc *killConn
-	err := k.srv.breaker.Dial(func() error {
+	caller := ctx
+	err := k.srv.breaker.Dial(func() (err error) {
+		defer func() {
+			if err != nil && caller.Err() != nil {
+				err = abandonedDial{err} // the caller left: not the server's failure
+			}
+		}()
 		if k.srv.connectTimeout > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, k.srv.connectTimeout)

@@ -355,3 +355,34 @@ func TestMysqlPrepareOwnCtx(t *testing.T) {
 		t.Errorf("prepare ctx %v, prepares %d; want a live ctx and one prepare", prepareCtxErr, c.prepares.Load())
 	}
 }
+
+// TestMysqlAbandonedDialsNotCounted: callers that give up while their
+// connection is being dialled (a timeout of 300 µs, shorter than a MariaDB
+// connect and handshake) do not count against the server: after 30 of them
+// the breaker (allowance 3) is still closed and a patient caller's query
+// runs. Before (found by review), each abandoned dial counted, and impatient
+// clients opened a healthy server's breaker for everyone.
+func TestMysqlAbandonedDialsNotCounted(t *testing.T) {
+	testenv.RequireServer(t, "MariaDB", testenv.MySQLAddr)
+	c := myConfig(t, testenv.MySQLAddr, map[string]string{"Global": "mysql"}, "Global")
+	c.MaxIdleConnsPerServer = 0 // every query dials
+	m := newMyTest(t, c, nil, Limits{})
+	failed := 0
+	for range 30 {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Microsecond)
+		if _, _, err := m.Query(ctx, "Global", 0, "SELECT 1", nil); err != nil {
+			failed++
+			if errors.Is(err, KindBreakerOpen) {
+				cancel()
+				t.Fatalf("after %d abandoned calls: %v", failed, err)
+			}
+		}
+		cancel()
+	}
+	if failed < 4 {
+		t.Skipf("only %d of 30 calls gave up before their connection was up: the machine connects faster than 300 µs", failed)
+	}
+	if _, rows, err := m.Query(myBg, "Global", 0, "SELECT 1", nil); err != nil || len(rows) != 1 {
+		t.Fatalf("a patient caller after %d abandoned ones: %v, %v", failed, rows, err)
+	}
+}
