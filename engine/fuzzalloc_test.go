@@ -118,3 +118,27 @@ func TestDeclaredCountBound(t *testing.T) {
 		}
 	}
 }
+
+// TestMessageTypeNotCall: a message head of type REPLY, EXCEPTION or ONEWAY
+// ends the session as a protocol error, in every mode, before anything runs
+// (the library ran them all as calls, and a ONEWAY sender would then read a
+// reply it did not expect); the next session's ping is answered.
+func TestMessageTypeNotCall(t *testing.T) {
+	h := newFuzzHarness(t)
+	for m, mode := range fuzzModes {
+		for _, typ := range []thrift.TMessageType{thrift.REPLY, thrift.EXCEPTION, thrift.ONEWAY} {
+			msg := seedMessage(t, mode, "ping", typ, func(p thrift.TProtocol, _ *bytes.Buffer) {
+				seedCtx(t, p)
+				seedEnd(p)
+			})
+			calls, proto := h.srv[m].Stats.Calls.Load(), h.srv[m].Stats.EndProtocol.Load()
+			var reply bytes.Buffer
+			h.session(t, m, seedFrame(mode, msg), &reply)
+			if h.srv[m].Stats.Calls.Load() != calls || h.srv[m].Stats.EndProtocol.Load() != proto+1 || reply.Len() != 0 {
+				t.Errorf("%s, a message of type %d: %d calls run, %d protocol ends, %d bytes answered; want none run, 1, none",
+					mode.name, typ, h.srv[m].Stats.Calls.Load()-calls, h.srv[m].Stats.EndProtocol.Load()-proto, reply.Len())
+			}
+			h.ping(t, m)
+		}
+	}
+}

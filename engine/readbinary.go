@@ -306,9 +306,39 @@ func (p *exactBinary) knownName() (string, bool) {
 	return name, ok
 }
 
-// ReadMessageBegin reads a strict (versioned) message head from the buffer;
-// anything else (an unversioned head, bytes still to come) the library reads.
+// ReadMessageBegin reads a message head (readMessageBegin) and refuses one
+// that is not a call (INVALID_DATA, ending the session): a REPLY or
+// EXCEPTION is no request, and FunServant has no oneway method, so a ONEWAY
+// call would get a reply its client does not read, and read it as the reply
+// of its next call. The library runs them all as calls (found by a hostile
+// client's review).
 func (p *exactBinary) ReadMessageBegin(ctx context.Context) (string, thrift.TMessageType, int32, error) {
+	name, typ, seq, err := p.readMessageBegin(ctx)
+	if err == nil && typ != thrift.CALL {
+		err = thrift.NewTProtocolExceptionWithType(thrift.INVALID_DATA, fmt.Errorf(
+			"message %s of type %d (%s): faed takes calls (type 1) only, and FunServant has no oneway method", name, typ, messageTypeName(typ)))
+	}
+	return name, typ, seq, err
+}
+
+// messageTypeName names a Thrift message type.
+func messageTypeName(t thrift.TMessageType) string {
+	switch t {
+	case thrift.CALL:
+		return "CALL"
+	case thrift.REPLY:
+		return "REPLY"
+	case thrift.EXCEPTION:
+		return "EXCEPTION"
+	case thrift.ONEWAY:
+		return "ONEWAY"
+	}
+	return "unknown"
+}
+
+// readMessageBegin reads a strict (versioned) message head from the buffer;
+// anything else (an unversioned head, bytes still to come) the library reads.
+func (p *exactBinary) readMessageBegin(ctx context.Context) (string, thrift.TMessageType, int32, error) {
 	b := p.buffered(4)
 	if b == nil || int32(binary.BigEndian.Uint32(b)) >= 0 {
 		return p.TProtocol.ReadMessageBegin(ctx)
