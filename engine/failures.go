@@ -3,6 +3,7 @@ package engine
 import (
 	"cmp"
 	"slices"
+	"strings"
 	"sync"
 	"unicode/utf8"
 )
@@ -40,7 +41,7 @@ type Failures struct {
 
 // Add counts one failure with message msg.
 func (f *Failures) Add(msg string) {
-	msg = NormaliseMessage(msg)
+	msg = NormaliseMessage(foldClientText(msg))
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.m == nil {
@@ -71,6 +72,39 @@ func (f *Failures) Snapshot() []FailureCount {
 		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Message, b.Message))
 	})
 	return out
+}
+
+// foldClientText replaces what a client chose in a failure's message with
+// "?": each double-quoted span (keys, pool names, commands: `redis GET
+// "user:abc"`) and the name after "Unknown function " (an unknown method),
+// so that a client sending many distinct names or keys cannot fill the
+// table's MaxFailureMessages with them and hide the failures that follow
+// under FailureOther (found by a hostile client's review: 230 unknown method
+// names did).
+func foldClientText(msg string) string {
+	const unknown = "Unknown function "
+	if i := strings.Index(msg, unknown); i >= 0 {
+		msg = msg[:i+len(unknown)] + "?"
+	}
+	if strings.IndexByte(msg, '"') < 0 {
+		return msg
+	}
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(msg, '"')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(msg[i+1:], '"')
+		if j < 0 {
+			break
+		}
+		b.WriteString(msg[:i])
+		b.WriteString(`"?"`)
+		msg = msg[i+1+j+1:]
+	}
+	b.WriteString(msg)
+	return b.String()
 }
 
 // NormaliseMessage replaces each run of ASCII digits in msg with "?" and

@@ -73,3 +73,27 @@ func TestFailuresCap(t *testing.T) {
 		t.Errorf("not most frequent first: %v", snap[:3])
 	}
 }
+
+// TestFailuresFoldClientText: the names and keys a client chose (quoted, or
+// an unknown method's name) fold into one message, so that a client sending
+// many distinct ones does not fill the table: 300 unknown methods and 300
+// distinct keys make two messages, and a later failure still gets its own.
+func TestFailuresFoldClientText(t *testing.T) {
+	var f Failures
+	for i := range 300 {
+		f.Add(fmt.Sprintf("Unknown function m%c%c", 'a'+rune(i%26), 'a'+rune(i/26)))
+		f.Add(fmt.Sprintf(`redis GET "user:%c%c" pool "p%c": refused`, 'a'+rune(i%26), 'a'+rune(i/26), 'a'+rune(i%7)))
+	}
+	f.Add(`memcache get pool "x": unknown pool`)
+	counts := map[string]int64{}
+	for _, fc := range f.Snapshot() {
+		counts[fc.Message] = fc.Count
+	}
+	want := map[string]int64{"Unknown function ?": 300, `redis GET "?" pool "?": refused`: 300, `memcache get pool "?": unknown pool`: 1}
+	if fmt.Sprint(counts) != fmt.Sprint(want) {
+		t.Fatalf("failures %v, want %v", counts, want)
+	}
+	if got := foldClientText(`an "unterminated quote`); got != `an "unterminated quote` {
+		t.Errorf("unterminated quote: %q", got)
+	}
+}
