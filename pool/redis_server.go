@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,10 @@ type rdServer struct {
 	// next calls dial afresh instead of failing one by one on dead connections.
 	epoch atomic.Uint64
 	pipe  *rdPipe // the pipelined path (redis_pipe.go); nil when pipeline is off
+	// killing: a SCRIPT KILL or FUNCTION KILL is in flight (killScript);
+	// scriptKills counts those sent, for tests and figures.
+	killing     atomic.Bool
+	scriptKills atomic.Int64
 }
 
 var errRdStale = errors.New("connection from before a server failure")
@@ -119,9 +124,59 @@ func (s *rdServer) ping(ctx context.Context) error {
 //
 // start is the call's start and name its upper-case command.
 func (s *rdServer) do(ctx context.Context, start time.Time, block time.Duration, name, cmd string, args []any) (any, Kind, error) {
+	var reply any
+	var kind Kind
+	var cause error
 	if s.pipe.takes(block, name) {
-		return s.pipe.do(ctx, start, name, cmd, args)
+		reply, kind, cause = s.pipe.do(ctx, start, name, cmd, args)
+	} else {
+		reply, kind, cause = s.doConn(ctx, block, cmd, args)
 	}
+	if kill := rdScriptKill[name]; kill != "" && (kind == KindTimeout || kind == KindCanceled) {
+		s.killScript(kill)
+	}
+	return reply, kind, cause
+}
+
+// rdScriptKill gives, for each command that runs a script or a function, the
+// command that stops it: Redis runs one at a time and answers every other
+// client BUSY until it ends, so a script looping for ever would hold the
+// server from every caller, and faed refuses SCRIPT and FUNCTION to clients.
+var rdScriptKill = map[string]string{
+	"EVAL": "SCRIPT", "EVALSHA": "SCRIPT", "EVAL_RO": "SCRIPT", "EVALSHA_RO": "SCRIPT",
+	"FCALL": "FUNCTION", "FCALL_RO": "FUNCTION",
+}
+
+// killScript sends "<kind> KILL" (SCRIPT or FUNCTION) to the server on a
+// connection of its own, in the background, bounded by HealthCheckTimeout:
+// after a script's call timed out or its caller left, as MySQL's KILL QUERY
+// after a statement's (original fae left both running). A script that has
+// written cannot be killed (UNKILLABLE: only SHUTDOWN NOSAVE stops it, which
+// faed never sends), and one already ended answers NOTBUSY: both are left
+// as they are. It may stop a script another client of the server started,
+// when one ran at the time: the one Redis runs is the one that kept this
+// caller's script from answering. At most one is in flight per server.
+func (s *rdServer) killScript(kind string) {
+	if !s.killing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer s.killing.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), HealthCheckTimeout)
+		defer cancel()
+		c, err := redis.DialContext(ctx, "tcp", s.addr,
+			redis.DialReadTimeout(HealthCheckTimeout), redis.DialWriteTimeout(HealthCheckTimeout))
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		s.scriptKills.Add(1)
+		c.Do(kind, "KILL")
+	}()
+}
+
+// doConn runs cmd on a connection of its own (see do).
+func (s *rdServer) doConn(ctx context.Context, block time.Duration, cmd string, args []any) (any, Kind, error) {
 	if ctx.Err() != nil {
 		return nil, KindCanceled, context.Cause(ctx)
 	}
@@ -169,7 +224,7 @@ func (s *rdServer) classify(ctx context.Context, call *rdCall, err error) (Kind,
 	var tl *rdTooLargeError
 	switch {
 	case errors.As(err, &re):
-		return KindRefused, fmt.Errorf("error reply: %w", re)
+		return classifyErrorReply(re)
 	case errors.Is(err, errRdCanceled) || call.canceled || ctx.Err() != nil:
 		return KindCanceled, context.Cause(ctx)
 	case errors.As(err, &tl):
@@ -181,6 +236,18 @@ func (s *rdServer) classify(ctx context.Context, call *rdCall, err error) (Kind,
 			call.readTimeout, s.ioTimeout, call.readTimeout-s.ioTimeout, err)
 	}
 	return KindServerFailure, err
+}
+
+// classifyErrorReply is the kind and cause of an error reply: KindRefused (the
+// command's own failure), but for BUSY, the server running a script or
+// function past busy-reply-threshold and answering every other command so
+// until it ends: a server failure, which the breaker counts, so that callers
+// fail at once while it lasts instead of each waiting for its BUSY.
+func classifyErrorReply(re redis.Error) (Kind, error) {
+	if strings.HasPrefix(string(re), "BUSY ") {
+		return KindServerFailure, fmt.Errorf("the server is busy running a script or function (faed sends SCRIPT KILL or FUNCTION KILL when one of its own calls times out): error reply: %w", re)
+	}
+	return KindRefused, fmt.Errorf("error reply: %w", re)
 }
 
 // borrowError classifies a failed borrow: an open breaker, a failed dial, the

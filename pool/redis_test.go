@@ -338,3 +338,42 @@ func TestRedisClosed(t *testing.T) {
 	_, err = r.DoKey(bg, "p", "k", "GET", "k")
 	wantKind(t, "DoKey after Close", err, KindClosed)
 }
+
+// TestRedisScriptKilled: a script looping for ever (EVAL "while true do
+// end"), run through faed, holds Redis from every client: past
+// busy-reply-threshold (100 ms here) Redis answers every other command BUSY,
+// which faed counts as a server failure naming the script; when the
+// script's call times out (io_timeout 2 s), faed sends SCRIPT KILL, and the
+// other callers are answered again. Before (found by a hostile client's
+// review), the script ran until someone sent SCRIPT KILL by hand, which
+// faed refuses to clients, and BUSY counted as the command's own refusal.
+func TestRedisScriptKilled(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	direct := rdDirect(t, srv.Addr())
+	if _, err := direct.Do("CONFIG", "SET", "busy-reply-threshold", "100"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := rdConfig(t, srv.Addr())
+	cfg.IOTimeout = 2 * time.Second
+	cfg.Breaker.FailureAllowance = 1000
+	r, _ := newTestRedis(t, cfg, Limits{})
+	script := make(chan error, 1)
+	go func() {
+		_, err := r.Do(bg, "p", "EVAL", "while true do end", "0")
+		script <- err
+	}()
+	testenv.Eventually(t, 5*time.Second, "Redis busy with the script", func() bool {
+		_, err := direct.Do("PING")
+		return err != nil && strings.HasPrefix(err.Error(), "BUSY ")
+	})
+	_, err := r.Do(bg, "p", "GET", "k")
+	wantKind(t, "GET while a script holds Redis", err, KindServerFailure, "busy running a script")
+	wantKind(t, "EVAL of a script looping for ever", <-script, KindTimeout)
+	testenv.Eventually(t, 5*time.Second, "GET answered once faed killed the script", func() bool {
+		_, err := r.Do(bg, "p", "GET", "k")
+		return err == nil
+	})
+	if n := r.pools["p"].servers[srv.Addr()].scriptKills.Load(); n != 1 {
+		t.Errorf("%d SCRIPT KILL sent, want 1", n)
+	}
+}
