@@ -92,6 +92,12 @@ type pipeConn struct {
 	iprot    thrift.TProtocol // the reader goroutine's only
 	newOprot func(thrift.TTransport) thrift.TProtocol
 	watchdog *time.Timer
+	// timedOut (nil: none) is called, on a goroutine of its own, when the
+	// watchdog failed the connection and no caller was left waiting to see
+	// the timeout: the callers of the calls pending had all given up first
+	// (impatient clients of a frozen peer), so that the peer's breaker
+	// still counts the peer's failure once.
+	timedOut func(error)
 	dead     atomic.Bool // set once broken: no new call is queued
 	readDone chan struct{}
 
@@ -110,7 +116,7 @@ type pipeConn struct {
 
 // newPipeConn starts the reader and the watchdog of a pipelined connection
 // over nc, in the peer's protocol and transport.
-func newPipeConn(nc net.Conn, peer Peer, timeout time.Duration, bufferSize int, retiring bool) *pipeConn {
+func newPipeConn(nc net.Conn, peer Peer, timeout time.Duration, bufferSize int, retiring bool, timedOut func(error)) *pipeConn {
 	tconf := &thrift.TConfiguration{MaxMessageSize: maxReplyBytes, MaxFrameSize: maxReplyBytes,
 		TBinaryStrictWrite: thrift.BoolPtr(true)}
 	var rt thrift.TTransport = thrift.NewTBufferedTransport(sockTransport{nc}, bufferSize)
@@ -122,7 +128,7 @@ func newPipeConn(nc net.Conn, peer Peer, timeout time.Duration, bufferSize int, 
 		newProt = func(t thrift.TTransport) thrift.TProtocol { return thrift.NewTCompactProtocolConf(t, tconf) }
 	}
 	pc := &pipeConn{nc: nc, framed: peer.Framed, binary: peer.Protocol != "compact", peer: peer.Addr, timeout: timeout, iprot: newProt(rt),
-		newOprot: newProt, retiring: retiring, readDone: make(chan struct{})}
+		newOprot: newProt, retiring: retiring, readDone: make(chan struct{}), timedOut: timedOut}
 	pc.mu.Lock()
 	pc.oprot = newProt(&pc.wb)
 	pc.watchdog = time.AfterFunc(timeout, pc.watch)
@@ -373,7 +379,10 @@ func (pc *pipeConn) watch() {
 	if len(pc.pending) > 0 {
 		if next = time.Until(pc.pending[0].deadline); next <= 0 {
 			pc.mu.Unlock()
-			pc.fail(pool.KindTimeout, mayHaveRun(fmt.Errorf("no reply within io_timeout %s: %w", pc.timeout, os.ErrDeadlineExceeded)))
+			err := mayHaveRun(fmt.Errorf("no reply within io_timeout %s: %w", pc.timeout, os.ErrDeadlineExceeded))
+			if pc.fail(pool.KindTimeout, err) == 0 && pc.timedOut != nil {
+				go pc.timedOut(err)
+			}
 			return
 		}
 	}
@@ -382,12 +391,13 @@ func (pc *pipeConn) watch() {
 }
 
 // fail breaks the connection, once: it is closed, and every call pending on
-// it that no one else has finished fails with kind and cause.
-func (pc *pipeConn) fail(kind pool.Kind, cause error) {
+// it that no one else has finished fails with kind and cause. It returns the
+// number of calls it failed whose caller was still waiting.
+func (pc *pipeConn) fail(kind pool.Kind, cause error) (failed int) {
 	pc.mu.Lock()
 	if pc.err != nil {
 		pc.mu.Unlock()
-		return
+		return 0
 	}
 	pc.dead.Store(true)
 	pc.kind, pc.err = kind, cause
@@ -402,8 +412,10 @@ func (pc *pipeConn) fail(kind pool.Kind, cause error) {
 		if c.state.CompareAndSwap(callWaiting, callFailed) {
 			c.kind, c.err = kind, cause
 			c.done <- struct{}{}
+			failed++
 		}
 	}
+	return failed
 }
 
 // finish sets the outcome of a claimed call and wakes its caller.

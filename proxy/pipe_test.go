@@ -462,3 +462,40 @@ func TestPipeCutsUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d answered, %d failed with their connection", ok.Load(), failed.Load())
 }
+
+// A frozen peer whose callers all give up before io_timeout (clients with a
+// shorter timeout of their own: 50 ms here, io_timeout 300 ms): no caller
+// is left to see a timeout, and cancellations do not count, but each
+// connection whose watchdog fires counts one timeout on the peer's breaker
+// itself, so the breaker still opens and calls fail at once. Before (found
+// by a cluster review), the breaker of a frozen peer stayed closed for as
+// long as its callers were impatient, and reads never fell back to local.
+func TestPipeFrozenPeerImpatientCallers(t *testing.T) {
+	child := startChildPeer(t, "binary", false)
+	cfg := testConfig()
+	cfg.IOTimeout, cfg.PipeConnections = 300*time.Millisecond, 1
+	cfg.Breaker = pool.BreakerConfig{FailureAllowance: 2, RetryInterval: time.Hour}
+	p, _ := newProxies(t, cfg)
+	addr := child.peer.Addr
+	if got, err := lock(bg, p, child.peer, 1, "warm"); err != nil || !got {
+		t.Fatalf("lock before the freeze = %t, %v", got, err)
+	}
+	child.signal(t, syscall.SIGSTOP)
+	defer child.signal(t, syscall.SIGCONT)
+	for round := range 2 { // failure_allowance: one timeout counted per connection
+		ctx, cancel := context.WithTimeout(bg, 50*time.Millisecond)
+		_, err := lock(ctx, p, child.peer, 1, fmt.Sprintf("r%d", round))
+		cancel()
+		wantKind(t, err, pool.KindCanceled, addr)
+		testenv.Eventually(t, 5*time.Second, "the watchdog to close the connection, no caller waiting", func() bool {
+			s, _ := statsOf(p, addr)
+			return s.PipeConns == 0
+		})
+	}
+	testenv.Eventually(t, 5*time.Second, "the breaker to open (two timeouts, each with a failed health check)", func() bool {
+		s, _ := statsOf(p, addr)
+		return s.Breaker == "open"
+	})
+	_, err := lock(bg, p, child.peer, 1, "after")
+	wantKind(t, err, pool.KindBreakerOpen, addr)
+}

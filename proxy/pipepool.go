@@ -172,7 +172,9 @@ func (p *pipes) dialOne() (*pipeConn, error) {
 		pp.mu.Lock()
 		retired := pp.retired
 		pp.mu.Unlock()
-		pc = newPipeConn(nc, pp.peer, pp.cfg.CallTimeout(), pp.cfg.BufferSize, retired)
+		pc = newPipeConn(nc, pp.peer, pp.cfg.CallTimeout(), pp.cfg.BufferSize, retired, func(err error) {
+			pp.breaker.Do(func() (pool.Kind, error) { return pool.KindTimeout, err })
+		})
 		return nil
 	})
 	return pc, err
