@@ -79,10 +79,16 @@ func (c *LcacheConfig) SetDefaults() {
 type LockConfig struct {
 	MaxItems int           `cf:"max_items"` // locks kept at most (LRU); default 1048576
 	Expires  time.Duration `cf:"expires"`   // a lock older than this is taken over; default 10s; 0 = never
+	// MaxBytes bounds the bytes of the keys of the locks held (bytes; default
+	// 64 MiB; 0 = none): the table keeps each held key in memory, and
+	// max_items alone let 1 MB keys fill gigabytes. Not in the original.
+	MaxBytes int64 `cf:"max_bytes"`
 }
 
-// SetDefaults fills in the original fae's defaults.
-func (c *LockConfig) SetDefaults() { *c = LockConfig{MaxItems: 1 << 20, Expires: 10 * time.Second} }
+// SetDefaults fills in the original fae's defaults (max_bytes is fae-go's).
+func (c *LockConfig) SetDefaults() {
+	*c = LockConfig{MaxItems: 1 << 20, Expires: 10 * time.Second, MaxBytes: 64 << 20}
+}
 
 // Validate checks every key and backend section; prefix is "servants".
 func (c *Config) Validate(prefix string) error {
@@ -111,8 +117,8 @@ func (c *Config) Validate(prefix string) error {
 				prefix, l.MaxBytes/cache.DefaultShards, cache.DefaultShards, l.MaxItemBytes)
 		}
 	}
-	if c.Lock != nil && (c.Lock.MaxItems < 1 || c.Lock.Expires < 0) {
-		return fmt.Errorf("%s.lock: max_items must be at least 1 and expires not negative", prefix)
+	if c.Lock != nil && (c.Lock.MaxItems < 1 || c.Lock.Expires < 0 || c.Lock.MaxBytes < 0) {
+		return fmt.Errorf("%s.lock: max_items must be at least 1, expires and max_bytes not negative", prefix)
 	}
 	for _, sec := range []struct {
 		key     string

@@ -298,10 +298,15 @@ func (s *FunServant) keepRestartKeys(cfg *Config) []string {
 	case (cfg.Lock == nil) != (b.Lock == nil):
 		keys = append(keys, "servants.lock")
 		cfg.Lock = b.Lock
-	case cfg.Lock != nil && cfg.Lock.MaxItems != b.Lock.MaxItems:
-		keys = append(keys, "servants.lock.max_items")
+	case cfg.Lock != nil && (cfg.Lock.MaxItems != b.Lock.MaxItems || cfg.Lock.MaxBytes != b.Lock.MaxBytes):
+		if cfg.Lock.MaxItems != b.Lock.MaxItems {
+			keys = append(keys, "servants.lock.max_items")
+		}
+		if cfg.Lock.MaxBytes != b.Lock.MaxBytes {
+			keys = append(keys, "servants.lock.max_bytes")
+		}
 		l := *cfg.Lock
-		l.MaxItems = b.Lock.MaxItems
+		l.MaxItems, l.MaxBytes = b.Lock.MaxItems, b.Lock.MaxBytes
 		cfg.Lock = &l
 	}
 	return keys

@@ -22,10 +22,12 @@ var ErrLockTableFull = errors.New("lock table full")
 // the expiry, ends one. The bound is on the whole table, so keys that hash to
 // few shards do not make it full early. Safe for concurrent use.
 type lockTable struct {
-	max    int64
-	n      atomic.Int64 // locks held, all shards
-	seed   maphash.Seed
-	shards [lockShards]lockShard
+	max      int64
+	maxBytes int64        // bytes of the keys held at most; 0 = none
+	n        atomic.Int64 // locks held, all shards
+	bytes    atomic.Int64 // bytes of the keys of the locks held
+	seed     maphash.Seed
+	shards   [lockShards]lockShard
 
 	refused   atomic.Int64
 	tookOver  atomic.Int64
@@ -40,6 +42,11 @@ type lockShard struct {
 	// oldest is no later than the time any lock held in the shard was taken,
 	// so a sweep can be skipped while nothing can have expired. Zero: none held.
 	oldest time.Time
+	// swept is when the shard was last swept: a new lock sweeps it when its
+	// oldest lock has expired and a quarter of expires has passed since, so
+	// expired locks free their memory within 1.25 × expires without a scan
+	// per lock (before, only a full table swept).
+	swept time.Time
 }
 
 // lockHolder is who holds a lock: the rid of the call that took it, and when.
@@ -59,9 +66,10 @@ type lockTableStats struct {
 }
 
 // newLockTable returns an empty table of at most maxItems locks
-// (servants.lock.max_items; at least 1).
-func newLockTable(maxItems int) *lockTable {
-	t := &lockTable{max: int64(max(maxItems, 1)), seed: maphash.MakeSeed()}
+// (servants.lock.max_items; at least 1) whose keys take at most maxBytes
+// (servants.lock.max_bytes; 0 = no bound).
+func newLockTable(maxItems int, maxBytes int64) *lockTable {
+	t := &lockTable{max: int64(max(maxItems, 1)), maxBytes: maxBytes, seed: maphash.MakeSeed()}
 	for i := range t.shards {
 		t.shards[i].held = map[string]lockHolder{}
 	}
@@ -78,7 +86,9 @@ func (t *lockTable) shard(key string) *lockShard {
 // did). A held lock gives false, false, nil. A new lock in a full table first
 // drops the expired locks of its shard (with expires > 0), then, if still
 // full, is refused with an error wrapping ErrLockTableFull, e.g.
-// "lock table full: 1048576 locks held (servants.lock.max_items)".
+// "lock table full: 1048576 locks held (servants.lock.max_items)", or
+// "lock table full: 67108864 bytes of keys held (servants.lock.max_bytes), a
+// key of 300 bytes more".
 func (t *lockTable) lock(key string, rid int64, now time.Time, expires time.Duration) (got, tookOver bool, err error) {
 	s := t.shard(key)
 	s.mu.Lock()
@@ -91,9 +101,18 @@ func (t *lockTable) lock(key string, rid int64, now time.Time, expires time.Dura
 		t.tookOver.Add(1)
 		return true, true, nil
 	}
-	if !t.reserve() && (expires <= 0 || t.sweep(s, now, expires) == 0 || !t.reserve()) {
-		t.refused.Add(1)
-		return false, false, fmt.Errorf("%w: %d locks held (servants.lock.max_items)", ErrLockTableFull, t.max)
+	if expires > 0 && now.Sub(s.swept) > expires/4 {
+		t.sweep(s, now, expires)
+	}
+	if err := t.reserve(len(key)); err != nil {
+		if expires <= 0 || t.sweep(s, now, expires) == 0 {
+			t.refused.Add(1)
+			return false, false, err
+		}
+		if err = t.reserve(len(key)); err != nil {
+			t.refused.Add(1)
+			return false, false, err
+		}
 	}
 	s.held[key] = lockHolder{at: now, rid: rid}
 	if s.oldest.IsZero() || now.Before(s.oldest) {
@@ -102,16 +121,34 @@ func (t *lockTable) lock(key string, rid int64, now time.Time, expires time.Dura
 	return true, false, nil
 }
 
-// reserve counts one more lock held, unless the table is full.
-func (t *lockTable) reserve() bool {
+// reserve counts one more lock held, of a key of size bytes, unless the
+// table is full (an error wrapping ErrLockTableFull naming the limit).
+func (t *lockTable) reserve(size int) error {
+	if t.maxBytes > 0 {
+		if b := t.bytes.Add(int64(size)); b > t.maxBytes {
+			t.bytes.Add(-int64(size))
+			return fmt.Errorf("%w: %d bytes of keys held (servants.lock.max_bytes), a key of %d bytes more", ErrLockTableFull, t.maxBytes, size)
+		}
+	}
 	for {
 		n := t.n.Load()
 		if n >= t.max {
-			return false
+			if t.maxBytes > 0 {
+				t.bytes.Add(-int64(size))
+			}
+			return fmt.Errorf("%w: %d locks held (servants.lock.max_items)", ErrLockTableFull, t.max)
 		}
 		if t.n.CompareAndSwap(n, n+1) {
-			return true
+			return nil
 		}
+	}
+}
+
+// release uncounts a lock of key dropped from the table.
+func (t *lockTable) release(key string) {
+	t.n.Add(-1)
+	if t.maxBytes > 0 {
+		t.bytes.Add(-int64(len(key)))
 	}
 }
 
@@ -119,6 +156,7 @@ func (t *lockTable) reserve() bool {
 // before now, and returns how many it dropped. It scans only when the shard's
 // oldest lock may have expired.
 func (t *lockTable) sweep(s *lockShard, now time.Time, expires time.Duration) int {
+	s.swept = now
 	if s.oldest.IsZero() || now.Sub(s.oldest) <= expires {
 		return 0
 	}
@@ -128,12 +166,12 @@ func (t *lockTable) sweep(s *lockShard, now time.Time, expires time.Duration) in
 	for k, h := range s.held {
 		if now.Sub(h.at) > expires {
 			delete(s.held, k)
+			t.release(k)
 			dropped++
 		} else if s.oldest.IsZero() || h.at.Before(s.oldest) {
 			s.oldest = h.at
 		}
 	}
-	t.n.Add(-int64(dropped))
 	t.swept.Add(int64(dropped))
 	return dropped
 }
@@ -155,7 +193,7 @@ func (t *lockTable) unlock(key string, rid int64, now time.Time, expires time.Du
 		return true, h.rid
 	}
 	delete(s.held, key)
-	t.n.Add(-1)
+	t.release(key)
 	return true, 0
 }
 

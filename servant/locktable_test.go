@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,7 +26,7 @@ func keysIn(t *lockTable, key string, same bool, n int) []string {
 }
 
 func TestLockTableLockUnlock(t *testing.T) {
-	lt := newLockTable(10)
+	lt := newLockTable(10, 0)
 	steps := []struct {
 		key       string
 		unlock    bool
@@ -57,7 +58,7 @@ func TestLockTableLockUnlock(t *testing.T) {
 }
 
 func TestLockTableFull(t *testing.T) {
-	lt := newLockTable(4)
+	lt := newLockTable(4, 0)
 	for _, k := range []string{"a", "b", "c", "d"} {
 		if got, _, err := lt.lock(k, 1, t0, 0); !got || err != nil {
 			t.Fatalf("lock(%s) = %v, %v", k, got, err)
@@ -84,7 +85,7 @@ func TestLockTableFull(t *testing.T) {
 // keys that all hash to one shard can fill the whole table (REVIEW §2.B4).
 func TestLockTableNeverEvicts(t *testing.T) {
 	const max = 1000
-	lt := newLockTable(max)
+	lt := newLockTable(max, 0)
 	held := keysIn(lt, "x", true, max) // one shard only
 	for _, k := range held {
 		if got, _, err := lt.lock(k, 1, t0, time.Second); !got || err != nil {
@@ -107,7 +108,7 @@ func TestLockTableNeverEvicts(t *testing.T) {
 }
 
 func TestLockTableExpiry(t *testing.T) {
-	lt := newLockTable(10)
+	lt := newLockTable(10, 0)
 	const exp = 10 * time.Second
 	lt.lock("a", 1, t0, exp)
 	if got, took, _ := lt.lock("a", 1, t0.Add(exp), exp); got || took {
@@ -132,7 +133,7 @@ func TestLockTableExpiry(t *testing.T) {
 // new key's shard, and only those, before refusing.
 func TestLockTableFullSweepsShard(t *testing.T) {
 	const exp = 10 * time.Second
-	lt := newLockTable(4)
+	lt := newLockTable(4, 0)
 	same, other := keysIn(lt, "new", true, 2), keysIn(lt, "new", false, 1)
 	lt.lock(same[0], 1, t0, exp)
 	lt.lock(same[1], 1, t0.Add(5*time.Second), exp)
@@ -154,7 +155,7 @@ func TestLockTableFullSweepsShard(t *testing.T) {
 		t.Fatalf("%s, expired in another shard, was dropped", other[0])
 	}
 	// With expires 0 nothing is ever swept.
-	lt = newLockTable(1)
+	lt = newLockTable(1, 0)
 	lt.lock("a", 1, t0, 0)
 	if _, _, err := lt.lock("b", 1, t0.Add(time.Hour), 0); !errors.Is(err, ErrLockTableFull) {
 		t.Fatalf("expires 0: %v", err)
@@ -162,7 +163,7 @@ func TestLockTableFullSweepsShard(t *testing.T) {
 }
 
 func TestLockTableConcurrent(t *testing.T) {
-	lt := newLockTable(6) // 8 goroutines each holding up to two: the table fills
+	lt := newLockTable(6, 0) // 8 goroutines each holding up to two: the table fills
 	var inside [16]atomic.Int32
 	var wins, full, holding atomic.Int64
 	var wg sync.WaitGroup
@@ -222,7 +223,7 @@ func (t *lockTable) unlockAny(key string) bool {
 // Only the rid that took a lock frees it before it expires (issue 8: the
 // original let anyone unlock); after the expiry anyone may.
 func TestLockTableUnlockByHolder(t *testing.T) {
-	lt := newLockTable(10)
+	lt := newLockTable(10, 0)
 	t0 := time.Unix(1000, 0)
 	if got, _, _ := lt.lock("k", 7, t0, 10*time.Second); !got {
 		t.Fatal("lock")
@@ -244,5 +245,57 @@ func TestLockTableUnlockByHolder(t *testing.T) {
 	}
 	if st := lt.stats(); st.NotHolder != 1 || st.Held != 0 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestLockTableBytes: servants.lock.max_bytes bounds the bytes of the keys
+// held: a lock whose key would pass it is refused as a full table, naming
+// the limit, until an unlock frees room (found by review: 142 locks of 1 MB
+// keys took 186 MB, and max_items alone allowed a million of them).
+func TestLockTableBytes(t *testing.T) {
+	lt := newLockTable(100, 100)
+	now := time.Now()
+	a, b, c := strings.Repeat("a", 40), strings.Repeat("b", 40), strings.Repeat("c", 40)
+	for _, k := range []string{a, b} {
+		if got, _, err := lt.lock(k, 1, now, time.Minute); !got || err != nil {
+			t.Fatalf("lock of 40 bytes: %t, %v", got, err)
+		}
+	}
+	_, _, err := lt.lock(c, 1, now, time.Minute)
+	if !errors.Is(err, ErrLockTableFull) || !strings.Contains(err.Error(), "100 bytes of keys held (servants.lock.max_bytes), a key of 40 bytes more") {
+		t.Fatalf("a third key of 40 bytes in 100: %v", err)
+	}
+	if held, _ := lt.unlock(a, 1, now, time.Minute); !held {
+		t.Fatal("unlock of a held key: not held")
+	}
+	if got, _, err := lt.lock(c, 1, now, time.Minute); !got || err != nil {
+		t.Fatalf("after an unlock: %t, %v", got, err)
+	}
+	if n, bytes := lt.len(), lt.bytes.Load(); n != 2 || bytes != 80 {
+		t.Errorf("%d locks of %d bytes, want 2 of 80", n, bytes)
+	}
+}
+
+// TestLockTableSweepsExpired: expired locks are dropped, and their memory
+// freed, by the next new lock of their shard once a quarter of expires has
+// passed, not only when the table is full (found by review: expired 1 MB
+// keys stayed in memory).
+func TestLockTableSweepsExpired(t *testing.T) {
+	lt := newLockTable(1<<20, 0)
+	t0 := time.Now()
+	const n = 1000
+	for i := range n {
+		lt.lock(fmt.Sprintf("k%d", i), 1, t0, time.Second)
+	}
+	if lt.len() != n {
+		t.Fatalf("%d locks held, want %d", lt.len(), n)
+	}
+	later := t0.Add(2 * time.Second)
+	const fresh = 32 * lockShards // every shard gets some: the odds that one gets none are 32 × (31/32)^1024, about 10^-13
+	for i := range fresh {
+		lt.lock(fmt.Sprintf("new%d", i), 1, later, time.Second)
+	}
+	if got := lt.len(); got != fresh {
+		t.Errorf("%d locks held after the expired ones' shards took new locks, want only the %d new ones", got, fresh)
 	}
 }

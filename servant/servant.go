@@ -136,7 +136,7 @@ func New(cfg Config, opts Options) (*FunServant, error) {
 		s.lcache = cache.New(cfg.Lcache.MaxItems, cfg.Lcache.MaxBytes, func(_ string, v []byte) int64 { return int64(cap(v)) })
 	}
 	if cfg.Lock != nil {
-		s.locks = newLockTable(cfg.Lock.MaxItems)
+		s.locks = newLockTable(cfg.Lock.MaxItems, cfg.Lock.MaxBytes)
 	}
 	pc := cfg.Proxy
 	if pc == nil {
