@@ -194,6 +194,31 @@ func (r *Registry) Foreign() []Foreign {
 	return append([]Foreign(nil), r.foreign...)
 }
 
+// ErrIDUnconfirmed is IDReady's error while this node is not registered.
+var ErrIDUnconfirmed = errors.New("this node's idgen_worker_id is not confirmed in ZooKeeper " +
+	"(not registered yet: ZooKeeper unreachable, or its session expired and it is registering again): " +
+	"id_next is refused until it is, so that no two nodes issue the same ids")
+
+// IDReady is nil when a node that registers may issue ids with its
+// idgen_worker_id: it is registered in the current ZooKeeper session, which
+// it is only while no live member holds that worker id. Else the
+// *IDConflictError, or ErrIDUnconfirmed: before the first registration
+// (ZooKeeper down at start: a node with a contested worker id issued
+// duplicates then, found by a cluster review) and from the expiry of its
+// session (a node frozen past it, whose worker id another node may have
+// taken meanwhile) until it has registered again.
+func (r *Registry) IDReady() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.conflict != nil:
+		return r.conflict
+	case r.registered:
+		return nil
+	}
+	return ErrIDUnconfirmed
+}
+
 // Conflict is the *IDConflictError that keeps this node from registering,
 // or nil.
 func (r *Registry) Conflict() error {
@@ -331,6 +356,8 @@ func (r *Registry) onEvent(gen int64, ev zk.Event) {
 	case ev.State == zk.StateHasSession:
 		r.handshakes.Store(0)
 		r.connects.Add(1)
+	case ev.State == zk.StateExpired:
+		r.setRegistered(false) // at once, not at the loop's next read: see IDReady
 	}
 	r.poke()
 }

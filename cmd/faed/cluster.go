@@ -69,6 +69,9 @@ func (c *cluster) options(opts *servant.Options) {
 		return
 	}
 	opts.Self, opts.ZK, opts.IDConflict = c.self, c.reg, c.reg.Conflict
+	if c.self != "" { // it registers: ids wait for its worker id to be confirmed
+		opts.IDConflict = c.reg.IDReady
+	}
 }
 
 // start routes the servant by the membership (and warns, at each change, of
