@@ -87,6 +87,7 @@ type Registry struct {
 	registered bool
 	want       *registration // set by Register; nil = do not register (a proxy-only node)
 	leaving    bool          // Leave began: never register again
+	idKept     bool          // registered when Leave began: it issues ids while it drains (IDReady)
 	closed     bool
 	subs       map[*subscriber]struct{}
 
@@ -206,14 +207,16 @@ var ErrIDUnconfirmed = errors.New("this node's idgen_worker_id is not confirmed 
 // (ZooKeeper down at start: a node with a contested worker id issued
 // duplicates then, found by a cluster review) and from the expiry of its
 // session (a node frozen past it, whose worker id another node may have
-// taken meanwhile) until it has registered again.
+// taken meanwhile) until it has registered again. A node that was
+// registered when it began to leave (SIGTERM: Leave) keeps issuing ids while
+// it drains: its calls in flight are answered.
 func (r *Registry) IDReady() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
 	case r.conflict != nil:
 		return r.conflict
-	case r.registered:
+	case r.registered, r.idKept:
 		return nil
 	}
 	return ErrIDUnconfirmed
@@ -285,6 +288,7 @@ func (s *subscriber) send(ms []Member) {
 func (r *Registry) Leave(ctx context.Context) error {
 	r.mu.Lock()
 	r.leaving = true
+	r.idKept = r.registered
 	r.mu.Unlock()
 	var marked bool
 	err := r.exec(ctx, func() error {
