@@ -189,19 +189,13 @@ func (b *Breaker) settle(done func(error), kind Kind, opErr error) {
 
 // Dial runs dial, a connect to the server, on the dial side: refused with an
 // error of KindBreakerOpen while that side is open; a failure is counted and
-// returned as a *DialError, unless dial returned it as an abandonedDial (the
-// caller gave up first): that one is returned as it is and not counted.
+// returned as a *DialError.
 func (b *Breaker) Dial(dial func() error) error {
 	done, err := b.dial.Allow()
 	if err != nil {
 		return KindBreakerOpen
 	}
 	if err := dial(); err != nil {
-		var ab abandonedDial
-		if errors.As(err, &ab) {
-			done(errNeutral)
-			return ab.err
-		}
 		done(errCounted)
 		if isDialError(err) {
 			return err
@@ -211,15 +205,6 @@ func (b *Breaker) Dial(dial func() error) error {
 	done(nil)
 	return nil
 }
-
-// abandonedDial is a dial's error when its caller's ctx had ended: not the
-// server's failure (found by review: clients giving up after 2 ms, their
-// statements killed and their connections dialled again, opened a healthy
-// MySQL server's breaker for everyone).
-type abandonedDial struct{ err error }
-
-func (e abandonedDial) Error() string { return e.err.Error() }
-func (e abandonedDial) Unwrap() error { return e.err }
 
 func (b *Breaker) report(cb *gobreaker.TwoStepCircuitBreaker[struct{}], outcome error) {
 	if done, err := cb.Allow(); err == nil {

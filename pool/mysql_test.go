@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -385,4 +386,48 @@ func TestMysqlAbandonedDialsNotCounted(t *testing.T) {
 	if _, rows, err := m.Query(myBg, "Global", 0, "SELECT 1", nil); err != nil || len(rows) != 1 {
 		t.Fatalf("a patient caller after %d abandoned ones: %v, %v", failed, rows, err)
 	}
+}
+
+// TestMysqlFrozenServerImpatientCallers: a server that accepts connections
+// and never answers (a frozen mysqld, or a black hole behind a proxy), whose
+// callers all give up (30 ms) before the connect timeout (500 ms): the dials
+// run on to their timeout, which counts, and the breaker opens. Found by the
+// review of 2ee664d, which stopped counting a dial whose caller had left:
+// then nothing counted, and the breaker of a frozen server stayed closed.
+func TestMysqlFrozenServerImpatientCallers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 100)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // held open, never answered
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		for len(accepted) > 0 {
+			(<-accepted).Close()
+		}
+	})
+	c := myConfig(t, ln.Addr().String(), map[string]string{"Global": "mysql"}, "Global")
+	c.MaxIdleConnsPerServer = 0
+	c.Timeout = 500 * time.Millisecond
+	m := newMyTest(t, c, nil, Limits{})
+	testenv.Eventually(t, 10*time.Second, "the breaker to open with every caller gone before the connect timeout", func() bool {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		time.AfterFunc(30*time.Millisecond, cancel) // the client hangs up (a deadline of its own would count as a timeout)
+		start := time.Now()
+		_, _, err := m.Query(ctx, "Global", 0, "SELECT 1", nil)
+		if took := time.Since(start); took > 300*time.Millisecond {
+			t.Fatalf("a caller of 30 ms waited %s for a connection", took)
+		}
+		return errors.Is(err, KindBreakerOpen)
+	})
 }
