@@ -188,6 +188,7 @@ type rdConn struct {
 // rdCall is one command on its way through redigo's pool to the rdConn that
 // runs it: its read timeout in, the connection it ran on out.
 type rdCall struct {
+	cmd         string // the command's name, as the caller wrote it
 	readTimeout time.Duration
 	conn        *rdConn
 	canceled    bool // the caller's ctx ended while the command ran

@@ -221,7 +221,7 @@ func (p *rdPipe) classify(call *rdPipeCall) (Kind, error) {
 	var tl *rdTooLargeError
 	switch {
 	case errors.As(err, &re):
-		return classifyErrorReply(re)
+		return classifyErrorReply(re, call.cmd)
 	case call.lost && !call.sent:
 		return KindServerFailure, fmt.Errorf("connection lost before the command was sent (it did not run): %w", err)
 	case call.lost && errors.Is(err, os.ErrDeadlineExceeded):

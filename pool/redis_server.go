@@ -147,6 +147,16 @@ var rdScriptKill = map[string]string{
 	"FCALL": "FUNCTION", "FCALL_RO": "FUNCTION",
 }
 
+// isScriptCommand reports whether cmd (any case) runs a script or a function.
+func isScriptCommand(cmd string) bool {
+	for name := range rdScriptKill {
+		if strings.EqualFold(cmd, name) {
+			return true
+		}
+	}
+	return false
+}
+
 // killScript sends "<kind> KILL" (SCRIPT or FUNCTION) to the server on a
 // connection of its own, in the background, bounded by HealthCheckTimeout:
 // after a script's call timed out or its caller left, as MySQL's KILL QUERY
@@ -198,7 +208,7 @@ func (s *rdServer) doConn(ctx context.Context, block time.Duration, cmd string, 
 		return nil, kind, cause
 	}
 	defer c.Close()
-	call := &rdCall{readTimeout: s.ioTimeout + block}
+	call := &rdCall{readTimeout: s.ioTimeout + block, cmd: cmd}
 	cctx := context.WithValue(ctx, rdCallKey{}, call)
 	var reply any
 	kind, cause := s.breaker.Do(func() (Kind, error) {
@@ -224,7 +234,7 @@ func (s *rdServer) classify(ctx context.Context, call *rdCall, err error) (Kind,
 	var tl *rdTooLargeError
 	switch {
 	case errors.As(err, &re):
-		return classifyErrorReply(re)
+		return classifyErrorReply(re, call.cmd)
 	case errors.Is(err, errRdCanceled) || call.canceled || ctx.Err() != nil:
 		return KindCanceled, context.Cause(ctx)
 	case errors.As(err, &tl):
@@ -238,13 +248,17 @@ func (s *rdServer) classify(ctx context.Context, call *rdCall, err error) (Kind,
 	return KindServerFailure, err
 }
 
-// classifyErrorReply is the kind and cause of an error reply: KindRefused (the
-// command's own failure), but for BUSY, the server running a script or
-// function past busy-reply-threshold and answering every other command so
-// until it ends: a server failure, which the breaker counts, so that callers
-// fail at once while it lasts instead of each waiting for its BUSY.
-func classifyErrorReply(re redis.Error) (Kind, error) {
-	if strings.HasPrefix(string(re), "BUSY ") {
+// classifyErrorReply is the kind and cause of an error reply to cmd:
+// KindRefused (the command's own failure), but for BUSY to a command that
+// runs no script, the server running a script or function past
+// busy-reply-threshold and answering every other command so until it ends:
+// a server failure, which the breaker counts, so that callers fail at once
+// while it lasts instead of each waiting for its BUSY. A script's error
+// reply is the script's to write, "BUSY …" included (a client's
+// redis.error_reply('BUSY x') opened a healthy server's breaker: found by
+// review), so a script command's BUSY is its own refusal.
+func classifyErrorReply(re redis.Error, cmd string) (Kind, error) {
+	if strings.HasPrefix(string(re), "BUSY ") && !isScriptCommand(cmd) {
 		return KindServerFailure, fmt.Errorf("the server is busy running a script or function (faed sends SCRIPT KILL or FUNCTION KILL when one of its own calls times out): error reply: %w", re)
 	}
 	return KindRefused, fmt.Errorf("error reply: %w", re)

@@ -377,3 +377,19 @@ func TestRedisScriptKilled(t *testing.T) {
 		t.Errorf("%d SCRIPT KILL sent, want 1", n)
 	}
 }
+
+// TestRedisScriptBusyReplyOwn: a script's own error reply that begins
+// "BUSY " is the script's refusal, not the server busy: 20 of them leave a
+// healthy server's breaker closed (found by review: 5 opened it for every
+// caller when every BUSY counted as a server failure).
+func TestRedisScriptBusyReplyOwn(t *testing.T) {
+	testenv.RequireServer(t, "Redis", testenv.RedisAddr)
+	r, _ := newTestRedis(t, rdConfig(t, testenv.RedisAddr), Limits{})
+	for range 20 {
+		_, err := r.Do(bg, "p", "eval", "return redis.error_reply('BUSY not really')", "0")
+		wantKind(t, "EVAL returning its own BUSY error", err, KindRefused, "BUSY not really")
+	}
+	if _, err := r.Do(bg, "p", "GET", "k"); err != nil && !isKind(err, KindMiss) {
+		t.Fatalf("GET after the scripts' BUSY replies: %v", err)
+	}
+}
