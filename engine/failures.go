@@ -95,7 +95,7 @@ func foldClientText(msg string) string {
 		if i < 0 {
 			break
 		}
-		j := strings.IndexByte(msg[i+1:], '"')
+		j := closingQuote(msg[i+1:])
 		if j < 0 {
 			break
 		}
@@ -105,6 +105,21 @@ func foldClientText(msg string) string {
 	}
 	b.WriteString(msg)
 	return b.String()
+}
+
+// closingQuote is the index in s of the '"' that ends a quoted span begun
+// before s, past the escaped ones (\", \\: a key with a quote in it, as %q
+// writes it; found by review); -1 if none.
+func closingQuote(s string) int {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case '"':
+			return i
+		}
+	}
+	return -1
 }
 
 // NormaliseMessage replaces each run of ASCII digits in msg with "?" and

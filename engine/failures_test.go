@@ -93,6 +93,11 @@ func TestFailuresFoldClientText(t *testing.T) {
 	if fmt.Sprint(counts) != fmt.Sprint(want) {
 		t.Fatalf("failures %v, want %v", counts, want)
 	}
+	// A key with quotes in it, as %q writes it (found by review: the text
+	// between its escaped quotes stayed, and 300 such keys filled the table).
+	if got := foldClientText(fmt.Sprintf("redis GET %q: pool %q: timeout", `k" abc "k\`, "default")); got != `redis GET "?": pool "?": timeout` {
+		t.Errorf("escaped quotes: %q", got)
+	}
 	if got := foldClientText(`an "unterminated quote`); got != `an "unterminated quote` {
 		t.Errorf("unterminated quote: %q", got)
 	}

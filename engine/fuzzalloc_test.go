@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"bytes"
+	"github.com/fae-go/fae/engine"
 	"runtime"
 	"testing"
 
@@ -28,7 +29,7 @@ func TestFuzzManyShortValues(t *testing.T) {
 			if mode.compact {
 				wire = compact
 			}
-			return (fuzzMaxMessage - 256) / max(wire, mem)
+			return (fuzzMaxMessage - 256) / max(wire, mem/engine.MemPerMessageByte)
 		}
 		for _, tc := range []struct {
 			method string
@@ -82,8 +83,9 @@ func TestFuzzManyShortValues(t *testing.T) {
 // made faed allocate 384 MB, and 10 such sessions at a time grew it to 14 GB.
 // The library's own check (count ≤ max_message_bytes) let a count of
 // max_message_bytes lists through: 24 times max_message_bytes of slice.
-// One element fewer than the bound, absent, is let through and ends at the
-// missing bytes (the client closed), allocating at most max_message_bytes.
+// One element fewer than the bound (MemPerMessageByte × max_message_bytes of
+// slice), absent, is let through and ends at the missing bytes (the client
+// closed), allocating at most that much.
 func TestDeclaredCountBound(t *testing.T) {
 	h := newFuzzHarness(t)
 	for m, mode := range fuzzModes {
@@ -93,8 +95,8 @@ func TestDeclaredCountBound(t *testing.T) {
 			refuse bool
 		}{
 			{"max_message_bytes lists", fuzzMaxMessage, true},
-			{"lists of 24 bytes each past max_message_bytes", fuzzMaxMessage/24 + 1, true},
-			{"lists of 24 bytes each within max_message_bytes", fuzzMaxMessage / 24, false},
+			{"lists of 24 bytes each past 4 × max_message_bytes", 4*fuzzMaxMessage/24 + 1, true},
+			{"lists of 24 bytes each within 4 × max_message_bytes", 4 * fuzzMaxMessage / 24, false},
 		} {
 			data := seedFrame(mode, seedCall(t, mode, "my_bulk_exec", func(p thrift.TProtocol, _ *bytes.Buffer) {
 				seedCtx(t, p)
@@ -111,8 +113,8 @@ func TestDeclaredCountBound(t *testing.T) {
 			if got := h.srv[m].Stats.EndOversize.Load() - oversize; got != map[bool]int64{true: 1, false: 0}[tc.refuse] {
 				t.Errorf("%s, %s: %d sessions ended as oversize, want refused %t", mode.name, tc.name, got, tc.refuse)
 			}
-			if alloc > 2*fuzzMaxMessage {
-				t.Errorf("%s, %s: %d bytes allocated, want at most twice max_message_bytes (%d)", mode.name, tc.name, alloc, fuzzMaxMessage)
+			if alloc > (engine.MemPerMessageByte+1)*fuzzMaxMessage {
+				t.Errorf("%s, %s: %d bytes allocated, want at most %d times max_message_bytes (%d)", mode.name, tc.name, alloc, engine.MemPerMessageByte+1, fuzzMaxMessage)
 			}
 			h.ping(t, m)
 		}

@@ -1,0 +1,4 @@
+package engine
+
+// MemPerMessageByte is memPerMessageByte, for the external tests.
+const MemPerMessageByte = memPerMessageByte
