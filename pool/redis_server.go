@@ -132,8 +132,10 @@ func (s *rdServer) do(ctx context.Context, start time.Time, block time.Duration,
 	} else {
 		reply, kind, cause = s.doConn(ctx, block, cmd, args)
 	}
-	if kill := rdScriptKill[name]; kill != "" && (kind == KindTimeout || kind == KindCanceled) {
-		s.killScript(kill)
+	if kind == KindTimeout || kind == KindCanceled {
+		if kill := rdScriptKill[name]; kill != "" {
+			s.killScript(kill)
+		}
 	}
 	return reply, kind, cause
 }
