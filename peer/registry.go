@@ -93,8 +93,8 @@ type Registry struct {
 	// server may have expired the session and another node taken the
 	// worker id, which this node learns only once it reconnects (IDReady).
 	cutSince atomic.Int64
-	closed   bool
-	subs     map[*subscriber]struct{}
+	closed     bool
+	subs       map[*subscriber]struct{}
 
 	loopState // owned by the loop goroutine
 }
