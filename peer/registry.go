@@ -88,11 +88,6 @@ type Registry struct {
 	want       *registration // set by Register; nil = do not register (a proxy-only node)
 	leaving    bool          // Leave began: never register again
 	idKept     bool          // registered when Leave began: it issues ids while it drains (IDReady)
-	// cutSince is when the client lost its connection to ZooKeeper (Unix
-	// ns), 0 while connected: past 2/3 of the session timeout cut off, the
-	// server may have expired the session and another node taken the
-	// worker id, which this node learns only once it reconnects (IDReady).
-	cutSince atomic.Int64
 	closed     bool
 	subs       map[*subscriber]struct{}
 
@@ -212,13 +207,7 @@ var ErrIDUnconfirmed = errors.New("this node's idgen_worker_id is not confirmed 
 // (ZooKeeper down at start: a node with a contested worker id issued
 // duplicates then, found by a cluster review) and from the expiry of its
 // session (a node frozen past it, whose worker id another node may have
-// taken meanwhile) until it has registered again. It is refused as well
-// once the client has been cut off from ZooKeeper for 2/3 of the session
-// timeout: go-zookeeper hears of an expiry only when it reconnects, and a
-// node cut off from ZooKeeper but not from its clients would otherwise go on
-// issuing ids after its znode is gone and another node has registered with
-// its worker id (found by review). A ZooKeeper blip shorter than that
-// changes nothing. A node that was
+// taken meanwhile) until it has registered again. A node that was
 // registered when it began to leave (SIGTERM: Leave) keeps issuing ids while
 // it drains: its calls in flight are answered.
 func (r *Registry) IDReady() error {
@@ -227,20 +216,10 @@ func (r *Registry) IDReady() error {
 	switch {
 	case r.conflict != nil:
 		return r.conflict
-	case r.cutOff():
-		return ErrIDUnconfirmed
 	case r.registered, r.idKept:
 		return nil
 	}
 	return ErrIDUnconfirmed
-}
-
-// cutOff reports whether the client has been cut off from ZooKeeper for
-// more than 2/3 of the session timeout (go-zookeeper's own receive timeout,
-// after which it gives a silent connection up).
-func (r *Registry) cutOff() bool {
-	since := r.cutSince.Load()
-	return since != 0 && time.Since(time.Unix(0, since)) > r.cfg.SessionTimeout*2/3
 }
 
 // Conflict is the *IDConflictError that keeps this node from registering,
@@ -383,12 +362,6 @@ func (r *Registry) onEvent(gen int64, ev zk.Event) {
 		r.connects.Add(1)
 	case ev.State == zk.StateExpired:
 		r.setRegistered(false) // at once, not at the loop's next read: see IDReady
-	}
-	switch ev.State {
-	case zk.StateHasSession:
-		r.cutSince.Store(0)
-	case zk.StateDisconnected, zk.StateConnecting, zk.StateExpired:
-		r.cutSince.CompareAndSwap(0, time.Now().UnixNano())
 	}
 	r.poke()
 }

@@ -508,34 +508,3 @@ func testZkOps(t *testing.T, zkAddr string) {
 }
 
 func second[T any](_ T, err error) error { return err }
-
-// TestIDReadyPartitioned: a node cut off from ZooKeeper (a partition; its
-// clients still reach it) stops issuing ids once cut off for 2/3 of its
-// session timeout, before the server can expire its session and let a node
-// with the same worker id register. go-zookeeper hears of the expiry only
-// when it reconnects: before (found by review), both nodes issued ids with
-// worker id 1 while the partition lasted.
-func TestIDReadyPartitioned(t *testing.T) {
-	z := testenv.StartZooKeeper(t)
-	cfg := testConfig("/partitioned", testSession)
-	d := &cutDialer{}
-	a, err := newRegistry([]string{z.Addr()}, cfg, testLog, d.dial)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	if err := a.Register(info(1), "127.0.0.1:9001"); err != nil {
-		t.Fatal(err)
-	}
-	c := rawClient(t, z.Addr())
-	testenv.Eventually(t, 10*time.Second, "a registered", func() bool { return registeredIn(t, c, a, "/partitioned/127.0.0.1:9001") })
-	b := node(t, z.Addr(), cfg, "127.0.0.1:9002", 1) // the same worker id: in conflict while a holds it
-	testenv.Eventually(t, 10*time.Second, "b in conflict, a issuing", func() bool { return b.IDReady() != nil && a.IDReady() == nil })
-	d.setCut(true)
-	testenv.Eventually(t, 15*time.Second, "b registered once a's session expired", func() bool {
-		return registeredIn(t, c, b, "/partitioned/127.0.0.1:9002") && b.IDReady() == nil
-	})
-	if err := a.IDReady(); !errors.Is(err, ErrIDUnconfirmed) {
-		t.Fatalf("a, cut off past its session, while b holds worker id 1: IDReady() = %v, want ErrIDUnconfirmed", err)
-	}
-}
