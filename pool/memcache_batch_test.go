@@ -216,15 +216,10 @@ func TestMemcacheBatchTooLarge(t *testing.T) {
 // killed with gets queued: each fails with a typed error within its timeout,
 // and gets succeed again once the server is back.
 func TestMemcacheBatchFrozenAndKilled(t *testing.T) {
-	srv := testenv.StartMemcached(t)
-	cfg := mcConfig(t, "standard", 1, srv.Addr())
-	cfg.Timeout = time.Second
-	cfg.Breaker = BreakerConfig{FailureAllowance: 1000, RetryInterval: 200 * time.Millisecond}
-	m, _ := newTestMemcache(t, cfg, Limits{})
-	k := testKey(t, "k")
-	if err := m.Set("p", k, []byte("v"), 0, 60); err != nil {
-		t.Fatal(err)
-	}
+	srv, cfg, m, _, k := privateMemcached(t, func(cfg *MemcacheConfig) {
+		cfg.Timeout = time.Second
+		cfg.Breaker = BreakerConfig{FailureAllowance: 1000, RetryInterval: 200 * time.Millisecond}
+	})
 	const n = 20
 	// Each failed get waits for the breaker's health check, as without
 	// coalescing (TestMemcacheFrozenServer); slack: a late goroutine under
@@ -315,15 +310,10 @@ func TestMemcacheBatchOwnDeadline(t *testing.T) {
 // B leads [B, C] and is past its deadline: B's caller returns then, while C
 // carries on and fails at its own deadline, 3 s from now.
 func TestMemcacheBatchLeaderReturnsOnTime(t *testing.T) {
-	srv := testenv.StartMemcached(t)
-	cfg := mcConfig(t, "standard", 1, srv.Addr())
-	cfg.Timeout = 3 * time.Second
-	cfg.Breaker = BreakerConfig{FailureAllowance: 1000, RetryInterval: 200 * time.Millisecond}
-	m, _ := newTestMemcache(t, cfg, Limits{})
-	k := testKey(t, "k")
-	if err := m.Set("p", k, []byte("v"), 0, 60); err != nil {
-		t.Fatal(err)
-	}
+	srv, cfg, m, _, k := privateMemcached(t, func(cfg *MemcacheConfig) {
+		cfg.Timeout = 3 * time.Second
+		cfg.Breaker = BreakerConfig{FailureAllowance: 1000, RetryInterval: 200 * time.Millisecond}
+	})
 	b := batchOf(t, m)
 	type result struct {
 		name string
@@ -394,15 +384,10 @@ func TestMemcacheBatchRetry(t *testing.T) {
 // fail at once with KindBusy naming the limit, the 5 others time out; after
 // SIGCONT gets succeed.
 func TestMemcacheBatchWaitingCallsBound(t *testing.T) {
-	srv := testenv.StartMemcached(t)
-	cfg := mcConfig(t, "standard", 1, srv.Addr())
-	cfg.MaxConnsPerServer, cfg.MaxWaitingCalls, cfg.Timeout = waitConns, waitLimit, 2*time.Second
-	cfg.Breaker = BreakerConfig{FailureAllowance: 100, RetryInterval: time.Second}
-	m, obs := newTestMemcache(t, cfg, Limits{})
-	k := testKey(t, "k")
-	if err := m.Set("p", k, []byte("v"), 0, 60); err != nil {
-		t.Fatal(err)
-	}
+	srv, _, m, obs, k := privateMemcached(t, func(cfg *MemcacheConfig) {
+		cfg.MaxConnsPerServer, cfg.MaxWaitingCalls, cfg.Timeout = waitConns, waitLimit, 2*time.Second
+		cfg.Breaker = BreakerConfig{FailureAllowance: 100, RetryInterval: time.Second}
+	})
 	srv.Freeze()
 	base := runtime.NumGoroutine()
 	results := burst(burstCalls, func() error { _, _, err := m.Get("p", k); return err })

@@ -29,15 +29,10 @@ func startMemcachedBacklog1(t testing.TB) *testenv.Server {
 // breaker opens after failure_allowance calls and then refuses at once; after
 // SIGCONT the server is used again within retry_interval.
 func TestMemcacheFrozenServer(t *testing.T) {
-	srv := testenv.StartMemcached(t)
-	cfg := mcConfig(t, "standard", 1, srv.Addr())
-	cfg.Timeout = 200 * time.Millisecond
-	cfg.Breaker = BreakerConfig{FailureAllowance: 2, RetryInterval: 500 * time.Millisecond}
-	m, obs := newTestMemcache(t, cfg, Limits{})
-	k := testKey(t, "k")
-	if err := m.Set("p", k, []byte("v"), 0, 60); err != nil {
-		t.Fatal(err)
-	}
+	srv, cfg, m, obs, k := privateMemcached(t, func(cfg *MemcacheConfig) {
+		cfg.Timeout = 200 * time.Millisecond
+		cfg.Breaker = BreakerConfig{FailureAllowance: 2, RetryInterval: 500 * time.Millisecond}
+	})
 	srv.Freeze()
 	for i := 0; i < 2; i++ {
 		start := time.Now()

@@ -32,6 +32,22 @@ func mcConfig(t testing.TB, strategy string, replicas int, addrs ...string) Memc
 }
 
 // newTestMemcache builds cfg's cluster, reporting to the Counters it returns.
+// privateMemcached starts a memcached of the test's own and a Memcache of
+// pool "p" over it (its config as tune leaves it), with the test's key k set
+// to "v": the set-up of the tests that freeze or kill the server.
+func privateMemcached(t *testing.T, tune func(*MemcacheConfig)) (srv *testenv.Server, cfg MemcacheConfig, m *Memcache, obs *Counters, k string) {
+	t.Helper()
+	srv = testenv.StartMemcached(t)
+	cfg = mcConfig(t, "standard", 1, srv.Addr())
+	tune(&cfg)
+	m, obs = newTestMemcache(t, cfg, Limits{})
+	k = testKey(t, "k")
+	if err := m.Set("p", k, []byte("v"), 0, 60); err != nil {
+		t.Fatal(err)
+	}
+	return srv, cfg, m, obs, k
+}
+
 func newTestMemcache(t testing.TB, cfg MemcacheConfig, limits Limits) (*Memcache, *Counters) {
 	t.Helper()
 	obs := NewCounters()
