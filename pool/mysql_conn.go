@@ -128,7 +128,7 @@ func (k *killConnector) Connect(ctx context.Context) (driver.Conn, error) {
 // dial is Connect's dial, bounded by ctx and the connect timeout.
 func (k *killConnector) dial(ctx context.Context) (driver.Conn, error) {
 	var kc *killConn
-	err := k.srv.breaker.Dial(func() (err error) {
+	err := k.srv.breaker.Dial(func() error {
 		if k.srv.connectTimeout > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, k.srv.connectTimeout)

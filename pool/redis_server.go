@@ -102,17 +102,24 @@ func (s *rdServer) dial(ctx context.Context, dialer *net.Dialer, limits Limits) 
 // ping is the breaker's health check: PING on a connection of its own,
 // bounded by ctx (HealthCheckTimeout).
 func (s *rdServer) ping(ctx context.Context) error {
-	d := HealthCheckTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		d = time.Until(dl)
-	}
-	c, err := redis.DialContext(ctx, "tcp", s.addr, redis.DialReadTimeout(d), redis.DialWriteTimeout(d))
+	c, err := s.dialAside(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	_, err = c.Do("PING")
 	return err
+}
+
+// dialAside dials a connection of its own to the server, outside the pool
+// and its breaker, its reads and writes bounded by ctx's deadline
+// (HealthCheckTimeout without one): the health check's and killScript's.
+func (s *rdServer) dialAside(ctx context.Context) (redis.Conn, error) {
+	d := HealthCheckTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		d = time.Until(dl)
+	}
+	return redis.DialContext(ctx, "tcp", s.addr, redis.DialReadTimeout(d), redis.DialWriteTimeout(d))
 }
 
 // do runs cmd on a connection of the server: it borrows one (dialling if need
@@ -176,8 +183,7 @@ func (s *rdServer) killScript(kind string) {
 		defer s.killing.Store(false)
 		ctx, cancel := context.WithTimeout(context.Background(), HealthCheckTimeout)
 		defer cancel()
-		c, err := redis.DialContext(ctx, "tcp", s.addr,
-			redis.DialReadTimeout(HealthCheckTimeout), redis.DialWriteTimeout(HealthCheckTimeout))
+		c, err := s.dialAside(ctx)
 		if err != nil {
 			return
 		}
