@@ -16,6 +16,7 @@ type idleBuffers struct {
 	size    int
 	readers sync.Pool // *bufio.Reader of size bytes, reading nothing
 	writers sync.Pool // *[]byte, cap size, len 0
+	kits    sync.Pool // *connTransport of ended sessions, recycled (see recycle)
 }
 
 func newIdleBuffers(size int) *idleBuffers {
@@ -36,11 +37,27 @@ func (t *connTransport) release() bool {
 	t.bufs.readers.Put(t.br)
 	t.br = nil
 	if t.small != nil {
-		w := t.small[:0]
-		t.bufs.writers.Put(&w)
-		t.small, t.wbuf = nil, nil
+		p := t.smallBox
+		if p == nil { // a buffer made here, not taken from the pool
+			p = new([]byte)
+		}
+		*p = t.small[:0]
+		t.bufs.writers.Put(p)
+		t.small, t.wbuf, t.smallBox = nil, nil, nil
 	}
 	return true
+}
+
+// recycle puts t, whose session has ended with its buffers released, into
+// t.bufs.kits for a next session (newPooledConnTransport), keeping only what
+// belongs to t itself and no session: its protocol objects (bound to t) and
+// its bound read and write funcs. The caller must not use t after it.
+func (t *connTransport) recycle() {
+	if t.bufs == nil || t.br != nil || t.small != nil {
+		return // not pooled, or not released: left to the collector
+	}
+	*t = connTransport{bufs: t.bufs, proto: t.proto, readFn: t.readFn, writeFn: t.writeFn, writevFn: t.writevFn}
+	t.bufs.kits.Put(t)
 }
 
 // acquire gives t a read buffer again after release.
@@ -55,7 +72,8 @@ func (t *connTransport) acquire() {
 // smallBuffer gives t its reply buffer after release, on the call's first write.
 func (t *connTransport) smallBuffer() {
 	if t.bufs != nil {
-		t.small = (*t.bufs.writers.Get().(*[]byte))[:0]
+		t.smallBox = t.bufs.writers.Get().(*[]byte)
+		t.small = (*t.smallBox)[:0]
 	} else {
 		t.small = make([]byte, 0, defaultSmall)
 	}

@@ -219,14 +219,18 @@ func (s *Server) serveSession(sess *session) {
 			s.callLogger().Error("session panic", "remote", sess.remote(), "panic", r, "stack", string(debug.Stack()))
 		}
 		sess.stopWatch()
+		released := false
 		if sess.trans != nil {
 			sess.trans.flushDeferred()
-			sess.trans.release() // back to the pool for the next session (unless bytes are left in them)
+			released = sess.trans.release() // back to the pool for the next session (unless bytes are left in them)
 		}
 		sess.close(endCause(reason))
 		s.mu.Lock()
 		delete(s.sessions, sess)
 		s.mu.Unlock()
+		if released && reason != "panic" { // a panic may have left the protocol objects mid-message
+			sess.trans.recycle()
+		}
 		if s.Logger.Enabled(context.Background(), slog.LevelDebug) { // no boxed arguments unless logged
 			s.Logger.Debug("session end", "remote", sess.remote(), "calls", sess.calls, "elapsed", time.Since(start), "reason", reason)
 		}
@@ -286,12 +290,23 @@ type sessionProtocol struct {
 // newSessionProtocol makes the protocol objects of a session in wire w over t.
 func (s *Server) newSessionProtocol(t *connTransport, w wire) sessionProtocol {
 	t.framed = w.framed
+	// Binary unframed over a pooled transport: the objects are bound to t
+	// only (the binary protocol and exactBinary keep no state between
+	// messages), so they are kept with t for its next sessions (recycle).
+	keep := !w.framed && !w.compact && t.bufs != nil
+	if keep && t.proto != nil {
+		return *t.proto
+	}
 	var trans thrift.TTransport = t
 	if w.framed {
 		trans = thrift.NewTFramedTransportConf(t, s.tconf)
 	}
 	in := withExactBinary(s.protocols[w.index()].GetProtocol(trans), s.Config.MaxMessageBytes, s.methodNames)
-	return sessionProtocol{in: in, out: &replyCounter{TProtocol: in, stats: &s.Stats}, checkHead: !w.framed && !w.compact}
+	sp := sessionProtocol{in: in, out: &replyCounter{TProtocol: in, stats: &s.Stats}, checkHead: !w.framed && !w.compact}
+	if keep {
+		t.proto = &sp
+	}
+	return sp
 }
 
 // firstCall looks at the first bytes of a session, once its first call has
