@@ -127,7 +127,7 @@ func (r *Redis) Do(ctx context.Context, pool, cmd string, args ...any) (any, err
 	if err != nil {
 		return nil, err
 	}
-	if why := rdStateRefusal(name); why != "" || r.deny[name] {
+	if why := rdStateRefusal(name); why != "" || len(r.deny) > 0 && r.deny[name] {
 		if why == "" {
 			why = "command denied: " + name + " is in servants.redis.deny_commands"
 		}

@@ -60,10 +60,21 @@ var rdPipeRetryable = map[string]bool{"GET": true, "MGET": true, "HGET": true, "
 // DoKey may run), not a blocking one (rdBlockingCommands, even without its
 // BLOCK option), and not ASKING (it applies to the connection's next command).
 func rdPipelinable(name string) bool {
-	_, state := rdStateCommands[name]
-	_, blocking := rdBlockingCommands[name]
-	return !state && !blocking && name != "ASKING"
+	return !rdPipeExcluded[name]
 }
+
+// rdPipeExcluded is the set rdPipelinable refuses, made once from its parts:
+// one map lookup per call instead of two.
+var rdPipeExcluded = func() map[string]bool {
+	m := map[string]bool{"ASKING": true}
+	for n := range rdStateCommands {
+		m[n] = true
+	}
+	for n := range rdBlockingCommands {
+		m[n] = true
+	}
+	return m
+}()
 
 // rdPipe is the pipelined path of one server: rdPipeConns slots, each empty or
 // holding a live rdPipeConn. A slot's connection is borrowed from the
@@ -195,9 +206,13 @@ func (p *rdPipe) once(ctx context.Context, c *rdPipeConn, cmd string, args []any
 		c.readOwn(ctx, call)
 	}
 	select {
-	case <-call.done:
-	case <-ctx.Done(): // the reply, when it comes, is dropped by the reader; call is not reused
-		return nil, false, false, KindCanceled, context.Cause(ctx)
+	case <-call.done: // answered already (often: by this caller's own read): no select over two channels
+	default:
+		select {
+		case <-call.done:
+		case <-ctx.Done(): // the reply, when it comes, is dropped by the reader; call is not reused
+			return nil, false, false, KindCanceled, context.Cause(ctx)
+		}
 	}
 	kind, err = p.classify(call)
 	reply, lost, sent = call.reply, call.lost, call.sent

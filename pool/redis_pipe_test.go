@@ -809,3 +809,27 @@ func TestRedisPipeDeadBeforeInstalled(t *testing.T) {
 		}
 	}
 }
+
+// TestRdPipelinable: the commands that change a connection's state, the
+// blocking ones and ASKING never share a pipelined connection; every other
+// command, known to Redis or not, may.
+func TestRdPipelinable(t *testing.T) {
+	for name := range rdStateCommands {
+		if rdPipelinable(name) {
+			t.Errorf("%s (changes the connection's state) is pipelinable", name)
+		}
+	}
+	for name := range rdBlockingCommands {
+		if rdPipelinable(name) {
+			t.Errorf("%s (blocks) is pipelinable", name)
+		}
+	}
+	if rdPipelinable("ASKING") {
+		t.Error("ASKING is pipelinable")
+	}
+	for _, name := range []string{"GET", "SET", "MGET", "EVAL", "INCR", "NOSUCHCOMMAND"} {
+		if !rdPipelinable(name) {
+			t.Errorf("%s is not pipelinable", name)
+		}
+	}
+}
