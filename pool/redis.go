@@ -127,7 +127,8 @@ func (r *Redis) Do(ctx context.Context, pool, cmd string, args ...any) (any, err
 	if err != nil {
 		return nil, err
 	}
-	if why := rdStateRefusal(name); why != "" || len(r.deny) > 0 && r.deny[name] {
+	info := rdLookup(name)
+	if why := info.stateRefusal(name); why != "" || len(r.deny) > 0 && r.deny[name] {
 		if why == "" {
 			why = "command denied: " + name + " is in servants.redis.deny_commands"
 		}
@@ -136,11 +137,11 @@ func (r *Redis) Do(ctx context.Context, pool, cmd string, args ...any) (any, err
 	if len(args) == 0 {
 		return nil, r.refuse(start, pool, name, key, KindBadArgument, errors.New("no key: the first argument picks the server"))
 	}
-	block, kind, cause := rdBlockTimeout(name, args, r.cfg.IOTimeout)
+	block, kind, cause := info.blockTimeout(name, args, r.cfg.IOTimeout)
 	if kind != KindOK {
 		return nil, r.refuse(start, pool, name, key, kind, cause)
 	}
-	return r.run(ctx, start, p, name, key, block, cmd, args)
+	return r.run(ctx, start, p, name, info, key, block, cmd, args)
 }
 
 // DoKey runs cmd with args on the server of pool that key hashes to: faed's
@@ -154,7 +155,7 @@ func (r *Redis) DoKey(ctx context.Context, pool, key, cmd string, args ...any) (
 	if err != nil {
 		return nil, err
 	}
-	return r.run(ctx, start, p, name, key, 0, cmd, args)
+	return r.run(ctx, start, p, name, rdLookup(name), key, 0, cmd, args)
 }
 
 // pool finds the pool of a call, refusing what goes nowhere: an unknown pool,
@@ -184,14 +185,14 @@ func (r *Redis) refuse(start time.Time, pool, name, key string, kind Kind, cause
 	return &Error{Backend: "redis", Op: name, Key: key, Pool: pool, Kind: kind, Err: cause}
 }
 
-// run runs cmd on key's server and reports it.
-func (r *Redis) run(ctx context.Context, start time.Time, p *rdPool, name, key string, block time.Duration, cmd string, args []any) (any, error) {
+// run runs cmd (upper-case name, known as info) on key's server and reports it.
+func (r *Redis) run(ctx context.Context, start time.Time, p *rdPool, name string, info *rdCmd, key string, block time.Duration, cmd string, args []any) (any, error) {
 	s := p.only
 	if s == nil {
 		s = p.servers[p.ring.Get(key)]
 	}
-	reply, kind, cause := s.do(ctx, start, block, name, cmd, args)
-	op := Op{Backend: "redis", Pool: p.name, Server: s.addr, Name: rdOpName(name), Kind: kind, Duration: time.Since(start)}
+	reply, kind, cause := s.do(ctx, start, block, name, info, cmd, args)
+	op := Op{Backend: "redis", Pool: p.name, Server: s.addr, Name: info.label, Kind: kind, Duration: time.Since(start)}
 	if kind == KindOK && reply == nil {
 		op.Kind = KindMiss
 	}

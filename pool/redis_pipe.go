@@ -59,22 +59,7 @@ var rdPipeRetryable = map[string]bool{"GET": true, "MGET": true, "HGET": true, "
 // connection: not one of the state-changing commands (rdStateCommands, which
 // DoKey may run), not a blocking one (rdBlockingCommands, even without its
 // BLOCK option), and not ASKING (it applies to the connection's next command).
-func rdPipelinable(name string) bool {
-	return !rdPipeExcluded[name]
-}
-
-// rdPipeExcluded is the set rdPipelinable refuses, made once from its parts:
-// one map lookup per call instead of two.
-var rdPipeExcluded = func() map[string]bool {
-	m := map[string]bool{"ASKING": true}
-	for n := range rdStateCommands {
-		m[n] = true
-	}
-	for n := range rdBlockingCommands {
-		m[n] = true
-	}
-	return m
-}()
+func rdPipelinable(name string) bool { return rdLookup(name).pipe }
 
 // rdPipe is the pipelined path of one server: rdPipeConns slots, each empty or
 // holding a live rdPipeConn. A slot's connection is borrowed from the
@@ -951,9 +936,9 @@ func (c *rdPipeNetConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// takes reports whether p runs upper-case command name: a pipe exists (nil
-// p: pipeline off, or max_active too small), the command does not block
-// (block 0) and is rdPipelinable.
-func (p *rdPipe) takes(block time.Duration, name string) bool {
-	return p != nil && block == 0 && rdPipelinable(name)
+// takes reports whether p runs a command: a pipe exists (nil p: pipeline
+// off, or max_active too small), the command does not block (block 0) and
+// is rdPipelinable (pipe, its rdCmd's).
+func (p *rdPipe) takes(block time.Duration, pipe bool) bool {
+	return p != nil && block == 0 && pipe
 }

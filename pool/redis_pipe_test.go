@@ -833,3 +833,29 @@ func TestRdPipelinable(t *testing.T) {
 		}
 	}
 }
+
+// TestRdCmdTable: the one lookup a call makes (rdLookup) knows every name
+// of the tables it is made of, as they say it.
+func TestRdCmdTable(t *testing.T) {
+	for n, l := range rdCommands {
+		if c := rdLookup(n); c.label != l {
+			t.Errorf("%s labelled %q", n, c.label)
+		}
+	}
+	for n, what := range rdStateCommands {
+		if c := rdLookup(n); c.state != what || c.pipe {
+			t.Errorf("%s: state %q, pipelinable %v", n, c.state, c.pipe)
+		}
+	}
+	for n, b := range rdBlockingCommands {
+		if c := rdLookup(n); c.block == nil || *c.block != b || c.pipe {
+			t.Errorf("%s: blocking %+v, pipelinable %v; want %+v", n, c.block, c.pipe, b)
+		}
+	}
+	if c := rdLookup("NOSUCHCOMMAND"); c != rdOther || c.label != "OTHER" || c.state != "" || c.block != nil || !c.pipe {
+		t.Errorf("an unknown command: %+v", c)
+	}
+	if c := rdLookup("GET"); c.state != "" || c.block != nil || !c.pipe {
+		t.Errorf("GET: %+v", c)
+	}
+}

@@ -129,12 +129,12 @@ func (s *rdServer) dialAside(ctx context.Context) (redis.Conn, error) {
 // connection back only if the outcome's kind is Reusable. It returns the
 // reply, the kind of the outcome and its cause.
 //
-// start is the call's start and name its upper-case command.
-func (s *rdServer) do(ctx context.Context, start time.Time, block time.Duration, name, cmd string, args []any) (any, Kind, error) {
+// start is the call's start, name its upper-case command and info what is known of it (rdLookup).
+func (s *rdServer) do(ctx context.Context, start time.Time, block time.Duration, name string, info *rdCmd, cmd string, args []any) (any, Kind, error) {
 	var reply any
 	var kind Kind
 	var cause error
-	if s.pipe.takes(block, name) {
+	if s.pipe.takes(block, info.pipe) {
 		reply, kind, cause = s.pipe.do(ctx, start, name, cmd, args)
 	} else {
 		reply, kind, cause = s.doConn(ctx, block, cmd, args)
