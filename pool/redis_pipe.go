@@ -190,23 +190,13 @@ func (p *rdPipe) once(ctx context.Context, c *rdPipeConn, cmd string, args []any
 	if c.submit(call) {
 		c.readOwn(ctx, call)
 	}
-	if ctx.Done() == nil {
-		// A ctx that never ends (the servant's for a command that does not
-		// block, see FunServant.rdCallIn): the wait is for call.done alone,
-		// which the reader signals by io_timeout at the latest; the select
-		// over two channels below was 2.8 % of faed's CPU in a pipelined GET
-		// at 64 callers (perf of make bench scenario 5), its locks shared
-		// with the reader's sends.
-		<-call.done
-	} else {
+	select {
+	case <-call.done: // answered already (often: by this caller's own read): no select over two channels
+	default:
 		select {
-		case <-call.done: // answered already (often: by this caller's own read): no select over two channels
-		default:
-			select {
-			case <-call.done:
-			case <-ctx.Done(): // the reply, when it comes, is dropped by the reader; call is not reused
-				return nil, false, false, KindCanceled, context.Cause(ctx)
-			}
+		case <-call.done:
+		case <-ctx.Done(): // the reply, when it comes, is dropped by the reader; call is not reused
+			return nil, false, false, KindCanceled, context.Cause(ctx)
 		}
 	}
 	kind, err = p.classify(call)

@@ -49,12 +49,8 @@ func (s *FunServant) RdCall(ctx context.Context, c *rpc.Context, cmd, poolName s
 func (s *FunServant) rdCallIn(ctx context.Context, c *rpc.Context, cmd, poolName string, keysAndArgs []string, args []any) (string, error) {
 	trace := func() string { return targs("cmd", cmd, "pool", poolName, "args", keysAndArgs) }
 	if !pool.RedisBlocks(cmd) {
-		// Not watched, so nothing ends a session's ctx during the call; its
-		// Done is dropped (WithoutCancel) so that a pipelined call waits on its
-		// reply alone (see rdPipe.once). A caller outside a session (the JSON
-		// API) that gives up still has its command answered, by io_timeout at the latest.
 		return run(s, ctx, "rd.call", c, true, trace, func(g *generation) (string, error) {
-			return s.rdCall(context.WithoutCancel(ctx), g, cmd, poolName, keysAndArgs, args)
+			return s.rdCall(ctx, g, cmd, poolName, keysAndArgs, args)
 		})
 	}
 	return runBackend(s, "rd.call", ctx, c, trace, func(ctx context.Context, g *generation) (string, error) {
