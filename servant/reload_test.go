@@ -1,11 +1,8 @@
 package servant
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,20 +19,9 @@ import (
 // 127.0.0.1:port has open, counted on the server's side.
 func serverConns(t testing.TB, port int) int {
 	t.Helper()
-	f, err := os.Open("/proc/net/tcp")
+	n, _, err := testenv.ServerSockets(port)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	want := fmt.Sprintf(":%04X", port)
-	n := 0
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		// sl local_address rem_address st …; st 01 = ESTABLISHED
-		if len(fields) > 3 && strings.HasSuffix(fields[1], want) && fields[3] == "01" {
-			n++
-		}
 	}
 	return n
 }

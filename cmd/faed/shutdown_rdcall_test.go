@@ -1,12 +1,8 @@
 package main_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -38,7 +34,10 @@ func TestShutdownCancelsRdCall(t *testing.T) {
 			go c.RdCall(context.Background(), ctx(), "GET", "p", []string{k})
 			// The GET is in flight once its bytes wait, unread, in the frozen
 			// server's socket.
-			testenv.Eventually(t, 5*time.Second, "the GET queued at the frozen Redis", func() bool { return tcpRecvQueued(srv.Port) > 0 })
+			testenv.Eventually(t, 5*time.Second, "the GET queued at the frozen Redis", func() bool {
+				_, unread, _ := testenv.ServerSockets(srv.Port)
+				return unread > 0
+			})
 			sig := time.Now()
 			code := f.stop(syscall.SIGTERM, 30*time.Second)
 			if exit := time.Since(sig); exit > 3*time.Second {
@@ -46,29 +45,4 @@ func TestShutdownCancelsRdCall(t *testing.T) {
 			}
 		})
 	}
-}
-
-// tcpRecvQueued is the bytes received and not yet read on the established
-// loopback sockets whose local port is port (rx_queue of /proc/net/tcp).
-func tcpRecvQueued(port int) int {
-	f, err := os.Open("/proc/net/tcp")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	want := fmt.Sprintf(":%04X", port)
-	n := 0
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
-		// sl local_address rem_address st tx_queue:rx_queue …; st 01 = ESTABLISHED
-		if len(fs) < 5 || !strings.HasSuffix(fs[1], want) || fs[3] != "01" {
-			continue
-		}
-		if _, rx, ok := strings.Cut(fs[4], ":"); ok {
-			v, _ := strconv.ParseInt(rx, 16, 64)
-			n += int(v)
-		}
-	}
-	return n
 }

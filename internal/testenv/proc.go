@@ -64,3 +64,29 @@ func Percentile(sorted []float64, p int) float64 {
 	i := (len(sorted)*p + 99) / 100
 	return sorted[min(max(i-1, 0), len(sorted)-1)]
 }
+
+// ServerSockets reads this machine's /proc/net/tcp for the established TCP
+// connections whose local port is port (a server on 127.0.0.1:port, counted
+// on the server's side): how many there are, and the bytes received on them
+// and not yet read (rx_queue: what a frozen server has not taken). An error
+// when the table cannot be read.
+func ServerSockets(port int) (conns, unread int, err error) {
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return 0, 0, err
+	}
+	want := fmt.Sprintf(":%04X", port)
+	for _, line := range strings.Split(string(b), "\n") {
+		fs := strings.Fields(line)
+		// sl local_address rem_address st tx_queue:rx_queue …; st 01 = ESTABLISHED
+		if len(fs) < 5 || !strings.HasSuffix(fs[1], want) || fs[3] != "01" {
+			continue
+		}
+		conns++
+		if _, rx, ok := strings.Cut(fs[4], ":"); ok {
+			v, _ := strconv.ParseInt(rx, 16, 64)
+			unread += int(v)
+		}
+	}
+	return conns, unread, nil
+}
