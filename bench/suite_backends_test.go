@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -147,10 +148,22 @@ func scenarioProxy(s *suite) {
 		r, err := sess.client.RdCall(context.Background(), benchContext, "GET", "default", []string{key})
 		return checkValue([]byte(r), err, value)
 	}
+	// The Go floor: faed's bytes of an rd_call GET and of its reply, through
+	// a minimal Go proxy on a pipelined connection (bench/baseline/goproxy).
+	rdReq, rdResp, err := byteCounts(f.addr, rdGet)
+	if err != nil {
+		s.b.Fatal(err)
+	}
+	gpAddr := testenv.FreeAddr(s.b)
+	gp := s.startChild("goproxy", gpAddr, goBuild(s.b, s.dir, "goproxy", "github.com/fae-go/fae/bench/baseline/goproxy"),
+		"-addr", gpAddr, "-redis", rds.Addr(), "-key", key, "-size", strconv.Itoa(len(value)),
+		"-req", strconv.Itoa(rdReq), "-resp", strconv.Itoa(rdResp))
+	s.logf("Go proxy floor: %d B a request, %d B a reply (faed's rd_call GET)", rdReq, rdResp)
 	s.runLevels("5 redis GET", sweepLevels, []variant{
 		{name: "faed", server: []int{pid}, backend: be, open: persistent(f.addr, rdGet)},
 		{name: "faed pipeline off", server: []int{fOff.cmd.Process.Pid}, backend: be, open: persistent(fOff.addr, rdGet)},
 		{name: "twemproxy", server: []int{tw.Process.Pid}, backend: be, open: redisOpen(rdListen, key, value)},
+		{name: "Go proxy floor", server: []int{gp.Process.Pid}, backend: be, open: echoPersistent(gpAddr, rdReq, rdResp)},
 		{name: "redis direct", backend: be, open: redisOpen(rds.Addr(), key, value)},
 	})
 	fOff.stop(s.b)

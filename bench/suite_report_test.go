@@ -37,6 +37,11 @@ var suiteTargets = []suiteTarget{
 	{"lc_get 10 KB: faed / raw echo of its bytes", "3 lcache", "lc_get 10 KB", "raw echo lc_get 10 KB", 0, false, false, false, 0},
 	{"lc_get 100 B / noop floor: their raw echoes", "3 lcache", "raw echo lc_get 100 B", "raw echo noop", 0, false, false, false, 0},
 	{"lc_get 10 KB / noop floor: their raw echoes", "3 lcache", "raw echo lc_get 10 KB", "raw echo noop", 0, false, false, false, 0},
+	// The Go floor of a proxied Redis GET (bench/baseline/goproxy): what a
+	// goroutine-per-connection Go proxy pays against twemproxy before any
+	// code of faed runs, and what faed's code adds to it.
+	{"redis GET: Go proxy floor / twemproxy", "5 redis GET", "Go proxy floor", "twemproxy", 0, false, false, false, 0},
+	{"redis GET: faed / Go proxy floor", "5 redis GET", "faed", "Go proxy floor", 0, false, false, false, 0},
 	// Issue 12's targets: "mc_get and rd_call GET at c=64: faed's CPU per
 	// call ≤ 1.5× twemproxy's"; "php-fpm session over TCP: faed's CPU per
 	// session ≤ 1.1× the raw TCP floor's; noop ≤ 1.15×"; "at one client,
